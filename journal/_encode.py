@@ -1,0 +1,337 @@
+"""Validate an order book and lay it out as a size-prefixed FlatBuffer: bytes in, bytes out.
+
+Per record, the interpreter's work is what costs, so the hot path is one function
+per book shape (depth of bids, depth of asks), generated once like ``dataclasses``
+generates ``__init__``: it unpacks the levels into locals in one statement, checks
+them with chained comparisons (NaN and inf fail them), and writes the whole record
+with one ``struct.pack_into``. The bytes that depend only on names and depths
+(vtable, offsets, the two strings) are packed once per shape and cached.
+
+When a check fails, ``explain_invalid`` walks the values one by one to name the
+first bad field and value. Nothing is written before every check has passed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import gt, lt
+from typing import Any, Final
+
+import numpy as np
+
+from journal import _orderbook_layout as L
+from journal._errors import InvalidRecordError
+from journal._layout import RECORD_ALIGNMENT, SIZE_PREFIX_SIZE
+
+DEFAULT_MAX_LEVELS: Final = 10
+DEFAULT_MAX_NAME_BYTES: Final = 64
+_SHAPE_CACHE_LIMIT: Final = 4096
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
+
+Levels = Sequence[Sequence[float]] | np.ndarray
+WriteFunction = Callable[[Any, int, int, int, int, Any, Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderLimits:
+    """What the encoder accepts; a journal's writer enforces the same for every record."""
+
+    max_levels: int = DEFAULT_MAX_LEVELS
+    max_name_bytes: int = DEFAULT_MAX_NAME_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_levels <= 10_000:
+            raise ValueError(f"max_levels={self.max_levels} must be in 1..10000")
+        if not 1 <= self.max_name_bytes <= 4096:
+            raise ValueError(f"max_name_bytes={self.max_name_bytes} must be in 1..4096")
+
+
+@dataclass(frozen=True, slots=True)
+class BookShape:
+    """One (exchange_name, symbol, depth of bids, depth of asks): its size and writer.
+
+    ``write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks)``
+    validates the levels and values, then writes ``size`` bytes at ``offset``.
+    """
+
+    size: int
+    write: WriteFunction
+
+
+def _pad(n: int, alignment: int) -> int:
+    return -n % alignment
+
+
+_WRITE_TEMPLATE = '''
+def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
+    try:
+        {unpack_bids}
+        {unpack_asks}
+        total = {total}
+        valid = (
+            total - total == 0.0
+            and {bids_descending}
+            and {asks_ascending}
+            and {not_crossed}
+            and {quantities_signed}
+            and type(timestamp) is int and type(sequence) is int
+            and type(local_timestamp_ns) is int
+            and INT64_MIN <= timestamp <= INT64_MAX
+            and INT64_MIN <= sequence <= INT64_MAX
+            and INT64_MIN <= local_timestamp_ns <= INT64_MAX
+        )
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        explain_invalid(bids, asks, timestamp, sequence, local_timestamp_ns)
+    pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
+              {bid_values}asks_count, {ask_values}tail)
+'''
+
+
+def _generate_write(
+    n_bids: int, n_asks: int, pack_into: Callable[..., None], constants: dict[str, bytes]
+) -> WriteFunction:
+    """Source for one shape's write function; see the module docstring for why."""
+    bid_names = [(f"b{i}p", f"b{i}q") for i in range(n_bids)]
+    ask_names = [(f"a{i}p", f"a{i}q") for i in range(n_asks)]
+
+    def unpack(names: list[tuple[str, str]], side: str) -> str:
+        if not names:
+            return "pass"
+        return ", ".join(f"({p}, {q})" for p, q in names) + f", = {side}"
+
+    values = [v for pair in bid_names + ask_names for v in pair]
+    bid_prices = [p for p, _ in bid_names]
+    ask_prices = [p for p, _ in ask_names]
+    source = _WRITE_TEMPLATE.format(
+        unpack_bids=unpack(bid_names, "bids"),
+        unpack_asks=unpack(ask_names, "asks"),
+        total=" + ".join(values) if values else "0.0",
+        bids_descending=" > ".join([*bid_prices, "0.0"]) if bid_prices else "True",
+        asks_ascending=" < ".join(["0.0", *ask_prices]) if ask_prices else "True",
+        not_crossed="b0p < a0p" if bid_names and ask_names else "True",
+        quantities_signed=" and ".join(f"{q} >= 0.0" for _, q in bid_names + ask_names)
+        or "True",
+        bid_values="".join(f"{p}, {q}, " for p, q in bid_names),
+        ask_values="".join(f"{p}, {q}, " for p, q in ask_names),
+    )
+    namespace: dict[str, Any] = {
+        "pack_into": pack_into,
+        "explain_invalid": explain_invalid,
+        "INT64_MIN": INT64_MIN,
+        "INT64_MAX": INT64_MAX,
+        **constants,
+    }
+    exec(compile(source, f"<order book writer {n_bids}x{n_asks}>", "exec"), namespace)
+    return namespace["write"]
+
+
+def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> BookShape:
+    """Lay out a record of this shape and generate its write function."""
+    asks_len_pos = L.BIDS_VECTOR_POS + 4 + L.LEVEL_SIZE * n_bids + 4
+    exchange_pos = asks_len_pos + 4 + L.LEVEL_SIZE * n_asks
+    exchange_block = struct.pack("<I", len(exchange)) + exchange + b"\0"
+    exchange_block += b"\0" * _pad(len(exchange_block), 4)
+    symbol_pos = exchange_pos + len(exchange_block)
+    symbol_block = struct.pack("<I", len(symbol)) + symbol + b"\0"
+    size = symbol_pos + len(symbol_block)
+    symbol_block += b"\0" * _pad(size, RECORD_ALIGNMENT)
+    size += _pad(size, RECORD_ALIGNMENT)
+
+    table = L.TABLE_POS
+    head = struct.pack(
+        "<II4sHH7H2xiI",
+        size - SIZE_PREFIX_SIZE,
+        table - L.ROOT_OFFSET_POS,
+        L.PAYLOAD_ID,
+        L.VTABLE_SIZE,
+        L.TABLE_SIZE,
+        *L.VTABLE_FIELDS,
+        table - L.VTABLE_POS,
+        exchange_pos - (table + L.EXCHANGE_NAME_FIELD),
+    )
+    middle = struct.pack(
+        "<IIII",
+        symbol_pos - (table + L.SYMBOL_FIELD),
+        L.BIDS_VECTOR_POS - (table + L.BIDS_FIELD),
+        asks_len_pos - (table + L.ASKS_FIELD),
+        n_bids,
+    )
+    tail = exchange_block + symbol_block
+    packer = struct.Struct(
+        f"<{len(head)}sqqq{len(middle)}s{2 * n_bids}d8s{2 * n_asks}d{len(tail)}s"
+    )
+    assert packer.size == size, (packer.size, size)
+    constants = {
+        "head": head,
+        "middle": middle,
+        "asks_count": struct.pack("<4xI", n_asks),
+        "tail": tail,
+    }
+    return BookShape(size, _generate_write(n_bids, n_asks, packer.pack_into, constants))
+
+
+class OrderBookEncoder:
+    """Validates order books and lays them out; one per writer, since it caches shapes.
+
+    ``shape(...)`` is the writer's hot path (it needs the size before it writes);
+    ``encode(...)`` returns the record as bytes, for tests, tools and batching.
+    """
+
+    __slots__ = ("_limits", "_shapes")
+
+    def __init__(self, limits: EncoderLimits | None = None) -> None:
+        self._limits = limits or EncoderLimits()
+        self._shapes: dict[tuple[Any, Any, int, int], BookShape] = {}
+
+    @property
+    def limits(self) -> EncoderLimits:
+        return self._limits
+
+    def shape(self, exchange_name: str, symbol: str, n_bids: int, n_asks: int) -> BookShape:
+        """The cached shape for these names and depths, validating them on first use."""
+        key = (exchange_name, symbol, n_bids, n_asks)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._new_shape(exchange_name, symbol, n_bids, n_asks)
+            if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
+                self._shapes.clear()
+            self._shapes[key] = shape
+        return shape
+
+    def encode(
+        self,
+        exchange_name: str,
+        symbol: str,
+        timestamp: int,
+        sequence: int,
+        bids: Levels,
+        asks: Levels,
+        local_timestamp_ns: int | None = None,
+    ) -> bytes:
+        """Validate one book and return its size-prefixed record.
+
+        For many books, ``Writer.append_orderbook`` writes straight into the mapped
+        segment instead, without this copy.
+        """
+        bids = as_levels("bids", bids)
+        asks = as_levels("asks", asks)
+        shape = self.shape(exchange_name, symbol, len(bids), len(asks))
+        if local_timestamp_ns is None:
+            local_timestamp_ns = time.time_ns()
+        record = bytearray(shape.size)
+        shape.write(record, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
+        return bytes(record)
+
+    def _new_shape(self, exchange_name: Any, symbol: Any, n_bids: int, n_asks: int) -> BookShape:
+        limits = self._limits
+        exchange = _encode_name("exchange_name", exchange_name, limits.max_name_bytes)
+        symbol_bytes = _encode_name("symbol", symbol, limits.max_name_bytes)
+        for side, n in (("bids", n_bids), ("asks", n_asks)):
+            if n > limits.max_levels:
+                raise InvalidRecordError(
+                    f"{side}: {n} levels, more than max_levels={limits.max_levels}; "
+                    "send the top levels only or raise the writer's max_levels"
+                )
+        return build_shape(exchange, symbol_bytes, n_bids, n_asks)
+
+
+def as_levels(side: str, levels: Any) -> Any:
+    """Levels as a sequence of pairs: lists and tuples pass as they are, arrays are
+    checked for shape (n, 2) and converted; anything else is refused."""
+    kind = type(levels)
+    if kind is list or kind is tuple:
+        return levels
+    if isinstance(levels, np.ndarray):
+        if levels.ndim != 2 or levels.shape[1] != 2:
+            raise InvalidRecordError(
+                f"{side}: numpy array of shape {levels.shape}, expected (n, 2) of price, quantity"
+            )
+        if levels.dtype.kind not in "fiu":
+            raise InvalidRecordError(f"{side}: numpy dtype {levels.dtype} is not numeric")
+        return levels.tolist()
+    if isinstance(levels, str | bytes) or not isinstance(levels, Sequence):
+        raise InvalidRecordError(
+            f"{side}: expected a list of (price, quantity) pairs or an (n, 2) array, "
+            f"got {kind.__name__}"
+        )
+    return levels
+
+
+def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
+    if type(value) is not str:
+        raise InvalidRecordError(f"{field}={value!r}: expected str, got {type(value).__name__}")
+    if not value:
+        raise InvalidRecordError(f"{field} is empty")
+    if "\0" in value:
+        raise InvalidRecordError(f"{field}={value!r}: contains a NUL character")
+    encoded = value.encode("utf-8")
+    if len(encoded) > max_bytes:
+        raise InvalidRecordError(
+            f"{field}={value[:80]!r}: {len(encoded)} UTF-8 bytes, more than "
+            f"max_name_bytes={max_bytes}"
+        )
+    return encoded
+
+
+def explain_invalid(
+    bids: Any, asks: Any, timestamp: Any, sequence: Any, local_timestamp_ns: Any
+) -> None:
+    """Raise InvalidRecordError for the first bad field; a fast check found one."""
+    for field, value in (
+        ("timestamp", timestamp),
+        ("sequence", sequence),
+        ("local_timestamp_ns", local_timestamp_ns),
+    ):
+        if type(value) is not int:
+            raise InvalidRecordError(
+                f"{field}={value!r}: expected int, got {type(value).__name__}"
+            )
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidRecordError(f"{field}={value}: outside the int64 range")
+    for side, levels, better in (("bids", bids, gt), ("asks", asks, lt)):
+        previous = None
+        for index, level in enumerate(levels):
+            price, quantity = _pair(side, index, level)
+            if price <= 0:
+                raise InvalidRecordError(f"{side}[{index}].price={price!r}: must be > 0")
+            if quantity < 0:
+                raise InvalidRecordError(f"{side}[{index}].quantity={quantity!r}: must be >= 0")
+            if previous is not None and not better(previous, price):
+                order = "descending, best bid first" if side == "bids" else (
+                    "ascending, best ask first"
+                )
+                raise InvalidRecordError(
+                    f"{side}[{index}].price={price!r} after {previous!r}: prices must be "
+                    f"strictly {order}, without duplicates"
+                )
+            previous = price
+    if len(bids) and len(asks) and bids[0][0] >= asks[0][0]:
+        raise InvalidRecordError(
+            f"crossed book: best bid {bids[0][0]!r} >= best ask {asks[0][0]!r}"
+        )
+    raise InvalidRecordError("price or quantity values too large: their sum overflows a double")
+
+
+def _pair(side: str, index: int, level: Any) -> tuple[float, float]:
+    if isinstance(level, str | bytes) or not isinstance(level, Sequence | np.ndarray):
+        raise InvalidRecordError(f"{side}[{index}]={level!r}: expected a (price, quantity) pair")
+    if len(level) != 2:
+        raise InvalidRecordError(
+            f"{side}[{index}]={level!r}: expected a (price, quantity) pair, got {len(level)} items"
+        )
+    for name, value in zip(("price", "quantity"), level, strict=True):
+        if not isinstance(value, numbers.Real):
+            raise InvalidRecordError(
+                f"{side}[{index}].{name}={value!r}: expected a number, got {type(value).__name__}"
+            )
+        if not math.isfinite(value):
+            raise InvalidRecordError(f"{side}[{index}].{name}={value!r}: not finite")
+    return level[0], level[1]

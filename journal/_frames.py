@@ -1,0 +1,82 @@
+"""Walking record frames in a segment: the framing rules every reader applies.
+
+A frame at an 8-aligned offset below the commit is either the end-of-segment marker
+or a size prefix whose FlatBuffer ends at or before the commit. Anything else is
+corruption, reported with the file and offset.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, Final
+
+from journal._errors import CorruptSegmentError
+from journal._layout import (
+    END_MARKER_SIZE,
+    END_OF_SEGMENT,
+    HEADER_SIZE,
+    MIN_RECORD_SIZE,
+    PAYLOAD_ID_SIZE,
+    RECORD_ALIGNMENT,
+    SIZE_PREFIX_SIZE,
+    align_record,
+)
+
+_U32: Final = struct.Struct("<I")
+END: Final = -1
+"""What ``frame_at`` returns for the end-of-segment marker."""
+
+
+def check_commit(commit: int, segment_size: int, path: str) -> None:
+    """A commit offset must lie between the header and the end, on a record boundary."""
+    if not HEADER_SIZE <= commit <= segment_size or commit % RECORD_ALIGNMENT:
+        raise CorruptSegmentError(
+            f"commit_offset={commit} is outside {HEADER_SIZE}..{segment_size} or not "
+            f"a multiple of {RECORD_ALIGNMENT}",
+            path=path,
+            offset=commit,
+        )
+
+
+def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) -> int:
+    """Size prefix of the record at ``offset`` (< ``commit``), or END for the marker."""
+    size = _U32.unpack_from(data, offset)[0]
+    if size == END_OF_SEGMENT:
+        if offset + END_MARKER_SIZE != commit:
+            raise CorruptSegmentError(
+                f"end-of-segment marker followed by {commit - offset - END_MARKER_SIZE} "
+                "committed bytes",
+                path=path,
+                offset=offset,
+            )
+        return END
+    if size < MIN_RECORD_SIZE or offset + SIZE_PREFIX_SIZE + size > commit:
+        raise CorruptSegmentError(
+            f"size prefix={size} does not fit between the record and "
+            f"commit_offset={commit}",
+            path=path,
+            offset=offset,
+        )
+    identifier_at = offset + SIZE_PREFIX_SIZE + 4
+    identifier = bytes(data[identifier_at : identifier_at + PAYLOAD_ID_SIZE])
+    if identifier != payload_id:
+        raise CorruptSegmentError(
+            f"file_identifier={identifier!r}, the segment holds {payload_id!r}",
+            path=path,
+            offset=offset,
+        )
+    return size
+
+
+def walk_frames(
+    data: Any, commit: int, payload_id: bytes, path: str
+) -> Iterator[tuple[int, int]]:
+    """Yield ``(offset, size)`` of every committed frame; size is END for the marker."""
+    offset = HEADER_SIZE
+    while offset < commit:
+        size = frame_at(data, offset, commit, payload_id, path)
+        yield offset, size
+        if size == END:
+            return
+        offset = align_record(offset + SIZE_PREFIX_SIZE + size)

@@ -1,0 +1,58 @@
+"""The two shared-memory accesses of the protocol: publishing and loading the commit.
+
+Every other access to a segment is ordered by these. ``commit_words`` is the header
+viewed as native unsigned 64-bit words (``memoryview.cast("Q")``); the commit offset
+is word ``COMMIT_WORD``, alone on its cache-line pair.
+
+Why a plain store is a release store here (x86-64 only, see ``require_x86_64``):
+``memoryview`` item assignment of format ``Q`` compiles to one aligned 8-byte
+``mov`` (CPython's ``PACK_SINGLE`` is a fixed-size ``memcpy``), and an aligned
+8-byte store is atomic on x86-64. x86-64 (TSO) never reorders a store with older
+stores, so every byte of the record, copied before, is visible to any core that
+sees the new commit. Symmetrically a plain load is an acquire load: loads are not
+reordered with younger loads, so a reader that sees commit ``c`` then reads the
+bytes below ``c`` sees them complete. On ARM or POWER neither holds without fences
+that Python cannot emit, so the journal refuses to run there.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Final
+
+from journal._errors import UnsupportedPlatformError
+from journal._layout import COMMIT_OFFSET_OFFSET, FUTEX_SLEEPERS_OFFSET
+
+COMMIT_WORD: Final = COMMIT_OFFSET_OFFSET // 8
+"""Index of the commit offset in the header viewed as u64 words."""
+SLEEPERS_WORD: Final = FUTEX_SLEEPERS_OFFSET // 4
+"""Index of the futex sleepers flag in the header viewed as u32 words."""
+
+
+def require_x86_64() -> None:
+    """Refuse to publish or tail where plain loads and stores are not acquire/release."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64") or sys.byteorder != "little":
+        raise UnsupportedPlatformError(
+            f"machine={machine!r} byteorder={sys.byteorder}: the journal's Python side "
+            "relies on x86-64 store ordering to publish records (docs/FORMAT.md, "
+            "'Memory ordering'); use the C++ library, which uses real atomics, here"
+        )
+
+
+def publish_commit(commit_words: memoryview, commit: int) -> None:
+    """Release-store ``commit``: every byte below it was written before this call.
+
+    Pairs with ``load_commit_acquire`` in Python readers and
+    ``load_commit_acquire()`` in radar_reader's atomics.hpp.
+    """
+    commit_words[COMMIT_WORD] = commit
+
+
+def load_commit_acquire(commit_words: memoryview) -> int:
+    """Acquire-load the commit offset: bytes below it are complete once this returns.
+
+    Pairs with ``publish_commit`` (the writer's release store).
+    """
+    return commit_words[COMMIT_WORD]

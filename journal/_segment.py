@@ -1,0 +1,231 @@
+"""Segment files: safe creation, mapping, and the self-describing header.
+
+A segment appears under its final name only once it is preallocated in full and its
+header is written: it is built under a hidden temporary name and hard-linked into
+place, which fails rather than replacing a file that exists. Files are opened with
+O_NOFOLLOW, since /dev/shm is writable by everyone.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from journal import _layout as F
+from journal._errors import CorruptSegmentError, JournalError, JournalFullError
+
+_CREATING_SUFFIX = ".creating"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterIdentity:
+    """Who wrote a segment: stamped in every header, shown by ``journal info``."""
+
+    pid: int
+    started_ns: int
+    host: str
+
+    @classmethod
+    def current(cls) -> WriterIdentity:
+        return cls(os.getpid(), time.time_ns(), socket.gethostname())
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentHeader:
+    format_version: int
+    header_size: int
+    segment_size: int
+    segment_index: int
+    payload_id: bytes
+    max_record_size: int
+    created_ns: int
+    writer: WriterIdentity
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview | mmap.mmap, path: str) -> SegmentHeader:
+        """Read and check a header; CorruptSegmentError names the field and the file."""
+        if len(data) < F.HEADER_STRUCT.size:
+            raise CorruptSegmentError(
+                f"file is {len(data)} bytes, shorter than a segment header", path=path, offset=0
+            )
+        (magic, version, header_size, segment_size, index, payload_id, max_record,
+         created, pid, _reserved, started, host) = F.HEADER_STRUCT.unpack_from(data, 0)
+        if magic != F.MAGIC:
+            raise CorruptSegmentError(
+                f"magic={magic!r}, expected {F.MAGIC!r}: not a journal segment",
+                path=path, offset=F.MAGIC_OFFSET,
+            )
+        if version != F.FORMAT_VERSION:
+            raise CorruptSegmentError(
+                f"format_version={version}, this reader knows {F.FORMAT_VERSION}",
+                path=path, offset=F.FORMAT_VERSION_OFFSET,
+            )
+        if header_size != F.HEADER_SIZE:
+            raise CorruptSegmentError(
+                f"header_size={header_size}, expected {F.HEADER_SIZE}",
+                path=path, offset=F.HEADER_SIZE_OFFSET,
+            )
+        if not F.MIN_SEGMENT_SIZE <= segment_size <= F.MAX_SEGMENT_SIZE or (
+            segment_size % F.PAGE_SIZE
+        ):
+            raise CorruptSegmentError(
+                f"segment_size={segment_size} is not a page multiple in "
+                f"{F.MIN_SEGMENT_SIZE}..{F.MAX_SEGMENT_SIZE}",
+                path=path, offset=F.SEGMENT_SIZE_OFFSET,
+            )
+        if max_record != F.max_record_size(segment_size):
+            raise CorruptSegmentError(
+                f"max_record_size={max_record}, expected {F.max_record_size(segment_size)} "
+                f"for segment_size={segment_size}",
+                path=path, offset=F.MAX_RECORD_SIZE_OFFSET,
+            )
+        return cls(
+            version, header_size, segment_size, index, payload_id, max_record, created,
+            WriterIdentity(pid, started, host.rstrip(b"\0").decode("utf-8", "replace")),
+        )
+
+    def pack(self) -> bytes:
+        return F.HEADER_STRUCT.pack(
+            F.MAGIC, self.format_version, self.header_size, self.segment_size,
+            self.segment_index, self.payload_id, self.max_record_size, self.created_ns,
+            self.writer.pid, 0, self.writer.started_ns,
+            self.writer.host.encode("utf-8")[: F.WRITER_HOST_SIZE],
+        )
+
+
+def segment_indices(directory: Path) -> list[int]:
+    """Indices of the complete segments in ``directory``, oldest first."""
+    indices = []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        stem, dot, suffix = name.partition(".")
+        if dot and "." + suffix == F.SEGMENT_SUFFIX and stem.isdigit() and len(stem) == len(
+            F.segment_name(0)
+        ) - len(F.SEGMENT_SUFFIX):
+            indices.append(int(stem))
+    indices.sort()
+    return indices
+
+
+def segment_path(directory: Path, index: int) -> Path:
+    return directory / F.segment_name(index)
+
+
+def remove_unfinished(directory: Path) -> list[str]:
+    """Delete segments a crashed writer left half-created (the caller holds the lock)."""
+    removed = []
+    for name in os.listdir(directory):
+        if name.startswith(".") and name.endswith(F.SEGMENT_SUFFIX + _CREATING_SUFFIX):
+            os.unlink(directory / name)
+            removed.append(name)
+    return removed
+
+
+def create_segment(
+    directory: Path,
+    index: int,
+    segment_size: int,
+    payload_id: bytes,
+    writer: WriterIdentity,
+    mode: int,
+) -> Path:
+    """Create segment ``index`` preallocated in full with its header and commit set.
+
+    Raises JournalFullError if the filesystem has no room (so a full tmpfs is an
+    error here, never a SIGBUS in the middle of a write), FileExistsError if the
+    segment exists.
+    """
+    final = segment_path(directory, index)
+    temporary = directory / f".{final.name}{_CREATING_SUFFIX}"
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, mode)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, segment_size)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            free = os.statvfs(directory)
+            raise JournalFullError(
+                error.errno,
+                f"no room for segment={index} of segment_size={segment_size} in "
+                f"{directory} (free={free.f_bavail * free.f_frsize} bytes): free space "
+                "in the tmpfs, let the compactor archive sealed segments, or mount a "
+                "larger one",
+            ) from error
+        header = SegmentHeader(
+            F.FORMAT_VERSION, F.HEADER_SIZE, segment_size, index, payload_id,
+            F.max_record_size(segment_size), time.time_ns(), writer,
+        )
+        os.pwrite(fd, header.pack(), 0)
+        os.pwrite(fd, F.HEADER_SIZE.to_bytes(8, "little"), F.COMMIT_OFFSET_OFFSET)
+        os.link(temporary, final)  # fails with FileExistsError: never clobbers
+    except BaseException:
+        os.close(fd)
+        os.unlink(temporary)
+        raise
+    os.close(fd)
+    os.unlink(temporary)
+    return final
+
+
+class MappedSegment:
+    """One segment file mapped whole; closing unmaps and closes the descriptor.
+
+    Read-only by default (readers); ``writable`` for the writer. Numpy views of
+    records keep the mapping alive after ``close`` until they are dropped.
+    """
+
+    __slots__ = ("header", "index", "map", "path")
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
+        self.path = path
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise JournalError(f"refusing to open {path}: it is a symbolic link") from error
+            raise
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise JournalError(f"refusing to open {path}: not a regular file")
+            if info.st_size < F.HEADER_SIZE:
+                raise CorruptSegmentError(
+                    f"file size={info.st_size} is smaller than the header", path=str(path)
+                )
+            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+            self.map = mmap.mmap(fd, info.st_size, access=access)
+        finally:
+            os.close(fd)
+        self.header = SegmentHeader.parse(self.map, str(path))
+        if self.header.segment_size != len(self.map):
+            size = len(self.map)
+            self.map.close()
+            raise CorruptSegmentError(
+                f"segment_size={self.header.segment_size} but the file is {size} bytes",
+                path=str(path), offset=F.SEGMENT_SIZE_OFFSET,
+            )
+        self.index = self.header.segment_index
+
+    def close(self) -> None:
+        try:
+            self.map.close()
+        except BufferError:
+            pass  # numpy views still point into it; the mapping goes with the last one
+
+    def __enter__(self) -> MappedSegment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,473 @@
+"""The journal's single writer: append, publish, roll, and recover after a crash.
+
+Per record: validate and write the bytes in place (journal._encode), then one
+release store of the commit offset (journal._publish), then one load of the
+sleepers flag; no system call unless a reader sleeps on the futex.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import stat
+import struct
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from journal import _futex
+from journal import _layout as F
+from journal._decode import Position
+from journal._encode import (
+    DEFAULT_MAX_LEVELS,
+    DEFAULT_MAX_NAME_BYTES,
+    EncoderLimits,
+    Levels,
+    OrderBookEncoder,
+    as_levels,
+)
+from journal._errors import CorruptSegmentError, InvalidRecordError, JournalError, RecordTooLargeError
+from journal._frames import END, check_commit, walk_frames
+from journal._lock import WriterLock
+from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
+from journal._publish import SLEEPERS_WORD, load_commit_acquire, publish_commit, require_x86_64
+from journal._segment import (
+    MappedSegment,
+    WriterIdentity,
+    create_segment,
+    remove_unfinished,
+    segment_indices,
+    segment_path,
+)
+from journal._verify import SCHEMAS, VerificationError, verify_size_prefixed
+
+log = logging.getLogger("journal.writer")
+
+DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
+_END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
+_DICT_KEYS: Final = ("exchangename", "symbol", "timestamp", "sequence", "bids", "asks")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening the journal found and mended; ``Writer.recovery``."""
+
+    segment: int
+    commit_offset: int
+    records_in_segment: int
+    created: bool
+    cleared_bytes: int
+    repaired_end_marker: int | None
+    removed_unfinished: tuple[str, ...]
+
+
+class Writer:
+    """Appends order books to the journal directory ``path``, which it owns alone.
+
+    ``Writer(path)`` creates the journal or reopens it: after a crash it resumes
+    after the last committed record (``recovery`` says what it found). A second
+    writer on the same journal raises WriterLockedError. Use it as a context
+    manager, or call ``close``.
+
+    ``segment_size`` applies to segments created from now on (existing ones keep
+    theirs); ``mode`` is the permission of the files (0o640 lets the group read,
+    0o660 also lets group readers sleep on the futex); ``max_levels`` and
+    ``max_name_bytes`` bound what ``append_orderbook`` accepts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        max_levels: int = DEFAULT_MAX_LEVELS,
+        max_name_bytes: int = DEFAULT_MAX_NAME_BYTES,
+        mode: int = 0o600,
+        payload_id: bytes = ORDERBOOK_PAYLOAD_ID,
+    ) -> None:
+        require_x86_64()
+        if (
+            not F.MIN_SEGMENT_SIZE <= segment_size < F.MAX_SEGMENT_SIZE
+            or segment_size % F.PAGE_SIZE
+        ):
+            raise ValueError(
+                f"segment_size={segment_size}: must be a multiple of {F.PAGE_SIZE} in "
+                f"{F.MIN_SEGMENT_SIZE}..{F.MAX_SEGMENT_SIZE - F.PAGE_SIZE}"
+            )
+        if len(payload_id) != F.PAYLOAD_ID_SIZE:
+            raise ValueError(f"payload_id={payload_id!r}: must be {F.PAYLOAD_ID_SIZE} bytes")
+        if mode & ~0o666:
+            raise ValueError(f"mode={oct(mode)}: only read/write bits (at most 0o666)")
+        self.path = Path(path)
+        self.segment_size = segment_size
+        self.payload_id = payload_id
+        self._mode = mode
+        self._encoder = OrderBookEncoder(EncoderLimits(max_levels, max_name_bytes))
+        self._shape = self._encoder.shape
+        self._schema = SCHEMAS.get(payload_id)
+        self._identity = WriterIdentity.current()
+        self._scratch = bytearray()
+        self._segment: MappedSegment | None = None
+        _prepare_directory(self.path, mode)
+        self._lock: WriterLock | None = WriterLock(self.path, mode)
+        try:
+            self.recovery = self._recover()
+        except BaseException:
+            self.close()
+            raise
+        if self.recovery.cleared_bytes or self.recovery.repaired_end_marker is not None:
+            log.warning("recovered journal %s: %s", self.path, self.recovery)
+
+    # -- appending ---------------------------------------------------------------
+
+    def append_orderbook(
+        self,
+        exchange_name: str,
+        symbol: str,
+        timestamp: int,
+        sequence: int,
+        bids: Levels,
+        asks: Levels,
+        local_timestamp_ns: int | None = None,
+    ) -> Position:
+        """Validate one book, write it and publish it; returns its ``(segment, offset)``.
+
+        ``bids``/``asks``: ``(price, quantity)`` pairs, best first, or ``(n, 2)``
+        arrays. ``timestamp`` is the exchange's, in ms; ``local_timestamp_ns``
+        defaults to now. InvalidRecordError (a ValueError) names the bad field;
+        nothing is written then.
+        """
+        if type(bids) is not list:
+            bids = as_levels("bids", bids)
+        if type(asks) is not list:
+            asks = as_levels("asks", asks)
+        shape = self._shape(exchange_name, symbol, len(bids), len(asks))
+        if local_timestamp_ns is None:
+            local_timestamp_ns = time.time_ns()
+        position = self._position
+        end = position + shape.size
+        if end > self._limit:
+            # Rare: validate into scratch first, so a bad book never causes a roll.
+            scratch = bytearray(shape.size)
+            shape.write(scratch, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
+            self._write_frames(scratch, [shape.size])
+            return self._last_position
+        shape.write(self._map, position, timestamp, sequence, local_timestamp_ns, bids, asks)
+        self._position = end
+        publish_commit(self._words, end)
+        if self._sleepers[SLEEPERS_WORD]:
+            self._wake_sleepers()
+        return (self._index, position)
+
+    def append_dict(self, book: Mapping[str, Any]) -> Position:
+        """Append the collector's ``OrderBookV2.to_dict()`` form.
+
+        Keys: ``exchangename``, ``symbol``, ``timestamp`` (ms), ``sequence``,
+        ``bids``, ``asks``; optional ``local_timestamp_ns``.
+        """
+        return self.append_orderbook(*_dict_args(book))
+
+    def append(self, record: bytes | bytearray | memoryview) -> Position:
+        """Append one size-prefixed FlatBuffer carrying this journal's identifier.
+
+        The buffer is verified (journal._verify) for the journal's schema before
+        anything is written; for a payload without a known schema, its framing.
+        """
+        view = self._checked_buffer(record)
+        self._write_frames(view, [len(view)])
+        return self._last_position
+
+    def append_many(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
+        """Validate a batch in full, then write it with one commit per segment touched.
+
+        Each book is a ``to_dict()`` mapping or a tuple of ``append_orderbook``
+        arguments. If any book is invalid, InvalidRecordError names its index and
+        nothing of the batch is written. Returns the number of books appended.
+        """
+        scratch = self._scratch
+        sizes: list[int] = []
+        used = 0
+        for index, book in enumerate(books):
+            try:
+                if isinstance(book, Mapping):
+                    args = _dict_args(book)
+                else:
+                    args = tuple(book)
+                    if not 6 <= len(args) <= 7:
+                        raise InvalidRecordError(
+                            f"expected (exchange_name, symbol, timestamp, sequence, bids, "
+                            f"asks[, local_timestamp_ns]), got {len(args)} items"
+                        )
+                exchange_name, symbol, timestamp, sequence, bids, asks = args[:6]
+                local_ns = args[6] if len(args) == 7 and args[6] is not None else time.time_ns()
+                bids = as_levels("bids", bids)
+                asks = as_levels("asks", asks)
+                shape = self._shape(exchange_name, symbol, len(bids), len(asks))
+                if used + shape.size > len(scratch):
+                    scratch.extend(bytes(max(len(scratch), shape.size, 1 << 16)))
+                shape.write(scratch, used, timestamp, sequence, local_ns, bids, asks)
+            except InvalidRecordError as error:
+                raise type(error)(f"books[{index}]: {error}") from None
+            sizes.append(shape.size)
+            used += shape.size
+        if sizes:
+            self._write_frames(memoryview(scratch)[:used], sizes)
+        return len(sizes)
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def position(self) -> Position:
+        """``(segment, offset)`` where the next record will go; also the commit offset."""
+        return (self._index, self._position)
+
+    def close(self) -> None:
+        """Release the mapping and the lock. Committed records stay for readers."""
+        self._release_segment()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"position={self.position}" if self._segment else "closed"
+        return f"Writer({str(self.path)!r}, {state})"
+
+    # -- internals -------------------------------------------------------------------
+
+    def _checked_buffer(self, record: Any) -> memoryview:
+        try:
+            view = memoryview(record).cast("B")
+        except TypeError:
+            raise InvalidRecordError(
+                f"record: expected a bytes-like size-prefixed FlatBuffer, got "
+                f"{type(record).__name__}"
+            ) from None
+        if len(view) < F.SIZE_PREFIX_SIZE + F.MIN_RECORD_SIZE:
+            raise InvalidRecordError(f"record of {len(view)} bytes is too short for a FlatBuffer")
+        size = int.from_bytes(view[:4], "little")
+        if size + F.SIZE_PREFIX_SIZE != len(view):
+            raise InvalidRecordError(
+                f"size prefix={size} but the buffer holds {len(view) - 4} bytes after it: "
+                "pass exactly what FinishSizePrefixed produced"
+            )
+        identifier = bytes(view[8:12])
+        if identifier != self.payload_id:
+            raise InvalidRecordError(
+                f"file_identifier={identifier!r}, this journal holds {self.payload_id!r}"
+            )
+        if self._schema is not None:
+            try:
+                verify_size_prefixed(view, 0, len(view), self._schema)
+            except VerificationError as error:
+                raise InvalidRecordError(f"record fails verification: {error}") from None
+        return view
+
+    def _write_frames(self, data: bytes | bytearray | memoryview, sizes: list[int]) -> None:
+        """Copy validated frames (back to back, each padded to 8) and publish them.
+
+        One commit per segment: frames that do not fit go to the next segment.
+        """
+        capacity = self.segment_size - F.HEADER_SIZE - F.END_MARKER_SIZE
+        start = 0
+        first = 0
+        while first < len(sizes):
+            position = self._position
+            end = position
+            count = 0
+            for size in sizes[first:]:
+                framed = F.align_record(size)
+                if end + framed > self._limit:
+                    break
+                end += framed
+                count += 1
+            if count == 0:
+                if F.align_record(sizes[first]) > capacity:
+                    raise RecordTooLargeError(
+                        f"record of {sizes[first]} bytes is larger than a segment can hold "
+                        f"({capacity} bytes with segment_size={self.segment_size}); records "
+                        "are never split: raise segment_size"
+                    )
+                self._roll()
+                continue
+            cursor = position
+            for size in sizes[first : first + count]:
+                self._map[cursor : cursor + size] = data[start : start + size]
+                framed = F.align_record(size)
+                if framed != size:
+                    self._map[cursor + size : cursor + framed] = bytes(framed - size)
+                self._last_position = (self._index, cursor)
+                start += size
+                cursor += framed
+            self._position = end
+            publish_commit(self._words, end)
+            if self._sleepers[SLEEPERS_WORD]:
+                self._wake_sleepers()
+            first += count
+
+    def _roll(self) -> None:
+        """Seal this segment with the end marker once the next one exists in full."""
+        next_index = self._index + 1
+        create_segment(
+            self.path, next_index, self.segment_size, self.payload_id, self._identity, self._mode
+        )
+        self._seal(self._map, self._words, self._position)
+        if self._sleepers[SLEEPERS_WORD]:
+            self._wake_sleepers()
+        self._map_segment(next_index)
+
+    @staticmethod
+    def _seal(data: Any, words: memoryview, commit: int) -> None:
+        data[commit : commit + F.END_MARKER_SIZE] = _END_MARKER
+        publish_commit(words, commit + F.END_MARKER_SIZE)
+
+    def _wake_sleepers(self) -> None:
+        """A reader said it sleeps on this segment's commit word: clear the flag, wake all.
+
+        Readers raise the flag again before each sleep and wait with a timeout, so a
+        wake racing a new sleeper costs that sleeper at most its timeout.
+        """
+        self._sleepers[SLEEPERS_WORD] = 0
+        if self._commit_address is None:
+            anchor = ctypes.c_char.from_buffer(self._map, F.COMMIT_OFFSET_OFFSET)
+            self._commit_address = ctypes.addressof(anchor)
+            del anchor
+        _futex.wake_all(self._commit_address)
+
+    def _map_segment(self, index: int) -> MappedSegment:
+        self._release_segment()
+        segment = MappedSegment(segment_path(self.path, index), writable=True)
+        if segment.index != index or segment.header.payload_id != self.payload_id:
+            segment.close()
+            raise CorruptSegmentError(
+                f"header says segment_index={segment.index} payload_id="
+                f"{segment.header.payload_id!r}, expected {index} and {self.payload_id!r}",
+                path=str(segment.path),
+                offset=F.SEGMENT_INDEX_OFFSET,
+            )
+        self._segment = segment
+        self._map = segment.map
+        header = memoryview(segment.map)[: F.HEADER_SIZE]
+        self._words = header.cast("Q")
+        self._sleepers = header.cast("I")
+        self._index = index
+        self._position = load_commit_acquire(self._words)
+        self._limit = segment.header.segment_size - F.END_MARKER_SIZE
+        self._last_position = (index, self._position)
+        self._commit_address: int | None = None
+        return segment
+
+    def _release_segment(self) -> None:
+        if self._segment is None:
+            return
+        for view in (self._words, self._sleepers):
+            view.release()
+        self._commit_address = None
+        self._segment.close()
+        self._segment = None
+
+    def _recover(self) -> RecoveryReport:
+        removed = tuple(remove_unfinished(self.path))
+        indices = segment_indices(self.path)
+        created = not indices
+        if created:
+            create_segment(
+                self.path, 0, self.segment_size, self.payload_id, self._identity, self._mode
+            )
+            indices = [0]
+        last = indices[-1]
+        segment = self._map_segment(last)
+        commit = self._position
+        check_commit(commit, len(self._map), str(segment.path))
+        frames = list(walk_frames(self._map, commit, self.payload_id, str(segment.path)))
+        cleared = _clear_beyond(self._map, commit)
+        repaired = None
+        if len(indices) > 1 and indices[-2] == last - 1:
+            repaired = self._repair_end_marker(last - 1)
+        if frames and frames[-1][1] == END:
+            # Sealed, but the next segment is gone: start one, as a roll would have.
+            self._roll_after_seal(last)
+        return RecoveryReport(
+            self._index, self._position, len(frames), created, cleared, repaired, removed
+        )
+
+    def _roll_after_seal(self, sealed_index: int) -> None:
+        create_segment(
+            self.path, sealed_index + 1, self.segment_size, self.payload_id, self._identity,
+            self._mode,
+        )
+        self._map_segment(sealed_index + 1)
+
+    def _repair_end_marker(self, index: int) -> int | None:
+        """Seal segment ``index`` if a crash came between creating its successor and sealing."""
+        with MappedSegment(segment_path(self.path, index), writable=True) as segment:
+            header = memoryview(segment.map)[: F.HEADER_SIZE]
+            words = header.cast("Q")
+            try:
+                commit = load_commit_acquire(words)
+                check_commit(commit, len(segment.map), str(segment.path))
+                frames = walk_frames(segment.map, commit, self.payload_id, str(segment.path))
+                if any(size == END for _, size in frames):
+                    return None
+                _clear_beyond(segment.map, commit)
+                self._seal(segment.map, words, commit)
+                return commit
+            finally:
+                words.release()
+                header.release()
+
+
+def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
+    try:
+        return (*(book[key] for key in _DICT_KEYS), book.get("local_timestamp_ns"))
+    except KeyError as error:
+        raise InvalidRecordError(
+            f"order-book dict has no key {error.args[0]!r}; expected keys: "
+            + ", ".join(_DICT_KEYS)
+        ) from None
+    except TypeError:
+        raise InvalidRecordError(
+            f"expected an order-book dict, got {type(book).__name__}"
+        ) from None
+
+
+def _clear_beyond(data: Any, commit: int) -> int:
+    """Zero everything after ``commit`` (a dead writer's uncommitted bytes); returns the count."""
+    tail = np.frombuffer(data, np.uint8, offset=commit)
+    try:
+        nonzero = np.flatnonzero(tail)
+        if not len(nonzero):
+            return 0
+        cleared = int(nonzero[-1]) + 1
+        tail[:cleared] = 0
+        return cleared
+    finally:
+        del tail
+
+
+def _prepare_directory(path: Path, mode: int) -> None:
+    """Create the journal directory (and parents) or accept an existing one we own."""
+    directory_mode = mode | ((mode & 0o444) >> 2)  # search permission wherever read is
+    path.parent.mkdir(mode=directory_mode, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=directory_mode)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise JournalError(f"journal path {path} exists and is not a directory (or is a symlink)")
+    if info.st_uid != os.geteuid():
+        raise JournalError(
+            f"journal directory {path} is owned by uid={info.st_uid}, not this user "
+            f"(uid={os.geteuid()}): in a shared tmpfs that is not ours to write"
+        )
