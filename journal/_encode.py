@@ -68,7 +68,7 @@ def _pad(n: int, alignment: int) -> int:
     return -n % alignment
 
 
-_WRITE_TEMPLATE = '''
+_WRITE_TEMPLATE = """
 def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
     try:
         {unpack_bids}
@@ -92,7 +92,7 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
         explain_invalid(bids, asks, timestamp, sequence, local_timestamp_ns)
     pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
               {bid_values}asks_count, {ask_values}tail)
-'''
+"""
 
 
 def _generate_write(
@@ -107,18 +107,17 @@ def _generate_write(
             return "pass"
         return ", ".join(f"({p}, {q})" for p, q in names) + f", = {side}"
 
-    values = [v for pair in bid_names + ask_names for v in pair]
+    quantities = [q for _, q in bid_names + ask_names]
     bid_prices = [p for p, _ in bid_names]
     ask_prices = [p for p, _ in ask_names]
     source = _WRITE_TEMPLATE.format(
         unpack_bids=unpack(bid_names, "bids"),
         unpack_asks=unpack(ask_names, "asks"),
-        total=" + ".join(values) if values else "0.0",
-        bids_descending=" > ".join([*bid_prices, "0.0"]) if bid_prices else "True",
-        asks_ascending=" < ".join(["0.0", *ask_prices]) if ask_prices else "True",
+        total=" + ".join(quantities) if quantities else "0.0",
+        bids_descending=" > ".join(["INF", *bid_prices, "0.0"]) if bid_prices else "True",
+        asks_ascending=" < ".join(["0.0", *ask_prices, "INF"]) if ask_prices else "True",
         not_crossed="b0p < a0p" if bid_names and ask_names else "True",
-        quantities_signed=" and ".join(f"{q} >= 0.0" for _, q in bid_names + ask_names)
-        or "True",
+        quantities_signed=" and ".join(f"{q} >= 0.0" for _, q in bid_names + ask_names) or "True",
         bid_values="".join(f"{p}, {q}, " for p, q in bid_names),
         ask_values="".join(f"{p}, {q}, " for p, q in ask_names),
     )
@@ -127,6 +126,7 @@ def _generate_write(
         "explain_invalid": explain_invalid,
         "INT64_MIN": INT64_MIN,
         "INT64_MAX": INT64_MAX,
+        "INF": math.inf,
         **constants,
     }
     exec(compile(source, f"<order book writer {n_bids}x{n_asks}>", "exec"), namespace)
@@ -291,9 +291,7 @@ def explain_invalid(
         ("local_timestamp_ns", local_timestamp_ns),
     ):
         if type(value) is not int:
-            raise InvalidRecordError(
-                f"{field}={value!r}: expected int, got {type(value).__name__}"
-            )
+            raise InvalidRecordError(f"{field}={value!r}: expected int, got {type(value).__name__}")
         if not INT64_MIN <= value <= INT64_MAX:
             raise InvalidRecordError(f"{field}={value}: outside the int64 range")
     for side, levels, better in (("bids", bids, gt), ("asks", asks, lt)):
@@ -305,8 +303,10 @@ def explain_invalid(
             if quantity < 0:
                 raise InvalidRecordError(f"{side}[{index}].quantity={quantity!r}: must be >= 0")
             if previous is not None and not better(previous, price):
-                order = "descending, best bid first" if side == "bids" else (
-                    "ascending, best ask first"
+                order = (
+                    "descending, best bid first"
+                    if side == "bids"
+                    else ("ascending, best ask first")
                 )
                 raise InvalidRecordError(
                     f"{side}[{index}].price={price!r} after {previous!r}: prices must be "
@@ -317,7 +317,7 @@ def explain_invalid(
         raise InvalidRecordError(
             f"crossed book: best bid {bids[0][0]!r} >= best ask {asks[0][0]!r}"
         )
-    raise InvalidRecordError("price or quantity values too large: their sum overflows a double")
+    raise InvalidRecordError("quantities too large: their sum overflows a double")
 
 
 def _pair(side: str, index: int, level: Any) -> tuple[float, float]:

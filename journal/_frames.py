@@ -53,8 +53,7 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
         return END
     if size < MIN_RECORD_SIZE or offset + SIZE_PREFIX_SIZE + size > commit:
         raise CorruptSegmentError(
-            f"size prefix={size} does not fit between the record and "
-            f"commit_offset={commit}",
+            f"size prefix={size} does not fit between the record and commit_offset={commit}",
             path=path,
             offset=offset,
         )
@@ -69,9 +68,7 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
     return size
 
 
-def walk_frames(
-    data: Any, commit: int, payload_id: bytes, path: str
-) -> Iterator[tuple[int, int]]:
+def walk_frames(data: Any, commit: int, payload_id: bytes, path: str) -> Iterator[tuple[int, int]]:
     """Yield ``(offset, size)`` of every committed frame; size is END for the marker."""
     offset = HEADER_SIZE
     while offset < commit:

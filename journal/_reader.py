@@ -232,8 +232,9 @@ class Reader:
             )
         self._open_segment(index, F.HEADER_SIZE)
         commit = load_commit_acquire(self._words)
-        boundaries = {at for at, _ in walk_frames(self._map, commit, self.payload_id,
-                                                  self._path_text)}
+        boundaries = {
+            at for at, _ in walk_frames(self._map, commit, self.payload_id, self._path_text)
+        }
         if offset != commit and offset not in boundaries:
             raise JournalError(
                 f"start position offset={offset} is not a record boundary of segment "
@@ -251,8 +252,9 @@ class Reader:
                 words.release()
                 if commit == F.HEADER_SIZE:
                     continue
-                first = frame_at(segment.map, F.HEADER_SIZE, commit, self.payload_id,
-                                 str(segment.path))
+                first = frame_at(
+                    segment.map, F.HEADER_SIZE, commit, self.payload_id, str(segment.path)
+                )
                 if first != END and local_timestamp_ns(segment.map, F.HEADER_SIZE) <= (
                     not_before_ns
                 ):
@@ -351,8 +353,10 @@ class Reader:
 def _check_start(start: object) -> None:
     if start in ("beginning", "end"):
         return
-    if isinstance(start, tuple) and len(start) == 2 and all(
-        type(part) is int and part >= 0 for part in start
+    if (
+        isinstance(start, tuple)
+        and len(start) == 2
+        and all(type(part) is int and part >= 0 for part in start)
     ):
         return
     if type(start) is int:

@@ -8,6 +8,7 @@ O_NOFOLLOW, since /dev/shm is writable by everyone.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -54,22 +55,37 @@ class SegmentHeader:
             raise CorruptSegmentError(
                 f"file is {len(data)} bytes, shorter than a segment header", path=path, offset=0
             )
-        (magic, version, header_size, segment_size, index, payload_id, max_record,
-         created, pid, _reserved, started, host) = F.HEADER_STRUCT.unpack_from(data, 0)
+        (
+            magic,
+            version,
+            header_size,
+            segment_size,
+            index,
+            payload_id,
+            max_record,
+            created,
+            pid,
+            _reserved,
+            started,
+            host,
+        ) = F.HEADER_STRUCT.unpack_from(data, 0)
         if magic != F.MAGIC:
             raise CorruptSegmentError(
                 f"magic={magic!r}, expected {F.MAGIC!r}: not a journal segment",
-                path=path, offset=F.MAGIC_OFFSET,
+                path=path,
+                offset=F.MAGIC_OFFSET,
             )
         if version != F.FORMAT_VERSION:
             raise CorruptSegmentError(
                 f"format_version={version}, this reader knows {F.FORMAT_VERSION}",
-                path=path, offset=F.FORMAT_VERSION_OFFSET,
+                path=path,
+                offset=F.FORMAT_VERSION_OFFSET,
             )
         if header_size != F.HEADER_SIZE:
             raise CorruptSegmentError(
                 f"header_size={header_size}, expected {F.HEADER_SIZE}",
-                path=path, offset=F.HEADER_SIZE_OFFSET,
+                path=path,
+                offset=F.HEADER_SIZE_OFFSET,
             )
         if not F.MIN_SEGMENT_SIZE <= segment_size <= F.MAX_SEGMENT_SIZE or (
             segment_size % F.PAGE_SIZE
@@ -77,24 +93,40 @@ class SegmentHeader:
             raise CorruptSegmentError(
                 f"segment_size={segment_size} is not a page multiple in "
                 f"{F.MIN_SEGMENT_SIZE}..{F.MAX_SEGMENT_SIZE}",
-                path=path, offset=F.SEGMENT_SIZE_OFFSET,
+                path=path,
+                offset=F.SEGMENT_SIZE_OFFSET,
             )
         if max_record != F.max_record_size(segment_size):
             raise CorruptSegmentError(
                 f"max_record_size={max_record}, expected {F.max_record_size(segment_size)} "
                 f"for segment_size={segment_size}",
-                path=path, offset=F.MAX_RECORD_SIZE_OFFSET,
+                path=path,
+                offset=F.MAX_RECORD_SIZE_OFFSET,
             )
         return cls(
-            version, header_size, segment_size, index, payload_id, max_record, created,
+            version,
+            header_size,
+            segment_size,
+            index,
+            payload_id,
+            max_record,
+            created,
             WriterIdentity(pid, started, host.rstrip(b"\0").decode("utf-8", "replace")),
         )
 
     def pack(self) -> bytes:
         return F.HEADER_STRUCT.pack(
-            F.MAGIC, self.format_version, self.header_size, self.segment_size,
-            self.segment_index, self.payload_id, self.max_record_size, self.created_ns,
-            self.writer.pid, 0, self.writer.started_ns,
+            F.MAGIC,
+            self.format_version,
+            self.header_size,
+            self.segment_size,
+            self.segment_index,
+            self.payload_id,
+            self.max_record_size,
+            self.created_ns,
+            self.writer.pid,
+            0,
+            self.writer.started_ns,
             self.writer.host.encode("utf-8")[: F.WRITER_HOST_SIZE],
         )
 
@@ -108,9 +140,12 @@ def segment_indices(directory: Path) -> list[int]:
         return []
     for name in names:
         stem, dot, suffix = name.partition(".")
-        if dot and "." + suffix == F.SEGMENT_SUFFIX and stem.isdigit() and len(stem) == len(
-            F.segment_name(0)
-        ) - len(F.SEGMENT_SUFFIX):
+        if (
+            dot
+            and "." + suffix == F.SEGMENT_SUFFIX
+            and stem.isdigit()
+            and len(stem) == len(F.segment_name(0)) - len(F.SEGMENT_SUFFIX)
+        ):
             indices.append(int(stem))
     indices.sort()
     return indices
@@ -163,8 +198,14 @@ def create_segment(
                 "larger one",
             ) from error
         header = SegmentHeader(
-            F.FORMAT_VERSION, F.HEADER_SIZE, segment_size, index, payload_id,
-            F.max_record_size(segment_size), time.time_ns(), writer,
+            F.FORMAT_VERSION,
+            F.HEADER_SIZE,
+            segment_size,
+            index,
+            payload_id,
+            F.max_record_size(segment_size),
+            time.time_ns(),
+            writer,
         )
         os.pwrite(fd, header.pack(), 0)
         os.pwrite(fd, F.HEADER_SIZE.to_bytes(8, "little"), F.COMMIT_OFFSET_OFFSET)
@@ -204,8 +245,17 @@ class MappedSegment:
                 raise CorruptSegmentError(
                     f"file size={info.st_size} is smaller than the header", path=str(path)
                 )
-            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
-            self.map = mmap.mmap(fd, info.st_size, access=access)
+            if writable:
+                # Prefault every page now (one pass at open or roll) rather than a
+                # page fault every few records on the append path.
+                self.map = mmap.mmap(
+                    fd,
+                    info.st_size,
+                    flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                    prot=mmap.PROT_READ | mmap.PROT_WRITE,
+                )
+            else:
+                self.map = mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
         self.header = SegmentHeader.parse(self.map, str(path))
@@ -214,15 +264,16 @@ class MappedSegment:
             self.map.close()
             raise CorruptSegmentError(
                 f"segment_size={self.header.segment_size} but the file is {size} bytes",
-                path=str(path), offset=F.SEGMENT_SIZE_OFFSET,
+                path=str(path),
+                offset=F.SEGMENT_SIZE_OFFSET,
             )
         self.index = self.header.segment_index
 
     def close(self) -> None:
-        try:
+        # BufferError: numpy views still point into the mapping; it is unmapped when
+        # the last of them goes, which is what keeps them valid.
+        with contextlib.suppress(BufferError):
             self.map.close()
-        except BufferError:
-            pass  # numpy views still point into it; the mapping goes with the last one
 
     def __enter__(self) -> MappedSegment:
         return self

@@ -7,6 +7,7 @@ sleepers flag; no system call unless a reader sleeps on the futex.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -31,7 +32,12 @@ from journal._encode import (
     OrderBookEncoder,
     as_levels,
 )
-from journal._errors import CorruptSegmentError, InvalidRecordError, JournalError, RecordTooLargeError
+from journal._errors import (
+    CorruptSegmentError,
+    InvalidRecordError,
+    JournalError,
+    RecordTooLargeError,
+)
 from journal._frames import END, check_commit, walk_frames
 from journal._lock import WriterLock
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
@@ -403,7 +409,11 @@ class Writer:
 
     def _roll_after_seal(self, sealed_index: int) -> None:
         create_segment(
-            self.path, sealed_index + 1, self.segment_size, self.payload_id, self._identity,
+            self.path,
+            sealed_index + 1,
+            self.segment_size,
+            self.payload_id,
+            self._identity,
             self._mode,
         )
         self._map_segment(sealed_index + 1)
@@ -432,8 +442,7 @@ def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
         return (*(book[key] for key in _DICT_KEYS), book.get("local_timestamp_ns"))
     except KeyError as error:
         raise InvalidRecordError(
-            f"order-book dict has no key {error.args[0]!r}; expected keys: "
-            + ", ".join(_DICT_KEYS)
+            f"order-book dict has no key {error.args[0]!r}; expected keys: " + ", ".join(_DICT_KEYS)
         ) from None
     except TypeError:
         raise InvalidRecordError(
@@ -459,10 +468,8 @@ def _prepare_directory(path: Path, mode: int) -> None:
     """Create the journal directory (and parents) or accept an existing one we own."""
     directory_mode = mode | ((mode & 0o444) >> 2)  # search permission wherever read is
     path.parent.mkdir(mode=directory_mode, parents=True, exist_ok=True)
-    try:
+    with contextlib.suppress(FileExistsError):
         path.mkdir(mode=directory_mode)
-    except FileExistsError:
-        pass
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise JournalError(f"journal path {path} exists and is not a directory (or is a symlink)")
