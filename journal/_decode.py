@@ -14,6 +14,7 @@ import numpy as np
 
 from journal import _orderbook_layout as OB
 from journal._layout import SIZE_PREFIX_SIZE
+from journal._verify import ORDERBOOK_SCHEMA, verify_size_prefixed
 
 _ROOT = struct.Struct("<I")
 _SOFFSET = struct.Struct("<i")
@@ -24,6 +25,35 @@ _U32 = struct.Struct("<I")
 _LEVEL_DTYPE: Final = np.dtype("<f8")
 _NO_LEVELS: Final = np.zeros((0, 2), dtype=_LEVEL_DTYPE)
 _NO_LEVELS.flags.writeable = False
+
+# The encoder's own layout (journal._orderbook_layout): the record's first 80 bytes
+# unpacked at once, and the fixed part they must match.
+_CANONICAL = struct.Struct(f"<II4sHH{OB.FIELD_COUNT}H2xiIqqqIIII")
+_CANONICAL_FIXED = (
+    OB.TABLE_POS - OB.ROOT_OFFSET_POS,
+    OB.PAYLOAD_ID,
+    OB.VTABLE_SIZE,
+    OB.TABLE_SIZE,
+    *OB.VTABLE_FIELDS,
+    OB.TABLE_POS - OB.VTABLE_POS,
+)
+_CANONICAL_FIXED_END = 1 + len(_CANONICAL_FIXED)
+(
+    _EXCHANGE_OFFSET,
+    _TIMESTAMP,
+    _SEQUENCE,
+    _LOCAL_TIMESTAMP_NS,
+    _SYMBOL_OFFSET,
+    _BIDS_OFFSET,
+    _ASKS_OFFSET,
+    _N_BIDS,
+) = range(_CANONICAL_FIXED_END, _CANONICAL_FIXED_END + 8)
+_EXCHANGE_FIELD_AT = OB.TABLE_POS + OB.EXCHANGE_NAME_FIELD
+_SYMBOL_FIELD_AT = OB.TABLE_POS + OB.SYMBOL_FIELD
+_ASKS_FIELD_AT = OB.TABLE_POS + OB.ASKS_FIELD
+_CANONICAL_BIDS_OFFSET = OB.BIDS_VECTOR_POS - (OB.TABLE_POS + OB.BIDS_FIELD)
+_CANONICAL_ASKS = OB.BIDS_VECTOR_POS + 4 + 4
+"""Offset of len(asks) when there are no bids: after len(bids) and 4 bytes of padding."""
 
 Position = tuple[int, int]
 
@@ -79,8 +109,62 @@ class OrderBookRecord:
         )
 
 
-def decode_orderbook(data: Any, offset: int, position: Position) -> OrderBookRecord:
-    """Decode the record whose size prefix is at ``data[offset]`` (already verified)."""
+def read_orderbook(
+    data: Any, offset: int, end: int, position: Position, verify: bool = True
+) -> OrderBookRecord:
+    """Check and decode the record whose size prefix is at ``data[offset]``, ending at ``end``.
+
+    Records in the encoder's own layout (every record a journal.Writer lays out) take
+    a fast path whose offset arithmetic checks every bound on the way, so they are
+    verified at no extra cost. Other valid layouts (the official builder's, via
+    ``Writer.append``) are verified by journal._verify when ``verify`` is set, then
+    decoded through their vtable. Raises VerificationError or UnicodeDecodeError.
+    """
+    limit = end - offset
+    if limit >= _CANONICAL.size:
+        head = _CANONICAL.unpack_from(data, offset)
+        n_bids = head[_N_BIDS]
+        asks_at = _CANONICAL_ASKS + OB.LEVEL_SIZE * n_bids
+        if head[1:_CANONICAL_FIXED_END] == _CANONICAL_FIXED and asks_at + 4 <= limit:
+            n_asks = _U32.unpack_from(data, offset + asks_at)[0]
+            exchange_at = asks_at + 4 + OB.LEVEL_SIZE * n_asks
+            if head[_ASKS_OFFSET] == asks_at - _ASKS_FIELD_AT and (
+                head[_BIDS_OFFSET] == _CANONICAL_BIDS_OFFSET
+                and head[_EXCHANGE_OFFSET] == exchange_at - _EXCHANGE_FIELD_AT
+                and exchange_at + 4 <= limit
+            ):
+                exchange_len = _U32.unpack_from(data, offset + exchange_at)[0]
+                exchange_end = offset + exchange_at + 4 + exchange_len
+                symbol_at = _SYMBOL_FIELD_AT + head[_SYMBOL_OFFSET]
+                if (
+                    symbol_at >= exchange_at + 5 + exchange_len
+                    and not symbol_at & 3
+                    and symbol_at + 4 <= limit
+                    and data[exchange_end] == 0
+                ):
+                    symbol_len = _U32.unpack_from(data, offset + symbol_at)[0]
+                    symbol_end = offset + symbol_at + 4 + symbol_len
+                    if symbol_end < end and data[symbol_end] == 0:
+                        record = OrderBookRecord()
+                        record.exchange_name = data[
+                            exchange_end - exchange_len : exchange_end
+                        ].decode()
+                        record.symbol = data[symbol_end - symbol_len : symbol_end].decode()
+                        record.timestamp = head[_TIMESTAMP]
+                        record.sequence = head[_SEQUENCE]
+                        record.local_timestamp_ns = head[_LOCAL_TIMESTAMP_NS]
+                        record.bids = _level_view(data, offset + OB.BIDS_VECTOR_POS + 4, n_bids)
+                        record.asks = _level_view(data, offset + asks_at + 4, n_asks)
+                        record.position = position
+                        record.size = head[0] + SIZE_PREFIX_SIZE
+                        return record
+    if verify:
+        verify_size_prefixed(data, offset, end, ORDERBOOK_SCHEMA)
+    return _decode_any_layout(data, offset, position)
+
+
+def _decode_any_layout(data: Any, offset: int, position: Position) -> OrderBookRecord:
+    """Decode a verified OrderBook of any valid layout by following its vtable."""
     base = offset + SIZE_PREFIX_SIZE
     table = base + _ROOT.unpack_from(data, base)[0]
     vtable = table - _SOFFSET.unpack_from(data, table)[0]
@@ -126,7 +210,7 @@ def _string(data: Any, table: int, field: int) -> str:
     at = table + field
     at += _U32.unpack_from(data, at)[0]
     length = _U32.unpack_from(data, at)[0]
-    return bytes(data[at + 4 : at + 4 + length]).decode("utf-8")
+    return bytes(data[at + 4 : at + 4 + length]).decode()
 
 
 def _levels(data: Any, table: int, field: int) -> np.ndarray:
@@ -134,7 +218,11 @@ def _levels(data: Any, table: int, field: int) -> np.ndarray:
         return _NO_LEVELS
     at = table + field
     at += _U32.unpack_from(data, at)[0]
-    count = _U32.unpack_from(data, at)[0]
+    return _level_view(data, at + 4, _U32.unpack_from(data, at)[0])
+
+
+def _level_view(data: Any, at: int, count: int) -> np.ndarray:
+    """(count, 2) float64 view of the PriceLevel structs at ``at``; no copy."""
     if not count:
         return _NO_LEVELS
-    return np.frombuffer(data, _LEVEL_DTYPE, 2 * count, at + 4).reshape(count, 2)
+    return np.ndarray((count, 2), _LEVEL_DTYPE, data, at)

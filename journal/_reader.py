@@ -19,13 +19,13 @@ from typing import Final, Literal
 
 from journal import _futex
 from journal import _layout as F
-from journal._decode import OrderBookRecord, Position, decode_orderbook, local_timestamp_ns
+from journal._decode import OrderBookRecord, Position, local_timestamp_ns, read_orderbook
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._publish import SLEEPERS_WORD, load_commit_acquire, require_x86_64
 from journal._segment import MappedSegment, segment_indices, segment_path
-from journal._verify import ORDERBOOK_SCHEMA, VerificationError, verify_size_prefixed
+from journal._verify import VerificationError
 
 Start = Literal["beginning", "end"] | tuple[int, int] | int
 IdleName = Literal["spin", "yield", "backoff", "futex"]
@@ -179,16 +179,14 @@ class Reader:
 
     def _decode(self, offset: int, end: int) -> OrderBookRecord:
         try:
-            if self.verify:
-                verify_size_prefixed(self._map, offset, end, ORDERBOOK_SCHEMA)
-            return decode_orderbook(self._map, offset, (self._index, offset))
+            return read_orderbook(self._map, offset, end, (self._index, offset), self.verify)
         except VerificationError as error:
             raise CorruptSegmentError(
                 f"record fails FlatBuffers verification: {error}",
                 path=self._path_text,
                 offset=offset + error.offset,
             ) from None
-        except (struct.error, ValueError, IndexError) as error:
+        except (struct.error, UnicodeDecodeError, IndexError) as error:
             raise CorruptSegmentError(
                 f"record cannot be decoded ({error}); run 'journal verify'",
                 path=self._path_text,

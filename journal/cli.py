@@ -1,0 +1,159 @@
+"""The ``journal`` command: info, dump, verify and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from journal._errors import JournalError
+from journal._reader import IDLE_STRATEGIES, Reader, Start
+
+
+def _parse_start(text: str) -> Start:
+    """``beginning``, ``end``, ``SEGMENT:OFFSET``, ns since the epoch, or ISO-8601 time."""
+    if text in ("beginning", "end"):
+        return text  # type: ignore[return-value]
+    if ":" in text and text.replace(":", "").isdigit():
+        segment, offset = text.split(":")
+        return (int(segment), int(offset))
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--from {text!r}: use beginning, end, SEGMENT:OFFSET, ns since the epoch or "
+            "an ISO-8601 time such as 2026-11-29T15:00:00+00:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"--from {text!r}: give the time zone (e.g. +00:00), times are not guessed"
+        )
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from journal._inspect import summarize
+
+    summary = summarize(args.path)
+    alive = {True: "alive", False: "not running", None: "never started"}[summary.writer_alive]
+    newest = summary.segments[-1].header
+    print(f"journal {summary.path}")
+    print(
+        f"  writer: {alive} (last: pid={newest.writer.pid} host={newest.writer.host} "
+        f"started={datetime.fromtimestamp(newest.writer.started_ns / 1e9).isoformat()})"
+    )
+    print(
+        f"  payload: {newest.payload_id.decode('ascii', 'replace')}  "
+        f"records: {summary.records:,}  segments: {len(summary.segments)}"
+    )
+    print("  segment      size        commit   used   records  state")
+    for segment in summary.segments:
+        size = segment.header.segment_size
+        print(
+            f"  {segment.index:>7}  {size:>10,}  {segment.commit_offset:>12,}  "
+            f"{100 * segment.commit_offset / size:>4.0f}%  {segment.records:>8,}  "
+            + ("sealed" if segment.sealed else "open")
+        )
+    return 0
+
+
+def _dump(args: argparse.Namespace) -> int:
+    write = sys.stdout.write
+    count = 0
+    with Reader(args.path, start=args.start, verify=not args.no_verify, idle=args.idle) as reader:
+        records = iter(reader) if args.follow else reader.available()
+        for record in records:
+            write(json.dumps(record.to_dict(), separators=(",", ":")) + "\n")
+            count += 1
+            if args.follow:
+                sys.stdout.flush()
+            if args.limit is not None and count >= args.limit:
+                break
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from journal._inspect import verify
+
+    report = verify(args.path)
+    if report.first_error is None:
+        print(f"OK: {report.records:,} records in {report.segments} segments of {args.path}")
+        return 0
+    print(f"CORRUPT after {report.records:,} good records: {report.first_error}", file=sys.stderr)
+    return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from journal import _demo
+
+    if args.writer_only:
+        _demo.write_feed(Path(args.writer_only), args.books)
+        return 0
+    return _demo.run_demo(args.books, args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="journal", description="Inspect, dump and verify order-book journals."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="segments, commit offsets, records, writer state")
+    info.add_argument("path", help="journal directory")
+    info.set_defaults(run=_info)
+
+    dump = commands.add_parser("dump", help="print records as JSON lines")
+    dump.add_argument("path", help="journal directory")
+    dump.add_argument(
+        "--from",
+        dest="start",
+        type=_parse_start,
+        default="beginning",
+        help="beginning (default), end, SEGMENT:OFFSET, ns since the epoch, or ISO-8601 time",
+    )
+    dump.add_argument("--follow", action="store_true", help="keep printing new records")
+    dump.add_argument("--limit", type=int, help="stop after this many records")
+    dump.add_argument("--no-verify", action="store_true", help="skip FlatBuffers verification")
+    dump.add_argument(
+        "--idle",
+        choices=IDLE_STRATEGIES,
+        default="backoff",
+        help="how --follow waits (default backoff)",
+    )
+    dump.set_defaults(run=_dump)
+
+    check = commands.add_parser(
+        "verify", help="check every record; exit 1 at the first corrupt position"
+    )
+    check.add_argument("path", help="journal directory")
+    check.set_defaults(run=_verify)
+
+    demo = commands.add_parser("demo", help="a writer process and a live reader, then checks")
+    demo.add_argument("--books", type=int, default=200_000, help="books to write (200000)")
+    demo.add_argument("--keep", action="store_true", help="keep the journal in /dev/shm")
+    demo.add_argument("--writer-only", metavar="DIR", help=argparse.SUPPRESS)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except JournalError as error:
+        print(f"journal {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader of our output went away (| head): not an error
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Shared fixtures: real journal directories in /dev/shm, removed after each test."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHM = Path("/dev/shm")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ten_levels(best: float, step: float, side: str) -> list[list[float]]:
+    """A sorted 10-level book side: bids descend from ``best``, asks ascend."""
+    sign = -1.0 if side == "bids" else 1.0
+    return [[best + sign * step * i, 1.0 + i] for i in range(10)]
+
+
+BIDS = ten_levels(100.0, 0.5, "bids")
+ASKS = ten_levels(100.5, 0.5, "asks")
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    """A fresh directory in /dev/shm (tmpfs), removed with everything in it."""
+    path = SHM / f"journal-test-{uuid.uuid4().hex[:12]}"
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def journal_dir(shm_dir: Path) -> Path:
+    """Where a test's journal goes (not created: the Writer creates it)."""
+    return shm_dir / "books"
