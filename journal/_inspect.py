@@ -15,7 +15,6 @@ from journal._decode import read_orderbook
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
 from journal._lock import writer_alive
-from journal._publish import load_commit_acquire
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
 from journal._verify import SCHEMAS, VerificationError
 
@@ -57,9 +56,7 @@ def _open_checked(path: Path, index: int) -> tuple[MappedSegment, int]:
             path=str(path),
             offset=F.SEGMENT_INDEX_OFFSET,
         )
-    words = memoryview(segment.map)[: F.HEADER_SIZE].cast("Q")
-    commit = load_commit_acquire(words)  # pairs with the writer's publish_commit
-    words.release()
+    commit = segment.load_commit_acquire()
     check_commit(commit, len(segment.map), str(path))
     return segment, commit
 
@@ -112,6 +109,13 @@ def verify(directory: str | os.PathLike[str]) -> VerifyReport:
                 sealed = False
                 for offset, size in walk_frames(segment.map, commit, payload_id, str(path)):
                     if size == END:
+                        if not segment.is_sealed():
+                            raise CorruptSegmentError(
+                                "end marker here, but the header's end_marker_offset "
+                                "does not point at it",
+                                path=str(path),
+                                offset=offset,
+                            )
                         sealed = True
                         break
                     end = offset + F.SIZE_PREFIX_SIZE + size

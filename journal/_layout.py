@@ -21,7 +21,9 @@ Segment file ``NNNNNNNN.journal`` (``SEGMENT_SIZE`` bytes, preallocated)::
   48 |        writer_pid (u32)        |          reserved (u32)      |
   56 |                writer_started_ns (i64, CLOCK_REALTIME)        |
   64 |                 writer_host (64 bytes, NUL padded)            |
- 128 |                          reserved                             |
+ 128 |   end_marker_offset (u64): 0 while open; where the end marker   |
+     |   is, stored before the commit that publishes the marker      |
+ 136 |                          reserved                             |
      +---------------------------------------------------------------+
  256 |       commit_offset (u64) -- written by the writer only,      |
      |       alone on its cache line pair (256..383)                 |
@@ -41,7 +43,10 @@ Record frame at an 8-aligned offset ``p`` (a size-prefixed FlatBuffer)::
      p + 4 + size : zero padding to the next multiple of 8 = next record
 
 End-of-segment marker at an 8-aligned offset: u32 ``END_OF_SEGMENT`` then u32 zero.
-It is committed only once segment ``segment_index + 1`` exists in full.
+It is committed only once segment ``segment_index + 1`` exists in full. The writer
+may create that next segment early (empty, commit at HEADER_SIZE), so a reader
+never takes the existence of a next segment as a sign that this one is sealed:
+``end_marker_offset`` says so.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ WRITER_PID_OFFSET: Final = CREATED_NS_OFFSET + 8
 WRITER_STARTED_NS_OFFSET: Final = WRITER_PID_OFFSET + 8
 WRITER_HOST_OFFSET: Final = WRITER_STARTED_NS_OFFSET + 8
 WRITER_HOST_SIZE: Final = 64
+END_MARKER_OFFSET_OFFSET: Final = WRITER_HOST_OFFSET + WRITER_HOST_SIZE
 
 CACHE_LINE_PAIR: Final = 128
 """Two 64-byte lines: the adjacent-line prefetcher pulls lines in pairs."""

@@ -22,10 +22,17 @@ import sys
 from typing import Final
 
 from journal._errors import UnsupportedPlatformError
-from journal._layout import COMMIT_OFFSET_OFFSET, FUTEX_SLEEPERS_OFFSET
+from journal._layout import (
+    COMMIT_OFFSET_OFFSET,
+    END_MARKER_OFFSET_OFFSET,
+    END_MARKER_SIZE,
+    FUTEX_SLEEPERS_OFFSET,
+)
 
 COMMIT_WORD: Final = COMMIT_OFFSET_OFFSET // 8
 """Index of the commit offset in the header viewed as u64 words."""
+END_MARKER_WORD: Final = END_MARKER_OFFSET_OFFSET // 8
+"""Index of end_marker_offset in the header viewed as u64 words."""
 SLEEPERS_WORD: Final = FUTEX_SLEEPERS_OFFSET // 4
 """Index of the futex sleepers flag in the header viewed as u32 words."""
 
@@ -56,3 +63,22 @@ def load_commit_acquire(commit_words: memoryview) -> int:
     Pairs with ``publish_commit`` (the writer's release store).
     """
     return commit_words[COMMIT_WORD]
+
+
+def publish_seal(commit_words: memoryview, marker_offset: int) -> None:
+    """Publish the end marker already written at ``marker_offset``.
+
+    ``end_marker_offset`` is stored first, then the commit that covers the marker,
+    so a reader that sees that commit sees the offset too (``is_sealed``).
+    """
+    commit_words[END_MARKER_WORD] = marker_offset
+    publish_commit(commit_words, marker_offset + END_MARKER_SIZE)
+
+
+def is_sealed(commit_words: memoryview, commit: int) -> bool:
+    """Whether ``commit``, just acquire-loaded, is the one that publishes the end marker.
+
+    Load the commit first, then call this: pairs with ``publish_seal``.
+    """
+    marker = commit_words[END_MARKER_WORD]
+    return marker != 0 and commit == marker + END_MARKER_SIZE

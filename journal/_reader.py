@@ -23,7 +23,7 @@ from journal._decode import OrderBookRecord, Position, local_timestamp_ns, read_
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
-from journal._publish import SLEEPERS_WORD, load_commit_acquire, require_x86_64
+from journal._publish import SLEEPERS_WORD, is_sealed, load_commit_acquire, require_x86_64
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import VerificationError
 
@@ -158,9 +158,7 @@ class Reader:
         for index in segment_indices(self.path):
             if index > self._index:
                 with MappedSegment(segment_path(self.path, index)) as later:
-                    words = memoryview(later.map)[: F.HEADER_SIZE].cast("Q")
-                    behind += load_commit_acquire(words) - F.HEADER_SIZE
-                    words.release()
+                    behind += later.load_commit_acquire() - F.HEADER_SIZE
         return behind
 
     def close(self) -> None:
@@ -202,7 +200,7 @@ class Reader:
         if start == "beginning":
             self._open_segment(indices[0], F.HEADER_SIZE)
         elif start == "end":
-            self._open_end(indices[-1])
+            self._open_end(indices)
         elif isinstance(start, tuple):
             self._open_position(start, indices)
         else:
@@ -211,13 +209,20 @@ class Reader:
         self._start = None
         return True
 
-    def _open_end(self, index: int) -> None:
+    def _open_end(self, indices: list[int]) -> None:
+        """Start at the commit of the segment being written: the oldest unsealed one
+        (a newer, empty one may already be prepared for the next roll)."""
+        index = indices[-1]
+        for candidate in reversed(indices[:-1]):
+            with MappedSegment(segment_path(self.path, candidate)) as segment:
+                if segment.is_sealed():
+                    break
+            index = candidate
         while True:
             self._open_segment(index, F.HEADER_SIZE)
-            self._offset = load_commit_acquire(self._words)
-            # The end marker is committed only after the next segment exists, so if
-            # there is no next segment now, this commit is not past a marker.
-            if not segment_path(self.path, index + 1).exists():
+            commit = load_commit_acquire(self._words)  # pairs with publish_commit
+            if not is_sealed(self._words, commit):
+                self._offset = commit
                 return
             index += 1
 
@@ -245,9 +250,7 @@ class Reader:
         chosen = indices[0]
         for index in reversed(indices):
             with MappedSegment(segment_path(self.path, index)) as segment:
-                words = memoryview(segment.map)[: F.HEADER_SIZE].cast("Q")
-                commit = load_commit_acquire(words)
-                words.release()
+                commit = segment.load_commit_acquire()
                 if commit == F.HEADER_SIZE:
                     continue
                 first = frame_at(

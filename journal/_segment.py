@@ -20,6 +20,7 @@ from pathlib import Path
 
 from journal import _layout as F
 from journal._errors import CorruptSegmentError, JournalError, JournalFullError
+from journal._publish import is_sealed, load_commit_acquire
 
 _CREATING_SUFFIX = ".creating"
 
@@ -268,6 +269,16 @@ class MappedSegment:
                 offset=F.SEGMENT_SIZE_OFFSET,
             )
         self.index = self.header.segment_index
+
+    def load_commit_acquire(self) -> int:
+        """The commit offset (acquire; pairs with the writer's publish_commit)."""
+        with memoryview(self.map)[: F.HEADER_SIZE].cast("Q") as words:
+            return load_commit_acquire(words)
+
+    def is_sealed(self) -> bool:
+        """Whether the end marker is committed (loads the commit, then the marker)."""
+        with memoryview(self.map)[: F.HEADER_SIZE].cast("Q") as words:
+            return is_sealed(words, load_commit_acquire(words))
 
     def close(self) -> None:
         # BufferError: numpy views still point into the mapping; it is unmapped when

@@ -13,8 +13,9 @@ import logging
 import os
 import stat
 import struct
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -38,10 +39,17 @@ from journal._errors import (
     JournalError,
     RecordTooLargeError,
 )
-from journal._frames import END, check_commit, walk_frames
+from journal._frames import check_commit, walk_frames
 from journal._lock import WriterLock
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
-from journal._publish import SLEEPERS_WORD, load_commit_acquire, publish_commit, require_x86_64
+from journal._publish import (
+    SLEEPERS_WORD,
+    is_sealed,
+    load_commit_acquire,
+    publish_commit,
+    publish_seal,
+    require_x86_64,
+)
 from journal._segment import (
     MappedSegment,
     WriterIdentity,
@@ -119,6 +127,7 @@ class Writer:
         self._identity = WriterIdentity.current()
         self._scratch = bytearray()
         self._segment: MappedSegment | None = None
+        self._preparation: _Preparation | None = None
         _prepare_directory(self.path, mode)
         self._lock: WriterLock | None = WriterLock(self.path, mode)
         try:
@@ -233,7 +242,16 @@ class Writer:
         return (self._index, self._position)
 
     def close(self) -> None:
-        """Release the mapping and the lock. Committed records stay for readers."""
+        """Release the mapping and the lock. Committed records stay for readers.
+
+        The segment prepared for the next roll was never published; it is removed.
+        """
+        preparation, self._preparation = self._preparation, None
+        if preparation is not None:
+            with contextlib.suppress(JournalError, OSError):
+                unused = preparation.result()
+                unused.close()
+                os.unlink(unused.path)
         self._release_segment()
         if self._lock is not None:
             self._lock.release()
@@ -323,19 +341,50 @@ class Writer:
 
     def _roll(self) -> None:
         """Seal this segment with the end marker once the next one exists in full."""
-        next_index = self._index + 1
-        create_segment(
-            self.path, next_index, self.segment_size, self.payload_id, self._identity, self._mode
-        )
+        next_segment = self._take_prepared(self._index + 1)
         self._seal(self._map, self._words, self._position)
         if self._sleepers[SLEEPERS_WORD]:
             self._wake_sleepers()
-        self._map_segment(next_index)
+        self._use_segment(next_segment)
+        self._prepare(self._index + 1)
 
     @staticmethod
     def _seal(data: Any, words: memoryview, commit: int) -> None:
         data[commit : commit + F.END_MARKER_SIZE] = _END_MARKER
-        publish_commit(words, commit + F.END_MARKER_SIZE)
+        publish_seal(words, commit)
+
+    def _prepare(self, index: int) -> None:
+        """Create and prefault segment ``index`` in the background, for the next roll.
+
+        Allocating and mapping 64 MiB of tmpfs takes tens of milliseconds; done here,
+        a roll costs the appending thread a few microseconds instead.
+        """
+        self._preparation = _Preparation(index, lambda: self._create_or_adopt(index))
+
+    def _take_prepared(self, index: int) -> MappedSegment:
+        """The next segment: the prepared one, or created now if preparing failed."""
+        preparation, self._preparation = self._preparation, None
+        if preparation is not None and preparation.index == index:
+            return preparation.result()  # a JournalFullError surfaces here, at the roll
+        return self._create_or_adopt(index)
+
+    def _create_or_adopt(self, index: int) -> MappedSegment:
+        """Create segment ``index``, or take the empty one a previous writer prepared."""
+        # FileExistsError: prepared by the writer before us; checked empty below.
+        with contextlib.suppress(FileExistsError):
+            create_segment(
+                self.path, index, self.segment_size, self.payload_id, self._identity, self._mode
+            )
+        segment = self._open_segment(index)
+        commit = segment.load_commit_acquire()
+        if commit != F.HEADER_SIZE:
+            segment.close()
+            raise CorruptSegmentError(
+                f"segment {index} should be empty but commit_offset={commit}",
+                path=str(segment.path),
+                offset=F.COMMIT_OFFSET_OFFSET,
+            )
+        return segment
 
     def _wake_sleepers(self) -> None:
         """A reader said it sleeps on this segment's commit word: clear the flag, wake all.
@@ -350,8 +399,7 @@ class Writer:
             del anchor
         _futex.wake_all(self._commit_address)
 
-    def _map_segment(self, index: int) -> MappedSegment:
-        self._release_segment()
+    def _open_segment(self, index: int) -> MappedSegment:
         segment = MappedSegment(segment_path(self.path, index), writable=True)
         if segment.index != index or segment.header.payload_id != self.payload_id:
             segment.close()
@@ -361,17 +409,22 @@ class Writer:
                 path=str(segment.path),
                 offset=F.SEGMENT_INDEX_OFFSET,
             )
+        return segment
+
+    def _use_segment(self, segment: MappedSegment) -> None:
+        """Make ``segment`` the one appended to, from its commit offset on."""
+        self._release_segment()
         self._segment = segment
         self._map = segment.map
         header = memoryview(segment.map)[: F.HEADER_SIZE]
         self._words = header.cast("Q")
         self._sleepers = header.cast("I")
-        self._index = index
+        header.release()
+        self._index = segment.index
         self._position = load_commit_acquire(self._words)
         self._limit = segment.header.segment_size - F.END_MARKER_SIZE
-        self._last_position = (index, self._position)
+        self._last_position = (segment.index, self._position)
         self._commit_address: int | None = None
-        return segment
 
     def _release_segment(self) -> None:
         if self._segment is None:
@@ -383,58 +436,86 @@ class Writer:
         self._segment = None
 
     def _recover(self) -> RecoveryReport:
+        """Resume after the last committed record; mend what a crash can leave.
+
+        A crash can leave: uncommitted bytes after the commit (cleared), a segment
+        half-created under its temporary name (removed), a next segment created but
+        the current one not yet sealed (sealed now), a sealed segment without a next
+        one (created now). Committed records are never changed.
+        """
         removed = tuple(remove_unfinished(self.path))
         indices = segment_indices(self.path)
         created = not indices
         if created:
-            create_segment(
-                self.path, 0, self.segment_size, self.payload_id, self._identity, self._mode
-            )
             indices = [0]
-        last = indices[-1]
-        segment = self._map_segment(last)
+            self._use_segment(self._create_or_adopt(0))
+        else:
+            self._use_segment(self._open_segment(indices[-1]))
+        last = self._segment
+        assert last is not None
         commit = self._position
-        check_commit(commit, len(self._map), str(segment.path))
-        frames = list(walk_frames(self._map, commit, self.payload_id, str(segment.path)))
+        check_commit(commit, len(self._map), str(last.path))
+        frames = list(walk_frames(self._map, commit, self.payload_id, str(last.path)))
         cleared = _clear_beyond(self._map, commit)
         repaired = None
-        if len(indices) > 1 and indices[-2] == last - 1:
-            repaired = self._repair_end_marker(last - 1)
-        if frames and frames[-1][1] == END:
-            # Sealed, but the next segment is gone: start one, as a roll would have.
-            self._roll_after_seal(last)
+        if len(indices) > 1 and indices[-2] == last.index - 1:
+            repaired = self._seal_if_open(last.index - 1, successor_records=len(frames))
+        if is_sealed(self._words, commit):
+            self._use_segment(self._create_or_adopt(last.index + 1))
+        self._prepare(self._index + 1)
         return RecoveryReport(
             self._index, self._position, len(frames), created, cleared, repaired, removed
         )
 
-    def _roll_after_seal(self, sealed_index: int) -> None:
-        create_segment(
-            self.path,
-            sealed_index + 1,
-            self.segment_size,
-            self.payload_id,
-            self._identity,
-            self._mode,
-        )
-        self._map_segment(sealed_index + 1)
-
-    def _repair_end_marker(self, index: int) -> int | None:
-        """Seal segment ``index`` if a crash came between creating its successor and sealing."""
+    def _seal_if_open(self, index: int, successor_records: int) -> int | None:
+        """Seal segment ``index`` if a crash came between creating its successor and
+        sealing it; returns where the marker went, or None if it was sealed."""
         with MappedSegment(segment_path(self.path, index), writable=True) as segment:
             header = memoryview(segment.map)[: F.HEADER_SIZE]
             words = header.cast("Q")
             try:
                 commit = load_commit_acquire(words)
-                check_commit(commit, len(segment.map), str(segment.path))
-                frames = walk_frames(segment.map, commit, self.payload_id, str(segment.path))
-                if any(size == END for _, size in frames):
+                if is_sealed(words, commit):
                     return None
+                if successor_records:
+                    raise CorruptSegmentError(
+                        f"segment {index} is not sealed but segment {index + 1} holds "
+                        f"{successor_records} records",
+                        path=str(segment.path),
+                        offset=commit,
+                    )
+                check_commit(commit, len(segment.map), str(segment.path))
                 _clear_beyond(segment.map, commit)
                 self._seal(segment.map, words, commit)
                 return commit
             finally:
                 words.release()
                 header.release()
+
+
+class _Preparation(threading.Thread):
+    """One background creation of the next segment; ``result`` waits for it."""
+
+    def __init__(self, index: int, create: Callable[[], MappedSegment]) -> None:
+        super().__init__(name=f"journal-prepare-{index}", daemon=True)
+        self.index = index
+        self._create = create
+        self._segment: MappedSegment | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._segment = self._create()
+        except BaseException as error:  # handed to the appending thread by result()
+            self._error = error
+
+    def result(self) -> MappedSegment:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._segment is not None
+        return self._segment
 
 
 def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
