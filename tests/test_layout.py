@@ -1,0 +1,110 @@
+"""The binary layout: pinned constants, and docs/FORMAT.md agreeing with journal._layout."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import journal
+from journal import _layout as F
+from journal import _orderbook_layout as OB
+from tests.conftest import REPO
+
+
+def test_pinned_surface() -> None:
+    assert journal.MAGIC == b"OBJOURNL"
+    assert journal.FORMAT_VERSION == 1
+    assert journal.ORDERBOOK_PAYLOAD_ID == b"OBK1"
+    assert F.HEADER_SIZE == 4096
+    assert F.END_OF_SEGMENT == 0xFFFF_FFFF
+    assert set(journal.__all__) >= {
+        "Writer",
+        "Reader",
+        "JournalError",
+        "CorruptSegmentError",
+        "JournalFullError",
+        "InvalidRecordError",
+        "WriterLockedError",
+        "RecordTooLargeError",
+    }
+
+
+def test_commit_word_alone_and_reader_word_apart() -> None:
+    assert F.COMMIT_OFFSET_OFFSET % F.CACHE_LINE_PAIR == 0
+    assert F.FUTEX_SLEEPERS_OFFSET % F.CACHE_LINE_PAIR == 0
+    assert F.FUTEX_SLEEPERS_OFFSET - F.COMMIT_OFFSET_OFFSET == F.CACHE_LINE_PAIR
+    assert F.END_MARKER_OFFSET_OFFSET + 8 <= F.COMMIT_OFFSET_OFFSET
+
+
+def _format_md_header_rows() -> list[tuple[int, int, str]]:
+    text = (REPO / "docs" / "FORMAT.md").read_text()
+    block = text.split("## Segment header")[1].split("```")[1]
+    rows = []
+    for line in block.splitlines():
+        match = re.match(r"\s*(\d+)\s+(\d+)\s+(\w+)", line)
+        if match:
+            rows.append((int(match[1]), int(match[2]), match[3]))
+    return rows
+
+
+def test_format_md_header_table_matches_constants() -> None:
+    rows = _format_md_header_rows()
+    fields = {name: (offset, size) for offset, size, name in rows if name != "reserved"}
+    expected = {
+        "magic": (F.MAGIC_OFFSET, len(F.MAGIC)),
+        "format_version": (F.FORMAT_VERSION_OFFSET, 4),
+        "header_size": (F.HEADER_SIZE_OFFSET, 4),
+        "segment_size": (F.SEGMENT_SIZE_OFFSET, 8),
+        "segment_index": (F.SEGMENT_INDEX_OFFSET, 8),
+        "payload_id": (F.PAYLOAD_ID_OFFSET, F.PAYLOAD_ID_SIZE),
+        "max_record_size": (F.MAX_RECORD_SIZE_OFFSET, 4),
+        "created_ns": (F.CREATED_NS_OFFSET, 8),
+        "writer_pid": (F.WRITER_PID_OFFSET, 4),
+        "writer_started_ns": (F.WRITER_STARTED_NS_OFFSET, 8),
+        "writer_host": (F.WRITER_HOST_OFFSET, F.WRITER_HOST_SIZE),
+        "end_marker_offset": (F.END_MARKER_OFFSET_OFFSET, 8),
+        "commit_offset": (F.COMMIT_OFFSET_OFFSET, 8),
+        "futex_sleepers": (F.FUTEX_SLEEPERS_OFFSET, 4),
+    }
+    for name, place in expected.items():
+        assert fields[name] == place, name
+    # The table covers the header without gaps or overlaps.
+    for (offset, size, _), (next_offset, _, _) in itertools.pairwise(rows):
+        assert offset + size == next_offset
+    assert rows[-1][0] + rows[-1][1] == F.HEADER_SIZE
+
+
+def test_header_struct_packs_fields_at_their_offsets() -> None:
+    packed = F.HEADER_STRUCT.pack(
+        F.MAGIC,
+        1,
+        4096,
+        1 << 20,
+        7,
+        b"OBK1",
+        F.max_record_size(1 << 20),
+        11,
+        13,
+        0,
+        17,
+        b"host",
+    )
+    assert packed[F.SEGMENT_INDEX_OFFSET : F.SEGMENT_INDEX_OFFSET + 8] == (7).to_bytes(8, "little")
+    assert packed[F.PAYLOAD_ID_OFFSET : F.PAYLOAD_ID_OFFSET + 4] == b"OBK1"
+    assert packed[F.WRITER_PID_OFFSET : F.WRITER_PID_OFFSET + 4] == (13).to_bytes(4, "little")
+    assert packed[F.WRITER_HOST_OFFSET : F.WRITER_HOST_OFFSET + 4] == b"host"
+
+
+def test_orderbook_layout_is_aligned() -> None:
+    assert OB.TABLE_POS % 8 == 0
+    for field in (OB.TIMESTAMP_FIELD, OB.SEQUENCE_FIELD, OB.LOCAL_TIMESTAMP_NS_FIELD):
+        assert (OB.TABLE_POS + field) % 8 == 0
+    assert (OB.BIDS_VECTOR_POS + 4) % 8 == 0  # level data after the u32 count
+    assert OB.VTABLE_POS + OB.VTABLE_SIZE <= OB.TABLE_POS
+
+
+def test_ten_by_ten_book_is_432_bytes() -> None:
+    bids = [[100.0 - i, 1.0] for i in range(10)]
+    asks = [[101.0 + i, 1.0] for i in range(10)]
+    record = journal.OrderBookEncoder().encode("upbit", "BTC-KRW", 1, 2, bids, asks, 3)
+    assert len(record) == 432  # docs/FORMAT.md says so
