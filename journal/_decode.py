@@ -110,7 +110,12 @@ class OrderBookRecord:
 
 
 def read_orderbook(
-    data: Any, offset: int, end: int, position: Position, verify: bool = True
+    data: Any,
+    offset: int,
+    end: int,
+    position: Position,
+    verify: bool = True,
+    pinned: np.ndarray | None = None,
 ) -> OrderBookRecord:
     """Check and decode the record whose size prefix is at ``data[offset]``, ending at ``end``.
 
@@ -119,51 +124,69 @@ def read_orderbook(
     verified at no extra cost. Other valid layouts (the official builder's, via
     ``Writer.append``) are verified by journal._verify when ``verify`` is set, then
     decoded through their vtable. Raises VerificationError or UnicodeDecodeError.
+
+    ``pinned``: a numpy view of all of ``data`` (``np.frombuffer``) that the level
+    views are cut from; it holds the buffer export, so a mapping cannot be unmapped
+    under a record's arrays. Without it, each level view takes its own export.
     """
-    limit = end - offset
-    if limit >= _CANONICAL.size:
-        head = _CANONICAL.unpack_from(data, offset)
-        n_bids = head[_N_BIDS]
-        asks_at = _CANONICAL_ASKS + OB.LEVEL_SIZE * n_bids
-        if head[1:_CANONICAL_FIXED_END] == _CANONICAL_FIXED and asks_at + 4 <= limit:
-            n_asks = _U32.unpack_from(data, offset + asks_at)[0]
-            exchange_at = asks_at + 4 + OB.LEVEL_SIZE * n_asks
-            if head[_ASKS_OFFSET] == asks_at - _ASKS_FIELD_AT and (
-                head[_BIDS_OFFSET] == _CANONICAL_BIDS_OFFSET
-                and head[_EXCHANGE_OFFSET] == exchange_at - _EXCHANGE_FIELD_AT
-                and exchange_at + 4 <= limit
-            ):
-                exchange_len = _U32.unpack_from(data, offset + exchange_at)[0]
-                exchange_end = offset + exchange_at + 4 + exchange_len
-                symbol_at = _SYMBOL_FIELD_AT + head[_SYMBOL_OFFSET]
-                if (
-                    symbol_at >= exchange_at + 5 + exchange_len
-                    and not symbol_at & 3
-                    and symbol_at + 4 <= limit
-                    and data[exchange_end] == 0
-                ):
-                    symbol_len = _U32.unpack_from(data, offset + symbol_at)[0]
-                    symbol_end = offset + symbol_at + 4 + symbol_len
-                    if symbol_end < end and data[symbol_end] == 0:
-                        record = OrderBookRecord()
-                        record.exchange_name = data[
-                            exchange_end - exchange_len : exchange_end
-                        ].decode()
-                        record.symbol = data[symbol_end - symbol_len : symbol_end].decode()
-                        record.timestamp = head[_TIMESTAMP]
-                        record.sequence = head[_SEQUENCE]
-                        record.local_timestamp_ns = head[_LOCAL_TIMESTAMP_NS]
-                        record.bids = _level_view(data, offset + OB.BIDS_VECTOR_POS + 4, n_bids)
-                        record.asks = _level_view(data, offset + asks_at + 4, n_asks)
-                        record.position = position
-                        record.size = head[0] + SIZE_PREFIX_SIZE
-                        return record
-    if verify:
-        verify_size_prefixed(data, offset, end, ORDERBOOK_SCHEMA)
-    return _decode_any_layout(data, offset, position)
+    record = _read_own_layout(data, offset, end, pinned)
+    if record is None:
+        if verify:
+            verify_size_prefixed(data, offset, end, ORDERBOOK_SCHEMA)
+        record = _decode_any_layout(data, offset, pinned)
+    record.position = position
+    return record
 
 
-def _decode_any_layout(data: Any, offset: int, position: Position) -> OrderBookRecord:
+def _read_own_layout(
+    data: Any, offset: int, end: int, pinned: np.ndarray | None
+) -> OrderBookRecord | None:
+    """Decode a record in journal._orderbook_layout, or None if it is not one.
+
+    Every offset is derived from the depths and string lengths and checked against
+    the record's size before anything is read there.
+    """
+    if end - offset < _CANONICAL.size:
+        return None
+    head = _CANONICAL.unpack_from(data, offset)
+    if (
+        head[1:_CANONICAL_FIXED_END] != _CANONICAL_FIXED
+        or head[_BIDS_OFFSET] != _CANONICAL_BIDS_OFFSET
+    ):
+        return None
+    size = head[0] + SIZE_PREFIX_SIZE
+    n_bids = head[_N_BIDS]
+    asks_at = _CANONICAL_ASKS + OB.LEVEL_SIZE * n_bids
+    if size > end - offset or asks_at + 4 > size:
+        return None
+    n_asks = _U32.unpack_from(data, offset + asks_at)[0]
+    exchange_at = asks_at + 4 + OB.LEVEL_SIZE * n_asks
+    if (
+        head[_ASKS_OFFSET] != asks_at - _ASKS_FIELD_AT
+        or head[_EXCHANGE_OFFSET] != exchange_at - _EXCHANGE_FIELD_AT
+        or exchange_at + 4 > size
+    ):
+        return None
+    exchange_end = exchange_at + 4 + _U32.unpack_from(data, offset + exchange_at)[0]
+    symbol_at = _SYMBOL_FIELD_AT + head[_SYMBOL_OFFSET]
+    if symbol_at <= exchange_end or symbol_at & 3 or symbol_at + 4 > size:
+        return None
+    symbol_end = symbol_at + 4 + _U32.unpack_from(data, offset + symbol_at)[0]
+    if symbol_end >= size or data[offset + exchange_end] or data[offset + symbol_end]:
+        return None
+    record = OrderBookRecord()
+    record.exchange_name = str(data[offset + exchange_at + 4 : offset + exchange_end], "utf-8")
+    record.symbol = str(data[offset + symbol_at + 4 : offset + symbol_end], "utf-8")
+    record.timestamp = head[_TIMESTAMP]
+    record.sequence = head[_SEQUENCE]
+    record.local_timestamp_ns = head[_LOCAL_TIMESTAMP_NS]
+    record.bids = _level_view(data, pinned, offset + OB.BIDS_VECTOR_POS + 4, n_bids)
+    record.asks = _level_view(data, pinned, offset + asks_at + 4, n_asks)
+    record.size = size
+    return record
+
+
+def _decode_any_layout(data: Any, offset: int, pinned: np.ndarray | None) -> OrderBookRecord:
     """Decode a verified OrderBook of any valid layout by following its vtable."""
     base = offset + SIZE_PREFIX_SIZE
     table = base + _ROOT.unpack_from(data, base)[0]
@@ -182,9 +205,8 @@ def _decode_any_layout(data: Any, offset: int, position: Position) -> OrderBookR
     record.timestamp = _long(data, table, slots[OB.FIELD_TIMESTAMP])
     record.sequence = _long(data, table, slots[OB.FIELD_SEQUENCE])
     record.local_timestamp_ns = _long(data, table, slots[OB.FIELD_LOCAL_TIMESTAMP_NS])
-    record.bids = _levels(data, table, slots[OB.FIELD_BIDS])
-    record.asks = _levels(data, table, slots[OB.FIELD_ASKS])
-    record.position = position
+    record.bids = _levels(data, pinned, table, slots[OB.FIELD_BIDS])
+    record.asks = _levels(data, pinned, table, slots[OB.FIELD_ASKS])
     record.size = _ROOT.unpack_from(data, offset)[0] + SIZE_PREFIX_SIZE
     return record
 
@@ -210,19 +232,21 @@ def _string(data: Any, table: int, field: int) -> str:
     at = table + field
     at += _U32.unpack_from(data, at)[0]
     length = _U32.unpack_from(data, at)[0]
-    return bytes(data[at + 4 : at + 4 + length]).decode()
+    return str(data[at + 4 : at + 4 + length], "utf-8")
 
 
-def _levels(data: Any, table: int, field: int) -> np.ndarray:
+def _levels(data: Any, pinned: np.ndarray | None, table: int, field: int) -> np.ndarray:
     if not field:
         return _NO_LEVELS
     at = table + field
     at += _U32.unpack_from(data, at)[0]
-    return _level_view(data, at + 4, _U32.unpack_from(data, at)[0])
+    return _level_view(data, pinned, at + 4, _U32.unpack_from(data, at)[0])
 
 
-def _level_view(data: Any, at: int, count: int) -> np.ndarray:
+def _level_view(data: Any, pinned: np.ndarray | None, at: int, count: int) -> np.ndarray:
     """(count, 2) float64 view of the PriceLevel structs at ``at``; no copy."""
     if not count:
         return _NO_LEVELS
-    return np.ndarray((count, 2), _LEVEL_DTYPE, data, at)
+    if pinned is not None:
+        return np.ndarray((count, 2), _LEVEL_DTYPE, pinned, at)
+    return np.frombuffer(data, _LEVEL_DTYPE, 2 * count, at).reshape(count, 2)

@@ -7,7 +7,7 @@ them with chained comparisons (NaN and inf fail them), and writes the whole reco
 with one ``struct.pack_into``. The bytes that depend only on names and depths
 (vtable, offsets, the two strings) are packed once per shape and cached.
 
-When a check fails, ``explain_invalid`` walks the values one by one to name the
+When a check fails, ``validate_slowly`` walks the values one by one to name the
 first bad field and value. Nothing is written before every check has passed.
 """
 
@@ -71,15 +71,14 @@ def _pad(n: int, alignment: int) -> int:
 _WRITE_TEMPLATE = """
 def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
     try:
-        {unpack_bids}
-        {unpack_asks}
-        total = {total}
+        {unpack_levels}
+        {unpack_pairs}
         valid = (
-            total - total == 0.0
+            {same_pair_type}
             and {bids_descending}
             and {asks_ascending}
             and {not_crossed}
-            and {quantities_signed}
+            and {quantities_finite}
             and type(timestamp) is int and type(sequence) is int
             and type(local_timestamp_ns) is int
             and INT64_MIN <= timestamp <= INT64_MAX
@@ -89,44 +88,60 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
     except (TypeError, ValueError):
         valid = False
     if not valid:
-        explain_invalid(bids, asks, timestamp, sequence, local_timestamp_ns)
-    pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
-              {bid_values}asks_count, {ask_values}tail)
+        validate_slowly(bids, asks, timestamp, sequence, local_timestamp_ns)
+    try:
+        pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
+                  {bid_values}asks_count, {ask_values}tail)
+    except (struct_error, OverflowError):
+        buffer[offset:offset + size] = zeros  # no partial record left behind
+        validate_slowly(bids, asks, timestamp, sequence, local_timestamp_ns)
+        raise
 """
 
 
 def _generate_write(
-    n_bids: int, n_asks: int, pack_into: Callable[..., None], constants: dict[str, bytes]
+    n_bids: int,
+    n_asks: int,
+    size: int,
+    pack_into: Callable[..., None],
+    constants: dict[str, bytes],
 ) -> WriteFunction:
     """Source for one shape's write function; see the module docstring for why."""
-    bid_names = [(f"b{i}p", f"b{i}q") for i in range(n_bids)]
-    ask_names = [(f"a{i}p", f"a{i}q") for i in range(n_asks)]
+    bid_levels = [f"b{i}" for i in range(n_bids)]
+    ask_levels = [f"a{i}" for i in range(n_asks)]
+    levels = bid_levels + ask_levels
+    bid_prices = [f"{level}p" for level in bid_levels]
+    ask_prices = [f"{level}p" for level in ask_levels]
 
-    def unpack(names: list[tuple[str, str]], side: str) -> str:
-        if not names:
-            return "pass"
-        return ", ".join(f"({p}, {q})" for p, q in names) + f", = {side}"
+    def unpack(names: list[str], side: str) -> str:
+        return ", ".join(names) + f", = {side}" if names else f"if {side}: raise ValueError"
 
-    quantities = [q for _, q in bid_names + ask_names]
-    bid_prices = [p for p, _ in bid_names]
-    ask_prices = [p for p, _ in ask_names]
     source = _WRITE_TEMPLATE.format(
-        unpack_bids=unpack(bid_names, "bids"),
-        unpack_asks=unpack(ask_names, "asks"),
-        total=" + ".join(quantities) if quantities else "0.0",
+        unpack_levels=unpack(bid_levels, "bids") + "\n        " + unpack(ask_levels, "asks"),
+        unpack_pairs="\n        ".join(f"{n}p, {n}q = {n}" for n in levels) or "pass",
+        # Every level a list, or every level a tuple (mixed ones take the slow path).
+        same_pair_type=(
+            f"(type({levels[0]}) is list or type({levels[0]}) is tuple)"
+            + "".join(f" and type({n}) is type({levels[0]})" for n in levels[1:])
+            if levels
+            else "True"
+        ),
         bids_descending=" > ".join(["INF", *bid_prices, "0.0"]) if bid_prices else "True",
         asks_ascending=" < ".join(["0.0", *ask_prices, "INF"]) if ask_prices else "True",
-        not_crossed="b0p < a0p" if bid_names and ask_names else "True",
-        quantities_signed=" and ".join(f"{q} >= 0.0" for _, q in bid_names + ask_names) or "True",
-        bid_values="".join(f"{p}, {q}, " for p, q in bid_names),
-        ask_values="".join(f"{p}, {q}, " for p, q in ask_names),
+        not_crossed="b0p < a0p" if bid_prices and ask_prices else "True",
+        quantities_finite=" and ".join(f"0.0 <= {n}q < INF" for n in levels) or "True",
+        bid_values="".join(f"{n}p, {n}q, " for n in bid_levels),
+        ask_values="".join(f"{n}p, {n}q, " for n in ask_levels),
     )
     namespace: dict[str, Any] = {
         "pack_into": pack_into,
-        "explain_invalid": explain_invalid,
+        "validate_slowly": validate_slowly,
+        "struct_error": struct.error,
         "INT64_MIN": INT64_MIN,
         "INT64_MAX": INT64_MAX,
         "INF": math.inf,
+        "size": size,
+        "zeros": bytes(size),
         **constants,
     }
     exec(compile(source, f"<order book writer {n_bids}x{n_asks}>", "exec"), namespace)
@@ -175,7 +190,7 @@ def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> Boo
         "asks_count": struct.pack("<4xI", n_asks),
         "tail": tail,
     }
-    return BookShape(size, _generate_write(n_bids, n_asks, packer.pack_into, constants))
+    return BookShape(size, _generate_write(n_bids, n_asks, size, packer.pack_into, constants))
 
 
 class OrderBookEncoder:
@@ -198,7 +213,10 @@ class OrderBookEncoder:
     def shape(self, exchange_name: str, symbol: str, n_bids: int, n_asks: int) -> BookShape:
         """The cached shape for these names and depths, validating them on first use."""
         key = (exchange_name, symbol, n_bids, n_asks)
-        shape = self._shapes.get(key)
+        try:
+            shape = self._shapes.get(key)
+        except TypeError:  # an unhashable name: _new_shape says what is wrong with it
+            shape = None
         if shape is None:
             shape = self._new_shape(exchange_name, symbol, n_bids, n_asks)
             if len(self._shapes) >= _SHAPE_CACHE_LIMIT:
@@ -266,7 +284,7 @@ def as_levels(side: str, levels: Any) -> Any:
 
 
 def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
-    if type(value) is not str:
+    if not isinstance(value, str):
         raise InvalidRecordError(f"{field}={value!r}: expected str, got {type(value).__name__}")
     if not value:
         raise InvalidRecordError(f"{field} is empty")
@@ -281,18 +299,20 @@ def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
     return encoded
 
 
-def explain_invalid(
+def validate_slowly(
     bids: Any, asks: Any, timestamp: Any, sequence: Any, local_timestamp_ns: Any
 ) -> None:
-    """Raise InvalidRecordError for the first bad field; a fast check found one."""
+    """Check a book one value at a time: raise InvalidRecordError for the first bad
+    field, or return if the book is valid after all (mixed list/tuple levels, numpy
+    integers) and the generated fast check was only too strict."""
     for field, value in (
         ("timestamp", timestamp),
         ("sequence", sequence),
         ("local_timestamp_ns", local_timestamp_ns),
     ):
-        if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise InvalidRecordError(f"{field}={value!r}: expected int, got {type(value).__name__}")
-        if not INT64_MIN <= value <= INT64_MAX:
+        if not INT64_MIN <= int(value) <= INT64_MAX:
             raise InvalidRecordError(f"{field}={value}: outside the int64 range")
     for side, levels, better in (("bids", bids, gt), ("asks", asks, lt)):
         previous = None
@@ -304,9 +324,7 @@ def explain_invalid(
                 raise InvalidRecordError(f"{side}[{index}].quantity={quantity!r}: must be >= 0")
             if previous is not None and not better(previous, price):
                 order = (
-                    "descending, best bid first"
-                    if side == "bids"
-                    else ("ascending, best ask first")
+                    "descending, best bid first" if side == "bids" else "ascending, best ask first"
                 )
                 raise InvalidRecordError(
                     f"{side}[{index}].price={price!r} after {previous!r}: prices must be "
@@ -317,12 +335,14 @@ def explain_invalid(
         raise InvalidRecordError(
             f"crossed book: best bid {bids[0][0]!r} >= best ask {asks[0][0]!r}"
         )
-    raise InvalidRecordError("quantities too large: their sum overflows a double")
 
 
 def _pair(side: str, index: int, level: Any) -> tuple[float, float]:
-    if isinstance(level, str | bytes) or not isinstance(level, Sequence | np.ndarray):
-        raise InvalidRecordError(f"{side}[{index}]={level!r}: expected a (price, quantity) pair")
+    if not isinstance(level, list | tuple | np.ndarray):
+        raise InvalidRecordError(
+            f"{side}[{index}]={level!r}: expected a (price, quantity) pair as a list, "
+            f"tuple or array, got {type(level).__name__}"
+        )
     if len(level) != 2:
         raise InvalidRecordError(
             f"{side}[{index}]={level!r}: expected a (price, quantity) pair, got {len(level)} items"
@@ -332,6 +352,12 @@ def _pair(side: str, index: int, level: Any) -> tuple[float, float]:
             raise InvalidRecordError(
                 f"{side}[{index}].{name}={value!r}: expected a number, got {type(value).__name__}"
             )
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            raise InvalidRecordError(
+                f"{side}[{index}].{name}={value!r}: too large for a double"
+            ) from None
+        if not finite:
             raise InvalidRecordError(f"{side}[{index}].{name}={value!r}: not finite")
     return level[0], level[1]

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
 
+import numpy as np
+
 from journal import _futex
 from journal import _layout as F
 from journal._decode import OrderBookRecord, Position, local_timestamp_ns, read_orderbook
@@ -80,6 +82,7 @@ class Reader:
         self._segment: MappedSegment | None = None
         self._index = -1
         self._offset = 0
+        self._pinned: np.ndarray | None = None
         self._futex_header: mmap.mmap | None = None
         self._futex_address = 0
 
@@ -177,14 +180,16 @@ class Reader:
 
     def _decode(self, offset: int, end: int) -> OrderBookRecord:
         try:
-            return read_orderbook(self._map, offset, end, (self._index, offset), self.verify)
+            return read_orderbook(
+                self._map, offset, end, (self._index, offset), self.verify, self._pinned
+            )
         except VerificationError as error:
             raise CorruptSegmentError(
                 f"record fails FlatBuffers verification: {error}",
                 path=self._path_text,
                 offset=offset + error.offset,
             ) from None
-        except (struct.error, UnicodeDecodeError, IndexError) as error:
+        except (struct.error, UnicodeDecodeError, IndexError, TypeError, ValueError) as error:
             raise CorruptSegmentError(
                 f"record cannot be decoded ({error}); run 'journal verify'",
                 path=self._path_text,
@@ -285,6 +290,7 @@ class Reader:
         self._release()
         self._segment = segment
         self._map = segment.map
+        self._pinned = np.frombuffer(segment.map, np.uint8)
         self._words = memoryview(segment.map)[: F.HEADER_SIZE].cast("Q")
         self._path_text = str(path)
         self._index = index
@@ -297,6 +303,7 @@ class Reader:
             self._futex_header = None
         if self._segment is not None:
             self._words.release()
+            self._pinned = None  # records' level views keep their own reference
             self._segment.close()
             self._segment = None
 

@@ -80,11 +80,19 @@ def verify_size_prefixed(
     def fail(message: str, at: int) -> None:
         raise VerificationError(message, at)
 
-    def check(at: int, size: int, alignment: int, what: str) -> None:
+    def place(at: int, source: int) -> int:
+        """Where to look: ``at`` if it is in the buffer, else ``source``, the word
+        that points there (so an offset in an error is always inside the record)."""
+        return at if 0 <= at < limit else source
+
+    def check(at: int, size: int, alignment: int, what: str, source: int) -> None:
         if at < 0 or at + size > limit:
-            fail(f"{what}: {size} bytes at {at} outside the buffer of {limit} bytes", at)
+            fail(
+                f"{what}: {size} bytes at {at} outside the buffer of {limit} bytes",
+                place(at, source),
+            )
         if at & (alignment - 1):
-            fail(f"{what}: offset {at} not aligned to {alignment}", at)
+            fail(f"{what}: offset {at} not aligned to {alignment}", place(at, source))
 
     def u32(at: int) -> int:
         return _U32.unpack_from(data, start + at)[0]
@@ -101,14 +109,14 @@ def verify_size_prefixed(
     if identifier != schema.payload_id:
         fail(f"file_identifier={identifier!r}, expected {schema.payload_id!r}", 8)
     table = SIZE_PREFIX_SIZE + u32(SIZE_PREFIX_SIZE)
-    check(table, 4, 4, f"{schema.name} root table")
+    check(table, 4, 4, f"{schema.name} root table", SIZE_PREFIX_SIZE)
     vtable = table - _I32.unpack_from(data, start + table)[0]
-    check(vtable, 4, 2, f"{schema.name} vtable")
+    check(vtable, 4, 2, f"{schema.name} vtable", table)
     vtable_size, table_size = struct.unpack_from("<HH", data, start + vtable)
     if vtable_size & 1 or vtable_size < 4:
         fail(f"{schema.name} vtable size={vtable_size} is odd or below 4", vtable)
-    check(vtable, vtable_size, 2, f"{schema.name} vtable")
-    check(table, table_size, 4, f"{schema.name} table")
+    check(vtable, vtable_size, 2, f"{schema.name} vtable", vtable)
+    check(table, table_size, 4, f"{schema.name} table", vtable + 2)
     for field in schema.fields:
         entry = 4 + 2 * field.slot
         if entry >= vtable_size:
@@ -117,18 +125,22 @@ def verify_size_prefixed(
         if offset == 0:
             continue
         at = table + offset
+        slot = vtable + entry
         if offset + (field.size if field.kind == "scalar" else 4) > table_size:
-            fail(f"{field.name}: field at table+{offset} past table size={table_size}", at)
+            fail(
+                f"{field.name}: field at table+{offset} past table size={table_size}",
+                place(at, slot),
+            )
         if field.kind == "scalar":
-            check(at, field.size, field.size, field.name)
+            check(at, field.size, field.size, field.name, slot)
             continue
-        check(at, 4, 4, field.name)
+        check(at, 4, 4, field.name, slot)
         target = at + u32(at)
-        check(target, 4, 4, f"{field.name} length")
+        check(target, 4, 4, f"{field.name} length", at)
         count = u32(target)
         if field.kind == "string":
-            check(target + 4, count + 1, 1, field.name)
+            check(target + 4, count + 1, 1, field.name, target)
             if data[start + target + 4 + count] != 0:
                 fail(f"{field.name}: string of length {count} is not NUL-terminated", target)
         else:
-            check(target + 4, count * field.size, field.alignment, field.name)
+            check(target + 4, count * field.size, field.alignment, field.name, target)

@@ -24,7 +24,7 @@ import numpy as np
 
 from journal import _futex
 from journal import _layout as F
-from journal._decode import Position
+from journal._decode import Position, read_orderbook
 from journal._encode import (
     DEFAULT_MAX_LEVELS,
     DEFAULT_MAX_NAME_BYTES,
@@ -295,7 +295,21 @@ class Writer:
                 verify_size_prefixed(view, 0, len(view), self._schema)
             except VerificationError as error:
                 raise InvalidRecordError(f"record fails verification: {error}") from None
+        if self.payload_id == ORDERBOOK_PAYLOAD_ID:
+            self._check_book_rules(view)
         return view
+
+    def _check_book_rules(self, view: memoryview) -> None:
+        """A verified OrderBook built elsewhere must keep the rules append_orderbook
+        enforces (limits, prices, order, names): run them on its decoded values."""
+        try:
+            book = read_orderbook(view, 0, len(view), (self._index, self._position))
+        except UnicodeDecodeError as error:
+            raise InvalidRecordError(f"record has a string that is not UTF-8: {error}") from None
+        bids, asks = book.bids.tolist(), book.asks.tolist()
+        shape = self._shape(book.exchange_name, book.symbol, len(bids), len(asks))
+        scratch = bytearray(shape.size)
+        shape.write(scratch, 0, book.timestamp, book.sequence, book.local_timestamp_ns, bids, asks)
 
     def _write_frames(self, data: bytes | bytearray | memoryview, sizes: list[int]) -> None:
         """Copy validated frames (back to back, each padded to 8) and publish them.
