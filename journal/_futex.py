@@ -8,10 +8,11 @@ a writer with no sleeping reader makes no system call. The futex is a shared one
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from typing import Final
+
+from journal._libc import libc
 
 _SYS_FUTEX: Final = 202  # x86-64; journal._publish refuses other machines
 FUTEX_WAIT: Final = 0
@@ -23,9 +24,7 @@ class _Timespec(ctypes.Structure):
     _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+_syscall = libc.syscall
 
 
 def wake_all(address: int) -> int:

@@ -29,12 +29,15 @@ def lock_path(directory: Path) -> Path:
 def _open_lock_file(directory: Path, mode: int) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        return os.open(lock_path(directory), flags, mode)
+        fd = os.open(lock_path(directory), flags, mode)
     except OSError as error:
         raise JournalError(
             f"cannot open lock file {lock_path(directory)}: {error.strerror} "
             "(is it a symbolic link or owned by another user?)"
         ) from error
+    if os.fstat(fd).st_uid == os.geteuid():
+        os.fchmod(fd, mode)  # exactly the mode asked for, whatever the umask
+    return fd
 
 
 class WriterLock:

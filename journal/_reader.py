@@ -85,6 +85,10 @@ class Reader:
         self._pinned: np.ndarray | None = None
         self._futex_header: mmap.mmap | None = None
         self._futex_address = 0
+        if start == "end" and not segment_indices(self.path):
+            # No journal yet: every book its writer will publish comes after now.
+            self._start = "beginning"
+        self._open_start()
 
     # -- reading -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ O_NOFOLLOW, since /dev/shm is writable by everyone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import mmap
 import os
@@ -20,9 +21,12 @@ from pathlib import Path
 
 from journal import _layout as F
 from journal._errors import CorruptSegmentError, JournalError, JournalFullError
+from journal._libc import libc
 from journal._publish import is_sealed, load_commit_acquire
 
 _CREATING_SUFFIX = ".creating"
+_MADV_DONTNEED = 4
+_MADV_POPULATE_WRITE = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +187,15 @@ def create_segment(
     final = segment_path(directory, index)
     temporary = directory / f".{final.name}{_CREATING_SUFFIX}"
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, mode)
     try:
+        fd = os.open(temporary, flags, mode)
+    except FileExistsError:
+        raise JournalError(
+            f"{temporary} exists: only this journal's writer creates it, and it removes "
+            "leftovers when it opens; something else is writing into the journal directory"
+        ) from None
+    try:
+        os.fchmod(fd, mode)  # exactly the mode asked for, whatever the umask
         try:
             os.posix_fallocate(fd, 0, segment_size)
         except OSError as error:
@@ -246,17 +257,8 @@ class MappedSegment:
                 raise CorruptSegmentError(
                     f"file size={info.st_size} is smaller than the header", path=str(path)
                 )
-            if writable:
-                # Prefault every page now (one pass at open or roll) rather than a
-                # page fault every few records on the append path.
-                self.map = mmap.mmap(
-                    fd,
-                    info.st_size,
-                    flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                    prot=mmap.PROT_READ | mmap.PROT_WRITE,
-                )
-            else:
-                self.map = mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ)
+            access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+            self.map = mmap.mmap(fd, info.st_size, access=access)
         finally:
             os.close(fd)
         self.header = SegmentHeader.parse(self.map, str(path))
@@ -279,6 +281,24 @@ class MappedSegment:
         """Whether the end marker is committed (loads the commit, then the marker)."""
         with memoryview(self.map)[: F.HEADER_SIZE].cast("Q") as words:
             return is_sealed(words, load_commit_acquire(words))
+
+    def prefault(self) -> bool:
+        """Map every page writable now (MADV_POPULATE_WRITE, Linux 5.14+), so appends
+        do not take a page fault every few records. Slow for a large segment, and
+        without the GIL: call it off the appending thread. False if unsupported."""
+        return self._advise(_MADV_POPULATE_WRITE)
+
+    def drop_page_tables(self) -> None:
+        """Unmap the pages from this process (MADV_DONTNEED; the data stays in the
+        file), so that ``close`` is cheap; slow for a large segment, without the GIL."""
+        self._advise(_MADV_DONTNEED)
+
+    def _advise(self, advice: int) -> bool:
+        anchor = ctypes.c_char.from_buffer(self.map)
+        try:
+            return libc.madvise(ctypes.addressof(anchor), len(self.map), advice) == 0
+        finally:
+            del anchor
 
     def close(self) -> None:
         # BufferError: numpy views still point into the mapping; it is unmapped when

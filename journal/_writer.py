@@ -37,6 +37,7 @@ from journal._errors import (
     CorruptSegmentError,
     InvalidRecordError,
     JournalError,
+    JournalFullError,
     RecordTooLargeError,
 )
 from journal._frames import check_commit, walk_frames
@@ -76,7 +77,6 @@ class RecoveryReport:
     records_in_segment: int
     created: bool
     cleared_bytes: int
-    repaired_end_marker: int | None
     removed_unfinished: tuple[str, ...]
 
 
@@ -135,7 +135,7 @@ class Writer:
         except BaseException:
             self.close()
             raise
-        if self.recovery.cleared_bytes or self.recovery.repaired_end_marker is not None:
+        if self.recovery.cleared_bytes or self.recovery.removed_unfinished:
             log.warning("recovered journal %s: %s", self.path, self.recovery)
 
     # -- appending ---------------------------------------------------------------
@@ -336,7 +336,16 @@ class Writer:
                         f"({capacity} bytes with segment_size={self.segment_size}); records "
                         "are never split: raise segment_size"
                     )
-                self._roll()
+                try:
+                    self._roll()
+                except JournalFullError as error:
+                    if first:  # a batch: say how much of it is in the journal
+                        raise JournalFullError(
+                            error.errno,
+                            f"{error.strerror}; {first} of the {len(sizes)} records were "
+                            "committed before it (in order), the rest were not",
+                        ) from error
+                    raise
                 continue
             cursor = position
             for size in sizes[first : first + count]:
@@ -359,27 +368,32 @@ class Writer:
         self._seal(self._map, self._words, self._position)
         if self._sleepers[SLEEPERS_WORD]:
             self._wake_sleepers()
+        sealed = self._detach_segment()
         self._use_segment(next_segment)
-        self._prepare(self._index + 1)
+        self._prepare(self._index + 1, retire=sealed)
 
     @staticmethod
     def _seal(data: Any, words: memoryview, commit: int) -> None:
         data[commit : commit + F.END_MARKER_SIZE] = _END_MARKER
         publish_seal(words, commit)
 
-    def _prepare(self, index: int) -> None:
-        """Create and prefault segment ``index`` in the background, for the next roll.
+    def _prepare(self, index: int, retire: MappedSegment | None = None) -> None:
+        """In the background: unmap ``retire`` (the segment just sealed), then create
+        and prefault segment ``index`` for the next roll.
 
-        Allocating and mapping 64 MiB of tmpfs takes tens of milliseconds; done here,
-        a roll costs the appending thread a few microseconds instead.
+        Allocating, prefaulting and unmapping 64 MiB of tmpfs take tens of
+        milliseconds; done here, a roll costs the appending thread microseconds.
         """
-        self._preparation = _Preparation(index, lambda: self._create_or_adopt(index))
+        self._preparation = _Preparation(index, lambda: self._create_or_adopt(index), retire)
 
     def _take_prepared(self, index: int) -> MappedSegment:
         """The next segment: the prepared one, or created now if preparing failed."""
         preparation, self._preparation = self._preparation, None
         if preparation is not None and preparation.index == index:
-            return preparation.result()  # a JournalFullError surfaces here, at the roll
+            with contextlib.suppress(JournalError, OSError):
+                return preparation.result()
+            # It failed (tmpfs full, say) when it ran: try again now, so room freed
+            # since is used, and a failure is reported as it stands now.
         return self._create_or_adopt(index)
 
     def _create_or_adopt(self, index: int) -> MappedSegment:
@@ -440,87 +454,96 @@ class Writer:
         self._last_position = (segment.index, self._position)
         self._commit_address: int | None = None
 
+    def _detach_segment(self) -> MappedSegment | None:
+        """Stop using the current segment; the caller closes it."""
+        segment, self._segment = self._segment, None
+        if segment is not None:
+            for view in (self._words, self._sleepers):
+                view.release()
+            self._commit_address = None
+        return segment
+
     def _release_segment(self) -> None:
-        if self._segment is None:
-            return
-        for view in (self._words, self._sleepers):
-            view.release()
-        self._commit_address = None
-        self._segment.close()
-        self._segment = None
+        segment = self._detach_segment()
+        if segment is not None:
+            segment.close()
 
     def _recover(self) -> RecoveryReport:
         """Resume after the last committed record; mend what a crash can leave.
 
         A crash can leave: uncommitted bytes after the commit (cleared), a segment
-        half-created under its temporary name (removed), a next segment created but
-        the current one not yet sealed (sealed now), a sealed segment without a next
-        one (created now). Committed records are never changed.
+        half-created under its temporary name (removed), an empty segment prepared
+        for the next roll (kept for it: writing resumes in the open one before it),
+        a sealed segment without a next one (created now). Committed records are
+        never changed.
         """
         removed = tuple(remove_unfinished(self.path))
         indices = segment_indices(self.path)
         created = not indices
         if created:
-            indices = [0]
             self._use_segment(self._create_or_adopt(0))
         else:
-            self._use_segment(self._open_segment(indices[-1]))
-        last = self._segment
-        assert last is not None
+            self._use_segment(self._open_segment(self._segment_to_resume(indices)))
+        segment = self._segment
+        assert segment is not None
         commit = self._position
-        check_commit(commit, len(self._map), str(last.path))
-        frames = list(walk_frames(self._map, commit, self.payload_id, str(last.path)))
+        check_commit(commit, len(self._map), str(segment.path))
+        records = sum(1 for _ in walk_frames(self._map, commit, self.payload_id, str(segment.path)))
         cleared = _clear_beyond(self._map, commit)
-        repaired = None
-        if len(indices) > 1 and indices[-2] == last.index - 1:
-            repaired = self._seal_if_open(last.index - 1, successor_records=len(frames))
         if is_sealed(self._words, commit):
-            self._use_segment(self._create_or_adopt(last.index + 1))
+            records -= 1  # the end marker
+            self._use_segment(self._create_or_adopt(segment.index + 1))
+        assert self._segment is not None
+        self._segment.prefault()
         self._prepare(self._index + 1)
-        return RecoveryReport(
-            self._index, self._position, len(frames), created, cleared, repaired, removed
-        )
+        return RecoveryReport(self._index, self._position, records, created, cleared, removed)
 
-    def _seal_if_open(self, index: int, successor_records: int) -> int | None:
-        """Seal segment ``index`` if a crash came between creating its successor and
-        sealing it; returns where the marker went, or None if it was sealed."""
-        with MappedSegment(segment_path(self.path, index), writable=True) as segment:
-            header = memoryview(segment.map)[: F.HEADER_SIZE]
-            words = header.cast("Q")
-            try:
-                commit = load_commit_acquire(words)
-                if is_sealed(words, commit):
-                    return None
-                if successor_records:
-                    raise CorruptSegmentError(
-                        f"segment {index} is not sealed but segment {index + 1} holds "
-                        f"{successor_records} records",
-                        path=str(segment.path),
-                        offset=commit,
-                    )
-                check_commit(commit, len(segment.map), str(segment.path))
-                _clear_beyond(segment.map, commit)
-                self._seal(segment.map, words, commit)
-                return commit
-            finally:
-                words.release()
-                header.release()
+    def _segment_to_resume(self, indices: list[int]) -> int:
+        """The newest segment, or the open one before it if the newest is the empty
+        segment a writer prepared for its next roll."""
+        newest = indices[-1]
+        if len(indices) < 2 or indices[-2] != newest - 1:
+            return newest
+        with MappedSegment(segment_path(self.path, newest - 1)) as previous:
+            if previous.is_sealed():
+                return newest
+        with MappedSegment(segment_path(self.path, newest)) as prepared:
+            commit = prepared.load_commit_acquire()
+            if commit != F.HEADER_SIZE:
+                raise CorruptSegmentError(
+                    f"segment {newest} holds records (commit_offset={commit}) but segment "
+                    f"{newest - 1} before it is not sealed",
+                    path=str(prepared.path),
+                    offset=F.COMMIT_OFFSET_OFFSET,
+                )
+        return newest - 1
 
 
 class _Preparation(threading.Thread):
-    """One background creation of the next segment; ``result`` waits for it."""
+    """One background job for the next roll; ``result`` waits for it.
 
-    def __init__(self, index: int, create: Callable[[], MappedSegment]) -> None:
+    Unmaps the segment just sealed, then creates and prefaults the next one.
+    """
+
+    def __init__(
+        self, index: int, create: Callable[[], MappedSegment], retire: MappedSegment | None
+    ) -> None:
         super().__init__(name=f"journal-prepare-{index}", daemon=True)
         self.index = index
         self._create = create
+        self._retire = retire
         self._segment: MappedSegment | None = None
         self._error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
+        if self._retire is not None:
+            self._retire.drop_page_tables()
+            self._retire.close()
+            self._retire = None
         try:
             self._segment = self._create()
+            self._segment.prefault()
         except BaseException as error:  # handed to the appending thread by result()
             self._error = error
 
@@ -560,11 +583,18 @@ def _clear_beyond(data: Any, commit: int) -> int:
 
 
 def _prepare_directory(path: Path, mode: int) -> None:
-    """Create the journal directory (and parents) or accept an existing one we own."""
+    """Create the journal directory (and missing parents, with the same mode) or
+    accept an existing one we own. Modes are set exactly, whatever the umask."""
     directory_mode = mode | ((mode & 0o444) >> 2)  # search permission wherever read is
-    path.parent.mkdir(mode=directory_mode, parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=directory_mode)
+    missing = [path]
+    while not missing[-1].parent.exists():
+        missing.append(missing[-1].parent)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=directory_mode)
+        except FileExistsError:
+            continue
+        os.chmod(directory, directory_mode, follow_symlinks=False)
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise JournalError(f"journal path {path} exists and is not a directory (or is a symlink)")
