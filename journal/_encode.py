@@ -78,14 +78,12 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
             and {bids_descending}
             and {asks_ascending}
             and {not_crossed}
+            and {quantities_signed}
             and {quantities_finite}
             and type(timestamp) is int and type(sequence) is int
             and type(local_timestamp_ns) is int
-            and INT64_MIN <= timestamp <= INT64_MAX
-            and INT64_MIN <= sequence <= INT64_MAX
-            and INT64_MIN <= local_timestamp_ns <= INT64_MAX
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         valid = False
     if not valid:
         validate_slowly(bids, asks, timestamp, sequence, local_timestamp_ns)
@@ -93,7 +91,9 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
         pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
                   {bid_values}asks_count, {ask_values}tail)
     except (struct_error, OverflowError):
-        buffer[offset:offset + size] = zeros  # no partial record left behind
+        # A value beyond its field (an int64 out of range, an int no double holds):
+        # leave no partial record behind, and name the value.
+        buffer[offset:offset + size] = zeros
         validate_slowly(bids, asks, timestamp, sequence, local_timestamp_ns)
         raise
 """
@@ -110,6 +110,7 @@ def _generate_write(
     bid_levels = [f"b{i}" for i in range(n_bids)]
     ask_levels = [f"a{i}" for i in range(n_asks)]
     levels = bid_levels + ask_levels
+    quantities = [f"{level}q" for level in levels]
     bid_prices = [f"{level}p" for level in bid_levels]
     ask_prices = [f"{level}p" for level in ask_levels]
 
@@ -122,14 +123,23 @@ def _generate_write(
         # Every level a list, or every level a tuple (mixed ones take the slow path).
         same_pair_type=(
             f"(type({levels[0]}) is list or type({levels[0]}) is tuple)"
-            + "".join(f" and type({n}) is type({levels[0]})" for n in levels[1:])
+            + (" and " + " is ".join(f"type({n})" for n in levels) if len(levels) > 1 else "")
             if levels
             else "True"
         ),
         bids_descending=" > ".join(["INF", *bid_prices, "0.0"]) if bid_prices else "True",
         asks_ascending=" < ".join(["0.0", *ask_prices, "INF"]) if ask_prices else "True",
         not_crossed="b0p < a0p" if bid_prices and ask_prices else "True",
-        quantities_finite=" and ".join(f"0.0 <= {n}q < INF" for n in levels) or "True",
+        # min() can step over a NaN, but then the sum is NaN: together they check
+        # every quantity in two calls. A sum that overflows takes the slow path.
+        quantities_signed=(
+            f"min({', '.join(quantities)}) >= 0.0"
+            if len(quantities) > 1
+            else f"{quantities[0]} >= 0.0"
+            if quantities
+            else "True"
+        ),
+        quantities_finite=f"{' + '.join(quantities)} < INF" if quantities else "True",
         bid_values="".join(f"{n}p, {n}q, " for n in bid_levels),
         ask_values="".join(f"{n}p, {n}q, " for n in ask_levels),
     )
@@ -137,8 +147,6 @@ def _generate_write(
         "pack_into": pack_into,
         "validate_slowly": validate_slowly,
         "struct_error": struct.error,
-        "INT64_MIN": INT64_MIN,
-        "INT64_MAX": INT64_MAX,
         "INF": math.inf,
         "size": size,
         "zeros": bytes(size),
@@ -181,7 +189,7 @@ def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> Boo
     )
     tail = exchange_block + symbol_block
     packer = struct.Struct(
-        f"<{len(head)}sqqq{len(middle)}s{2 * n_bids}d8s{2 * n_asks}d{len(tail)}s"
+        f"@{len(head)}sqqq{len(middle)}s{2 * n_bids}d8s{2 * n_asks}d{len(tail)}s"
     )
     assert packer.size == size, (packer.size, size)
     constants = {
@@ -209,6 +217,12 @@ class OrderBookEncoder:
     @property
     def limits(self) -> EncoderLimits:
         return self._limits
+
+    @property
+    def known_shapes(self) -> dict[tuple[Any, Any, int, int], BookShape]:
+        """The cache behind ``shape``, keyed ``(exchange_name, symbol, n_bids, n_asks)``:
+        a hot path may look a shape up here first. Read it, never write it."""
+        return self._shapes
 
     def shape(self, exchange_name: str, symbol: str, n_bids: int, n_asks: int) -> BookShape:
         """The cached shape for these names and depths, validating them on first use."""

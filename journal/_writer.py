@@ -94,6 +94,31 @@ class Writer:
     ``max_name_bytes`` bound what ``append_orderbook`` accepts.
     """
 
+    __slots__ = (
+        "_commit_address",
+        "_encoder",
+        "_identity",
+        "_index",
+        "_known_shapes",
+        "_last_position",
+        "_limit",
+        "_lock",
+        "_map",
+        "_mode",
+        "_position",
+        "_preparation",
+        "_schema",
+        "_scratch",
+        "_segment",
+        "_shape",
+        "_sleepers",
+        "_words",
+        "path",
+        "payload_id",
+        "recovery",
+        "segment_size",
+    )
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -123,6 +148,7 @@ class Writer:
         self._mode = mode
         self._encoder = OrderBookEncoder(EncoderLimits(max_levels, max_name_bytes))
         self._shape = self._encoder.shape
+        self._known_shapes = self._encoder.known_shapes
         self._schema = SCHEMAS.get(payload_id)
         self._identity = WriterIdentity.current()
         self._scratch = bytearray()
@@ -161,7 +187,10 @@ class Writer:
             bids = as_levels("bids", bids)
         if type(asks) is not list:
             asks = as_levels("asks", asks)
-        shape = self._shape(exchange_name, symbol, len(bids), len(asks))
+        try:
+            shape = self._known_shapes[exchange_name, symbol, len(bids), len(asks)]
+        except (KeyError, TypeError):  # a new shape, or names to refuse
+            shape = self._shape(exchange_name, symbol, len(bids), len(asks))
         if local_timestamp_ns is None:
             local_timestamp_ns = time.time_ns()
         position = self._position
@@ -452,7 +481,7 @@ class Writer:
         self._position = load_commit_acquire(self._words)
         self._limit = segment.header.segment_size - F.END_MARKER_SIZE
         self._last_position = (segment.index, self._position)
-        self._commit_address: int | None = None
+        self._commit_address = None
 
     def _detach_segment(self) -> MappedSegment | None:
         """Stop using the current segment; the caller closes it."""
