@@ -21,7 +21,7 @@ test: setup lint
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check journal tests benchmarks tools
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python benchmarks/bench_append.py
