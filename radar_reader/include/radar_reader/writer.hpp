@@ -1,0 +1,205 @@
+// The C++ side's single writer: the radar appends its results journal with it.
+//
+// Same protocol as journal/_writer.py (docs/FORMAT.md, "Publishing"): one writer
+// per journal (flock), segments preallocated and linked into place complete, each
+// record copied and then published with a release store of the commit offset,
+// sleepers woken only when a reader said it sleeps, full segments sealed with the
+// end marker once the next segment exists. Reopening resumes after the last
+// committed record and clears what is beyond it.
+#pragma once
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "radar_reader/atomics.hpp"
+#include "radar_reader/layout.hpp"
+#include "radar_reader/mapping.hpp"
+#include "radar_reader/segment.hpp"
+
+namespace radar {
+
+inline std::int64_t realtime_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
+class JournalWriter {
+ public:
+  // Creates or reopens journal `directory` for records of `payload_id`; throws
+  // JournalError (another live writer, a full tmpfs, a corrupt newest segment).
+  JournalWriter(std::string directory, const char (&payload_id)[4],
+                std::uint64_t segment_size = 16 * 1024 * 1024, mode_t mode = 0600)
+      : directory_(std::move(directory)), segment_size_(segment_size), mode_(mode) {
+    std::memcpy(payload_id_, payload_id, sizeof payload_id_);
+    if (segment_size_ % layout::kPageSize != 0 || segment_size_ < layout::kMinSegmentSize ||
+        segment_size_ >= layout::kMaxSegmentSize)
+      throw JournalError("segment_size=" + std::to_string(segment_size_) +
+                         ": a multiple of 4096 in 64 KiB .. 4 GiB");
+    make_directory();
+    lock_ = FileDescriptor::open(directory_ + "/" + layout::kLockFileName, O_RDWR | O_CREAT,
+                                 mode_);
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0)
+      throw JournalError("journal " + directory_ +
+                         " already has a live writer; one writer per journal");
+    const std::string holder = "pid=" + std::to_string(::getpid()) + " host=radar\n";
+    if (::ftruncate(lock_.get(), 0) != 0 ||
+        ::pwrite(lock_.get(), holder.data(), holder.size(), 0) < 0)
+      throw JournalError("cannot write " + directory_ + "/writer.lock: " + errno_text(errno));
+    started_ns_ = realtime_ns();
+    resume();
+  }
+
+  // Copies one size-prefixed FlatBuffer (already verified by the caller) and
+  // publishes it. Throws JournalError only when a roll fails (tmpfs full) or the
+  // record can never fit a segment.
+  Position append(const std::uint8_t* record, std::size_t size) {
+    const std::uint64_t framed = layout::align_record(size);
+    if (framed > segment_size_ - layout::kHeaderSize - layout::kEndMarkerSize)
+      throw JournalError("record of " + std::to_string(size) +
+                         " bytes is larger than a segment can hold");
+    if (position_ + framed + layout::kEndMarkerSize > map_.size()) roll();
+    std::uint8_t* at = map_.data() + position_;
+    std::memcpy(at, record, size);
+    std::memset(at + size, 0, framed - size);
+    const Position where{index_, position_};
+    position_ += framed;
+    atomics::publish_commit(map_.data(), position_);  // pairs with load_commit_acquire
+    wake_sleepers();
+    return where;
+  }
+
+  Position position() const { return {index_, position_}; }
+
+ private:
+  void make_directory() {
+    const mode_t directory_mode = mode_ | ((mode_ & 0444) >> 2);
+    if (::mkdir(directory_.c_str(), directory_mode) == 0) {
+      ::chmod(directory_.c_str(), directory_mode);
+    } else if (errno != EEXIST) {
+      throw JournalError("cannot create " + directory_ + ": " + errno_text(errno));
+    }
+    struct stat info {};
+    if (::lstat(directory_.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) ||
+        info.st_uid != ::geteuid())
+      throw JournalError(directory_ + " is not a directory of ours (or is a symlink)");
+  }
+
+  void resume() {
+    std::vector<std::uint64_t> indices = segment_indices(directory_);
+    if (indices.empty()) {
+      create(0);
+      indices.push_back(0);
+    }
+    // The newest, or the open one before an empty segment prepared for a roll.
+    std::uint64_t index = indices.back();
+    if (indices.size() > 1 && indices[indices.size() - 2] == index - 1) {
+      Segment previous = Segment::open(directory_, index - 1, payload_id_);
+      Segment newest = Segment::open(directory_, index, payload_id_);
+      if (!previous.is_sealed(previous.load_commit_acquire()) &&
+          newest.load_commit_acquire() == layout::kHeaderSize)
+        --index;
+    }
+    map_segment(index);
+    // Everything after the commit is a dead writer's unpublished bytes.
+    std::memset(map_.data() + position_, 0, map_.size() - position_);
+    if (atomics::is_sealed(map_.data(), position_)) {
+      if (!segment_exists(index + 1)) create(index + 1);
+      map_segment(index + 1);
+    }
+  }
+
+  bool segment_exists(std::uint64_t index) const {
+    struct stat info {};
+    return ::lstat(segment_path(directory_, index).c_str(), &info) == 0;
+  }
+
+  void map_segment(std::uint64_t index) {
+    const std::string path = segment_path(directory_, index);
+    // Checks the header as readers do, then maps it writable.
+    const Segment checked = Segment::open(directory_, index, payload_id_);
+    FileDescriptor fd = FileDescriptor::open(path, O_RDWR);
+    map_ = Mapping::map(fd, checked.size(), /*writable=*/true, path, /*populate=*/true);
+    index_ = index;
+    position_ = atomics::load_commit_acquire(map_.data());
+    if (!checked.commit_in_range(position_))
+      throw JournalError(path + ": commit_offset=" + std::to_string(position_) +
+                         " outside the segment (offset=" +
+                         std::to_string(layout::kCommitOffsetOffset) + ")");
+  }
+
+  // Preallocated in full, header written, then linked into place: a segment file
+  // is complete whenever it exists under its name.
+  void create(std::uint64_t index) {
+    const std::string path = segment_path(directory_, index);
+    const std::string temporary = directory_ + "/." + segment_file_name(index) + ".creating";
+    ::unlink(temporary.c_str());  // a crashed writer's leftover; we hold the lock
+    FileDescriptor fd = FileDescriptor::open(temporary, O_RDWR | O_CREAT | O_EXCL, mode_);
+    ::fchmod(fd.get(), mode_);
+    if (const int error = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(segment_size_))) {
+      ::unlink(temporary.c_str());
+      throw JournalError("no room for segment " + path + " of " +
+                         std::to_string(segment_size_) + " bytes: " + errno_text(error));
+    }
+    layout::SegmentHeader header{};
+    std::memcpy(header.magic, layout::kMagic, sizeof header.magic);
+    header.format_version = layout::kFormatVersion;
+    header.header_size = layout::kHeaderSize;
+    header.segment_size = segment_size_;
+    header.segment_index = index;
+    std::memcpy(header.payload_id, payload_id_, sizeof header.payload_id);
+    header.max_record_size = static_cast<std::uint32_t>(layout::max_record_size(segment_size_));
+    header.created_ns = realtime_ns();
+    header.writer_pid = static_cast<std::uint32_t>(::getpid());
+    header.writer_started_ns = started_ns_;
+    ::gethostname(header.writer_host, sizeof header.writer_host - 1);
+    header.commit_offset = layout::kHeaderSize;
+    if (::pwrite(fd.get(), &header, sizeof header, 0) != static_cast<ssize_t>(sizeof header) ||
+        ::link(temporary.c_str(), path.c_str()) != 0) {
+      const int error = errno;
+      ::unlink(temporary.c_str());
+      throw JournalError("cannot create " + path + ": " + errno_text(error));
+    }
+    ::unlink(temporary.c_str());
+  }
+
+  void roll() {
+    if (!segment_exists(index_ + 1)) create(index_ + 1);
+    std::uint8_t* marker = map_.data() + position_;
+    const std::uint32_t words[2] = {layout::kEndOfSegment, 0};
+    std::memcpy(marker, words, sizeof words);
+    atomics::publish_seal(map_.data(), position_);  // pairs with is_sealed
+    wake_sleepers();
+    map_segment(index_ + 1);
+  }
+
+  void wake_sleepers() {
+    if (!atomics::take_sleepers(map_.data())) return;  // nobody sleeps: no syscall
+    ::syscall(SYS_futex, atomics::commit_futex_word(map_.data()), FUTEX_WAKE, INT_MAX, nullptr,
+              nullptr, 0);
+  }
+
+  std::string directory_;
+  char payload_id_[4]{};
+  std::uint64_t segment_size_;
+  mode_t mode_;
+  FileDescriptor lock_;
+  Mapping map_;
+  std::uint64_t index_ = 0;
+  std::uint64_t position_ = 0;
+  std::int64_t started_ns_ = 0;
+};
+
+}  // namespace radar
