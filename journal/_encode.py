@@ -31,6 +31,8 @@ from journal._layout import RECORD_ALIGNMENT, SIZE_PREFIX_SIZE
 DEFAULT_MAX_LEVELS: Final = 10
 DEFAULT_MAX_NAME_BYTES: Final = 64
 _SHAPE_CACHE_LIMIT: Final = 4096
+_GENERATED_MAX_LEVELS: Final = 64
+"""Deeper books get a loop instead of generated code (see _loop_write)."""
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 
@@ -198,7 +200,41 @@ def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> Boo
         "asks_count": struct.pack("<4xI", n_asks),
         "tail": tail,
     }
+    if max(n_bids, n_asks) > _GENERATED_MAX_LEVELS:
+        return BookShape(size, _loop_write(size, packer.pack_into, constants))
     return BookShape(size, _generate_write(n_bids, n_asks, size, packer.pack_into, constants))
+
+
+def _loop_write(
+    size: int, pack_into: Callable[..., None], constants: dict[str, bytes]
+) -> WriteFunction:
+    """The write function for deep books: the same checks, one value at a time.
+
+    Generated code for thousands of levels would be too deep for the compiler, and
+    such books are not the hot path.
+    """
+    head, middle, asks_count, tail = (
+        constants[name] for name in ("head", "middle", "asks_count", "tail")
+    )
+
+    def write(
+        buffer: Any, offset: int, timestamp: int, sequence: int, local_ns: int, bids: Any, asks: Any
+    ) -> None:
+        validate_slowly(bids, asks, timestamp, sequence, local_ns)
+        values = [head, timestamp, sequence, local_ns, middle]
+        for price, quantity in bids:
+            values += (price, quantity)
+        values.append(asks_count)
+        for price, quantity in asks:
+            values += (price, quantity)
+        values.append(tail)
+        try:
+            pack_into(buffer, offset, *values)
+        except (struct.error, OverflowError) as error:
+            buffer[offset : offset + size] = bytes(size)  # no partial record left behind
+            raise InvalidRecordError(f"a value does not fit its field: {error}") from None
+
+    return write
 
 
 class OrderBookEncoder:

