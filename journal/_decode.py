@@ -14,7 +14,7 @@ import numpy as np
 
 from journal import _orderbook_layout as OB
 from journal._layout import SIZE_PREFIX_SIZE
-from journal._verify import ORDERBOOK_SCHEMA, verify_size_prefixed
+from journal._verify import ORDERBOOK_SCHEMA, TableSchema, verify_size_prefixed
 
 _ROOT = struct.Struct("<I")
 _SOFFSET = struct.Struct("<i")
@@ -211,17 +211,6 @@ def _decode_any_layout(data: Any, offset: int, pinned: np.ndarray | None) -> Ord
     return record
 
 
-def local_timestamp_ns(data: Any, offset: int) -> int:
-    """Only the collector timestamp of the record at ``offset`` (for seeking by time)."""
-    base = offset + SIZE_PREFIX_SIZE
-    table = base + _ROOT.unpack_from(data, base)[0]
-    vtable = table - _SOFFSET.unpack_from(data, table)[0]
-    entry = 4 + 2 * OB.FIELD_LOCAL_TIMESTAMP_NS
-    if _VTABLE_HEAD.unpack_from(data, vtable)[0] <= entry:
-        return 0
-    return _long(data, table, _VTABLE_HEAD.unpack_from(data, vtable + entry)[0])
-
-
 def _long(data: Any, table: int, field: int) -> int:
     return _I64.unpack_from(data, table + field)[0] if field else 0
 
@@ -250,3 +239,84 @@ def _level_view(data: Any, pinned: np.ndarray | None, at: int, count: int) -> np
     if pinned is not None:
         return np.ndarray((count, 2), _LEVEL_DTYPE, pinned, at)
     return np.frombuffer(data, _LEVEL_DTYPE, 2 * count, at).reshape(count, 2)
+
+
+class TableRecord:
+    """A record of a schema read generically (radar results): fields by name.
+
+    ``record.edge_bps`` or ``record.fields["edge_bps"]``; absent fields read as their
+    FlatBuffers default (0, 0.0, False) or "" for a string.
+    """
+
+    __slots__ = ("fields", "position", "size")
+
+    fields: dict[str, Any]
+    position: Position
+    size: int
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"position": list(self.position), **self.fields}
+
+    def __repr__(self) -> str:
+        return f"TableRecord({self.fields!r}, position={self.position})"
+
+
+_DEFAULTS: Final = {"q": 0, "d": 0.0, "?": False}
+
+
+def read_table(
+    data: Any, offset: int, end: int, position: Position, schema: TableSchema, verify: bool
+) -> TableRecord:
+    """Verify (if asked) and decode any table of ``schema`` by following its vtable."""
+    if verify:
+        verify_size_prefixed(data, offset, end, schema)
+    base = offset + SIZE_PREFIX_SIZE
+    table = base + _ROOT.unpack_from(data, base)[0]
+    vtable = table - _SOFFSET.unpack_from(data, table)[0]
+    vtable_size = _VTABLE_HEAD.unpack_from(data, vtable)[0]
+    fields: dict[str, Any] = {}
+    for field in schema.fields:
+        entry = 4 + 2 * field.slot
+        at = _VTABLE_HEAD.unpack_from(data, vtable + entry)[0] if entry < vtable_size else 0
+        if field.kind == "string":
+            fields[field.name] = _string(data, table, at)
+        elif at:
+            fields[field.name] = struct.unpack_from("<" + field.format, data, table + at)[0]
+        else:
+            fields[field.name] = _DEFAULTS[field.format]
+    record = TableRecord()
+    record.fields = fields
+    record.position = position
+    record.size = _ROOT.unpack_from(data, offset)[0] + SIZE_PREFIX_SIZE
+    return record
+
+
+Record = OrderBookRecord | TableRecord
+
+
+def read_record(
+    data: Any,
+    offset: int,
+    end: int,
+    position: Position,
+    schema: TableSchema,
+    verify: bool = True,
+    pinned: np.ndarray | None = None,
+) -> Record:
+    """The record at ``offset`` of a journal of ``schema``: order books get their own
+    fast reader, other payloads the generic one."""
+    if schema is ORDERBOOK_SCHEMA:
+        return read_orderbook(data, offset, end, position, verify, pinned)
+    return read_table(data, offset, end, position, schema, verify)
+
+
+def record_time_ns(data: Any, offset: int, end: int, schema: TableSchema) -> int:
+    """The schema's time field of a verified record, for seeking by time."""
+    record = read_record(data, offset, end, (0, offset), schema, verify=False)
+    return getattr(record, schema.time_field)

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from journal import _layout as F
-from journal._decode import read_orderbook
+from journal._decode import read_record
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
 from journal._lock import writer_alive
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
-from journal._verify import SCHEMAS, VerificationError
+from journal._verify import SCHEMAS, TableSchema, VerificationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +119,13 @@ def verify(directory: str | os.PathLike[str]) -> VerifyReport:
                         sealed = True
                         break
                     end = offset + F.SIZE_PREFIX_SIZE + size
-                    if schema is not None:
-                        _verify_record(segment, offset, end)
+                    if schema is None:
+                        raise CorruptSegmentError(
+                            f"payload_id={payload_id!r} has no known schema to verify",
+                            path=str(path),
+                            offset=F.PAYLOAD_ID_OFFSET,
+                        )
+                    _verify_record(segment, offset, end, schema)
                     records += 1
                 if not sealed and position != len(indices) - 1:
                     raise CorruptSegmentError(
@@ -134,9 +139,9 @@ def verify(directory: str | os.PathLike[str]) -> VerifyReport:
     return VerifyReport(segments, records, None)
 
 
-def _verify_record(segment: MappedSegment, offset: int, end: int) -> None:
+def _verify_record(segment: MappedSegment, offset: int, end: int, schema: TableSchema) -> None:
     try:
-        read_orderbook(segment.map, offset, end, (segment.index, offset), verify=True)
+        read_record(segment.map, offset, end, (segment.index, offset), schema, verify=True)
     except VerificationError as error:
         raise CorruptSegmentError(
             f"record fails FlatBuffers verification: {error}",

@@ -21,13 +21,12 @@ import numpy as np
 
 from journal import _futex
 from journal import _layout as F
-from journal._decode import OrderBookRecord, Position, local_timestamp_ns, read_orderbook
+from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
-from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._publish import SLEEPERS_WORD, is_sealed, load_commit_acquire, require_x86_64
 from journal._segment import MappedSegment, segment_indices, segment_path
-from journal._verify import VerificationError
+from journal._verify import SCHEMAS, TableSchema, VerificationError
 
 Start = Literal["beginning", "end"] | tuple[int, int] | int
 IdleName = Literal["spin", "yield", "backoff", "futex"]
@@ -74,7 +73,8 @@ class Reader:
             raise ValueError(f"idle={idle!r}: choose one of {', '.join(IDLE_STRATEGIES)}")
         _check_start(start)
         self.path = Path(path)
-        self.payload_id = ORDERBOOK_PAYLOAD_ID
+        self.payload_id: bytes | None = None  # the journal's, from its first segment
+        self.schema: TableSchema | None = None
         self.verify = verify
         self.idle = idle
         self._start: Start | None = start
@@ -92,8 +92,10 @@ class Reader:
 
     # -- reading -------------------------------------------------------------------
 
-    def try_next(self) -> OrderBookRecord | None:
-        """The next committed book, or None if there is none yet. Never blocks.
+    def try_next(self) -> Record | None:
+        """The next committed record, or None if there is none yet. Never blocks.
+
+        Order books are OrderBookRecord; other payloads (radar results) TableRecord.
 
         Raises CorruptSegmentError (file and offset) on bytes that break the format.
         """
@@ -113,12 +115,13 @@ class Reader:
             record = self._decode(offset, end)
             self._offset = (end + 7) & ~7
             if self._not_before_ns is not None:
-                if record.local_timestamp_ns < self._not_before_ns:
+                assert self.schema is not None
+                if getattr(record, self.schema.time_field) < self._not_before_ns:
                     continue
                 self._not_before_ns = None
             return record
 
-    def poll(self, timeout: float | None = None) -> OrderBookRecord | None:
+    def poll(self, timeout: float | None = None) -> Record | None:
         """The next book, waiting up to ``timeout`` seconds (None: forever)."""
         record = self.try_next()
         if record is not None:
@@ -135,12 +138,12 @@ class Reader:
             if record is not None:
                 return record
 
-    def available(self) -> Iterator[OrderBookRecord]:
+    def available(self) -> Iterator[Record]:
         """Every book committed so far, then stop (for dumps and batch jobs)."""
         while (record := self.try_next()) is not None:
             yield record
 
-    def __iter__(self) -> Iterator[OrderBookRecord]:
+    def __iter__(self) -> Iterator[Record]:
         while True:
             record = self.poll(None)
             if record is not None:
@@ -182,10 +185,17 @@ class Reader:
 
     # -- internals -------------------------------------------------------------------
 
-    def _decode(self, offset: int, end: int) -> OrderBookRecord:
+    def _decode(self, offset: int, end: int) -> Record:
+        assert self.schema is not None
         try:
-            return read_orderbook(
-                self._map, offset, end, (self._index, offset), self.verify, self._pinned
+            return read_record(
+                self._map,
+                offset,
+                end,
+                (self._index, offset),
+                self.schema,
+                self.verify,
+                self._pinned,
             )
         except VerificationError as error:
             raise CorruptSegmentError(
@@ -262,12 +272,13 @@ class Reader:
                 commit = segment.load_commit_acquire()
                 if commit == F.HEADER_SIZE:
                     continue
-                first = frame_at(
-                    segment.map, F.HEADER_SIZE, commit, self.payload_id, str(segment.path)
-                )
-                if first != END and local_timestamp_ns(segment.map, F.HEADER_SIZE) <= (
-                    not_before_ns
-                ):
+                payload_id = segment.header.payload_id
+                first = frame_at(segment.map, F.HEADER_SIZE, commit, payload_id, str(segment.path))
+                if first == END:
+                    continue
+                end = F.HEADER_SIZE + F.SIZE_PREFIX_SIZE + first
+                schema = _schema_of(payload_id, str(segment.path))
+                if record_time_ns(segment.map, F.HEADER_SIZE, end, schema) <= not_before_ns:
                     chosen = index
                     break
         self._open_segment(chosen, F.HEADER_SIZE)
@@ -282,6 +293,13 @@ class Reader:
                 f"segment {path.name} is no longer in {self.path}: the reader fell "
                 "behind the segments kept in tmpfs; read the rest from the archive"
             ) from None
+        if self.payload_id is None:
+            try:
+                self.schema = _schema_of(segment.header.payload_id, str(path))
+            except JournalError:
+                segment.close()
+                raise
+            self.payload_id = segment.header.payload_id
         if segment.index != index or segment.header.payload_id != self.payload_id:
             segment.close()
             raise CorruptSegmentError(
@@ -360,6 +378,16 @@ class Reader:
         anchor = ctypes.c_char.from_buffer(self._futex_header, F.COMMIT_OFFSET_OFFSET)
         self._futex_address = ctypes.addressof(anchor)
         del anchor
+
+
+def _schema_of(payload_id: bytes, path: str) -> TableSchema:
+    try:
+        return SCHEMAS[payload_id]
+    except KeyError:
+        raise JournalError(
+            f"{path}: payload_id={payload_id!r} has no schema this reader knows "
+            f"(it reads {', '.join(repr(p) for p in SCHEMAS)})"
+        ) from None
 
 
 def _check_start(start: object) -> None:

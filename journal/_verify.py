@@ -32,6 +32,7 @@ class Field:
     kind: str  # "scalar", "string" or "struct_vector"
     size: int = 0  # scalar size, or struct element size
     alignment: int = 0  # struct element alignment
+    format: str = ""  # a scalar's struct format: "q" long, "d" double, "?" bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class TableSchema:
     name: str
     payload_id: bytes
     fields: tuple[Field, ...]
+    time_field: str  # the record's time in ns, for readers that start at a time
 
 
 ORDERBOOK_SCHEMA: Final = TableSchema(
@@ -47,16 +49,47 @@ ORDERBOOK_SCHEMA: Final = TableSchema(
     (
         Field("exchange_name", OB.FIELD_EXCHANGE_NAME, "string"),
         Field("symbol", OB.FIELD_SYMBOL, "string"),
-        Field("timestamp", OB.FIELD_TIMESTAMP, "scalar", 8),
-        Field("sequence", OB.FIELD_SEQUENCE, "scalar", 8),
+        Field("timestamp", OB.FIELD_TIMESTAMP, "scalar", 8, format="q"),
+        Field("sequence", OB.FIELD_SEQUENCE, "scalar", 8, format="q"),
         Field("bids", OB.FIELD_BIDS, "struct_vector", OB.LEVEL_SIZE, 8),
         Field("asks", OB.FIELD_ASKS, "struct_vector", OB.LEVEL_SIZE, 8),
-        Field("local_timestamp_ns", OB.FIELD_LOCAL_TIMESTAMP_NS, "scalar", 8),
+        Field("local_timestamp_ns", OB.FIELD_LOCAL_TIMESTAMP_NS, "scalar", 8, format="q"),
     ),
+    time_field="local_timestamp_ns",
 )
 
-SCHEMAS: Final = {ORDERBOOK_SCHEMA.payload_id: ORDERBOOK_SCHEMA}
-"""Schemas by payload identifier; journals of other payloads get framing checks only."""
+
+def _radar_fields() -> tuple[Field, ...]:
+    """schema/radar.fbs RadarResult, slot by slot in declaration order."""
+    kinds = (
+        ("timestamp_ns", "q"),
+        ("base", "s"),
+        ("krw_exchange", "s"),
+        ("usdt_exchange", "s"),
+        ("fx", "d"),
+        ("kimchi_premium", "d"),
+        ("buy_exchange", "s"),
+        ("sell_exchange", "s"),
+        ("edge_bps", "d"),
+        ("fill_base_quantity", "d"),
+        ("stale", "?"),
+        ("source_local_timestamp_ns", "q"),
+        ("notional_krw", "d"),
+    )
+    return tuple(
+        Field(name, slot, "string")
+        if kind == "s"
+        else Field(name, slot, "scalar", struct.calcsize(kind), format=kind)
+        for slot, (name, kind) in enumerate(kinds)
+    )
+
+
+RADAR_RESULT_SCHEMA: Final = TableSchema(
+    "RadarData.RadarResult", b"RDR1", _radar_fields(), time_field="timestamp_ns"
+)
+
+SCHEMAS: Final = {schema.payload_id: schema for schema in (ORDERBOOK_SCHEMA, RADAR_RESULT_SCHEMA)}
+"""Schemas by payload identifier: what a journal of each payload holds."""
 
 
 class VerificationError(ValueError):
