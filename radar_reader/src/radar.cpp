@@ -1,0 +1,359 @@
+// radar: tails order-book journals, computes kimchi premiums and executable edges
+// live, shows them, and appends every result to a results journal.
+//
+//   radar --journal DIR [--journal DIR ...] [--results DIR] [options]
+//
+// See `radar --help` and README.md. Exit status: 0 after a clean run, 1 if a journal
+// was corrupt (reported with file and offset; that journal stops, the others go
+// on), 2 for bad arguments or a journal that cannot be opened.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "radar_reader/engine.hpp"
+#include "radar_reader/histogram.hpp"
+#include "radar_reader/idle.hpp"
+#include "radar_reader/reader.hpp"
+#include "radar_reader/writer.hpp"
+
+namespace {
+
+static_assert(sizeof(radar::Level) == sizeof(OrderBookData::PriceLevel) &&
+                  alignof(radar::Level) <= alignof(OrderBookData::PriceLevel),
+              "a journal's level vector is viewed as radar::Level without copying");
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void request_stop(int) { stop_requested.store(true, std::memory_order_relaxed); }
+
+constexpr const char* kUsage =
+    "usage: radar --journal DIR [--journal DIR ...] [options]\n"
+    "\n"
+    "Tails order-book journals (merged), computes per base asset the kimchi premium\n"
+    "and the executable edge for every (KRW venue, USDT venue) pair, shows them live\n"
+    "and appends every result to a results journal.\n"
+    "\n"
+    "options:\n"
+    "  --journal DIR          an order-book journal to tail (repeatable, at least one)\n"
+    "  --results DIR          append every result to this results journal (RDR1)\n"
+    "  --start beginning|end  where to start in each journal (default: end)\n"
+    "  --notional-krw X       notional of the executable edge (default 10000000)\n"
+    "  --fee VENUE=BPS        a venue's taker fee in basis points (repeatable; default 0)\n"
+    "  --fx RATE              fixed KRW per USDT instead of the USDT-KRW books\n"
+    "  --stale-ms MS          books older than this are left out (default 5000)\n"
+    "  --idle spin|yield|backoff|futex  how to wait for new books (default backoff)\n"
+    "  --duration S           stop after S seconds\n"
+    "  --max-records N        stop after N books\n"
+    "  --no-verify            skip the FlatBuffers Verifier (trusted replay only)\n"
+    "  --quiet                no live table, only the summary\n"
+    "  --help                 this text\n";
+
+struct Options {
+  std::vector<std::string> journals;
+  std::string results;
+  radar::StartAt start = radar::StartAt::end();
+  radar::EngineConfig engine;
+  radar::IdleKind idle = radar::IdleKind::kBackoff;
+  double duration_s = 0;
+  std::uint64_t max_records = 0;
+  bool verify = true;
+  bool quiet = false;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "radar: %s\n\n%s", message.c_str(), kUsage);
+  std::exit(2);
+}
+
+double parse_number(const std::string& option, const char* text) {
+  char* end = nullptr;
+  const double value = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(value == value))
+    usage_error(option + " " + text + ": not a number");
+  return value;
+}
+
+Options parse(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) usage_error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else if (arg == "--journal") {
+      options.journals.emplace_back(value());
+    } else if (arg == "--results") {
+      options.results = value();
+    } else if (arg == "--start") {
+      const std::string where = value();
+      if (where == "beginning") options.start = radar::StartAt::beginning();
+      else if (where == "end") options.start = radar::StartAt::end();
+      else usage_error("--start " + where + ": beginning or end");
+    } else if (arg == "--notional-krw") {
+      options.engine.notional_krw = parse_number(arg, value());
+    } else if (arg == "--fee") {
+      const std::string spec = value();
+      const auto equals = spec.find('=');
+      if (equals == std::string::npos || equals == 0)
+        usage_error("--fee " + spec + ": expected VENUE=BPS, e.g. upbit=5");
+      options.engine.taker_fee_bps[spec.substr(0, equals)] =
+          parse_number(arg, spec.c_str() + equals + 1);
+    } else if (arg == "--fx") {
+      options.engine.fixed_fx = parse_number(arg, value());
+    } else if (arg == "--stale-ms") {
+      options.engine.stale_ns = static_cast<std::int64_t>(parse_number(arg, value()) * 1e6);
+    } else if (arg == "--idle") {
+      const std::string kind = value();
+      if (!radar::parse_idle(kind, options.idle))
+        usage_error("--idle " + kind + ": spin, yield, backoff or futex");
+    } else if (arg == "--duration") {
+      options.duration_s = parse_number(arg, value());
+    } else if (arg == "--max-records") {
+      options.max_records = static_cast<std::uint64_t>(parse_number(arg, value()));
+    } else if (arg == "--no-verify") {
+      options.verify = false;
+    } else if (arg == "--quiet") {
+      options.quiet = true;
+    } else {
+      usage_error("unknown argument " + arg);
+    }
+  }
+  if (options.journals.empty()) usage_error("at least one --journal DIR is needed");
+  return options;
+}
+
+// Encodes a Result as schema/radar.fbs and appends it; the builder is reused.
+class ResultsJournal {
+ public:
+  explicit ResultsJournal(const std::string& directory)
+      : writer_(directory, radar::layout::kRadarResultPayloadId) {}
+
+  void append(const radar::Result& r) {
+    builder_.Clear();
+    const auto base = builder_.CreateString(r.base);
+    const auto krw = builder_.CreateString(r.krw_exchange);
+    const auto usdt = builder_.CreateString(r.usdt_exchange);
+    const auto buy = builder_.CreateString(r.buy_exchange);
+    const auto sell = builder_.CreateString(r.sell_exchange);
+    RadarData::RadarResultBuilder result(builder_);
+    result.add_timestamp_ns(r.timestamp_ns);
+    result.add_base(base);
+    result.add_krw_exchange(krw);
+    result.add_usdt_exchange(usdt);
+    result.add_fx(r.fx);
+    result.add_kimchi_premium(r.kimchi_premium);
+    result.add_buy_exchange(buy);
+    result.add_sell_exchange(sell);
+    result.add_edge_bps(r.edge_bps);
+    result.add_fill_base_quantity(r.fill_base_quantity);
+    result.add_stale(r.stale);
+    result.add_source_local_timestamp_ns(r.source_local_timestamp_ns);
+    result.add_notional_krw(r.notional_krw);
+    RadarData::FinishSizePrefixedRadarResultBuffer(builder_, result.Finish());
+    writer_.append(builder_.GetBufferPointer(), builder_.GetSize());
+    ++appended_;
+  }
+
+  std::uint64_t appended() const { return appended_; }
+
+ private:
+  radar::JournalWriter writer_;
+  flatbuffers::FlatBufferBuilder builder_{512};
+  std::uint64_t appended_ = 0;
+};
+
+// The live view: the latest result per (base, KRW venue, USDT venue).
+class Table {
+ public:
+  explicit Table(bool terminal) : terminal_(terminal) {}
+
+  void update(const radar::Result& r) {
+    const std::string key = r.base + ' ' + r.krw_exchange + ' ' + r.usdt_exchange;
+    radar::Result& row = rows_[key];
+    const bool changed = row.kimchi_premium != r.kimchi_premium || row.edge_bps != r.edge_bps ||
+                         row.stale != r.stale || row.fx != r.fx;
+    row = r;
+    if (changed && !terminal_) print_line(r);
+    dirty_ = dirty_ || changed;
+  }
+
+  // Redraws in place on a terminal, at most every 100 ms.
+  void draw(std::chrono::steady_clock::time_point now, const radar::Histogram& latency,
+            std::uint64_t records) {
+    if (!terminal_ || !dirty_ || now - last_draw_ < std::chrono::milliseconds(100)) return;
+    last_draw_ = now;
+    dirty_ = false;
+    std::printf("\x1b[H\x1b[2J");
+    std::printf("radar  %" PRIu64 " books  latency p50 %.1f us  p99 %.1f us\n\n", records,
+                static_cast<double>(latency.percentile(0.5)) / 1e3,
+                static_cast<double>(latency.percentile(0.99)) / 1e3);
+    std::printf("%-6s %-9s %-9s %10s %9s %9s  %-19s %10s\n", "base", "KRW", "USDT", "fx",
+                "premium", "edge bps", "buy -> sell", "fill");
+    for (const auto& [key, r] : rows_) print_row(r);
+    std::fflush(stdout);
+  }
+
+ private:
+  static void print_row(const radar::Result& r) {
+    const std::string route =
+        r.buy_exchange.empty() ? std::string("-") : r.buy_exchange + " -> " + r.sell_exchange;
+    std::printf("%-6s %-9s %-9s %10.2f %8.3f%% %9.1f  %-19s %10.4f%s\n", r.base.c_str(),
+                r.krw_exchange.c_str(), r.usdt_exchange.c_str(), r.fx, r.kimchi_premium * 100,
+                r.edge_bps, route.c_str(), r.fill_base_quantity, r.stale ? "  STALE" : "");
+  }
+
+  static void print_line(const radar::Result& r) {
+    std::printf("%" PRId64 " ", r.timestamp_ns);
+    print_row(r);
+  }
+
+  bool terminal_;
+  bool dirty_ = false;
+  std::chrono::steady_clock::time_point last_draw_{};
+  std::map<std::string, radar::Result> rows_;
+};
+
+radar::BookView view_of(const OrderBookData::OrderBook& book) {
+  radar::BookView view;
+  auto text = [](const flatbuffers::String* s) {
+    return s != nullptr ? s->string_view() : std::string_view{};
+  };
+  view.exchange = text(book.exchange_name());
+  view.symbol = text(book.symbol());
+  view.local_timestamp_ns = book.local_timestamp_ns();
+  view.timestamp_ms = book.timestamp();
+  if (const auto* bids = book.bids()) {
+    view.bids = reinterpret_cast<const radar::Level*>(bids->data());
+    view.n_bids = bids->size();
+  }
+  if (const auto* asks = book.asks()) {
+    view.asks = reinterpret_cast<const radar::Level*>(asks->data());
+    view.n_asks = asks->size();
+  }
+  return view;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse(argc, argv);
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+
+  std::vector<radar::JournalReader> readers;
+  std::optional<radar::Engine> engine;
+  std::optional<ResultsJournal> results;
+  try {
+    radar::ReaderOptions reader_options;
+    reader_options.verify = options.verify;
+    for (const std::string& journal : options.journals)
+      readers.emplace_back(journal, options.start, reader_options);
+    engine.emplace(options.engine);
+    if (!options.results.empty()) results.emplace(options.results);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "radar: %s\n", e.what());
+    return 2;
+  }
+
+  Table table(!options.quiet && ::isatty(STDOUT_FILENO));
+  const bool lines = !options.quiet && !::isatty(STDOUT_FILENO);
+  radar::Idler idler(options.idle);
+  radar::Histogram latency;
+  std::map<std::string, std::uint64_t, std::less<>> updates_per_venue;
+  std::vector<bool> failed(readers.size(), false);
+  std::vector<radar::Result> produced;
+  std::uint64_t records = 0;
+  std::uint32_t idle_rounds = 0;
+  int status = 0;
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline =
+      started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(options.duration_s));
+
+  radar::RecordView record;
+  while (!stop_requested.load(std::memory_order_relaxed)) {
+    bool any = false;
+    for (std::size_t i = 0; i < readers.size(); ++i) {
+      if (failed[i]) continue;
+      const radar::ReadResult result = readers[i].try_next(record);
+      if (result == radar::ReadResult::kEmpty) continue;
+      if (result == radar::ReadResult::kError) {
+        std::fprintf(stderr, "radar: corrupt journal, stopped reading it: %s\n",
+                     readers[i].error().c_str());
+        failed[i] = true;
+        status = 1;
+        continue;
+      }
+      any = true;
+      const std::int64_t now = radar::realtime_ns();
+      const OrderBookData::OrderBook& book = *record.orderbook();
+      latency.record(now - book.local_timestamp_ns());
+      const radar::BookView view = view_of(book);
+      auto venue = updates_per_venue.find(view.exchange);
+      if (venue == updates_per_venue.end())
+        venue = updates_per_venue.emplace(std::string(view.exchange), 0).first;
+      ++venue->second;
+      produced.clear();
+      engine->update(view, now, produced);
+      for (const radar::Result& r : produced) {
+        if (results) results->append(r);
+        if (lines || !options.quiet) table.update(r);
+      }
+      ++records;
+      if (options.max_records && records >= options.max_records) stop_requested = true;
+    }
+    if (any) {
+      idle_rounds = 0;
+    } else {
+      idler.idle(readers, idle_rounds++);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (options.duration_s > 0 && now >= deadline) break;
+    table.draw(now, latency, records);
+  }
+
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::fflush(stdout);
+  std::fprintf(stderr, "\nradar summary: %" PRIu64 " books in %.1f s (%.0f/s), %zu journals\n",
+               records, elapsed, elapsed > 0 ? static_cast<double>(records) / elapsed : 0.0,
+               readers.size());
+  std::fprintf(stderr, "  updates per venue:");
+  for (const auto& [venue, count] : updates_per_venue)
+    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
+  std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
+                       " without FX), appended to the results journal: %" PRIu64 "\n",
+               engine->results(), engine->stale_results(), engine->missing_fx(),
+               results ? results->appended() : 0);
+  std::uint64_t skipped = 0;
+  for (const auto& reader : readers) skipped += reader.skipped();
+  std::size_t corrupt = 0;
+  for (const bool f : failed) corrupt += f;
+  std::fprintf(stderr, "  verify failures: %zu journals stopped, %" PRIu64 " records skipped\n",
+               corrupt, skipped);
+  if (latency.count()) {
+    std::fprintf(stderr,
+                 "  publish-to-observe latency: p50 %.2f us, p99 %.2f us, p99.9 %.2f us, "
+                 "max %.2f us (%" PRIu64 " books)\n",
+                 static_cast<double>(latency.percentile(0.5)) / 1e3,
+                 static_cast<double>(latency.percentile(0.99)) / 1e3,
+                 static_cast<double>(latency.percentile(0.999)) / 1e3,
+                 static_cast<double>(latency.max()) / 1e3, latency.count());
+  }
+  return status;
+}
