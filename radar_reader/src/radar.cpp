@@ -116,7 +116,9 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--fx") {
       options.engine.fixed_fx = parse_number(arg, value());
     } else if (arg == "--stale-ms") {
-      options.engine.stale_ns = static_cast<std::int64_t>(parse_number(arg, value()) * 1e6);
+      const double ms = parse_number(arg, value());
+      if (ms < 0 || ms > 9e12) usage_error("--stale-ms: between 0 and 9e12 (about 285 years)");
+      options.engine.stale_ns = static_cast<std::int64_t>(ms * 1e6);
     } else if (arg == "--idle") {
       const std::string kind = value();
       if (!radar::parse_idle(kind, options.idle))
