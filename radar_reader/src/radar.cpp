@@ -230,6 +230,26 @@ class Table {
   std::map<std::string, radar::Result> rows_;
 };
 
+// Per venue: books seen, and sequence numbers that went backwards or repeated
+// within a symbol (0 means the venue has none, as Upbit and Bithumb).
+struct VenueStats {
+  std::uint64_t updates = 0;
+  std::uint64_t out_of_order = 0;
+  std::map<std::string, std::int64_t, std::less<>> last_sequence;
+
+  void see(std::string_view symbol, std::int64_t sequence) {
+    ++updates;
+    if (sequence == 0) return;
+    auto last = last_sequence.find(symbol);
+    if (last == last_sequence.end()) {
+      last_sequence.emplace(std::string(symbol), sequence);
+      return;
+    }
+    if (sequence <= last->second) ++out_of_order;
+    else last->second = sequence;
+  }
+};
+
 radar::BookView view_of(const OrderBookData::OrderBook& book) {
   radar::BookView view;
   auto text = [](const flatbuffers::String* s) {
@@ -276,7 +296,7 @@ int main(int argc, char** argv) {
   const bool lines = !options.quiet && !::isatty(STDOUT_FILENO);
   radar::Idler idler(options.idle);
   radar::Histogram latency;
-  std::map<std::string, std::uint64_t, std::less<>> updates_per_venue;
+  std::map<std::string, VenueStats, std::less<>> venues;
   std::vector<bool> failed(readers.size(), false);
   std::vector<radar::Result> produced;
   std::uint64_t records = 0;
@@ -306,10 +326,9 @@ int main(int argc, char** argv) {
       const OrderBookData::OrderBook& book = *record.orderbook();
       latency.record(now - book.local_timestamp_ns());
       const radar::BookView view = view_of(book);
-      auto venue = updates_per_venue.find(view.exchange);
-      if (venue == updates_per_venue.end())
-        venue = updates_per_venue.emplace(std::string(view.exchange), 0).first;
-      ++venue->second;
+      auto venue = venues.find(view.exchange);
+      if (venue == venues.end()) venue = venues.emplace(std::string(view.exchange), VenueStats{}).first;
+      venue->second.see(view.symbol, book.sequence());
       produced.clear();
       engine->update(view, now, produced);
       for (const radar::Result& r : produced) {
@@ -336,8 +355,13 @@ int main(int argc, char** argv) {
                records, elapsed, elapsed > 0 ? static_cast<double>(records) / elapsed : 0.0,
                readers.size());
   std::fprintf(stderr, "  updates per venue:");
-  for (const auto& [venue, count] : updates_per_venue)
-    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
+  std::uint64_t out_of_order = 0;
+  for (const auto& [venue, stats] : venues) {
+    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), stats.updates);
+    out_of_order += stats.out_of_order;
+  }
+  std::fprintf(stderr, "\n  sequence numbers out of order or repeated (per symbol): %" PRIu64,
+               out_of_order);
   std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
                        " without FX), appended to the results journal: %" PRIu64 "\n",
                engine->results(), engine->stale_results(), engine->missing_fx(),
