@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._procs import Children
+
 SHM = Path("/dev/shm")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +34,16 @@ def shm_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def children(shm_dir: Path) -> Iterator[Children]:
+    """Child processes (tests/_procs.py), all killed before ``shm_dir`` is removed."""
+    kids = Children()
+    try:
+        yield kids
+    finally:
+        kids.close_all()
 
 
 @pytest.fixture

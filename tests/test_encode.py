@@ -379,16 +379,9 @@ class Bad:
     limits: journal.EncoderLimits | None = None
 
     def args(self) -> tuple[Any, ...]:
-        names = (
-            "exchange_name",
-            "symbol",
-            "timestamp",
-            "sequence",
-            "bids",
-            "asks",
-            "local_timestamp_ns",
+        return tuple(
+            self.changes.get(name, value) for name, value in zip(FIELDS, GOOD, strict=True)
         )
-        return tuple(self.changes.get(name, value) for name, value in zip(names, GOOD, strict=True))
 
 
 BAD_BOOKS = [

@@ -15,7 +15,6 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,16 +27,6 @@ from tests._procs import Child, Children, book, check
 
 SMALL_SEGMENT = 64 * 1024
 END_MARKER = struct.pack("<II", F.END_OF_SEGMENT, 0)
-
-
-@pytest.fixture
-def children(shm_dir: Path) -> Iterator[Children]:
-    """Child processes, all killed before ``shm_dir`` is removed."""
-    kids = Children()
-    try:
-        yield kids
-    finally:
-        kids.close_all()
 
 
 # -- reading segment files directly (an independent walk of docs/FORMAT.md) -------------

@@ -43,15 +43,6 @@ def tiny_tmpfs(shm_dir: Path) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
-@pytest.fixture
-def children(shm_dir: Path) -> Iterator[Children]:
-    kids = Children()
-    try:
-        yield kids
-    finally:
-        kids.close_all()
-
-
 def read_everything(path: Path, first_seq: int | None = 0) -> list[tuple[int, tuple[int, int]]]:
     """(sequence, position) of every committed book, each verified and checked as it
     is read to be consecutive from ``first_seq`` (None: from whichever comes first)."""
