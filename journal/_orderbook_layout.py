@@ -55,6 +55,8 @@ BIDS_FIELD: Final = 36
 ASKS_FIELD: Final = 40
 TABLE_SIZE: Final = 44
 
+LOCAL_TIMESTAMP_NS_POS: Final = TABLE_POS + LOCAL_TIMESTAMP_NS_FIELD
+"""Where the writer stamps the time of publishing into a laid-out record."""
 BIDS_VECTOR_POS: Final = TABLE_POS + TABLE_SIZE
 LEVEL_SIZE: Final = 16
 """One PriceLevel struct: f64 price then f64 quantity."""

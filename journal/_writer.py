@@ -42,6 +42,7 @@ from journal._errors import (
 )
 from journal._frames import check_commit, walk_frames
 from journal._lock import WriterLock
+from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._publish import (
     SLEEPERS_WORD,
@@ -65,6 +66,7 @@ log = logging.getLogger("journal.writer")
 
 DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
 _END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
+_LOCAL_TIMESTAMP: Final = struct.Struct("<q")
 _DICT_KEYS: Final = ("exchangename", "symbol", "timestamp", "sequence", "bids", "asks")
 
 
@@ -182,8 +184,10 @@ class Writer:
 
         ``bids``/``asks``: ``(price, quantity)`` pairs, best first, or ``(n, 2)``
         arrays. ``timestamp`` is the exchange's, in ms; ``local_timestamp_ns``
-        defaults to now. InvalidRecordError (a ValueError) names the bad field;
-        nothing is written then.
+        defaults to the time of publishing: taken after the book is validated and
+        laid out, just before the commit, so that publish-to-observe latencies
+        measure the hand-off. InvalidRecordError (a ValueError) names the bad
+        field; nothing is written then.
         """
         if type(bids) is not list:
             bids = as_levels("bids", bids)
@@ -193,17 +197,22 @@ class Writer:
             shape = self._known_shapes[exchange_name, symbol, len(bids), len(asks)]
         except (KeyError, TypeError):  # a new shape, or names to refuse
             shape = self._shape(exchange_name, symbol, len(bids), len(asks))
-        if local_timestamp_ns is None:
-            local_timestamp_ns = time.time_ns()
+        stamp = local_timestamp_ns is None
+        if stamp:
+            local_timestamp_ns = 0  # stamped below, once the record is laid out
         position = self._position
         end = position + shape.size
         if end > self._limit:
             # Rare: validate into scratch first, so a bad book never causes a roll.
             scratch = bytearray(shape.size)
             shape.write(scratch, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
+            if stamp:
+                _stamp_now(scratch, 0)
             self._write_frames(scratch, [shape.size])
             return self._last_position
         shape.write(self._map, position, timestamp, sequence, local_timestamp_ns, bids, asks)
+        if stamp:
+            _stamp_now(self._map, position)
         self._position = end
         publish_commit(self._words, end)
         if self._sleepers[SLEEPERS_WORD]:
@@ -560,6 +569,11 @@ class Writer:
                     offset=F.COMMIT_OFFSET_OFFSET,
                 )
         return newest - 1
+
+
+def _stamp_now(buffer: Any, record_offset: int) -> None:
+    """Write the collector clock into the local_timestamp_ns of a laid-out record."""
+    _LOCAL_TIMESTAMP.pack_into(buffer, record_offset + LOCAL_TIMESTAMP_NS_POS, time.time_ns())
 
 
 def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
