@@ -185,7 +185,9 @@ class Table {
   explicit Table(bool terminal) : terminal_(terminal) {}
 
   void update(const radar::Result& r) {
-    const std::string key = r.base + ' ' + r.krw_exchange + ' ' + r.usdt_exchange;
+    // The names are views into the engine (it outlives the table).
+    const std::string key = std::string(r.base) + ' ' + std::string(r.krw_exchange) + ' ' +
+                            std::string(r.usdt_exchange);
     radar::Result& row = rows_[key];
     const bool changed = row.kimchi_premium != r.kimchi_premium || row.edge_bps != r.edge_bps ||
                          row.stale != r.stale || row.fx != r.fx;
@@ -212,11 +214,13 @@ class Table {
 
  private:
   static void print_row(const radar::Result& r) {
-    const std::string route =
-        r.buy_exchange.empty() ? std::string("-") : r.buy_exchange + " -> " + r.sell_exchange;
-    std::printf("%-6s %-9s %-9s %10.2f %8.3f%% %9.1f  %-19s %10.4f%s\n", r.base.c_str(),
-                r.krw_exchange.c_str(), r.usdt_exchange.c_str(), r.fx, r.kimchi_premium * 100,
-                r.edge_bps, route.c_str(), r.fill_base_quantity, r.stale ? "  STALE" : "");
+    const std::string route = r.buy_exchange.empty() ? std::string("-")
+                                                     : std::string(r.buy_exchange) + " -> " +
+                                                           std::string(r.sell_exchange);
+    std::printf("%-6s %-9s %-9s %10.2f %8.3f%% %9.1f  %-19s %10.4f%s\n",
+                std::string(r.base).c_str(), std::string(r.krw_exchange).c_str(),
+                std::string(r.usdt_exchange).c_str(), r.fx, r.kimchi_premium * 100, r.edge_bps,
+                route.c_str(), r.fill_base_quantity, r.stale ? "  STALE" : "");
   }
 
   static void print_line(const radar::Result& r) {
@@ -230,24 +234,50 @@ class Table {
   std::map<std::string, radar::Result> rows_;
 };
 
-// Per venue: books seen, and sequence numbers that went backwards or repeated
-// within a symbol (0 means the venue has none, as Upbit and Bithumb).
-struct VenueStats {
-  std::uint64_t updates = 0;
-  std::uint64_t out_of_order = 0;
-  std::map<std::string, std::int64_t, std::less<>> last_sequence;
-
-  void see(std::string_view symbol, std::int64_t sequence) {
-    ++updates;
+// Per (venue, symbol) stream: books seen, and sequence numbers that went backwards
+// or repeated (0 means the venue has none, as Upbit and Bithumb). A desk has tens of
+// streams: a linear scan comparing short names beats a map keyed by strings here.
+class StreamStats {
+ public:
+  void see(std::string_view exchange, std::string_view symbol, std::int64_t sequence) {
+    Stream& stream = find(exchange, symbol);
+    ++stream.updates;
     if (sequence == 0) return;
-    auto last = last_sequence.find(symbol);
-    if (last == last_sequence.end()) {
-      last_sequence.emplace(std::string(symbol), sequence);
-      return;
-    }
-    if (sequence <= last->second) ++out_of_order;
-    else last->second = sequence;
+    if (stream.has_sequence && sequence <= stream.last_sequence) ++stream.out_of_order;
+    else stream.last_sequence = sequence;
+    stream.has_sequence = true;
   }
+
+  // Books per venue, in name order, and the total out of order.
+  std::map<std::string, std::uint64_t> updates_per_venue() const {
+    std::map<std::string, std::uint64_t> venues;
+    for (const Stream& stream : streams_) venues[stream.exchange] += stream.updates;
+    return venues;
+  }
+  std::uint64_t out_of_order() const {
+    std::uint64_t total = 0;
+    for (const Stream& stream : streams_) total += stream.out_of_order;
+    return total;
+  }
+
+ private:
+  struct Stream {
+    std::string exchange;
+    std::string symbol;
+    std::uint64_t updates = 0;
+    std::uint64_t out_of_order = 0;
+    std::int64_t last_sequence = 0;
+    bool has_sequence = false;
+  };
+
+  Stream& find(std::string_view exchange, std::string_view symbol) {
+    for (Stream& stream : streams_)
+      if (stream.symbol == symbol && stream.exchange == exchange) return stream;
+    streams_.push_back(Stream{std::string(exchange), std::string(symbol)});
+    return streams_.back();
+  }
+
+  std::vector<Stream> streams_;
 };
 
 radar::BookView view_of(const OrderBookData::OrderBook& book) {
@@ -296,7 +326,7 @@ int main(int argc, char** argv) {
   const bool lines = !options.quiet && !::isatty(STDOUT_FILENO);
   radar::Idler idler(options.idle);
   radar::Histogram latency;
-  std::map<std::string, VenueStats, std::less<>> venues;
+  StreamStats streams;
   std::vector<bool> failed(readers.size(), false);
   std::vector<radar::Result> produced;
   std::uint64_t records = 0;
@@ -326,9 +356,7 @@ int main(int argc, char** argv) {
       const OrderBookData::OrderBook& book = *record.orderbook();
       latency.record(now - book.local_timestamp_ns());
       const radar::BookView view = view_of(book);
-      auto venue = venues.find(view.exchange);
-      if (venue == venues.end()) venue = venues.emplace(std::string(view.exchange), VenueStats{}).first;
-      venue->second.see(view.symbol, book.sequence());
+      streams.see(view.exchange, view.symbol, book.sequence());
       produced.clear();
       engine->update(view, now, produced);
       for (const radar::Result& r : produced) {
@@ -355,13 +383,10 @@ int main(int argc, char** argv) {
                records, elapsed, elapsed > 0 ? static_cast<double>(records) / elapsed : 0.0,
                readers.size());
   std::fprintf(stderr, "  updates per venue:");
-  std::uint64_t out_of_order = 0;
-  for (const auto& [venue, stats] : venues) {
-    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), stats.updates);
-    out_of_order += stats.out_of_order;
-  }
+  for (const auto& [venue, count] : streams.updates_per_venue())
+    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
   std::fprintf(stderr, "\n  sequence numbers out of order or repeated (per symbol): %" PRIu64,
-               out_of_order);
+               streams.out_of_order());
   std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
                        " without FX), appended to the results journal: %" PRIu64 "\n",
                engine->results(), engine->stale_results(), engine->missing_fx(),

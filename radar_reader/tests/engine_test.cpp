@@ -5,9 +5,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -518,6 +521,278 @@ void test_config_validation() {
   CHECK(rejects(config));
 }
 
+// Same bits (NaNs included): the shortcut must give exactly the walk's numbers.
+bool same_bits(double a, double b) {
+  std::uint64_t x = 0;
+  std::uint64_t y = 0;
+  std::memcpy(&x, &a, sizeof x);
+  std::memcpy(&y, &b, sizeof y);
+  return x == y;
+}
+
+bool same_fill(const radar::Fill& a, const radar::Fill& b) {
+  return same_bits(a.edge_bps, b.edge_bps) && same_bits(a.base_quantity, b.base_quantity);
+}
+
+void test_best_levels_shortcut_at_its_edges() {
+  using radar::SideInKrw;
+  // Ask 1 BTC at 10,000,000 KRW, no fee: the level costs exactly the notional, which
+  // it covers (level cost >= budget), so Q = 1e7 / 1e7 = 1, from the best level.
+  // Bid 1 BTC at 10,100,000: it takes exactly Q. P = 10,100,000, C = 10,000,000:
+  // edge = 100,000 / 10,000,000 * 1e4 = 100 bps.
+  const std::vector<Level> ask{{10'000'000, 1}, {10'500'000, 5}};
+  const std::vector<Level> bid{{10'100'000, 1}, {9'000'000, 5}};
+  const SideInKrw asks{ask.data(), ask.size(), 1.0};
+  const SideInKrw bids{bid.data(), bid.size(), 1.0};
+  CHECK(radar::detail::best_levels_edge(asks, 0, bids, 0, kNotional).has_value());
+  radar::Fill fill = radar::executable_edge(asks, 0, bids, 0, kNotional);
+  CHECK_NEAR(fill.edge_bps, 100.0, 0.0);
+  CHECK_NEAR(fill.base_quantity, 1.0, 0.0);
+  CHECK(same_fill(fill, radar::detail::walk_edge(asks, 0, bids, 0, kNotional)));
+
+  // One ulp less on the best bid: it no longer takes all of Q, the walk goes on to
+  // the second bid (1 - 2^-53 at 10,100,000, 2^-53 at 9,000,000).
+  const std::vector<Level> thin_bid{{10'100'000, std::nextafter(1.0, 0.0)}, {9'000'000, 5}};
+  const SideInKrw thin_bids{thin_bid.data(), thin_bid.size(), 1.0};
+  CHECK(!radar::detail::best_levels_edge(asks, 0, thin_bids, 0, kNotional).has_value());
+  fill = radar::executable_edge(asks, 0, thin_bids, 0, kNotional);
+  CHECK_NEAR(fill.base_quantity, 1.0, 0.0);
+  CHECK_NEAR(fill.edge_bps, 100.0, 1e-9);  // 1.1e-16 BTC sold 1,100,000 KRW lower
+  CHECK(same_fill(fill, radar::detail::walk_edge(asks, 0, thin_bids, 0, kNotional)));
+
+  // A best ask worth less than the notional: the walk buys into the second level.
+  // 0.5 BTC cost 5,000,000; the other 5,000,000 buy 5e6 / 10,500,000 = 0.476190476 BTC.
+  const std::vector<Level> thin_ask{{10'000'000, 0.5}, {10'500'000, 5}};
+  const SideInKrw thin_asks{thin_ask.data(), thin_ask.size(), 1.0};
+  CHECK(!radar::detail::best_levels_edge(thin_asks, 0, bids, 0, kNotional).has_value());
+  fill = radar::executable_edge(thin_asks, 0, bids, 0, kNotional);
+  CHECK_NEAR(fill.base_quantity, 0.5 + 5e6 / 10'500'000.0, 1e-15);
+  CHECK(same_fill(fill, radar::detail::walk_edge(thin_asks, 0, bids, 0, kNotional)));
+
+  // Empty sides and a non-positive notional leave it to the walk (which finds nothing).
+  const SideInKrw none{nullptr, 0, 1.0};
+  CHECK(!radar::detail::best_levels_edge(none, 0, bids, 0, kNotional).has_value());
+  CHECK(!radar::detail::best_levels_edge(asks, 0, none, 0, kNotional).has_value());
+  CHECK(!radar::detail::best_levels_edge(asks, 0, bids, 0, 0).has_value());
+  CHECK(std::isnan(radar::executable_edge(none, 0, bids, 0, kNotional).edge_bps));
+  CHECK(std::isnan(radar::executable_edge(asks, 0, bids, 0, 0).edge_bps));
+}
+
+void test_best_levels_shortcut_equals_the_walk() {
+  // Random books, some thin at the top and some not, USDT or KRW legs, fees and
+  // rebates: executable_edge (shortcut when it applies) and the level-by-level walk
+  // agree to the bit, and both paths are exercised.
+  using radar::SideInKrw;
+  std::mt19937_64 rng(20240601);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  const double fees[] = {-0.0002, 0.0, 0.0005, 0.001, 0.0025};
+  int shortcut = 0;
+  int walked = 0;
+  for (int trial = 0; trial < 20'000; ++trial) {
+    const double to_krw = trial % 2 == 0 ? 1.0 : 1'300 + 200 * unit(rng);
+    const double mid = 1e5 + 1e8 * unit(rng);  // KRW
+    // Levels worth, in KRW, up to three notionals (the best level then holds the
+    // notional two times in three), sometimes nothing.
+    const auto side = [&](double best, double step) {
+      std::vector<Level> levels(rng() % 5);
+      for (std::size_t i = 0; i < levels.size(); ++i) {
+        const double price = (best + step * static_cast<double>(i)) / to_krw;
+        const double krw = rng() % 10 == 0 ? 0.0 : 3 * kNotional * unit(rng);
+        levels[i] = {price, krw / (price * to_krw)};
+      }
+      return levels;
+    };
+    const std::vector<Level> ask = side(mid * 1.001, mid * 1e-4);
+    const std::vector<Level> bid = side(mid * 0.999, -mid * 1e-4);
+    const SideInKrw asks{ask.data(), ask.size(), to_krw};
+    const SideInKrw bids{bid.data(), bid.size(), trial % 3 == 0 ? 1.0 : to_krw};
+    const double buy_fee = fees[rng() % 5];
+    const double sell_fee = fees[rng() % 5];
+    const radar::Fill walk = radar::detail::walk_edge(asks, buy_fee, bids, sell_fee, kNotional);
+    const radar::Fill fill = radar::executable_edge(asks, buy_fee, bids, sell_fee, kNotional);
+    if (!same_fill(fill, walk)) {
+      std::fprintf(stderr, "trial %d: edge %.17g vs walk %.17g, quantity %.17g vs %.17g\n",
+                   trial, fill.edge_bps, walk.edge_bps, fill.base_quantity, walk.base_quantity);
+    }
+    CHECK(same_fill(fill, walk));
+    if (radar::detail::best_levels_edge(asks, buy_fee, bids, sell_fee, kNotional)) {
+      ++shortcut;
+    } else {
+      ++walked;
+    }
+  }
+  CHECK(shortcut > 2'000);
+  CHECK(walked > 2'000);
+}
+
+void test_names_of_every_length() {
+  // Names are keyed by their first and last bytes (engine.hpp, NameKey): every
+  // length from 1 to 24, and for each a variant differing in one byte at each
+  // position (the middle bytes of names over 16 bytes are not in the key), are
+  // distinct books. About 300 books also make the table grow several times.
+  Engine engine{fixed_fx_config(1000)};
+  const std::string alphabet = "abcdefghijklmnopqrstuvwx";
+  std::vector<std::string> names;
+  for (std::size_t size = 1; size <= alphabet.size(); ++size) {
+    names.push_back(alphabet.substr(0, size));
+    for (std::size_t at = 0; at < size; ++at) {
+      std::string variant = alphabet.substr(0, size);
+      variant[at] = '#';
+      names.push_back(variant);
+    }
+  }
+  // Each venue's BTC-KRW best bid is 1,000 + its index.
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const Sides sides{{{1'000.0 + static_cast<double>(i), 1}}, {{5'000'000, 1}}};
+    CHECK(feed(engine, names[i], "BTC-KRW", kSecond, sides).empty());
+  }
+  CHECK(engine.books() == names.size());
+  bool all_found = true;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const radar::Book* book = engine.find_book(names[i], "BTC-KRW");
+    all_found = all_found && book != nullptr &&
+                book->bids[0].price == 1'000.0 + static_cast<double>(i);
+  }
+  CHECK(all_found);
+  CHECK(engine.find_book("abcdefghijklmnopq##", "BTC-KRW") == nullptr);  // two bytes off
+  CHECK(engine.find_book("upbit", "BTC-KRW") == nullptr);
+
+  // Long symbols too: two 17-letter bases equal but for their middle byte.
+  const std::string base_a = "ABCDEFGHIJKLMNOPQ";
+  const std::string base_b = "ABCDEFGH#JKLMNOPQ";
+  feed(engine, "upbit", base_a + "-KRW", kSecond, kUpbitBtcKrw);
+  feed(engine, "upbit", base_b + "-KRW", kSecond, kUpbitBtcKrw);
+  std::vector<Result> out = feed(engine, "binance", base_b + "-USDT", kSecond, kBinanceBtcUsdt);
+  CHECK(out.size() == 1);
+  if (out.size() == 1) CHECK(out[0].base == base_b);
+  out = feed(engine, "binance", base_a + "-USDT", kSecond, kBinanceBtcUsdt);
+  CHECK(out.size() == 1);
+  if (out.size() == 1) CHECK(out[0].base == base_a);
+  CHECK(engine.find_book("upbit", base_a + "-KRW") != engine.find_book("upbit", base_b + "-KRW"));
+}
+
+void test_result_names_outlive_growth() {
+  // A Result's names view the engine's own strings: they stay valid while the
+  // engine grows by hundreds of venues and bases (under ASan a moved string
+  // would be a use after free).
+  Engine engine{fixed_fx_config(1400)};
+  feed(engine, "upbit", "BTC-KRW", kSecond, kUpbitBtcKrw);
+  const std::vector<Result> first = feed(engine, "binance", "BTC-USDT", kSecond, kBinanceBtcUsdt);
+  for (int i = 0; i < 300; ++i) {
+    const std::string venue = "venue-with-a-long-name-" + std::to_string(i);
+    feed(engine, venue, "BTC-USDT", kSecond, kBinanceBtcUsdt);
+    feed(engine, venue, "BASE" + std::to_string(i) + "-KRW", kSecond, kUpbitBtcKrw);
+  }
+  CHECK(engine.books() == 602);
+  CHECK(first.size() == 1);
+  if (first.size() == 1) {
+    CHECK(first[0].base == "BTC");
+    CHECK(first[0].krw_exchange == "upbit");
+    CHECK(first[0].usdt_exchange == "binance");
+    CHECK(first[0].buy_exchange == "binance");
+    CHECK(first[0].sell_exchange == "upbit");
+  }
+  static_assert(!std::is_copy_constructible_v<Engine> && !std::is_move_constructible_v<Engine>,
+                "results point into the engine: it stays where it is");
+}
+
+void test_order_does_not_depend_on_first_sight() {
+  // Bases and venues first seen in reverse name order still come out by name.
+  Engine engine{EngineConfig{}};
+  feed(engine, "upbit", "USDT-KRW", 0, kUsdtKrw1400);
+  for (const char* base : {"XRP", "ETH", "BTC"}) {
+    for (const char* venue : {"upbit", "korbit", "bithumb"}) {
+      feed(engine, venue, std::string(base) + "-KRW", 0, kUpbitBtcKrw);
+    }
+    for (const char* venue : {"okx", "bybit", "binance"}) {
+      feed(engine, venue, std::string(base) + "-USDT", 0, kBinanceBtcUsdt);
+    }
+  }
+  const std::vector<Result> out = feed(engine, "upbit", "USDT-KRW", kSecond, kUsdtKrw1400);
+  CHECK(out.size() == 27);  // 3 bases x 3 KRW venues x 3 USDT venues
+  bool ordered = true;
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    const auto key = [](const Result& r) {
+      return std::string(r.base) + ' ' + std::string(r.krw_exchange) + ' ' +
+             std::string(r.usdt_exchange);
+    };
+    ordered = ordered && key(out[i - 1]) < key(out[i]);
+  }
+  CHECK(ordered);
+  if (out.size() == 27) {
+    CHECK(out[0].base == "BTC" && out[0].krw_exchange == "bithumb" &&
+          out[0].usdt_exchange == "binance");
+    CHECK(out[26].base == "XRP" && out[26].krw_exchange == "upbit" &&
+          out[26].usdt_exchange == "okx");
+  }
+}
+
+void test_fx_per_krw_venue_within_one_update() {
+  Engine engine{EngineConfig{}};
+  // Equal timestamps: the tie goes to the first venue by name, bithumb (mid 1,380),
+  // although korbit (mid 1,390) was seen first.
+  feed(engine, "korbit", "USDT-KRW", 1 * kSecond, Sides{{{1'389, 1e6}}, {{1'391, 1e6}}});
+  feed(engine, "bithumb", "USDT-KRW", 1 * kSecond, Sides{{{1'379, 1e6}}, {{1'381, 1e6}}});
+  feed(engine, "upbit", "USDT-KRW", 2 * kSecond, kUsdtKrw1400);
+  feed(engine, "coinone", "BTC-KRW", 2 * kSecond, kUpbitBtcKrw);
+  feed(engine, "upbit", "BTC-KRW", 2 * kSecond, kUpbitBtcKrw);
+  // One USDT book, two KRW venues: coinone has no USDT-KRW book and takes the
+  // freshest (upbit's, 2 s, 1,400); upbit its own.
+  std::vector<Result> out = feed(engine, "binance", "BTC-USDT", 2 * kSecond, kBinanceBtcUsdt);
+  CHECK(out.size() == 2);
+  if (out.size() == 2) {
+    CHECK(out[0].krw_exchange == "coinone");
+    CHECK_NEAR(out[0].fx, 1400.0, 0.0);
+    CHECK(out[1].krw_exchange == "upbit");
+    CHECK_NEAR(out[1].fx, 1400.0, 0.0);
+  }
+  // Refresh korbit and bithumb at 5 s (equal again). At 7.5 s upbit's own FX (2 s)
+  // is 5.5 s old, stale: both KRW venues fall back to the same tie, won by bithumb,
+  // 1,380, fresh (2.5 s), so the results are not stale.
+  feed(engine, "korbit", "USDT-KRW", 5 * kSecond, Sides{{{1'389, 1e6}}, {{1'391, 1e6}}});
+  feed(engine, "bithumb", "USDT-KRW", 5 * kSecond, Sides{{{1'379, 1e6}}, {{1'381, 1e6}}});
+  out.clear();
+  const std::int64_t later = 7'500'000'000;
+  feed(engine, "upbit", "BTC-KRW", later, kUpbitBtcKrw);
+  feed(engine, "coinone", "BTC-KRW", later, kUpbitBtcKrw);
+  engine.update(view_of("binance", "BTC-USDT", later, kBinanceBtcUsdt), later, out);
+  CHECK(out.size() == 2);
+  for (const Result& r : out) {
+    CHECK_NEAR(r.fx, 1380.0, 0.0);
+    CHECK(!r.stale);
+    // premium = 150,000,000 / (100,000 * 1,380) - 1 = 150/138 - 1 = 2/23
+    CHECK_NEAR(r.kimchi_premium, 2.0 / 23.0, 1e-15);
+  }
+  // At 10.5 s every USDT-KRW book is stale (5 s ago at best): both results of the update are stale
+  // with fx NaN, and none counts as missing FX.
+  const std::int64_t much_later = 10'500'000'000;
+  feed(engine, "upbit", "BTC-KRW", much_later, kUpbitBtcKrw);
+  feed(engine, "coinone", "BTC-KRW", much_later, kUpbitBtcKrw);
+  const std::uint64_t missing_before = engine.missing_fx();
+  out.clear();
+  engine.update(view_of("binance", "BTC-USDT", much_later, kBinanceBtcUsdt), much_later, out);
+  CHECK(out.size() == 2);
+  for (const Result& r : out) {
+    CHECK(r.stale);
+    CHECK(std::isnan(r.fx));
+    CHECK(std::isnan(r.kimchi_premium));
+  }
+  CHECK(engine.missing_fx() == missing_before);
+}
+
+void test_ignored_updates_are_not_remembered() {
+  Engine engine{EngineConfig{}};
+  const Sides sides{{{1, 1}}, {{2, 1}}};
+  for (int i = 0; i < 3; ++i) CHECK(feed(engine, "upbit", "BTC-USDC", 0, sides).empty());
+  CHECK(engine.ignored_updates() == 3);
+  CHECK(engine.books() == 0);
+  CHECK(engine.find_book("upbit", "BTC-USDC") == nullptr);
+  // The same venue with a symbol it keeps is then a book like any other.
+  CHECK(feed(engine, "upbit", "BTC-KRW", 0, sides).empty());
+  CHECK(engine.books() == 1);
+  CHECK(engine.ignored_updates() == 3);
+}
+
 }  // namespace
 
 int main() {
@@ -534,5 +809,12 @@ int main() {
   test_truncation_and_copy();
   test_ignored_symbols();
   test_config_validation();
+  test_best_levels_shortcut_at_its_edges();
+  test_best_levels_shortcut_equals_the_walk();
+  test_names_of_every_length();
+  test_result_names_outlive_growth();
+  test_order_does_not_depend_on_first_sight();
+  test_fx_per_krw_venue_within_one_update();
+  test_ignored_updates_are_not_remembered();
   TEST_MAIN_END("engine_test");
 }
