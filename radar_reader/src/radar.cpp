@@ -327,9 +327,12 @@ int main(int argc, char** argv) {
   radar::Idler idler(options.idle);
   radar::Histogram latency;
   StreamStats streams;
-  std::vector<bool> failed(readers.size(), false);
+  const std::size_t journals = readers.size();
+  std::size_t corrupt = 0;
+  std::uint64_t skipped = 0;  // by readers that have stopped
   std::vector<radar::Result> produced;
   std::uint64_t records = 0;
+  std::uint64_t results_stopped = 0;  // results appended before a failure stopped them
   std::uint32_t idle_rounds = 0;
   int status = 0;
   const auto started = std::chrono::steady_clock::now();
@@ -341,13 +344,15 @@ int main(int argc, char** argv) {
   while (!stop_requested.load(std::memory_order_relaxed)) {
     bool any = false;
     for (std::size_t i = 0; i < readers.size(); ++i) {
-      if (failed[i]) continue;
       const radar::ReadResult result = readers[i].try_next(record);
       if (result == radar::ReadResult::kEmpty) continue;
       if (result == radar::ReadResult::kError) {
+        // Stop reading this journal (the others go on), and stop waiting on it.
         std::fprintf(stderr, "radar: corrupt journal, stopped reading it: %s\n",
                      readers[i].error().c_str());
-        failed[i] = true;
+        skipped += readers[i].skipped();
+        readers.erase(readers.begin() + static_cast<std::ptrdiff_t>(i--));
+        ++corrupt;
         status = 1;
         continue;
       }
@@ -360,12 +365,24 @@ int main(int argc, char** argv) {
       produced.clear();
       engine->update(view, now, produced);
       for (const radar::Result& r : produced) {
-        if (results) results->append(r);
+        if (results) {
+          try {
+            results->append(r);
+          } catch (const radar::JournalError& e) {
+            // A full tmpfs at a roll: nothing was written; keep computing and
+            // showing, but say so and stop appending.
+            std::fprintf(stderr, "radar: results journal stopped: %s\n", e.what());
+            results_stopped = results->appended();
+            results.reset();
+            status = 1;
+          }
+        }
         if (lines || !options.quiet) table.update(r);
       }
       ++records;
       if (options.max_records && records >= options.max_records) stop_requested = true;
     }
+    if (readers.empty()) break;
     if (any) {
       idle_rounds = 0;
     } else {
@@ -381,7 +398,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   std::fprintf(stderr, "\nradar summary: %" PRIu64 " books in %.1f s (%.0f/s), %zu journals\n",
                records, elapsed, elapsed > 0 ? static_cast<double>(records) / elapsed : 0.0,
-               readers.size());
+               journals);
   std::fprintf(stderr, "  updates per venue:");
   for (const auto& [venue, count] : streams.updates_per_venue())
     std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
@@ -390,11 +407,8 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
                        " without FX), appended to the results journal: %" PRIu64 "\n",
                engine->results(), engine->stale_results(), engine->missing_fx(),
-               results ? results->appended() : 0);
-  std::uint64_t skipped = 0;
+               results ? results->appended() : results_stopped);
   for (const auto& reader : readers) skipped += reader.skipped();
-  std::size_t corrupt = 0;
-  for (const bool f : failed) corrupt += f;
   std::fprintf(stderr, "  verify failures: %zu journals stopped, %" PRIu64 " records skipped\n",
                corrupt, skipped);
   if (latency.count()) {

@@ -23,11 +23,6 @@
 
 namespace radar {
 
-struct Position {
-  std::uint64_t segment = 0;
-  std::uint64_t offset = 0;
-};
-
 // How to check and date a record of one schema (journals hold one payload each).
 struct Payload {
   char id[4];
@@ -142,7 +137,11 @@ class JournalReader {
       if (std::memcmp(frame + 8, options_.payload->id, layout::kPayloadIdSize) != 0 ||
           (options_.verify && !options_.payload->verify(frame, frame_size))) {
         if (!options_.skip_bad_records)
-          return fail("record fails FlatBuffers verification", offset_);
+          return fail(std::memcmp(frame + 8, options_.payload->id, layout::kPayloadIdSize) != 0
+                          ? "record's file_identifier is not " +
+                                std::string(options_.payload->id, layout::kPayloadIdSize)
+                          : std::string("record fails FlatBuffers verification"),
+                      offset_);
         ++skipped_;
         offset_ = layout::align_record(offset_ + frame_size);
         continue;

@@ -18,6 +18,12 @@
 
 namespace radar {
 
+// Where a record is: segment index and byte offset of its size prefix.
+struct Position {
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;
+};
+
 inline std::string segment_file_name(std::uint64_t index) {
   char name[32];
   std::snprintf(name, sizeof name, "%0*llu%s", layout::kSegmentNameDigits,
@@ -110,7 +116,7 @@ class Segment {
     if (h.header_size != layout::kHeaderSize)
       fail("header_size=" + std::to_string(h.header_size), layout::kHeaderSizeOffset);
     if (h.segment_size != size() || h.segment_size % layout::kPageSize != 0 ||
-        h.segment_size < layout::kMinSegmentSize || h.segment_size > layout::kMaxSegmentSize)
+        h.segment_size < layout::kMinSegmentSize || h.segment_size >= layout::kMaxSegmentSize)
       fail("segment_size=" + std::to_string(h.segment_size) + " but the file is " +
                std::to_string(size()) + " bytes",
            layout::kSegmentSizeOffset);

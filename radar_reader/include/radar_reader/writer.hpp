@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -20,7 +21,10 @@
 #include <cstdint>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "radar_reader/atomics.hpp"
@@ -51,10 +55,16 @@ class JournalWriter {
     make_directory();
     lock_ = FileDescriptor::open(directory_ + "/" + layout::kLockFileName, O_RDWR | O_CREAT,
                                  mode_);
-    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0)
-      throw JournalError("journal " + directory_ +
-                         " already has a live writer; one writer per journal");
-    const std::string holder = "pid=" + std::to_string(::getpid()) + " host=radar\n";
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        throw JournalError("journal " + directory_ +
+                           " already has a live writer; one writer per journal");
+      throw JournalError("cannot lock " + directory_ + "/writer.lock: " + errno_text(errno));
+    }
+    char host[layout::kWriterHostSize] = {};
+    ::gethostname(host, sizeof host - 1);
+    const std::string holder =
+        "pid=" + std::to_string(::getpid()) + " host=" + std::string(host) + "\n";
     if (::ftruncate(lock_.get(), 0) != 0 ||
         ::pwrite(lock_.get(), holder.data(), holder.size(), 0) < 0)
       throw JournalError("cannot write " + directory_ + "/writer.lock: " + errno_text(errno));
@@ -65,6 +75,7 @@ class JournalWriter {
   // Copies one size-prefixed FlatBuffer (already verified by the caller) and
   // publishes it. Throws JournalError only when a roll fails (tmpfs full) or the
   // record can never fit a segment.
+  // On a failed roll nothing is written and the writer stays where it was.
   Position append(const std::uint8_t* record, std::size_t size) {
     const std::uint64_t framed = layout::align_record(size);
     if (framed > segment_size_ - layout::kHeaderSize - layout::kEndMarkerSize)
@@ -86,6 +97,11 @@ class JournalWriter {
  private:
   void make_directory() {
     const mode_t directory_mode = mode_ | ((mode_ & 0444) >> 2);
+    const std::filesystem::path parent = std::filesystem::path(directory_).parent_path();
+    std::error_code error;
+    if (!parent.empty()) std::filesystem::create_directories(parent, error);
+    if (error)
+      throw JournalError("cannot create " + parent.string() + ": " + error.message());
     if (::mkdir(directory_.c_str(), directory_mode) == 0) {
       ::chmod(directory_.c_str(), directory_mode);
     } else if (errno != EEXIST) {
@@ -97,7 +113,9 @@ class JournalWriter {
       throw JournalError(directory_ + " is not a directory of ours (or is a symlink)");
   }
 
+  // Resume after the last committed record (docs/FORMAT.md, "Recovery").
   void resume() {
+    remove_unfinished();
     std::vector<std::uint64_t> indices = segment_indices(directory_);
     if (indices.empty()) {
       create(0);
@@ -108,17 +126,36 @@ class JournalWriter {
     if (indices.size() > 1 && indices[indices.size() - 2] == index - 1) {
       Segment previous = Segment::open(directory_, index - 1, payload_id_);
       Segment newest = Segment::open(directory_, index, payload_id_);
-      if (!previous.is_sealed(previous.load_commit_acquire()) &&
-          newest.load_commit_acquire() == layout::kHeaderSize)
+      if (!previous.is_sealed(previous.load_commit_acquire())) {
+        if (newest.load_commit_acquire() != layout::kHeaderSize)
+          throw JournalError(newest.path() + ": holds records but segment " +
+                             std::to_string(index - 1) + " before it is not sealed (offset=" +
+                             std::to_string(layout::kCommitOffsetOffset) + ")");
         --index;
+      }
     }
-    map_segment(index);
-    // Everything after the commit is a dead writer's unpublished bytes.
+    use(map_segment(index));
+    // Everything after the commit is a dead writer's unpublished bytes; an end
+    // marker offset left by a crash between the two stores of a seal goes too.
     std::memset(map_.data() + position_, 0, map_.size() - position_);
     if (atomics::is_sealed(map_.data(), position_)) {
       if (!segment_exists(index + 1)) create(index + 1);
-      map_segment(index + 1);
+      use(map_segment(index + 1));
+    } else {
+      reinterpret_cast<layout::SegmentHeader*>(map_.data())->end_marker_offset = 0;
     }
+  }
+
+  // A crashed writer's half-created segments (we hold the lock).
+  void remove_unfinished() const {
+    DIR* dir = ::opendir(directory_.c_str());
+    if (dir == nullptr) return;
+    while (const dirent* entry = ::readdir(dir)) {
+      const std::string_view name = entry->d_name;
+      if (name.size() > 10 && name.front() == '.' && name.substr(name.size() - 9) == ".creating")
+        ::unlinkat(::dirfd(dir), entry->d_name, 0);
+    }
+    ::closedir(dir);
   }
 
   bool segment_exists(std::uint64_t index) const {
@@ -126,18 +163,31 @@ class JournalWriter {
     return ::lstat(segment_path(directory_, index).c_str(), &info) == 0;
   }
 
-  void map_segment(std::uint64_t index) {
+  struct Mapped {
+    Mapping map;
+    std::uint64_t index;
+    std::uint64_t commit;
+  };
+
+  // Checks the header as readers do, then maps the segment writable.
+  Mapped map_segment(std::uint64_t index) const {
     const std::string path = segment_path(directory_, index);
-    // Checks the header as readers do, then maps it writable.
     const Segment checked = Segment::open(directory_, index, payload_id_);
     FileDescriptor fd = FileDescriptor::open(path, O_RDWR);
-    map_ = Mapping::map(fd, checked.size(), /*writable=*/true, path, /*populate=*/true);
-    index_ = index;
-    position_ = atomics::load_commit_acquire(map_.data());
-    if (!checked.commit_in_range(position_))
-      throw JournalError(path + ": commit_offset=" + std::to_string(position_) +
+    Mapped mapped{Mapping::map(fd, checked.size(), /*writable=*/true, path, /*populate=*/true),
+                  index, 0};
+    mapped.commit = atomics::load_commit_acquire(mapped.map.data());
+    if (!checked.commit_in_range(mapped.commit))
+      throw JournalError(path + ": commit_offset=" + std::to_string(mapped.commit) +
                          " outside the segment (offset=" +
                          std::to_string(layout::kCommitOffsetOffset) + ")");
+    return mapped;
+  }
+
+  void use(Mapped mapped) {
+    map_ = std::move(mapped.map);
+    index_ = mapped.index;
+    position_ = mapped.commit;
   }
 
   // Preallocated in full, header written, then linked into place: a segment file
@@ -175,14 +225,17 @@ class JournalWriter {
     ::unlink(temporary.c_str());
   }
 
+  // The next segment is created and mapped before this one is sealed: if that
+  // fails (tmpfs full), nothing is published and this segment stays open.
   void roll() {
     if (!segment_exists(index_ + 1)) create(index_ + 1);
+    Mapped next = map_segment(index_ + 1);
     std::uint8_t* marker = map_.data() + position_;
     const std::uint32_t words[2] = {layout::kEndOfSegment, 0};
     std::memcpy(marker, words, sizeof words);
     atomics::publish_seal(map_.data(), position_);  // pairs with is_sealed
     wake_sleepers();
-    map_segment(index_ + 1);
+    use(std::move(next));
   }
 
   void wake_sleepers() {
