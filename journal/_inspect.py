@@ -48,14 +48,7 @@ class VerifyReport:
 
 
 def _open_checked(path: Path, index: int) -> tuple[MappedSegment, int]:
-    segment = MappedSegment(path)
-    if segment.index != index:
-        segment.close()
-        raise CorruptSegmentError(
-            f"header says segment_index={segment.index}, the file name says {index}",
-            path=str(path),
-            offset=F.SEGMENT_INDEX_OFFSET,
-        )
+    segment = MappedSegment.open_checked(path.parent, index, None)
     commit = segment.load_commit_acquire()
     check_commit(commit, len(segment.map), str(path))
     return segment, commit

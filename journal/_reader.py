@@ -113,7 +113,7 @@ class Reader:
                 continue
             end = offset + F.SIZE_PREFIX_SIZE + size
             record = self._decode(offset, end)
-            self._offset = (end + 7) & ~7
+            self._offset = F.align_record(end)
             if self._not_before_ns is not None:
                 assert self.schema is not None
                 if getattr(record, self.schema.time_field) < self._not_before_ns:
@@ -253,7 +253,11 @@ class Reader:
                 f"{indices[0]}..{indices[-1]} are): older segments are in the archive"
             )
         self._open_segment(index, F.HEADER_SIZE)
-        commit = load_commit_acquire(self._words)
+        commit = load_commit_acquire(self._words)  # pairs with publish_commit
+        if offset == commit and is_sealed(self._words, commit):
+            # Past the end marker: the next record is the next segment's first.
+            self._open_segment(index + 1, F.HEADER_SIZE)
+            return
         boundaries = {
             at for at, _ in walk_frames(self._map, commit, self.payload_id, self._path_text)
         }
@@ -285,30 +289,22 @@ class Reader:
         self._not_before_ns = not_before_ns
 
     def _open_segment(self, index: int, offset: int) -> None:
-        path = segment_path(self.path, index)
         try:
-            segment = MappedSegment(path)
+            segment = MappedSegment.open_checked(self.path, index, self.payload_id)
         except FileNotFoundError:
             raise JournalError(
-                f"segment {path.name} is no longer in {self.path}: the reader fell "
-                "behind the segments kept in tmpfs; read the rest from the archive"
+                f"segment {segment_path(self.path, index).name} is no longer in {self.path}: "
+                "the reader fell behind the segments kept in tmpfs; read the rest from the "
+                "archive"
             ) from None
-        if self.payload_id is None:
+        if self.payload_id is None:  # the first segment: the journal's payload
             try:
-                self.schema = _schema_of(segment.header.payload_id, str(path))
+                self.schema = _schema_of(segment.header.payload_id, str(segment.path))
             except JournalError:
                 segment.close()
                 raise
             self.payload_id = segment.header.payload_id
-        if segment.index != index or segment.header.payload_id != self.payload_id:
-            segment.close()
-            raise CorruptSegmentError(
-                f"header says segment_index={segment.index} "
-                f"payload_id={segment.header.payload_id!r}, expected {index} and "
-                f"{self.payload_id!r}",
-                path=str(path),
-                offset=F.SEGMENT_INDEX_OFFSET,
-            )
+        path = segment.path
         self._release()
         self._segment = segment
         self._map = segment.map

@@ -92,7 +92,7 @@ class SegmentHeader:
                 path=path,
                 offset=F.HEADER_SIZE_OFFSET,
             )
-        if not F.MIN_SEGMENT_SIZE <= segment_size <= F.MAX_SEGMENT_SIZE or (
+        if not F.MIN_SEGMENT_SIZE <= segment_size < F.MAX_SEGMENT_SIZE or (
             segment_size % F.PAGE_SIZE
         ):
             raise CorruptSegmentError(
@@ -271,6 +271,27 @@ class MappedSegment:
                 offset=F.SEGMENT_SIZE_OFFSET,
             )
         self.index = self.header.segment_index
+
+    @classmethod
+    def open_checked(
+        cls, directory: Path, index: int, payload_id: bytes | None, *, writable: bool = False
+    ) -> MappedSegment:
+        """Segment ``index`` of ``directory``, its header naming that index and (unless
+        None) that payload; CorruptSegmentError otherwise."""
+        segment = cls(segment_path(directory, index), writable=writable)
+        header = segment.header
+        if header.segment_index != index or (
+            payload_id is not None and header.payload_id != payload_id
+        ):
+            segment.close()
+            raise CorruptSegmentError(
+                f"header says segment_index={header.segment_index} "
+                f"payload_id={header.payload_id!r}, expected {index}"
+                + ("" if payload_id is None else f" and {payload_id!r}"),
+                path=str(segment.path),
+                offset=F.SEGMENT_INDEX_OFFSET,
+            )
+        return segment
 
     def load_commit_acquire(self) -> int:
         """The commit offset (acquire; pairs with the writer's publish_commit)."""

@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from journal._lock import WriterLock
 from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._publish import (
+    END_MARKER_WORD,
     SLEEPERS_WORD,
     is_sealed,
     load_commit_acquire,
@@ -97,21 +99,22 @@ class Writer:
     """
 
     __slots__ = (
+        "__weakref__",
         "_commit_address",
         "_encoder",
-        "_identity",
+        "_finalizer",
         "_index",
         "_known_shapes",
         "_last_position",
         "_limit",
         "_lock",
         "_map",
-        "_mode",
         "_position",
         "_preparation",
         "_schema",
         "_scratch",
         "_segment",
+        "_segments",
         "_shape",
         "_sleepers",
         "_words",
@@ -148,18 +151,22 @@ class Writer:
         self.path = Path(path)
         self.segment_size = segment_size
         self.payload_id = payload_id
-        self._mode = mode
         self._encoder = OrderBookEncoder(EncoderLimits(max_levels, max_name_bytes))
         self._shape = self._encoder.shape
         self._known_shapes = self._encoder.known_shapes
         self._schema = SCHEMAS.get(payload_id)
-        self._identity = WriterIdentity.current()
+        self._segments = _SegmentFactory(
+            self.path, segment_size, payload_id, WriterIdentity.current(), mode
+        )
         self._scratch = bytearray()
         self._segment: MappedSegment | None = None
-        self._preparation: tuple[int, Future[MappedSegment]] | None = None
+        self._preparation: Future[MappedSegment] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
         _prepare_directory(self.path, mode)
-        self._lock: WriterLock | None = WriterLock(self.path, mode)
+        self._lock = WriterLock(self.path, mode)
+        # A writer dropped without close() still gives the journal back when it is
+        # collected: the lock would otherwise outlive it for the whole process.
+        self._finalizer = weakref.finalize(self, _abandon, self._lock, self._worker)
         try:
             self.recovery = self._recover()
         except BaseException:
@@ -240,6 +247,9 @@ class Writer:
     def append_many(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         """Validate a batch in full, then write it with one commit per segment touched.
 
+        Books without a local_timestamp_ns are stamped as they are validated, so up
+        to the batch's validation time before it is published.
+
         Each book is a ``to_dict()`` mapping or a tuple of ``append_orderbook``
         arguments. If any book is invalid, InvalidRecordError names its index and
         nothing of the batch is written. Returns the number of books appended.
@@ -271,7 +281,8 @@ class Writer:
             sizes.append(shape.size)
             used += shape.size
         if sizes:
-            self._write_frames(memoryview(scratch)[:used], sizes)
+            with memoryview(scratch)[:used] as batch:  # released even if an error is kept
+                self._write_frames(batch, sizes)
         return len(sizes)
 
     # -- state ---------------------------------------------------------------------
@@ -289,14 +300,12 @@ class Writer:
         preparation, self._preparation = self._preparation, None
         if preparation is not None:
             with contextlib.suppress(JournalError, OSError):
-                unused = preparation[1].result()
+                unused = preparation.result()
                 unused.close()
                 os.unlink(unused.path)
-        self._worker.shutdown(wait=True)
         self._release_segment()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        self._limit = -1  # every later append takes the slow path, which refuses it
+        self._finalizer()  # releases the lock, stops the worker
 
     def __enter__(self) -> Writer:
         return self
@@ -357,6 +366,8 @@ class Writer:
 
         One commit per segment: frames that do not fit go to the next segment.
         """
+        if self._segment is None:
+            raise JournalError(f"the writer of {self.path} is closed")
         capacity = self.segment_size - F.HEADER_SIZE - F.END_MARKER_SIZE
         start = 0
         first = 0
@@ -427,44 +438,17 @@ class Writer:
         starting a thread costs the appending thread ~0.4 ms), a roll costs
         microseconds.
         """
-        self._preparation = (index, self._worker.submit(self._prepare_segment, index, retire))
-
-    def _prepare_segment(self, index: int, retire: MappedSegment | None) -> MappedSegment:
-        """Runs on the worker thread; the slow calls in it release the GIL."""
-        if retire is not None:
-            retire.drop_page_tables()
-            retire.close()
-        segment = self._create_or_adopt(index)
-        segment.prefault()
-        return segment
+        self._preparation = self._worker.submit(self._segments.prepare, index, retire)
 
     def _take_prepared(self, index: int) -> MappedSegment:
         """The next segment: the prepared one, or created now if preparing failed."""
         preparation, self._preparation = self._preparation, None
-        if preparation is not None and preparation[0] == index:
+        if preparation is not None:
             with contextlib.suppress(JournalError, OSError):
-                return preparation[1].result()
+                return preparation.result()
             # It failed (tmpfs full, say) when it ran: try again now, so room freed
             # since is used, and a failure is reported as it stands now.
-        return self._create_or_adopt(index)
-
-    def _create_or_adopt(self, index: int) -> MappedSegment:
-        """Create segment ``index``, or take the empty one a previous writer prepared."""
-        # FileExistsError: prepared by the writer before us; checked empty below.
-        with contextlib.suppress(FileExistsError):
-            create_segment(
-                self.path, index, self.segment_size, self.payload_id, self._identity, self._mode
-            )
-        segment = self._open_segment(index)
-        commit = segment.load_commit_acquire()
-        if commit != F.HEADER_SIZE:
-            segment.close()
-            raise CorruptSegmentError(
-                f"segment {index} should be empty but commit_offset={commit}",
-                path=str(segment.path),
-                offset=F.COMMIT_OFFSET_OFFSET,
-            )
-        return segment
+        return self._segments.create_or_adopt(index)
 
     def _wake_sleepers(self) -> None:
         """A reader said it sleeps on this segment's commit word: clear the flag, wake all.
@@ -478,18 +462,6 @@ class Writer:
             self._commit_address = ctypes.addressof(anchor)
             del anchor
         _futex.wake_all(self._commit_address)
-
-    def _open_segment(self, index: int) -> MappedSegment:
-        segment = MappedSegment(segment_path(self.path, index), writable=True)
-        if segment.index != index or segment.header.payload_id != self.payload_id:
-            segment.close()
-            raise CorruptSegmentError(
-                f"header says segment_index={segment.index} payload_id="
-                f"{segment.header.payload_id!r}, expected {index} and {self.payload_id!r}",
-                path=str(segment.path),
-                offset=F.SEGMENT_INDEX_OFFSET,
-            )
-        return segment
 
     def _use_segment(self, segment: MappedSegment) -> None:
         """Make ``segment`` the one appended to, from its commit offset on."""
@@ -533,9 +505,9 @@ class Writer:
         indices = segment_indices(self.path)
         created = not indices
         if created:
-            self._use_segment(self._create_or_adopt(0))
+            self._use_segment(self._segments.create_or_adopt(0))
         else:
-            self._use_segment(self._open_segment(self._segment_to_resume(indices)))
+            self._use_segment(self._segments.open(self._segment_to_resume(indices)))
         segment = self._segment
         assert segment is not None
         commit = self._position
@@ -544,7 +516,11 @@ class Writer:
         cleared = _clear_beyond(self._map, commit)
         if is_sealed(self._words, commit):
             records -= 1  # the end marker
-            self._use_segment(self._create_or_adopt(segment.index + 1))
+            self._use_segment(self._segments.create_or_adopt(segment.index + 1))
+        else:
+            # A crash between the two stores of a seal leaves the offset without
+            # the commit that would publish the marker: the segment is open.
+            self._words[END_MARKER_WORD] = 0
         assert self._segment is not None
         self._segment.prefault()
         self._prepare(self._index + 1)
@@ -571,6 +547,56 @@ class Writer:
         return newest - 1
 
 
+@dataclass(frozen=True, slots=True)
+class _SegmentFactory:
+    """Makes and opens a journal's segments for its writer. The worker thread calls
+    it, never the Writer itself, so a writer dropped without close() is collected
+    (and its lock released) on the thread that dropped it."""
+
+    path: Path
+    segment_size: int
+    payload_id: bytes
+    identity: WriterIdentity
+    mode: int
+
+    def open(self, index: int) -> MappedSegment:
+        return MappedSegment.open_checked(self.path, index, self.payload_id, writable=True)
+
+    def create_or_adopt(self, index: int) -> MappedSegment:
+        """Create segment ``index``, or take the empty one a previous writer prepared."""
+        # FileExistsError: prepared by the writer before us; checked empty below.
+        with contextlib.suppress(FileExistsError):
+            create_segment(
+                self.path, index, self.segment_size, self.payload_id, self.identity, self.mode
+            )
+        segment = self.open(index)
+        commit = segment.load_commit_acquire()
+        if commit != F.HEADER_SIZE:
+            segment.close()
+            raise CorruptSegmentError(
+                f"segment {index} should be empty but commit_offset={commit}",
+                path=str(segment.path),
+                offset=F.COMMIT_OFFSET_OFFSET,
+            )
+        return segment
+
+    def prepare(self, index: int, retire: MappedSegment | None) -> MappedSegment:
+        """On the worker thread: unmap ``retire``, create and prefault ``index``; the
+        slow calls in it release the GIL."""
+        if retire is not None:
+            retire.drop_page_tables()
+            retire.close()
+        segment = self.create_or_adopt(index)
+        segment.prefault()
+        return segment
+
+
+def _abandon(lock: WriterLock, worker: ThreadPoolExecutor) -> None:
+    """Give the journal back: the end of Writer.close, or of a writer never closed."""
+    lock.release()
+    worker.shutdown(wait=False)  # its last job (if any) finishes on its own
+
+
 def _stamp_now(buffer: Any, record_offset: int) -> None:
     """Write the collector clock into the local_timestamp_ns of a laid-out record."""
     _LOCAL_TIMESTAMP.pack_into(buffer, record_offset + LOCAL_TIMESTAMP_NS_POS, time.time_ns())
@@ -590,13 +616,13 @@ def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _clear_beyond(data: Any, commit: int) -> int:
-    """Zero everything after ``commit`` (a dead writer's uncommitted bytes); returns the count."""
+    """Zero everything after ``commit`` (a dead writer's uncommitted bytes); returns
+    how many bytes, up to the last non-zero one, had to be cleared."""
     tail = np.frombuffer(data, np.uint8, offset=commit)
     try:
-        nonzero = np.flatnonzero(tail)
-        if not len(nonzero):
+        if not tail.any():
             return 0
-        cleared = int(nonzero[-1]) + 1
+        cleared = len(tail) - int(np.argmax(tail[::-1] != 0))
         tail[:cleared] = 0
         return cleared
     finally:

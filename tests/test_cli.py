@@ -117,9 +117,9 @@ def test_missing_journal_is_a_clear_error(shm_dir: Path) -> None:
 
 
 def test_demo_runs_and_cleans_up() -> None:
-    before = set(SHM.iterdir())
+    before = set(SHM.glob("journal-demo-*"))
     demo = run("demo", "--books", "20000", timeout=300)
     assert demo.returncode == 0, demo.stderr
     assert "read 20,000 books in order, none missing" in demo.stdout
     assert "journal verify: 20,000 records" in demo.stdout and "OK" in demo.stdout
-    assert set(SHM.iterdir()) <= before
+    assert set(SHM.glob("journal-demo-*")) <= before
