@@ -15,6 +15,8 @@ docs/FORMAT.md is the byte-level contract.
 from journal._decode import OrderBookRecord, Position
 from journal._encode import EncoderLimits, OrderBookEncoder
 from journal._errors import (
+    ArchiveFullError,
+    CorruptArchiveError,
     CorruptSegmentError,
     InvalidRecordError,
     JournalError,
@@ -34,6 +36,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "ORDERBOOK_PAYLOAD_ID",
+    "ArchiveFullError",
+    "CorruptArchiveError",
     "CorruptSegmentError",
     "EncoderLimits",
     "InvalidRecordError",

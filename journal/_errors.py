@@ -39,3 +39,18 @@ class WriterLockedError(JournalError):
 
 class UnsupportedPlatformError(JournalError):
     """The writer's publication protocol is not proven for this CPU architecture."""
+
+
+class CorruptArchiveError(JournalError):
+    """Bytes in an archive file break the format or fail their checksum; the message
+    names the file and the offset in it (of the field, or of the zstd frame)."""
+
+    def __init__(self, message: str, *, path: str = "", offset: int | None = None) -> None:
+        where = f" (file={path}" + (f" offset={offset})" if offset is not None else ")")
+        super().__init__(message + (where if path else ""))
+        self.path = path
+        self.offset = offset
+
+
+class ArchiveFullError(JournalError, OSError):
+    """The filesystem under the archive has no room: the segment stays in tmpfs."""

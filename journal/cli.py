@@ -1,4 +1,4 @@
-"""The ``journal`` command: info, dump, verify and demo."""
+"""The ``journal`` command: info, dump, verify, demo and compact."""
 
 from __future__ import annotations
 
@@ -97,6 +97,12 @@ def _demo(args: argparse.Namespace) -> int:
     return _demo.run_demo(args.books, args.keep)
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from journal._compact import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="journal", description="Inspect, dump and verify order-book journals."
@@ -138,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep the journal in /dev/shm")
     demo.add_argument("--writer-only", metavar="DIR", help=argparse.SUPPRESS)
     demo.set_defaults(run=_demo)
+
+    from journal._compact import add_arguments as compact_arguments
+
+    compact = commands.add_parser(
+        "compact",
+        help="archive sealed segments as verified zstd files (what tools/compact runs)",
+        description="Archive sealed segments of each JOURNAL_DIR into DIR/<journal name>/ "
+        "(docs/FORMAT.md, 'Archive files'), then remove them from tmpfs beyond the K newest.",
+    )
+    compact_arguments(compact)
+    compact.set_defaults(run=_compact)
     return parser
 
 
