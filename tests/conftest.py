@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,26 @@ def shm_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "512k") mounted at ``mountpoint``, unmounted after;
+    skips the test where mounting is not permitted."""
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        yield mountpoint
+    finally:
+        unmounted = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
+        if unmounted.returncode:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 @pytest.fixture

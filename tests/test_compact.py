@@ -23,7 +23,7 @@ from journal import _compact as C
 from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
 from tests._procs import LOCAL_NS0, book, check
-from tests.conftest import REPO, SHM
+from tests.conftest import REPO, SHM, mounted_tmpfs
 
 SEGMENT = 64 * 1024
 BOOKS = 2200  # ~7 sealed segments of 64 KiB and an open one
@@ -438,21 +438,8 @@ def test_sigint_while_compressing_leaves_no_temporary_file(shm_dir: Path, module
 @pytest.fixture
 def tiny_archive_disk(shm_dir: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs mounted under ``shm_dir``, unmounted afterwards."""
-    mountpoint = shm_dir / "archive-disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr}")
-    try:
+    with mounted_tmpfs(shm_dir / "archive-disk", "256k") as mountpoint:
         yield mountpoint
-    finally:
-        unmounted = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
-        if unmounted.returncode:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def test_archive_disk_full_keeps_the_segments_and_says_so(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 import journal
 from journal import _layout as F
 from tests._procs import Children, book, check
+from tests.conftest import mounted_tmpfs
 
 SEGMENT = 64 * 1024
 
@@ -26,21 +26,8 @@ SEGMENT = 64 * 1024
 @pytest.fixture
 def tiny_tmpfs(shm_dir: Path) -> Iterator[Path]:
     """A 512 KiB tmpfs mounted under ``shm_dir``, unmounted afterwards."""
-    mountpoint = shm_dir / "tiny"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr}")
-    try:
+    with mounted_tmpfs(shm_dir / "tiny", "512k") as mountpoint:
         yield mountpoint
-    finally:
-        unmounted = subprocess.run(["umount", str(mountpoint)], capture_output=True, text=True)
-        if unmounted.returncode:
-            subprocess.run(["umount", "-l", str(mountpoint)], check=True)
 
 
 def read_everything(path: Path, first_seq: int | None = 0) -> list[tuple[int, tuple[int, int]]]:
