@@ -35,7 +35,6 @@ import gc
 import importlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from typing import Any
 
 import flatbuffers
 import numpy as np
+from _machine import commit, cpu_model, load
 from OrderBookData import OrderBook as StructOrderBook
 from OrderBookData import PriceLevel as StructPriceLevel
 
@@ -473,44 +473,7 @@ def bench_throughput(base: Path, s: Settings) -> dict[bool, list[dict[str, float
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, flatbuffers {flatbuffers.__version__}"
-    )
-
-
-def load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def journal_version() -> str:
-    """The commit the journal package is at, and whether journal/ has local changes."""
-    repo = Path(journal.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "journal"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + (" + uncommitted changes in journal/" if dirty else "")
+    return f"{cpu_model()}, numpy {np.__version__}, flatbuffers {flatbuffers.__version__}"
 
 
 def main() -> None:
@@ -527,7 +490,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-append-flatc-"))
     began = time.monotonic()
     print(f"# bench_append{' --quick' if args.quick else ''}: {machine()}")
-    print(f"# journal at {journal_version()}")
+    print(f"# journal at {commit('journal/')}")
     print(f"# load average at start: {load()} (other work on these CPUs skews every figure)")
     print(
         f"# {s.repeats} repeats of {s.appends} books (builder: {s.builder_books}); "

@@ -54,7 +54,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import select
@@ -71,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import commit, cpu_model, load
 
 import journal
 from journal._decode import read_orderbook
@@ -551,47 +551,18 @@ def replay_run(path: Path, books: int, verify: bool) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import zmq
 
     return (
-        f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"numpy {np.__version__}, pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
+        f"{cpu_model()}, numpy {np.__version__}, "
+        f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
     )
 
 
 def version() -> str:
-    """The commit, and whether journal/ or radar_reader/ have local changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "journal", "radar_reader"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """The commit, local changes, and when the radar binary was built."""
     built = time.strftime("%Y-%m-%d %H:%M", time.localtime(RADAR.stat().st_mtime))
-    changes = " + uncommitted changes in journal/ or radar_reader/" if dirty else ""
-    return f"{commit}{changes}; radar binary built {built}"
-
-
-def load() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{commit('journal/', 'radar_reader/')}; radar binary built {built}"
 
 
 @dataclass
