@@ -19,6 +19,7 @@ from journal._layout import (
     MIN_RECORD_SIZE,
     PAYLOAD_ID_SIZE,
     RECORD_ALIGNMENT,
+    RECORD_PAYLOAD_ID_OFFSET,
     SIZE_PREFIX_SIZE,
     align_record,
 )
@@ -57,7 +58,7 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
             path=path,
             offset=offset,
         )
-    identifier_at = offset + SIZE_PREFIX_SIZE + 4
+    identifier_at = offset + RECORD_PAYLOAD_ID_OFFSET
     identifier = bytes(data[identifier_at : identifier_at + PAYLOAD_ID_SIZE])
     if identifier != payload_id:
         raise CorruptSegmentError(

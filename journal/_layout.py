@@ -79,6 +79,8 @@ FUTEX_SLEEPERS_OFFSET: Final = COMMIT_OFFSET_OFFSET + CACHE_LINE_PAIR
 
 PAYLOAD_ID_SIZE: Final = 4
 SIZE_PREFIX_SIZE: Final = 4
+RECORD_PAYLOAD_ID_OFFSET: Final = SIZE_PREFIX_SIZE + 4
+"""A record's file_identifier: after its size prefix and the FlatBuffer's root offset."""
 RECORD_ALIGNMENT: Final = 8
 END_OF_SEGMENT: Final = 0xFFFF_FFFF
 END_MARKER_SIZE: Final = 8

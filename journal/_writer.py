@@ -329,13 +329,15 @@ class Writer:
             ) from None
         if len(view) < F.SIZE_PREFIX_SIZE + F.MIN_RECORD_SIZE:
             raise InvalidRecordError(f"record of {len(view)} bytes is too short for a FlatBuffer")
-        size = int.from_bytes(view[:4], "little")
+        size = int.from_bytes(view[: F.SIZE_PREFIX_SIZE], "little")
         if size + F.SIZE_PREFIX_SIZE != len(view):
             raise InvalidRecordError(
                 f"size prefix={size} but the buffer holds {len(view) - 4} bytes after it: "
                 "pass exactly what FinishSizePrefixed produced"
             )
-        identifier = bytes(view[8:12])
+        identifier = bytes(
+            view[F.RECORD_PAYLOAD_ID_OFFSET : F.RECORD_PAYLOAD_ID_OFFSET + F.PAYLOAD_ID_SIZE]
+        )
         if identifier != self.payload_id:
             raise InvalidRecordError(
                 f"file_identifier={identifier!r}, this journal holds {self.payload_id!r}"

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     PRINT("FUTEX_SLEEPERS_OFFSET", kFutexSleepersOffset);
     PRINT("PAYLOAD_ID_SIZE", kPayloadIdSize);
     PRINT("SIZE_PREFIX_SIZE", kSizePrefixSize);
+    PRINT("RECORD_PAYLOAD_ID_OFFSET", kRecordPayloadIdOffset);
     PRINT("RECORD_ALIGNMENT", kRecordAlignment);
     PRINT("END_OF_SEGMENT", kEndOfSegment);
     PRINT("END_MARKER_SIZE", kEndMarkerSize);

@@ -62,6 +62,8 @@ inline constexpr std::size_t kFutexSleepersOffset = kCommitOffsetOffset + kCache
 
 inline constexpr std::size_t kPayloadIdSize = 4;
 inline constexpr std::size_t kSizePrefixSize = 4;
+// A record's file_identifier: after its size prefix and the FlatBuffer's root offset.
+inline constexpr std::size_t kRecordPayloadIdOffset = kSizePrefixSize + 4;
 inline constexpr std::size_t kRecordAlignment = 8;
 inline constexpr std::uint32_t kEndOfSegment = 0xFFFF'FFFFu;
 inline constexpr std::size_t kEndMarkerSize = 8;

@@ -134,10 +134,10 @@ class JournalReader {
                         " does not fit before commit_offset=" + std::to_string(commit),
                     offset_);
       const std::uint64_t frame_size = layout::kSizePrefixSize + std::uint64_t{size};
-      if (std::memcmp(frame + 8, options_.payload->id, layout::kPayloadIdSize) != 0 ||
+      if (std::memcmp(frame + layout::kRecordPayloadIdOffset, options_.payload->id, layout::kPayloadIdSize) != 0 ||
           (options_.verify && !options_.payload->verify(frame, frame_size))) {
         if (!options_.skip_bad_records)
-          return fail(std::memcmp(frame + 8, options_.payload->id, layout::kPayloadIdSize) != 0
+          return fail(std::memcmp(frame + layout::kRecordPayloadIdOffset, options_.payload->id, layout::kPayloadIdSize) != 0
                           ? "record's file_identifier is not " +
                                 std::string(options_.payload->id, layout::kPayloadIdSize)
                           : std::string("record fails FlatBuffers verification"),
