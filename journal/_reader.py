@@ -4,6 +4,11 @@
 frame lies below it, check the frame, verify and decode the record, step over it;
 at an end-of-segment marker, open the next segment. It never blocks. ``poll`` and
 iteration add waiting with an idle strategy.
+
+With ``archive=``, a segment no longer in tmpfs is read from its archive (an
+iterator of the archive's records, a branch of its own taken only while the
+reader has no mapped segment), then reading goes on with the next segment, from
+tmpfs if its file is there, else from the archive again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 
 from journal import _futex
 from journal import _layout as F
+from journal._archive import ArchiveReader, archive_files, parse_archive_name
 from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
@@ -56,6 +62,14 @@ class Reader:
     ``futex`` (sleeps until the writer wakes it; needs write access to segment
     headers).
 
+    ``archive``: the archive root the compactor writes to (its ``--archive DIR``);
+    the journal's archives are ``archive/<path.name>/``. With it, segments that are
+    no longer in tmpfs (the start, or a reader that fell behind the compactor) are
+    read from their archives and reading continues with the next segment, from
+    tmpfs when its file is there, else from the archive: one stream, no gap, no
+    duplicate, positions ``(segment, offset)`` the same on both sides. A segment in
+    neither raises JournalError. Without it, such a segment raises JournalError.
+
     Iterating blocks for the next book forever; ``available()`` stops at the
     current end; ``poll(timeout)`` returns None at the timeout.
     """
@@ -67,6 +81,7 @@ class Reader:
         *,
         verify: bool = True,
         idle: IdleName = "backoff",
+        archive: str | os.PathLike[str] | None = None,
     ) -> None:
         require_x86_64()
         if idle not in IDLE_STRATEGIES:
@@ -85,6 +100,10 @@ class Reader:
         self._pinned: np.ndarray | None = None
         self._futex_header: mmap.mmap | None = None
         self._futex_address = 0
+        self.archive_dir = None if archive is None else Path(archive) / self.path.resolve().name
+        self._archive: ArchiveReader | None = None  # while reading an archived segment
+        self._archived: Iterator[Record] = iter(())
+        self._archived_next: Record | None = None
         if start == "end" and not segment_indices(self.path):
             # No journal yet: every book its writer will publish comes after now.
             self._start = "beginning"
@@ -99,8 +118,11 @@ class Reader:
 
         Raises CorruptSegmentError (file and offset) on bytes that break the format.
         """
-        if self._segment is None and not self._open_start():
-            return None
+        if self._segment is None:
+            if self._archive is not None:
+                return self._next_archived()
+            if not self._open_start():
+                return None
         while True:
             # Pairs with the writer's publish_commit: bytes below commit are complete.
             commit = load_commit_acquire(self._words)
@@ -110,6 +132,8 @@ class Reader:
             size = frame_at(self._map, offset, commit, self.payload_id, self._path_text)
             if size == END:
                 self._open_segment(self._index + 1, F.HEADER_SIZE)
+                if self._segment is None:  # gone from tmpfs: read from its archive
+                    return self._next_archived()
                 continue
             end = offset + F.SIZE_PREFIX_SIZE + size
             record = self._decode(offset, end)
@@ -157,18 +181,26 @@ class Reader:
 
         None until the journal's first segment exists.
         """
-        return (self._index, self._offset) if self._segment is not None else None
+        if self._segment is None and self._archive is None:
+            return None
+        return (self._index, self._offset)
 
     @property
     def lag_estimate(self) -> int:
         """Committed bytes not yet read (racy by nature: the writer moves on)."""
-        if self._segment is None:
+        if self._archive is not None:
+            behind = self._archive.header.commit_offset - self._offset
+        elif self._segment is None:
             return 0
-        behind = load_commit_acquire(self._words) - self._offset
+        else:
+            behind = load_commit_acquire(self._words) - self._offset
         for index in segment_indices(self.path):
             if index > self._index:
-                with MappedSegment(segment_path(self.path, index)) as later:
-                    behind += later.load_commit_acquire() - F.HEADER_SIZE
+                try:
+                    with MappedSegment(segment_path(self.path, index)) as later:
+                        behind += later.load_commit_acquire() - F.HEADER_SIZE
+                except FileNotFoundError:
+                    continue  # removed by the compactor meanwhile
         return behind
 
     def close(self) -> None:
@@ -217,7 +249,9 @@ class Reader:
             return False
         start = self._start
         if start == "beginning":
-            self._open_segment(indices[0], F.HEADER_SIZE)
+            archived = self._archive_paths() if self.archive_dir is not None else {}
+            oldest = min([indices[0], *archived])
+            self._open_segment(oldest, F.HEADER_SIZE)
         elif start == "end":
             self._open_end(indices)
         elif isinstance(start, tuple):
@@ -239,6 +273,9 @@ class Reader:
             index = candidate
         while True:
             self._open_segment(index, F.HEADER_SIZE)
+            if self._segment is None:  # sealed, archived and removed meanwhile
+                index += 1
+                continue
             commit = load_commit_acquire(self._words)  # pairs with publish_commit
             if not is_sealed(self._words, commit):
                 self._offset = commit
@@ -248,11 +285,18 @@ class Reader:
     def _open_position(self, position: tuple[int, int], indices: list[int]) -> None:
         index, offset = position
         if index not in indices:
+            if self.archive_dir is not None and index < indices[0]:
+                self._open_archived(index, offset)
+                return
+            where = "" if self.archive_dir is None else f" nor archived in {self.archive_dir}"
             raise JournalError(
-                f"start position segment={index} is not in {self.path} (segments "
+                f"start position segment={index} is not in {self.path}{where} (segments "
                 f"{indices[0]}..{indices[-1]} are): older segments are in the archive"
             )
         self._open_segment(index, F.HEADER_SIZE)
+        if self._segment is None:  # archived and removed meanwhile
+            self._open_archived(index, offset)
+            return
         commit = load_commit_acquire(self._words)  # pairs with publish_commit
         if offset == commit and is_sealed(self._words, commit):
             # Past the end marker: the next record is the next segment's first.
@@ -271,8 +315,13 @@ class Reader:
     def _open_time(self, not_before_ns: int, indices: list[int]) -> None:
         """Start in the newest segment whose first book is not after the time."""
         chosen = indices[0]
+        found = False
         for index in reversed(indices):
-            with MappedSegment(segment_path(self.path, index)) as segment:
+            try:
+                segment = MappedSegment(segment_path(self.path, index))
+            except FileNotFoundError:
+                continue  # archived and removed meanwhile
+            with segment:
                 commit = segment.load_commit_acquire()
                 if commit == F.HEADER_SIZE:
                     continue
@@ -284,18 +333,33 @@ class Reader:
                 schema = _schema_of(payload_id, str(segment.path))
                 if record_time_ns(segment.map, F.HEADER_SIZE, end, schema) <= not_before_ns:
                     chosen = index
+                    found = True
                     break
-        self._open_segment(chosen, F.HEADER_SIZE)
+        if not found and self.archive_dir is not None:
+            # Before tmpfs: the newest archived segment with a book not after the time
+            # (its index says so without decompressing), else the oldest archived one.
+            older = sorted((i, p) for i, p in self._archive_paths().items() if i < chosen)
+            for index, path in reversed(older):
+                with ArchiveReader(path) as archive:
+                    if archive.record_count and archive.min_time_ns <= not_before_ns:
+                        chosen = index
+                        break
+            else:
+                chosen = older[0][0] if older else chosen
         self._not_before_ns = not_before_ns
+        self._open_segment(chosen, F.HEADER_SIZE)
 
     def _open_segment(self, index: int, offset: int) -> None:
         try:
             segment = MappedSegment.open_checked(self.path, index, self.payload_id)
         except FileNotFoundError:
+            if self.archive_dir is not None:
+                self._open_archived(index, offset)
+                return
             raise JournalError(
                 f"segment {segment_path(self.path, index).name} is no longer in {self.path}: "
                 "the reader fell behind the segments kept in tmpfs; read the rest from the "
-                "archive"
+                "archive (archive=DIR, journal dump --archive DIR)"
             ) from None
         if self.payload_id is None:  # the first segment: the journal's payload
             try:
@@ -315,7 +379,96 @@ class Reader:
         self._offset = offset
         check_commit(load_commit_acquire(self._words), len(segment.map), self._path_text)
 
+    # -- archived segments ---------------------------------------------------------------
+
+    def _archive_paths(self) -> dict[int, Path]:
+        """Segment index -> archive file of this stream. Should a directory hold two
+        archives of one index (a journal deleted and written again), the later one."""
+        assert self.archive_dir is not None
+        paths = {}
+        for path in archive_files(self.archive_dir):
+            parsed = parse_archive_name(path.name)
+            assert parsed is not None
+            paths[parsed[1]] = path
+        return paths
+
+    def _open_archived(self, index: int, offset: int) -> None:
+        """Read segment ``index`` from its archive, from record boundary ``offset``
+        (or from the first book at or after ``_not_before_ns``, if set)."""
+        assert self.archive_dir is not None
+        path = self._archive_paths().get(index)
+        if path is None:
+            raise JournalError(
+                f"segment {segment_path(self.path, index).name} is neither in {self.path} "
+                f"nor archived in {self.archive_dir}: the stream has a gap there"
+            )
+        archive = ArchiveReader(path)
+        try:
+            header = archive.header
+            if header.segment_index != index:
+                raise JournalError(f"{path}: header says segment_index={header.segment_index}")
+            if self.payload_id is None:
+                self.schema = _schema_of(header.payload_id, str(path))
+                self.payload_id = header.payload_id
+            elif header.payload_id != self.payload_id:
+                raise JournalError(
+                    f"{path}: payload_id={header.payload_id!r}, the journal holds "
+                    f"{self.payload_id!r}"
+                )
+            if not header.sealed:
+                raise JournalError(f"{path}: the archive of an unsealed segment")
+            records = archive.records(self._not_before_ns, verify=self.verify)
+            following = next(records, None)
+            if offset > F.HEADER_SIZE:  # a saved position: skip to its record boundary
+                while following is not None and following.position[1] < offset:
+                    following = next(records, None)
+                at = header.end_marker_offset if following is None else following.position[1]
+                if offset == header.commit_offset and following is None:
+                    archive.close()
+                    self._open_segment(index + 1, F.HEADER_SIZE)
+                    return
+                if offset != at:
+                    raise JournalError(
+                        f"start position offset={offset} is not a record boundary of segment "
+                        f"{index} (archived in {path}, commit_offset={header.commit_offset}): "
+                        "pass a position the reader returned"
+                    )
+        except BaseException:
+            archive.close()
+            raise
+        self._release()
+        self._archive = archive
+        self._archived = records
+        self._archived_next = following
+        self._index = index
+        self._offset = header.end_marker_offset if following is None else following.position[1]
+
+    def _next_archived(self) -> Record | None:
+        """The next record of the archived segment being read; past its end, go on
+        with the next segment (tmpfs first). Never None while records remain."""
+        while True:
+            assert self._archive is not None
+            record = self._archived_next
+            if record is not None:
+                following = next(self._archived, None)
+                self._archived_next = following
+                self._offset = (
+                    self._archive.header.end_marker_offset
+                    if following is None
+                    else following.position[1]
+                )
+                self._not_before_ns = None
+                return record
+            self._open_segment(self._index + 1, F.HEADER_SIZE)
+            if self._segment is not None:
+                return self.try_next()
+
     def _release(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+            self._archived = iter(())
+            self._archived_next = None
         if self._futex_header is not None:
             self._futex_header.close()
             self._futex_header = None

@@ -1,4 +1,4 @@
-"""The ``journal`` command: info, dump, verify, demo and compact."""
+"""The ``journal`` command: info, dump, verify, demo, compact, analyze and export."""
 
 from __future__ import annotations
 
@@ -65,7 +65,13 @@ def _info(args: argparse.Namespace) -> int:
 def _dump(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     count = 0
-    with Reader(args.path, start=args.start, verify=not args.no_verify, idle=args.idle) as reader:
+    with Reader(
+        args.path,
+        start=args.start,
+        verify=not args.no_verify,
+        idle=args.idle,
+        archive=args.archive,
+    ) as reader:
         records = iter(reader) if args.follow else reader.available()
         for record in records:
             write(json.dumps(record.to_dict(), separators=(",", ":")) + "\n")
@@ -103,6 +109,26 @@ def _compact(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _parse_time(text: str) -> int:
+    """ns since the epoch, or an ISO-8601 time with its zone."""
+    start = _parse_start(text)
+    if not isinstance(start, int):
+        raise argparse.ArgumentTypeError(f"{text!r}: give ns since the epoch or an ISO-8601 time")
+    return start
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from journal._analyze import run_analyze
+
+    return run_analyze(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from journal._analyze import run_export
+
+    return run_export(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="journal", description="Inspect, dump and verify order-book journals."
@@ -121,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_start,
         default="beginning",
         help="beginning (default), end, SEGMENT:OFFSET, ns since the epoch, or ISO-8601 time",
+    )
+    dump.add_argument(
+        "--archive",
+        metavar="DIR",
+        help="the compactor's archive root: read segments gone from tmpfs from "
+        "DIR/<journal name>/, then the live ones",
     )
     dump.add_argument("--follow", action="store_true", help="keep printing new records")
     dump.add_argument("--limit", type=int, help="stop after this many records")
@@ -155,6 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compact_arguments(compact)
     compact.set_defaults(run=_compact)
+
+    from journal._analyze import add_source_arguments
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="update rates, spreads, sequence gaps, delays and kimchi premium; PNG charts",
+    )
+    add_source_arguments(analyze, _parse_time)
+    analyze.add_argument("--charts", metavar="DIR", help="write PNG charts here (matplotlib)")
+    analyze.add_argument(
+        "--fx", type=float, help="fixed KRW per USDT (default: a USDT-KRW book of a KRW venue)"
+    )
+    analyze.set_defaults(run=_analyze)
+
+    export = commands.add_parser("export", help="write the books as Parquet (pyarrow)")
+    add_source_arguments(export, _parse_time)
+    export.add_argument("--parquet", required=True, metavar="OUT", help="the Parquet file")
+    export.set_defaults(run=_export)
     return parser
 
 

@@ -1,0 +1,335 @@
+"""Offline analysis: load_books columns equal what journal.Reader and ArchiveReader
+decode, record by record, for journals and archives; filters; NaN padding; corrupt
+bytes reported; ``journal analyze`` and ``journal export``."""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import journal
+from journal import _archive as A
+from journal import cli
+from journal._segment import MappedSegment, segment_indices, segment_path
+from journal.analysis import Books, load_books
+from tests._books import Book, build_official
+from tests._procs import LOCAL_NS0, book
+
+SEGMENT = 64 * 1024
+
+
+def official(seq: int, present: set[str] | None = None) -> bytes:
+    """Book ``seq`` laid out by the official builder (not the writer's own layout)."""
+    value = Book(*book(seq))
+    return build_official(value) if present is None else build_official(value, present)
+
+
+def write_books(path: Path, count: int) -> None:
+    """``count`` books by every append path (own layout singly and in batches, the
+    official builder's layout, with and without optional fields), several segments."""
+    with journal.Writer(path, segment_size=SEGMENT) as writer:
+        seq = 0
+        while seq < count:
+            kind = (seq // 40) % 4
+            if kind == 0:
+                writer.append_orderbook(*book(seq))
+                seq += 1
+            elif kind == 1:
+                batch = min(40, count - seq)
+                writer.append_many([book(s) for s in range(seq, seq + batch)])
+                seq += batch
+            elif kind == 2:
+                writer.append(official(seq))
+                seq += 1
+            else:
+                present = {"exchange_name", "symbol", "timestamp", "sequence", "bids", "asks"}
+                writer.append(official(seq, present))  # no local_timestamp_ns: reads as 0
+                seq += 1
+
+
+def archive_sealed(journal_dir: Path, archive_root: Path, frame_size: int = 4096) -> Path:
+    """Archive every sealed segment into ``archive_root/<journal name>``; returns it."""
+    stream = archive_root / journal_dir.name
+    stream.mkdir(parents=True, exist_ok=True)
+    for index in segment_indices(journal_dir):
+        with MappedSegment(segment_path(journal_dir, index)) as segment:
+            if not segment.is_sealed():
+                continue
+            target = stream / A.archive_name_for(segment, segment.load_commit_acquire())
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                A.write_archive(fd, segment, frame_size=frame_size)
+            finally:
+                os.close(fd)
+    return stream
+
+
+def assert_rows_match(books: Books, records: list[journal.OrderBookRecord]) -> None:
+    """Every column of ``books`` equals the decoded records, bit for bit."""
+    assert len(books) == len(records)
+    for i, record in enumerate(records):
+        where = f"row {i} at {record.position}"
+        assert (int(books.segment[i]), int(books.offset[i])) == record.position, where
+        assert books.timestamp[i] == record.timestamp, where
+        assert books.sequence[i] == record.sequence, where
+        assert books.local_timestamp_ns[i] == record.local_timestamp_ns, where
+        assert books.exchanges[books.exchange_code[i]] == record.exchange_name, where
+        assert books.symbols[books.symbol_code[i]] == record.symbol, where
+        for side, price, qty in (
+            (record.bids, books.bid_price, books.bid_qty),
+            (record.asks, books.ask_price, books.ask_qty),
+        ):
+            k = min(len(side), books.depth)
+            assert price[i, :k].tobytes() == side[:k, 0].tobytes(), where
+            assert qty[i, :k].tobytes() == side[:k, 1].tobytes(), where
+            assert np.isnan(price[i, k:]).all() and np.isnan(qty[i, k:]).all(), where
+
+
+@pytest.fixture
+def books_journal(journal_dir: Path) -> Path:
+    write_books(journal_dir, 1500)
+    return journal_dir
+
+
+def reader_records(path: Path) -> list[journal.OrderBookRecord]:
+    with journal.Reader(path) as reader:
+        return list(reader.available())  # type: ignore[arg-type]
+
+
+def archive_records(stream: Path, **kwargs: int) -> list[journal.OrderBookRecord]:
+    records = []
+    for file in A.archive_files(stream):
+        with A.ArchiveReader(file) as reader:
+            records.extend(reader.records(**kwargs))  # type: ignore[arg-type]
+    return records
+
+
+# -- columns equal the record readers ---------------------------------------------------------
+
+
+def test_journal_columns_equal_reader(books_journal: Path) -> None:
+    books = load_books(books_journal)
+    records = reader_records(books_journal)
+    assert len(records) == 1500
+    assert books.bid_price.shape == (1500, 10) and books.bid_price.dtype == np.float64
+    assert books.timestamp.dtype == np.int64 and books.exchange_code.dtype == np.int32
+    assert_rows_match(books, records)
+
+
+def test_archive_columns_equal_archive_reader(books_journal: Path, shm_dir: Path) -> None:
+    stream = archive_sealed(books_journal, shm_dir / "archive")
+    files = A.archive_files(stream)
+    assert len(files) >= 3
+    records = archive_records(stream)
+    assert_rows_match(load_books(stream), records)
+    assert_rows_match(load_books(shm_dir / "archive"), records)  # an archive root
+    assert_rows_match(load_books(files), records)  # the files themselves
+
+
+def test_archive_and_live_read_once(books_journal: Path, shm_dir: Path) -> None:
+    """Segments both archived and still in tmpfs are not read twice."""
+    stream = archive_sealed(books_journal, shm_dir / "archive")
+    assert_rows_match(load_books([stream, books_journal]), reader_records(books_journal))
+
+
+def test_time_exchange_symbol_filters(books_journal: Path, shm_dir: Path) -> None:
+    stream = archive_sealed(books_journal, shm_dir / "archive", frame_size=2048)
+    start, end = LOCAL_NS0 + 300 * 1000, LOCAL_NS0 + 700 * 1000
+    for source, records in (
+        (books_journal, reader_records(books_journal)),
+        (stream, archive_records(stream)),
+    ):
+        want = [r for r in records if start <= r.local_timestamp_ns < end]
+        assert 0 < len(want) < len(records)
+        assert_rows_match(load_books(source, start_ns=start, end_ns=end), want)
+        want = [
+            r for r in records if r.exchange_name in ("upbit", "bybit") and r.symbol == "BTC-KRW"
+        ]
+        books = load_books(source, exchanges=["upbit", "bybit"], symbols=["BTC-KRW"])
+        assert_rows_match(books, want)
+        assert set(books.symbols) == {"BTC-KRW"}
+        assert len(load_books(source, exchanges=["nowhere"])) == 0
+    # A time range decompresses only the zstd frames that overlap it.
+    file = A.archive_files(stream)[0]
+    with A.ArchiveReader(file) as reader:
+        first = reader.frames[1]
+        assert len(reader.frames) > 3
+    books = load_books(file, start_ns=first.min_time_ns, end_ns=first.max_time_ns + 1)
+    assert len(books) == first.record_count
+
+
+def test_nan_padding_and_depth(books_journal: Path) -> None:
+    records = reader_records(books_journal)
+    deep = load_books(books_journal, depth=12)
+    assert deep.ask_qty.shape == (1500, 12)
+    assert_rows_match(deep, records)
+    # book(seq) has 1..4 bids and 1..3 asks: shallow books are NaN beyond their depth.
+    assert np.isnan(deep.bid_price[:, 4:]).all() and not np.isnan(deep.bid_price[:, 0]).any()
+    shallow = load_books(books_journal, depth=2)
+    assert shallow.bid_price.shape == (1500, 2)
+    assert_rows_match(shallow, records)
+    assert np.isnan(shallow.bid_price[0, 1])  # book 0 has one bid
+    with pytest.raises(ValueError, match="depth"):
+        load_books(books_journal, depth=0)
+
+
+def test_empty_and_missing_sources(journal_dir: Path, shm_dir: Path) -> None:
+    with journal.Writer(journal_dir, segment_size=SEGMENT):
+        pass
+    books = load_books(journal_dir)
+    assert len(books) == 0 and books.bid_price.shape == (0, 10)
+    with pytest.raises(journal.JournalError, match="no such file"):
+        load_books(shm_dir / "missing")
+
+
+def test_corrupt_bytes_are_reported(journal_dir: Path) -> None:
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        for seq in range(50):
+            writer.append_orderbook(*book(seq))
+        position = writer.append_orderbook(*book(50))
+        for seq in range(51, 60):
+            writer.append_orderbook(*book(seq))
+    path = segment_path(journal_dir, position[0])
+    with open(path, "r+b") as file:
+        file.seek(position[1] + 8)
+        file.write(b"XXXX")  # the record's file_identifier
+    with pytest.raises(journal.CorruptSegmentError, match=f"offset={position[1]}"):
+        load_books(journal_dir)
+
+
+def test_record_in_own_layout_with_bad_offsets_is_refused(journal_dir: Path) -> None:
+    """A record that looks like the writer's layout but whose asks offset is wrong
+    falls back to the verifying decoder, which refuses it with its position."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        position = writer.append_orderbook(*book(7))
+    with open(segment_path(journal_dir, position[0]), "r+b") as file:
+        file.seek(position[1] + 72)
+        file.write((10_000).to_bytes(4, "little"))
+    with pytest.raises(journal.CorruptSegmentError, match="does not decode"):
+        load_books(journal_dir)
+
+
+# -- journal analyze -----------------------------------------------------------------------------
+
+
+def _flat(mid: float, count: int = 3) -> tuple[list[list[float]], list[list[float]]]:
+    half = mid * 1e-4 / 2  # a 1 bps spread
+    return (
+        [[mid - half - i * half, 1.0] for i in range(count)],
+        [[mid + half + i * half, 1.0] for i in range(count)],
+    )
+
+
+def write_market(root: Path) -> list[Path]:
+    """Upbit (BTC-KRW, USDT-KRW) and Binance (BTC-USDT) with a +0.5% kimchi premium,
+    Binance with one sequence gap and a 5 ms exchange-to-local delay."""
+    upbit, binance = root / "upbit", root / "binance"
+    t0 = LOCAL_NS0
+    with journal.Writer(upbit, segment_size=SEGMENT) as writer:
+        for i in range(100):
+            local = t0 + i * 10_000_000
+            writer.append_orderbook(
+                "upbit", "BTC-KRW", local // 1_000_000 - 3, 0, *_flat(140_700_000.0), local
+            )
+            writer.append_orderbook(
+                "upbit", "USDT-KRW", local // 1_000_000 - 3, 0, *_flat(1400.0), local + 1
+            )
+    with journal.Writer(binance, segment_size=SEGMENT) as writer:
+        for i in range(200):
+            local = t0 + i * 5_000_000 + 2
+            sequence = 1000 + i + (5 if i >= 150 else 0)
+            writer.append_orderbook(
+                "binance", "BTC-USDT", local // 1_000_000 - 5, sequence, *_flat(100_000.0), local
+            )
+    return [upbit, binance]
+
+
+def test_analyze_prints_summary(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources = [str(p) for p in write_market(shm_dir)]
+    assert cli.main(["analyze", *sources]) == 0
+    out = capsys.readouterr().out
+    assert "400 books" in out
+    lines = {tuple(line.split()[:2]): line.split() for line in out.splitlines() if line}
+    binance = lines[("binance", "BTC-USDT")]
+    assert binance[2] == "200" and binance[3] == "200.00"  # books, rate per second
+    assert float(binance[4]) == pytest.approx(1.0, rel=1e-6)  # median spread bps
+    assert binance[6] == "1"  # one sequence gap
+    assert 5.0 <= float(binance[7]) < 6.0  # delay p50 ms
+    assert lines[("upbit", "BTC-KRW")][6] == "0"  # no sequence numbers: no gaps
+    assert "USDT-KRW mid on upbit" in out
+    premium = next(line for line in out.splitlines() if "upbit/binance" in line)
+    assert "mean=+0.500%" in premium and "last=+0.500%" in premium
+
+
+def test_analyze_time_range_and_fixed_fx(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources = [str(p) for p in write_market(shm_dir)]
+    end = LOCAL_NS0 + 500_000_000
+    assert cli.main(["analyze", *sources, "--to", str(end), "--fx", "1407"]) == 0
+    out = capsys.readouterr().out
+    assert "200 books" in out  # 50 + 50 on upbit, 100 on binance
+    assert "fixed 1407 KRW/USDT" in out and "mean=+0.000%" in out
+
+
+def test_analyze_writes_charts(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib (extra 'analysis') is not installed")
+    sources = [str(p) for p in write_market(shm_dir)]
+    charts = shm_dir / "charts"
+    assert cli.main(["analyze", *sources, "--charts", str(charts)]) == 0
+    assert "charts:" in capsys.readouterr().out
+    for name in ("kimchi.png", "spread.png", "delay.png"):
+        data = (charts / name).read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+
+
+def test_analyze_without_matplotlib_still_prints(
+    shm_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    sources = [str(p) for p in write_market(shm_dir)]
+    assert cli.main(["analyze", *sources, "--charts", str(shm_dir / "charts")]) == 0
+    out = capsys.readouterr().out
+    assert "400 books" in out and "matplotlib is not installed" in out
+    assert not (shm_dir / "charts").exists()
+
+
+# -- journal export ------------------------------------------------------------------------------
+
+
+def test_export_round_trips(
+    books_journal: Path, shm_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') is not installed")
+    stream = archive_sealed(books_journal, shm_dir / "archive")
+    out = shm_dir / "books.parquet"
+    assert cli.main(["export", str(stream), str(books_journal), "--parquet", str(out)]) == 0
+    assert "1,500 books" in capsys.readouterr().out
+    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "ZSTD"
+    table = pq.read_table(out)
+    books = load_books([stream, books_journal])
+    for name in ("timestamp", "local_timestamp_ns", "sequence", "exchange_code", "symbol_code"):
+        np.testing.assert_array_equal(table[name].to_numpy(), getattr(books, name))
+    for name in ("bid_price", "bid_qty", "ask_price", "ask_qty"):
+        values = np.array(table[name].to_pylist(), dtype=np.float64)
+        np.testing.assert_array_equal(values, getattr(books, name))  # NaN == NaN here
+    names = table["exchange"].to_pylist()
+    assert names == [books.exchanges[c] for c in books.exchange_code]
+    assert table["symbol"].to_pylist() == [books.symbols[c] for c in books.symbol_code]
+
+
+def test_identifier_bytes_inside_a_record(journal_dir: Path) -> None:
+    """A quantity whose bytes hold the payload identifier where a record could start
+    is not taken for a record (the records are then walked one by one)."""
+    tricky = struct.unpack("<d", b"OBK1\x00\x00\xf0\x3f")[0]  # just above 1.0
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        for seq in range(20):
+            exchange, symbol, timestamp, sequence, bids, asks, local = book(seq)
+            bids = [[price, tricky] for price, _ in bids]
+            writer.append_orderbook(exchange, symbol, timestamp, sequence, bids, asks, local)
+    books = load_books(journal_dir)
+    assert_rows_match(books, reader_records(journal_dir))
+    assert (books.bid_qty[:, 0] == tricky).all()
