@@ -36,16 +36,31 @@ DEMO_SEGMENT_SIZE = 4 * 1024 * 1024
 
 
 def write_feed(directory: Path, books: int, seed: int = 7) -> None:
-    """The writer process: ``books`` random-walk books across MARKETS, then close."""
+    """The writer process: ``books`` books across MARKETS, then close.
+
+    Like a real book, each update moves little: the mid steps a tick now and then,
+    one or two levels change their quantity (in lots of 0.0001), the rest stay.
+    """
     rng = random.Random(seed)
-    mids = [market[2] for market in MARKETS]
+    mid_ticks = [round(mid / tick) for _, _, mid, tick in MARKETS]
+    quantities: list[dict[int, float]] = [{} for _ in MARKETS]
+
+    def quantity() -> float:
+        return round(rng.uniform(0.01, 3.0), 4)
+
     with Writer(directory, segment_size=DEMO_SEGMENT_SIZE) as writer:
         for i in range(books):
             m = i % len(MARKETS)
             exchange, symbol, _, tick = MARKETS[m]
-            mid = mids[m] = round(mids[m] * (1.0 + rng.gauss(0.0, 2e-5)) / tick) * tick
-            bids = [[mid - tick * (1 + k), rng.uniform(0.01, 3.0)] for k in range(10)]
-            asks = [[mid + tick * (1 + k), rng.uniform(0.01, 3.0)] for k in range(10)]
+            if rng.random() < 0.1:
+                mid_ticks[m] += rng.choice((-1, 1))
+            levels = quantities[m]
+            bid_ticks = [mid_ticks[m] - 1 - k for k in range(10)]
+            ask_ticks = [mid_ticks[m] + 1 + k for k in range(10)]
+            for changed in rng.sample(bid_ticks + ask_ticks, 2):
+                levels[changed] = quantity()
+            bids = [[t * tick, levels.setdefault(t, quantity())] for t in bid_ticks]
+            asks = [[t * tick, levels.setdefault(t, quantity())] for t in ask_ticks]
             writer.append_orderbook(exchange, symbol, time.time_ns() // 1_000_000, i, bids, asks)
 
 
