@@ -24,6 +24,7 @@ compactor keeps the newest sealed ones) is read once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Iterable, Sequence
@@ -208,7 +209,8 @@ class _Loader:
     depth: int
     exchanges: _Names
     symbols: _Names
-    chunks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    out: dict[str, np.ndarray] = field(default_factory=dict)
+    filled: int = 0
     seen: set[tuple[int, ...]] = field(default_factory=set)
     records_decoded: int = 0
 
@@ -243,26 +245,44 @@ class _Loader:
         return True
 
     def load_journal(self, directory: Path) -> None:
-        for index in segment_indices(directory):
-            try:
-                segment = MappedSegment.open_checked(directory, index, None)
-            except FileNotFoundError:
-                continue  # removed by the compactor meanwhile: its archive has it
-            with segment:
-                header = segment.header
-                if header.payload_id != OB.PAYLOAD_ID:
-                    raise JournalError(
-                        f"{segment.path}: payload_id={header.payload_id!r}, not order books"
+        """Walk every segment first (to size the output once), then decode them; an
+        error while walking is raised after the segments before it are decoded."""
+        buffers: list[tuple[np.ndarray, _Origin, np.ndarray, bool]] = []
+        failure: Exception | None = None
+        with contextlib.ExitStack() as stack:
+            for index in segment_indices(directory):
+                try:
+                    try:
+                        segment = MappedSegment.open_checked(directory, index, None)
+                    except FileNotFoundError:
+                        continue  # removed by the compactor meanwhile: its archive has it
+                    stack.enter_context(segment)
+                    header = segment.header
+                    if header.payload_id != OB.PAYLOAD_ID:
+                        raise JournalError(
+                            f"{segment.path}: payload_id={header.payload_id!r}, not order books"
+                        )
+                    key = (index, header.created_ns, header.writer.pid, header.writer.started_ns)
+                    if not self._first_time(key):
+                        continue
+                    commit = segment.load_commit_acquire()
+                    check_commit(commit, len(segment.map), str(segment.path))
+                    data = np.frombuffer(
+                        segment.map, np.uint8, commit - F.HEADER_SIZE, F.HEADER_SIZE
                     )
-                key = (index, header.created_ns, header.writer.pid, header.writer.started_ns)
-                if not self._first_time(key):
-                    continue
-                commit = segment.load_commit_acquire()
-                check_commit(commit, len(segment.map), str(segment.path))
-                data = np.frombuffer(segment.map, np.uint8, commit - F.HEADER_SIZE, F.HEADER_SIZE)
-                origin = _Origin(str(segment.path), index, F.HEADER_SIZE)
-                self.decode(data, origin, marker_allowed=True)
+                    origin = _Origin(str(segment.path), index, F.HEADER_SIZE)
+                    starts, marker = self.walk(data, origin, marker_allowed=True)
+                    buffers.append((data, origin, starts, marker))
+                except Exception as error:  # raised below, after the segments before it
+                    failure = error
+                    break
+            self.reserve(sum(len(starts) for _, _, starts, _ in buffers))
+            while buffers:
+                data, origin, starts, marker = buffers.pop(0)
+                self.decode_walked(data, origin, starts, marker, None)
                 del data
+        if failure is not None:
+            raise failure
 
     def load_archive(self, path: Path) -> None:
         with ArchiveReader(path) as reader:
@@ -278,7 +298,9 @@ class _Loader:
             if not self._first_time(key):
                 return
             last = len(reader.frames) - 1
-            for i in reader.frames_overlapping(self.start_ns, self.end_ns):
+            overlapping = reader.frames_overlapping(self.start_ns, self.end_ns)
+            self.reserve(sum(reader.frames[i].record_count for i in overlapping))
+            for i in overlapping:
                 entry = reader.frames[i]
                 data = np.frombuffer(_decompress(reader, i), np.uint8)
                 origin = _Origin(
@@ -318,12 +340,30 @@ class _Loader:
     ) -> int:
         """Decode every record of ``u8`` (whole frames from a record boundary); keep
         those that pass the filters. Returns the number of records in the buffer."""
+        starts, marker = self.walk(u8, origin, marker_allowed=marker_allowed)
+        return self.decode_walked(u8, origin, starts, marker, time_bounds)
+
+    def walk(
+        self, u8: np.ndarray, origin: _Origin, *, marker_allowed: bool
+    ) -> tuple[np.ndarray, bool]:
+        """The record offsets of ``u8`` and whether it ends with the marker (_walk)."""
         if len(u8) % 8:
             raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of 8", 0)
+        return _walk(u8, u8.view("<u4"), origin, marker_allowed)
+
+    def decode_walked(
+        self,
+        u8: np.ndarray,
+        origin: _Origin,
+        starts: np.ndarray,
+        marker: bool,
+        time_bounds: tuple[int, int] | None,
+    ) -> int:
+        """decode() of a buffer already walked."""
         words = u8.view("<u8")
         u32 = u8.view("<u4")
-        starts, marker = _walk(u8, u32, origin, marker_allowed)
         self._ended_with_marker = marker
+        self.reserve(len(starts))
         self.records_decoded += len(starts)
         for block in range(0, len(starts), _BLOCK):
             self._decode_block(u8, words, u32, starts[block : block + _BLOCK], origin, time_bounds)
@@ -375,9 +415,22 @@ class _Loader:
         rows = np.flatnonzero(keep)
         if not len(rows):
             return
-        f64 = u8.view("<f8")
-        bid_price, bid_qty = _levels(f64, bids_at[rows], nb[rows], self.depth)
-        ask_price, ask_qty = _levels(f64, asks_at[rows], na[rows], self.depth)
+        n, k = self.filled, len(rows)
+        out = self.out
+        every = k == len(starts)
+        for at, count, price, qty in (
+            (bids_at, nb, out["bid_price"], out["bid_qty"]),
+            (asks_at, na, out["ask_price"], out["ask_qty"]),
+        ):
+            _levels(
+                u8,
+                at if every else at[rows],
+                count if every else count[rows],
+                price[n : n + k],
+                qty[n : n + k],
+            )
+        bid_price, bid_qty = out["bid_price"][n : n + k], out["bid_qty"][n : n + k]
+        ask_price, ask_qty = out["ask_price"][n : n + k], out["ask_qty"][n : n + k]
         kept_generic = np.flatnonzero(~own[rows])
         for r in kept_generic.tolist():
             record = generic[int(rows[r])]
@@ -385,30 +438,45 @@ class _Loader:
                 (record.bids, (bid_price, bid_qty)),
                 (record.asks, (ask_price, ask_qty)),
             ):
-                k = min(len(side), self.depth)
-                price[r, :k] = side[:k, 0]
-                qty[r, :k] = side[:k, 1]
-        self.chunks.append(
-            {
-                "timestamp": ts[rows],
-                "local_timestamp_ns": lts[rows],
-                "sequence": seq[rows],
-                "exchange_code": ex_code[rows],
-                "symbol_code": sy_code[rows],
-                "bid_price": bid_price,
-                "bid_qty": bid_qty,
-                "ask_price": ask_price,
-                "ask_qty": ask_qty,
-                "segment": np.full(len(rows), origin.segment_index, np.int64),
-                "offset": starts[rows] + origin.segment_offset,
-            }
-        )
+                d = min(len(side), self.depth)
+                price[r, :d] = side[:d, 0]
+                qty[r, :d] = side[:d, 1]
+        for name, column in (
+            ("timestamp", ts),
+            ("local_timestamp_ns", lts),
+            ("sequence", seq),
+            ("exchange_code", ex_code),
+            ("symbol_code", sy_code),
+        ):
+            np.take(column, rows, out=out[name][n : n + k])
+        out["segment"][n : n + k] = origin.segment_index
+        np.add(np.take(starts, rows), origin.segment_offset, out=out["offset"][n : n + k])
+        self.filled = n + k
+
+    def reserve(self, count: int) -> None:
+        """Room in the output columns for ``count`` more rows (grown by doubling)."""
+        need = self.filled + count
+        have = len(self.out["timestamp"]) if self.out else 0
+        if need <= have:
+            return
+        size = max(need, 2 * have)
+        grown = {}
+        for name in Books.COLUMNS:
+            if name.endswith(("_price", "_qty")):
+                grown[name] = np.empty((size, self.depth), np.float64)
+            else:
+                dtype = np.int32 if name.endswith("_code") else np.int64
+                grown[name] = np.empty(size, dtype)
+            if self.filled:
+                grown[name][: self.filled] = self.out[name][: self.filled]
+        self.out = grown
 
     def books(self) -> Books:
-        if self.chunks:
+        if self.filled:
+            n, size = self.filled, len(self.out["timestamp"])
             columns = {
-                name: np.concatenate([chunk[name] for chunk in self.chunks])
-                for name in Books.COLUMNS
+                name: column if n == size else column[:n].copy()
+                for name, column in self.out.items()
             }
         else:
             columns = {name: np.zeros(0, np.int64) for name in Books.COLUMNS}
@@ -558,8 +626,8 @@ def _codes(
     """Global codes of the names at ``key`` (byte offsets, lengths); -1 if filtered out
     (and for records not in the writer's layout, which the caller fills in).
 
-    A name's bytes start 4-aligned: they are gathered as u32 words, the bytes past its
-    length masked off, and paired into u64 words. Equal names are grouped by a hash of
+    A name's bytes start 4-aligned: each is copied as one block of whole u64 words,
+    the bytes past its length zeroed. Equal names are grouped by a hash of
     (length, words), and the grouping checked word for word against each group's
     first row, so a collision cannot merge two names.
     """
@@ -569,13 +637,10 @@ def _codes(
     if not len(rows):
         return codes
     at, length = at[rows], length[rows]
-    u32 = u8.view("<u4")
     n_words = max(1, (int(length.max()) + 7) // 8)
-    k = np.arange(2 * n_words)
-    valid = np.clip(length[:, None] - 4 * k, 0, 4)
-    index = np.where(valid > 0, at[:, None] // 4 + k, 0)
-    halves = (u32[index] & _BYTE_MASKS[valid]).astype(np.uint64)
-    grid = halves[:, 0::2] | (halves[:, 1::2] << _S32)
+    raw = _gather(u8, at, 8 * n_words, 4)
+    raw = np.where(np.arange(8 * n_words) < length[:, None], raw, np.uint8(0))
+    grid = raw.view("<u8")  # (n, n_words): the name's bytes, zero past its length
     hashes = length.astype(np.uint64) * _HASH_SEED
     for column in grid.T:
         hashes = (hashes ^ column) * _HASH_PRIME
@@ -598,7 +663,6 @@ def _codes(
     return codes
 
 
-_BYTE_MASKS: Final = np.array([0, 0xFF, 0xFFFF, 0xFF_FFFF, 0xFFFF_FFFF], np.uint32)
 _HASH_SEED: Final = np.uint64(0x9E37_79B9_7F4A_7C15)
 _HASH_PRIME: Final = np.uint64(0x0000_0100_0000_01B3)
 _FEW_GROUPS: Final = 16
@@ -621,21 +685,44 @@ def _group(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first_many, inverse_many.reshape(-1)
 
 
-def _levels(
-    f64: np.ndarray, at: np.ndarray, count: np.ndarray, depth: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n, depth) prices and quantities of the level vectors at byte offsets ``at``.
+def _gather(u8: np.ndarray, at: np.ndarray, nbytes: int, step: int) -> np.ndarray:
+    """(n, nbytes) uint8: the bytes ``[at, at + nbytes)`` of ``u8`` for each row (``at``
+    a multiple of ``step``), one block copy per row; bytes past the buffer read as 0."""
+    limit = (len(u8) - nbytes) // step  # the last row start that fits, in steps
+    row = at // step
+    if limit < 0:
+        inside = np.zeros(len(at), bool)
+    else:
+        # Overlapping rows of nbytes, one every ``step`` bytes: a void element each.
+        window = np.ndarray((limit + 1,), np.dtype(f"V{nbytes}"), u8, 0, (step,))
+        inside = row <= limit
+        if inside.all():
+            return window[row].view(np.uint8).reshape(len(at), nbytes)
+    grid = np.zeros((len(at), nbytes), np.uint8)
+    if inside.any():
+        grid[inside] = window[row[inside]].view(np.uint8).reshape(-1, nbytes)
+    for r in np.flatnonzero(~inside).tolist():
+        start = int(at[r])
+        tail = u8[start : start + nbytes]
+        grid[r, : len(tail)] = tail
+    return grid
 
-    One gather of ``2 * depth`` doubles per book (indices clipped to the buffer), then
-    NaN over the levels a book does not have."""
-    index = (at // 8)[:, None] + np.arange(2 * depth)
-    np.minimum(index, len(f64) - 1, out=index)
-    pairs = f64[index].reshape(len(at), depth, 2)
+
+def _levels(
+    u8: np.ndarray, at: np.ndarray, count: np.ndarray, price: np.ndarray, qty: np.ndarray
+) -> None:
+    """Prices and quantities of the level vectors at byte offsets ``at`` (8-aligned)
+    into ``price``/``qty`` (n, depth): one block copy of ``depth`` levels per book (what
+    lies past the buffer reads as 0), then NaN over the levels a book does not have."""
+    depth = price.shape[1]
+    pairs = _gather(u8, at, 16 * depth, 8).view("<f8").reshape(len(at), depth, 2)
+    np.copyto(price, pairs[:, :, 0])
+    np.copyto(qty, pairs[:, :, 1])
     short = np.flatnonzero(count < depth)
     if len(short):
         absent = np.arange(depth) >= count[short, None]
-        pairs[short] = np.where(absent[:, :, None], np.nan, pairs[short])
-    return pairs[:, :, 0], pairs[:, :, 1]
+        price[short] = np.where(absent, np.nan, price[short])
+        qty[short] = np.where(absent, np.nan, qty[short])
 
 
 def _decompress(reader: ArchiveReader, i: int) -> bytes:

@@ -202,6 +202,21 @@ def test_corrupt_bytes_are_reported(journal_dir: Path) -> None:
         load_books(journal_dir)
 
 
+def test_corrupt_later_segment_is_named(journal_dir: Path) -> None:
+    """Segments are scanned before any is decoded: damage in a later one is still
+    reported with that segment's file and offset."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        positions = [writer.append_orderbook(*book(seq)) for seq in range(1500)]
+    segment, offset = positions[-50]
+    assert segment >= 2
+    path = segment_path(journal_dir, segment)
+    with open(path, "r+b") as file:
+        file.seek(offset + 8)
+        file.write(b"XXXX")
+    with pytest.raises(journal.CorruptSegmentError, match=f"{path.name}.*offset={offset}"):
+        load_books(journal_dir)
+
+
 def test_record_in_own_layout_with_bad_offsets_is_refused(journal_dir: Path) -> None:
     """A record that looks like the writer's layout but whose asks offset is wrong
     falls back to the verifying decoder, which refuses it with its position."""
