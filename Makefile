@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/bench_append.py
 	$(BIN)/python benchmarks/bench_radar.py
+	$(BIN)/python benchmarks/bench_archive.py
 
 # libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
 fuzz: $(STAMP)
