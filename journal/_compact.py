@@ -10,13 +10,16 @@ a segment is archived only once its header says it is sealed.
 For one sealed segment, each step safe to interrupt at any point (kill -9):
 
 1. Name the archive after the segment's first record time. If that archive exists
-   and reproduces the segment (decompressed and compared), it is done: go to 5.
+   and reproduces the segment (decompressed and compared), fsync it and its
+   directory (a crash may have come right after its rename) and go to 5.
 2. Write it to ``DIR/<stream>/.<name>.tmp`` (created exclusively), fsync it.
 3. Verify it: decompress every frame and compare with the segment's committed bytes.
 4. Rename it to ``<name>`` and fsync the directory: from here it is an archive.
 5. Remove segments from tmpfs: only sealed ones older than the ``K`` newest sealed
-   segments (kept for slow readers), oldest first, and never past a segment that has
-   no verified archive, so the journal keeps a contiguous run of segments.
+   segments (kept for slow readers), oldest first, stopping at the first sealed one
+   without a verified archive. (A segment whose header cannot be read is not among
+   the candidates: it stays, and readers cross it through the archive if the ones
+   around it were removed.)
 
 A crash leaves at worst a ``.tmp`` file (removed by the next run, which holds the
 stream's lock ``DIR/<stream>/compact.lock``, one compactor per stream), or an
@@ -89,6 +92,14 @@ def _crash_point(step: str) -> None:
 
 class _Stopped(Exception):
     """SIGINT/SIGTERM arrived while a segment was being compressed."""
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(path: Path) -> None:
@@ -166,8 +177,13 @@ class Compactor:
             raise ValueError(f"keep={keep}: the number of sealed segments kept must be >= 0")
         if not 1 <= level <= 22:
             raise ValueError(f"level={level}: zstd levels are 1..22")
-        if not A.MIN_FRAME_SIZE <= frame_size < 1 << 32:
-            raise ValueError(f"frame_size={frame_size}: use {A.MIN_FRAME_SIZE} .. 4 GiB")
+        if not A.MIN_FRAME_SIZE <= frame_size <= A.DEFAULT_MAX_FRAME_SIZE:
+            # Larger frames would make archives that journal.Reader, load_books and
+            # analyze refuse (their bound on decompression): never remove a segment
+            # whose only copy they cannot read.
+            raise ValueError(
+                f"frame_size={frame_size}: use {A.MIN_FRAME_SIZE} .. {A.DEFAULT_MAX_FRAME_SIZE}"
+            )
         self.archive_root = Path(archive_root)
         self.keep = keep
         self.level = level
@@ -347,6 +363,10 @@ class Compactor:
             final = stream.archive / A.archive_name_for(segment, commit)
             if final.exists():
                 self._check_existing(final, segment)
+                # A crash may have come between its rename and the fsyncs: make it
+                # durable now, before its segment may be removed.
+                _fsync_file(final)
+                _fsync_directory(stream.archive)
                 stream.archived[index] = _Archived(segment.header.created_ns, final)
                 report.already += 1
                 log.info(
@@ -456,7 +476,18 @@ class Compactor:
                 )
                 return
             _crash_point("before-remove")
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except OSError as error:
+                # Not ours to remove (another user, read-only): keep going, say so.
+                log.error(
+                    "%s segment %d stays in %s: cannot remove it (%s)",
+                    stream.name,
+                    index,
+                    stream.journal,
+                    error.strerror,
+                )
+                return
             _crash_point("removed")
             del stream.archived[index]
             report.removed += 1
@@ -567,7 +598,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=A.DEFAULT_FRAME_SIZE,
         metavar="BYTES",
-        help=f"raw bytes of records per zstd frame (default {A.DEFAULT_FRAME_SIZE})",
+        help=f"raw bytes of records per zstd frame (default {A.DEFAULT_FRAME_SIZE}, "
+        f"at most {A.DEFAULT_MAX_FRAME_SIZE}: what readers decompress)",
     )
     parser.add_argument(
         "--poll",

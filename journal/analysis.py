@@ -299,7 +299,8 @@ class _Loader:
                 return
             last = len(reader.frames) - 1
             overlapping = reader.frames_overlapping(self.start_ns, self.end_ns)
-            self.reserve(sum(reader.frames[i].record_count for i in overlapping))
+            # No reserve from the index's record counts: a hostile index could ask for
+            # billions of rows; each frame reserves what its walk actually found.
             for i in overlapping:
                 entry = reader.frames[i]
                 data = np.frombuffer(_decompress(reader, i), np.uint8)
