@@ -148,15 +148,7 @@ _I32 = struct.Struct("<i")
 _U16 = struct.Struct("<H")
 _I64 = struct.Struct("<q")
 _END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
-_CANONICAL_HEAD: Final = struct.pack(
-    f"<I4sHH{OB.FIELD_COUNT}H2xi",
-    OB.TABLE_POS - OB.ROOT_OFFSET_POS,
-    OB.PAYLOAD_ID,
-    OB.VTABLE_SIZE,
-    OB.TABLE_SIZE,
-    *OB.VTABLE_FIELDS,
-    OB.TABLE_POS - OB.VTABLE_POS,
-)
+_CANONICAL_HEAD: Final = OB.FIXED_HEAD
 """Bytes 4..36 of every record journal.Writer lays out: root offset, identifier,
 vtable and the table's soffset. Behind them, local_timestamp_ns is at a fixed place."""
 _SLEEPERS = slice(F.FUTEX_SLEEPERS_OFFSET, F.FUTEX_SLEEPERS_OFFSET + 4)
@@ -223,7 +215,7 @@ def record_time(data: Any, offset: int, end: int, schema: TableSchema) -> int:
     if (
         schema.payload_id == OB.PAYLOAD_ID
         and end - offset >= OB.LOCAL_TIMESTAMP_NS_POS + 8
-        and data[offset + 4 : offset + 4 + len(_CANONICAL_HEAD)] == _CANONICAL_HEAD
+        and data[offset + OB.ROOT_OFFSET_POS : offset + OB.TABLE_POS] == _CANONICAL_HEAD
     ):
         return _I64.unpack_from(data, offset + OB.LOCAL_TIMESTAMP_NS_POS)[0]
     verify_size_prefixed(data, offset, end, schema)

@@ -171,16 +171,10 @@ def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> Boo
     size += _pad(size, RECORD_ALIGNMENT)
 
     table = L.TABLE_POS
-    head = struct.pack(
-        "<II4sHH7H2xiI",
-        size - SIZE_PREFIX_SIZE,
-        table - L.ROOT_OFFSET_POS,
-        L.PAYLOAD_ID,
-        L.VTABLE_SIZE,
-        L.TABLE_SIZE,
-        *L.VTABLE_FIELDS,
-        table - L.VTABLE_POS,
-        exchange_pos - (table + L.EXCHANGE_NAME_FIELD),
+    head = (
+        struct.pack("<I", size - SIZE_PREFIX_SIZE)
+        + L.FIXED_HEAD
+        + struct.pack("<I", exchange_pos - (table + L.EXCHANGE_NAME_FIELD))
     )
     middle = struct.pack(
         "<IIII",

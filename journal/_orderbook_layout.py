@@ -26,6 +26,7 @@ double and long below is 8-aligned in the file too::
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 PAYLOAD_ID: Final = b"OBK1"
@@ -70,3 +71,16 @@ VTABLE_FIELDS: Final = (
     ASKS_FIELD,
     LOCAL_TIMESTAMP_NS_FIELD,
 )
+
+FIXED_HEAD: Final = struct.pack(
+    f"<I4sHH{FIELD_COUNT}H2xi",
+    TABLE_POS - ROOT_OFFSET_POS,
+    PAYLOAD_ID,
+    VTABLE_SIZE,
+    TABLE_SIZE,
+    *VTABLE_FIELDS,
+    TABLE_POS - VTABLE_POS,
+)
+"""Bytes 4..36 of every record laid out this way: root offset, identifier, vtable,
+padding and the table's soffset. Only the size prefix before and the offsets after
+depend on the book."""

@@ -60,17 +60,7 @@ _PAYLOAD_U32: Final = struct.unpack("<I", OB.PAYLOAD_ID)[0]
 # word 0 = size | root offset << 32, words 1-3 = identifier and vtable, word 4 =
 # the table's soffset | exchange_name offset << 32. Words 1-3 are fixed, and so are
 # the high half of word 0 and the low half of word 4.
-_HEAD: Final = struct.pack(
-    f"<II4sHH{OB.FIELD_COUNT}H2xiI",
-    0,
-    OB.TABLE_POS - OB.ROOT_OFFSET_POS,
-    OB.PAYLOAD_ID,
-    OB.VTABLE_SIZE,
-    OB.TABLE_SIZE,
-    *OB.VTABLE_FIELDS,
-    OB.TABLE_POS - OB.VTABLE_POS,
-    0,
-)
+_HEAD: Final = bytes(4) + OB.FIXED_HEAD + bytes(4)
 _HEAD_WORDS: Final = struct.unpack("<5Q", _HEAD)
 _ROOT_WORD: Final = np.uint64(_HEAD_WORDS[0] >> 32)
 _FIXED_WORDS: Final = tuple(np.uint64(w) for w in _HEAD_WORDS[1:4])
