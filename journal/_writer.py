@@ -292,11 +292,24 @@ class Writer:
         """``(segment, offset)`` where the next record will go; also the commit offset."""
         return (self._index, self._position)
 
-    def close(self) -> None:
+    def close(self, *, seal: bool = False) -> None:
         """Release the mapping and the lock. Committed records stay for readers.
+
+        ``seal=True`` first rolls a segment that holds records: the next segment is
+        created and this one gets its end marker, so the compactor may archive it
+        now rather than after the next writer fills it. For a collector that stops
+        for the day; a restart resumes in the new, empty segment. Without it the
+        segment stays open and a restarted writer appends to it.
 
         The segment prepared for the next roll was never published; it is removed.
         """
+        try:
+            if seal and self._segment is not None and self._position > F.HEADER_SIZE:
+                self._roll()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         preparation, self._preparation = self._preparation, None
         if preparation is not None:
             with contextlib.suppress(JournalError, OSError):
