@@ -1,0 +1,165 @@
+"""What every venue's builder shares: the book it keeps, its counters, what it publishes.
+
+A builder publishes a book only while it is **synced**: it holds a book it can prove
+equal to the exchange's (a snapshot plus every update since, without a gap). Each
+applied message publishes the top levels, unless the book is then crossed (best bid
+>= best ask): no exchange shows that, so a message was lost or misapplied; the
+crossing is counted and the book dropped until the venue's resync, exactly as for a
+sequence gap. The counters say what happened to every order-book message:
+
+    messages = applied + stale + unsynced,      applied = books + crossed
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+from journal._encode import DEFAULT_MAX_LEVELS
+from journal.feeds._errors import MessageError
+
+TOP_LEVELS: Final = DEFAULT_MAX_LEVELS  # what the journal's writer takes per side by default
+
+Level = tuple[float, float]  # (price, quantity)
+
+
+@dataclass(frozen=True, slots=True)
+class TopOfBook:
+    """One published book: the best ``TOP_LEVELS`` of each side, best first."""
+
+    exchange: str
+    symbol: str
+    timestamp_ms: int  # the exchange's event time
+    sequence: int  # the venue's update id (see each builder)
+    bids: list[Level]
+    asks: list[Level]
+    local_timestamp_ns: int  # when the collector received what made the book known
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What one stream's builder did with the messages it was given."""
+
+    exchange: str
+    symbol: str
+    messages: int = 0  # order-book messages of the stream
+    applied: int = 0  # applied to a synced book
+    stale: int = 0  # older than the snapshot in hand: dropped by the venue's rules
+    books: int = 0  # published
+    snapshots: int = 0  # whole books received (REST snapshots, snapshot messages)
+    gaps: int = 0  # sequence gaps (and updates that do not fit the book)
+    crossed: int = 0  # books crossed after a message: dropped and resynced
+    resyncs: int = 0  # books re-established after a gap or a crossing
+    synced: bool = False  # at the last message
+
+    @property
+    def unsynced(self) -> int:
+        """Messages received while the stream had no synced book, never applied."""
+        return self.messages - self.applied - self.stale
+
+
+class PriceLevels:
+    """Both sides of a book as ``price -> quantity``; a quantity of 0 removes a level."""
+
+    __slots__ = ("asks", "bids")
+
+    def __init__(self, bids: Iterable[Level] = (), asks: Iterable[Level] = ()) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self.update(bids, asks)
+
+    def update(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+        """Set each level's quantity, in order; 0 removes the level."""
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for price, quantity in levels:
+                if quantity:
+                    side[price] = quantity
+                else:
+                    side.pop(price, None)
+
+    def top(self, depth: int) -> tuple[list[Level], list[Level]]:
+        """The best ``depth`` levels: bids descending, asks ascending. The heaps run
+        over the prices alone: comparing floats is several times faster than pairs."""
+        bids, asks = self.bids, self.asks
+        return (
+            [(price, bids[price]) for price in heapq.nlargest(depth, bids)],
+            [(price, asks[price]) for price in heapq.nsmallest(depth, asks)],
+        )
+
+
+@contextmanager
+def message_fields(what: str) -> Iterator[None]:
+    """Turns a missing field or a value of the wrong type, met while reading a message,
+    into one MessageError that names the message (``what``) and the field."""
+    try:
+        yield
+    except MessageError:
+        raise
+    except KeyError as error:
+        raise MessageError(f"{what}: no field {error}") from None
+    except (TypeError, ValueError) as error:
+        raise MessageError(f"{what}: bad value ({error})") from None
+
+
+class BookBuilder(ABC):
+    """The book of one stream, its counters, and the top of book it publishes.
+
+    Subclasses read their venue's messages and call ``_sync`` with a whole book,
+    ``_gap`` on a gap, and ``_publish`` after applying a message.
+    """
+
+    EXCHANGE: ClassVar[str]
+
+    def __init__(self, symbol: str) -> None:
+        self.stats = StreamStats(self.EXCHANGE, symbol)
+        self._book: PriceLevels | None = None
+        self._lost_sync = False
+
+    @abstractmethod
+    def on_message(self, message: Any, received_ns: int) -> list[TopOfBook]:
+        """One order-book message of the stream, received at ``received_ns`` (ns since
+        the epoch, the collector's clock); returns the books it publishes."""
+
+    @property
+    def synced(self) -> bool:
+        return self._book is not None
+
+    def _sync(self, book: PriceLevels) -> None:
+        if self._lost_sync:
+            self.stats.resyncs += 1
+            self._lost_sync = False
+        self._book = book
+        self.stats.synced = True
+
+    def _lose_sync(self) -> None:
+        self._book = None
+        self._lost_sync = True
+        self.stats.synced = False
+
+    def _gap(self) -> None:
+        self.stats.gaps += 1
+        self._lose_sync()
+
+    def _publish(self, timestamp_ms: int, sequence: int, received_ns: int) -> TopOfBook | None:
+        """The top of the book just updated by one message, or None if it is crossed."""
+        assert self._book is not None, "published while unsynced"
+        self.stats.applied += 1
+        bids, asks = self._book.top(TOP_LEVELS)
+        if bids and asks and bids[0][0] >= asks[0][0]:
+            self.stats.crossed += 1
+            self._lose_sync()
+            return None
+        self.stats.books += 1
+        return TopOfBook(
+            self.stats.exchange,
+            self.stats.symbol,
+            timestamp_ms,
+            sequence,
+            bids,
+            asks,
+            received_ns,
+        )
