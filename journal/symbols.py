@@ -80,7 +80,6 @@ def _split_concatenated(symbol: str) -> tuple[str, str] | None:
     return None
 
 
-@lru_cache(maxsize=4096)
 def normalize_symbol(exchange: str, symbol: str) -> str:
     """The ``BASE-QUOTE`` name of ``symbol`` as ``exchange`` (already normalised) spells it.
 
@@ -88,6 +87,11 @@ def normalize_symbol(exchange: str, symbol: str) -> str:
     """
     if not isinstance(symbol, str) or not symbol.strip():
         raise UnknownNameError(f"{exchange} symbol {symbol!r}: expected a non-empty string")
+    return _normalize_symbol(exchange, symbol)
+
+
+@lru_cache(maxsize=4096)
+def _normalize_symbol(exchange: str, symbol: str) -> str:
     venue = VENUES[exchange]
     text = symbol.strip().upper()
     if text.isalnum() and venue.style != "concatenated":
