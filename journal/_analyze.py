@@ -224,15 +224,27 @@ def write_charts(
     directory.mkdir(parents=True, exist_ok=True)
     written = []
 
-    figure, axes = plt.subplots(figsize=(11, 5))
-    for p in premiums:
-        times = (p.time_ns - p.time_ns[0]) / 1e9
-        axes.plot(
-            times, p.premium * 100, lw=0.8, label=f"{p.base} {p.krw_exchange}/{p.usdt_exchange}"
-        )
-    axes.set(xlabel="seconds from first point", ylabel="premium %", title="Kimchi premium")
-    if premiums:
-        axes.legend(fontsize=8)
+    # One panel per base asset, a line per (KRW venue, USDT venue): sixteen lines
+    # on one panel hide the one that moves.
+    bases = sorted({p.base for p in premiums}) or [""]
+    start_ns = min((int(p.time_ns[0]) for p in premiums), default=0)
+    figure, panels = plt.subplots(
+        len(bases), 1, figsize=(11, 2.2 + 2.2 * len(bases)), sharex=True, squeeze=False
+    )
+    for axes, base in zip(panels[:, 0], bases, strict=True):
+        for p in (p for p in premiums if p.base == base):
+            axes.plot(
+                (p.time_ns - start_ns) / 1e9,
+                p.premium * 100,
+                lw=0.8,
+                label=f"{p.krw_exchange}/{p.usdt_exchange}",
+            )
+        axes.set(ylabel=f"{base} premium %")
+        axes.grid(alpha=0.3)
+        if premiums:
+            axes.legend(fontsize=7, loc="upper left", ncol=4)
+    panels[0, 0].set_title("Kimchi premium per base asset (KRW venue / USDT venue)")
+    panels[-1, 0].set_xlabel("seconds from the first point")
     written.append(_save(figure, directory / "kimchi.png", plt))
 
     labels = [f"{s.exchange}\n{s.symbol}" for s in stats]
