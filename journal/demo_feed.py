@@ -455,8 +455,8 @@ class DemoFeed:
 
     def _move_touch(self, book: _Book, fair: float) -> None:
         """Once ``fair`` leaves the spread, put the best bid and ask on either side of
-        it (one tick apart when the grid allows), consuming the levels the price went through and adding new ones,
-        then fill each side back to DEPTH levels."""
+        it (one tick apart when the grid allows), consuming the levels the price went
+        through and adding new ones, then fill each side back to DEPTH levels."""
         if book.bids and book.asks and book.bids[0][0] <= fair <= book.asks[0][0]:
             return  # inside the spread: the touch stays, as in ~90% of real updates
         ticks = book.market.ticks
