@@ -4,8 +4,9 @@
 
 Two sets of books, each written to a journal in /dev/shm with 4 MiB segments:
 
-(a) synthetic: ``journal._demo.write_feed`` (six markets, a level or two changing per
-    update, the mid stepping a tick now and then);
+(a) synthetic: ``write_synthetic`` (the demo feed the archive figures were first
+    measured on, kept here so that they stay comparable: six markets, a level or two
+    changing per update, the mid stepping a tick now and then);
 (b) Upbit: the order books of the real capture
     ../shared/data/exchange-captures/UPBIT.ws.62.0 (full top-15 snapshots, kept to 10
     levels; ``KRW-LAMB`` stored as ``LAMB-KRW``), replayed in order until there are
@@ -40,6 +41,7 @@ import ast
 import gc
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -59,7 +61,6 @@ import journal
 from journal import _compact
 from journal._analyze import write_parquet
 from journal._archive import archive_files, parse_archive_name
-from journal._demo import write_feed
 from journal._inspect import summarize
 from journal.analysis import Books, load_books
 
@@ -98,6 +99,43 @@ class DataSet:
 
 
 # -- the books ----------------------------------------------------------------------------
+
+# (exchange, symbol, mid price, tick): realistic magnitudes for BTC and ETH.
+MARKETS = (
+    ("upbit", "BTC-KRW", 142_000_000.0, 1000.0),
+    ("bithumb", "BTC-KRW", 141_900_000.0, 1000.0),
+    ("binance", "BTC-USDT", 96_500.0, 0.01),
+    ("bybit", "BTC-USDT", 96_495.0, 0.1),
+    ("upbit", "ETH-KRW", 5_150_000.0, 1000.0),
+    ("binance", "ETH-USDT", 3_500.0, 0.01),
+)
+
+
+def write_synthetic(directory: Path, books: int, seed: int = 7) -> None:
+    """``books`` books across MARKETS. Like a real book, each update moves little: the
+    mid steps a tick now and then, one or two levels change their quantity (in lots
+    of 0.0001), the rest stay."""
+    rng = random.Random(seed)
+    mid_ticks = [round(mid / tick) for _, _, mid, tick in MARKETS]
+    quantities: list[dict[int, float]] = [{} for _ in MARKETS]
+
+    def quantity() -> float:
+        return round(rng.uniform(0.01, 3.0), 4)
+
+    with journal.Writer(directory, segment_size=SEGMENT_SIZE) as writer:
+        for i in range(books):
+            m = i % len(MARKETS)
+            exchange, symbol, _, tick = MARKETS[m]
+            if rng.random() < 0.1:
+                mid_ticks[m] += rng.choice((-1, 1))
+            levels = quantities[m]
+            bid_ticks = [mid_ticks[m] - 1 - k for k in range(DEPTH)]
+            ask_ticks = [mid_ticks[m] + 1 + k for k in range(DEPTH)]
+            for changed in rng.sample(bid_ticks + ask_ticks, 2):
+                levels[changed] = quantity()
+            bids = [[t * tick, levels.setdefault(t, quantity())] for t in bid_ticks]
+            asks = [[t * tick, levels.setdefault(t, quantity())] for t in ask_ticks]
+            writer.append_orderbook(exchange, symbol, time.time_ns() // 1_000_000, i, bids, asks)
 
 
 def upbit_books() -> list[tuple[str, int, int, list[list[float]], list[list[float]]]]:
@@ -509,7 +547,7 @@ def main() -> None:
             sets.append(
                 DataSet(name, directory, base / name / "live" / "books", base / name / "archive")
             )
-        write_feed(sets[0].journal, s.books)
+        write_synthetic(sets[0].journal, s.books)
         replay = write_upbit(sets[1].journal, s.books)
         sets[1].one_replay = one_replay_zstd(sets[1].journal, replay)
         for d in sets:

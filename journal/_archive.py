@@ -2,41 +2,48 @@
 
 docs/FORMAT.md ("Archive files") is the specification; the numbers here mirror it
 and tests/test_archive.py pins them against the document. All integers are
-little-endian. File ``ARCHIVE/<stream>/<time>-<segment index>.jzst``::
+little-endian. File ``ARCHIVE/<stream>/<time>-<segment index>-<created_ns>.jzst``
+(``created_ns`` tells apart the segments of one index from two incarnations of a
+journal: StreamSegment)::
 
     offset
          0  header (256 bytes): magic, version, the segment header's fields, commit
-       256  zstd frame 0: segment bytes [4096, ...), whole record frames only
+       256  zstd frame 0: segment bytes [4096, ...), whole record frames only, words
+            5-7 of each record moved to value planes after them (split_values)
        ...  zstd frame 1, 2, ...: the last one ends with the end-of-segment marker
             index: one 56-byte entry per zstd frame (where it is, its sizes, the
-                   segment offset of its first byte, record count, min/max time)
+                   segment offset of its first byte, record and value counts,
+                   min/max time)
   size - 64 trailer (64 bytes): where the index is, totals, CRC-32s, end magic
 
 The segment's committed bytes are the 4096-byte segment header rebuilt from the
 archive header (``futex_sleepers`` and reserved bytes zero, as the writer leaves
-them), then the zstd frames' contents in order, up to the commit offset: every
-record is read back bit-identical.
+them), then the zstd frames' records, values restored, in order, up to the commit
+offset: every record is read back bit-identical.
 
 Reading is bounded: the header, index and trailer are checked (sizes, CRC-32s,
 frames contiguous in the file and in the segment) before any frame is touched; a
 zstd frame is decompressed only if its header declares a content size equal to the
-index's and at most ``max_frame_size``, with a content checksum, and into a buffer
-of exactly that size. Anything else raises CorruptArchiveError naming the file and
-the offset, never an unbounded allocation.
+index's (``raw_size``, at most ``max_frame_size``, plus 24 bytes per moved record),
+with a content checksum, and into a buffer of exactly that size. Anything else
+raises CorruptArchiveError naming the file and the offset, never an unbounded
+allocation.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import zstandard
@@ -46,14 +53,17 @@ from journal import _orderbook_layout as OB
 from journal._decode import Record, read_record
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
-from journal._segment import MappedSegment
+from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError, verify_size_prefixed
 
 # -- the layout (docs/FORMAT.md, "Archive files") -------------------------------------
 
 ARCHIVE_MAGIC: Final = b"OBJARCHV"
 ARCHIVE_END_MAGIC: Final = b"OBJAREND"
-ARCHIVE_VERSION: Final = 1
+ARCHIVE_VERSION: Final = 2
+"""Written by this compactor. Version 1 (frames of plain segment bytes, no value
+planes) is still read; any other version is refused."""
+READABLE_VERSIONS: Final = (1, 2)
 ARCHIVE_HEADER_SIZE: Final = 256
 ARCHIVE_SUFFIX: Final = ".jzst"
 TEMPORARY_SUFFIX: Final = ".tmp"
@@ -102,6 +112,7 @@ INDEX_ENTRY_FIELDS: Final = (
     ("segment_offset", 16, 8),
     ("raw_size", 24, 8),
     ("record_count", 32, 4),
+    ("value_count", 36, 4),
     ("min_time_ns", 40, 8),
     ("max_time_ns", 48, 8),
 )
@@ -151,18 +162,34 @@ _END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
 _CANONICAL_HEAD: Final = OB.FIXED_HEAD
 """Bytes 4..36 of every record journal.Writer lays out: root offset, identifier,
 vtable and the table's soffset. Behind them, local_timestamp_ns is at a fixed place."""
+_CANONICAL_HEAD_END: Final = OB.ROOT_OFFSET_POS + len(_CANONICAL_HEAD)
 _SLEEPERS = slice(F.FUTEX_SLEEPERS_OFFSET, F.FUTEX_SLEEPERS_OFFSET + 4)
 
 # -- file names -------------------------------------------------------------------------
 
-_NAME = re.compile(r"(\d{8}T\d{6}\.\d{6}Z)-(\d{8,})" + re.escape(ARCHIVE_SUFFIX))
+_NAME = re.compile(
+    r"(\d{8}T\d{6}\.\d{6}Z)-(\d{8,})(?:-([0-9a-f]{16}))?" + re.escape(ARCHIVE_SUFFIX)
+)
 _MIN_SECONDS: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_U64_MASK: Final = (1 << 64) - 1
 
 
-def archive_name(time_ns: int, segment_index: int) -> str:
-    """``YYYYmmddTHHMMSS.ffffffZ-NNNNNNNN.jzst``: sorting names sorts by time, then index.
+class ArchiveName(NamedTuple):
+    """What an archive's file name says: its first record time (text), its segment's
+    index and ``created_ns`` (None in the names of the first archive builds, which
+    had no ``-<created>`` part: read it from the header)."""
+
+    time: str
+    segment_index: int
+    created_ns: int | None
+
+
+def archive_name(time_ns: int, segment_index: int, created_ns: int) -> str:
+    """``YYYYmmddTHHMMSS.ffffffZ-NNNNNNNN-CCCCCCCCCCCCCCCC.jzst``: sorting names sorts
+    by time, then index; ``C...`` (the segment's ``created_ns`` as 16 hex digits, two's
+    complement) tells apart segments of one index from two incarnations of a journal.
 
     ``time_ns`` is the first record's time (UTC, truncated to microseconds); times
     outside the years 1..9999 are written as the epoch.
@@ -173,14 +200,21 @@ def archive_name(time_ns: int, segment_index: int) -> str:
     t = _EPOCH + timedelta(seconds=seconds)
     return (
         f"{t.year:04d}{t.month:02d}{t.day:02d}T{t.hour:02d}{t.minute:02d}{t.second:02d}"
-        f".{ns // 1000:06d}Z-{segment_index:0{F.SEGMENT_NAME_DIGITS}d}{ARCHIVE_SUFFIX}"
+        f".{ns // 1000:06d}Z-{segment_index:0{F.SEGMENT_NAME_DIGITS}d}"
+        f"-{created_ns & _U64_MASK:016x}{ARCHIVE_SUFFIX}"
     )
 
 
-def parse_archive_name(name: str) -> tuple[str, int] | None:
-    """``(time text, segment index)`` of an archive's file name, None if it is not one."""
+def parse_archive_name(name: str) -> ArchiveName | None:
+    """What an archive's file name says, None if it is not an archive's name."""
     match = _NAME.fullmatch(name)
-    return (match[1], int(match[2])) if match else None
+    if not match:
+        return None
+    created = None
+    if match[3] is not None:
+        created = int(match[3], 16)
+        created -= (created >> 63) << 64  # back to the signed i64
+    return ArchiveName(match[1], int(match[2]), created)
 
 
 def archive_files(directory: str | os.PathLike[str]) -> list[Path]:
@@ -196,9 +230,9 @@ def archive_files(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def _time_slot(schema: TableSchema) -> int:
-    for field in schema.fields:
-        if field.name == schema.time_field:
-            return field.slot
+    for table_field in schema.fields:
+        if table_field.name == schema.time_field:
+            return table_field.slot
     raise AssertionError(f"{schema.name} has no field {schema.time_field}")
 
 
@@ -215,7 +249,7 @@ def record_time(data: Any, offset: int, end: int, schema: TableSchema) -> int:
     if (
         schema.payload_id == OB.PAYLOAD_ID
         and end - offset >= OB.LOCAL_TIMESTAMP_NS_POS + 8
-        and data[offset + OB.ROOT_OFFSET_POS : offset + OB.TABLE_POS] == _CANONICAL_HEAD
+        and data[offset + OB.ROOT_OFFSET_POS : offset + _CANONICAL_HEAD_END] == _CANONICAL_HEAD
     ):
         return _I64.unpack_from(data, offset + OB.LOCAL_TIMESTAMP_NS_POS)[0]
     verify_size_prefixed(data, offset, end, schema)
@@ -256,8 +290,9 @@ def _segment_record_time(data: Any, offset: int, size: int, schema: TableSchema,
 def archive_name_for(segment: MappedSegment, commit: int) -> str:
     """The archive file name of a segment: its first record's time, or its creation
     time if it holds no record."""
+    created = segment.header.created_ns
     first = first_record_time(segment, commit)
-    return archive_name(segment.header.created_ns if first is None else first, segment.index)
+    return archive_name(created if first is None else first, segment.index, created)
 
 
 def committed_header(data: Any) -> bytes:
@@ -287,6 +322,7 @@ class ArchiveHeader:
     end_marker_offset: int
     frame_size: int
     zstd_level: int
+    archive_version: int = ARCHIVE_VERSION
 
     @property
     def sealed(self) -> bool:
@@ -322,7 +358,7 @@ class ArchiveHeader:
     def pack(self) -> bytes:
         packed = HEADER_STRUCT.pack(
             ARCHIVE_MAGIC,
-            ARCHIVE_VERSION,
+            self.archive_version,
             ARCHIVE_HEADER_SIZE,
             self.payload_id,
             self.segment_format_version,
@@ -367,8 +403,13 @@ class ArchiveHeader:
         ) = HEADER_STRUCT.unpack_from(data, 0)
         if magic != ARCHIVE_MAGIC:
             raise bad(f"magic={magic!r}, expected {ARCHIVE_MAGIC!r}: not an archive", 0)
-        if version != ARCHIVE_VERSION:
-            raise bad(f"archive_version={version}, this reader knows {ARCHIVE_VERSION}", 8)
+        if version not in READABLE_VERSIONS:
+            known = " and ".join(map(str, READABLE_VERSIONS))
+            raise bad(
+                f"archive_version={version}: this reader knows versions {known}; read it "
+                "with the journal release that wrote it",
+                VERSION_OFFSET,
+            )
         if header_size != ARCHIVE_HEADER_SIZE:
             raise bad(f"header_size={header_size}, expected {ARCHIVE_HEADER_SIZE}", 12)
         if segment_version != F.FORMAT_VERSION:
@@ -404,6 +445,7 @@ class ArchiveHeader:
             marker,
             frame_size,
             level,
+            version,
         )
 
     def segment_header(self) -> bytes:
@@ -441,6 +483,13 @@ class FrameEntry:
     record_count: int
     min_time_ns: int
     max_time_ns: int
+    value_count: int = 0
+
+    @property
+    def content_size(self) -> int:
+        """What the zstd frame decompresses to: the segment bytes, then the planes of
+        the values moved out of them."""
+        return self.raw_size + VALUE_BYTES * self.value_count
 
     def pack(self) -> bytes:
         return INDEX_ENTRY_STRUCT.pack(
@@ -449,7 +498,7 @@ class FrameEntry:
             self.segment_offset,
             self.raw_size,
             self.record_count,
-            0,
+            self.value_count,
             self.min_time_ns,
             self.max_time_ns,
         )
@@ -482,6 +531,57 @@ def pack_index_and_trailer(header: bytes, entries: list[FrameEntry], index_offse
     crc = zlib.crc32(head[:TRAILER_CRC_COVERS])
     trailer = head[:TRAILER_CRC_COVERS] + _U32.pack(crc) + head[TRAILER_CRC_COVERS + 4 :]
     return index + trailer
+
+
+# -- value planes (version 2) ------------------------------------------------------------
+
+VALUE_WORDS: Final = np.array([5, 6, 7])
+"""Words 5-7 (bytes 40..64) of a record frame: in the writer's OrderBook layout its
+timestamp, sequence and local_timestamp_ns, the three int64 that change with every
+book. Moved out, the rest of a book repeats the previous book of its market for
+longer stretches, and zstd finds longer matches."""
+VALUE_BYTES: Final = 8 * len(VALUE_WORDS)
+MIN_VALUE_FRAME: Final = 64
+"""Record frames (size prefix, FlatBuffer, padding) of at least this many bytes have
+their words 5-7 moved; smaller ones stay as they are."""
+
+
+def value_starts(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The offsets (of ``offsets``, records with size prefix ``sizes``) whose record
+    frame is long enough to have its values moved."""
+    frames = (F.SIZE_PREFIX_SIZE + sizes + F.RECORD_ALIGNMENT - 1) & ~(F.RECORD_ALIGNMENT - 1)
+    return offsets[frames >= MIN_VALUE_FRAME]
+
+
+def split_values(frame: np.ndarray, starts: np.ndarray) -> bytes:
+    """Zero words 5-7 of the record frames at ``starts`` (byte offsets, 8-aligned) of
+    the writable uint8 ``frame`` and return them as value planes: per word, the
+    differences from the previous record's (mod 2^64), as 8 byte planes (the low
+    bytes of all records, then the next bytes...), so small steps are long runs."""
+    words = frame.view("<u8")
+    at = starts[:, None] // 8 + VALUE_WORDS
+    values = words[at]
+    words[at] = 0
+    deltas = values.copy()
+    deltas[1:] -= values[:-1]
+    planes = deltas.T.copy().view(np.uint8).reshape(len(VALUE_WORDS), len(starts), 8)
+    return np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes()
+
+
+def plane_values(planes: Any, count: int) -> np.ndarray:
+    """The values the planes of ``count`` records hold: (3, count) uint64, words 5, 6
+    and 7 of each record frame in turn (the differences added up, modulo 2^64).
+    Apart from restore_values so that a reader can restore them where it wants."""
+    stacked = np.frombuffer(planes, np.uint8).reshape(len(VALUE_WORDS), 8, count)
+    deltas = np.ascontiguousarray(stacked.transpose(0, 2, 1)).view("<u8")[:, :, 0]
+    return np.cumsum(deltas, axis=1)
+
+
+def restore_values(frame: np.ndarray, planes: Any, starts: np.ndarray) -> None:
+    """The inverse of split_values: words 5-7 of the record frames at ``starts`` of
+    ``frame`` (writable uint8) set from the value planes."""
+    values = plane_values(planes, len(starts))
+    frame.view("<u8")[starts[:, None] // 8 + VALUE_WORDS] = values.T
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -549,27 +649,35 @@ def write_archive(
     start = F.HEADER_SIZE
     count = 0
     low, high = NO_TIME_MIN, NO_TIME_MAX
+    moved: list[int] = []  # frame offsets of the records whose values move to planes
     with memoryview(data) as view:
 
         def flush(end: int) -> None:
-            nonlocal position, start, count, low, high
-            compressed = compressor.compress(view[start:end])
+            nonlocal position, start, count, low, high, moved
+            content = bytearray(view[start:end])
+            content += split_values(np.frombuffer(content, np.uint8), np.array(moved, np.int64))
+            compressed = compressor.compress(content)
             _write_all(fd, compressed)
-            entry = FrameEntry(position, len(compressed), start, end - start, count, low, high)
+            entry = FrameEntry(
+                position, len(compressed), start, end - start, count, low, high, len(moved)
+            )
             entries.append(entry)
             position += len(compressed)
-            start, count, low, high = end, 0, NO_TIME_MIN, NO_TIME_MAX
+            start, count, low, high, moved = end, 0, NO_TIME_MIN, NO_TIME_MAX, []
             if on_frame is not None:
                 on_frame(entry)
 
         for offset, size in walk_frames(data, commit, payload_id, path):
             if size == END:
                 break  # the marker ends the last frame
-            if count and F.align_record(offset + F.SIZE_PREFIX_SIZE + size) - start > frame_size:
+            frame_end = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
+            if count and frame_end - start > frame_size:
                 flush(offset)
             time_ns = _segment_record_time(data, offset, size, schema, path)
             count += 1
             low, high = min(low, time_ns), max(high, time_ns)
+            if frame_end - offset >= MIN_VALUE_FRAME:
+                moved.append(offset - start)
         if commit > start:
             flush(commit)
     _write_all(fd, pack_index_and_trailer(packed_header, entries, position))
@@ -586,6 +694,10 @@ class ArchiveReader:
     ``max_frame_size`` bounds what one zstd frame may decompress to (and so what a
     reader allocates at once). ``frames_decompressed`` counts the frames read, so a
     caller (or a test) sees that a time range touched only the frames it needed.
+
+    ``decompress_frame`` may be called from several threads at once (each gets its own
+    zstd context; zstd runs without the GIL), so that a reader such as
+    journal.analysis decompresses frames ahead while it decodes others.
     """
 
     def __init__(
@@ -594,6 +706,8 @@ class ArchiveReader:
         self.path = str(path)
         self.max_frame_size = max_frame_size
         self.frames_decompressed = 0
+        self._counter_lock = threading.Lock()
+        self._contexts = threading.local()
         try:
             # O_NONBLOCK: a FIFO under an archive's name must not hang the reader.
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -610,7 +724,6 @@ class ArchiveReader:
             self.close()
             raise
         self.schema: TableSchema | None = SCHEMAS.get(self.header.payload_id)
-        self._decompressor = zstandard.ZstdDecompressor()
 
     def _corrupt(self, message: str, offset: int | None) -> CorruptArchiveError:
         return CorruptArchiveError(message, path=self.path, offset=offset)
@@ -676,8 +789,8 @@ class ArchiveReader:
         file_at, segment_at = ARCHIVE_HEADER_SIZE, F.HEADER_SIZE
         for i, fields in enumerate(INDEX_ENTRY_STRUCT.iter_unpack(index)):
             entry_at = index_offset + i * INDEX_ENTRY_SIZE
-            offset, compressed, segment_offset, raw, records, reserved, low, high = fields
-            entry = FrameEntry(offset, compressed, segment_offset, raw, records, low, high)
+            offset, compressed, segment_offset, raw, records, values, low, high = fields
+            entry = FrameEntry(offset, compressed, segment_offset, raw, records, low, high, values)
             problem = None
             if offset != file_at or compressed == 0 or offset + compressed > index_offset:
                 problem = (
@@ -696,8 +809,11 @@ class ArchiveReader:
                 )
             elif records > raw // (F.SIZE_PREFIX_SIZE + F.MIN_RECORD_SIZE):
                 problem = f"zstd frame {i}: record_count={records} cannot fit raw_size={raw}"
-            elif reserved:
-                problem = f"zstd frame {i}: reserved={reserved}, expected 0"
+            elif values > records or (values and header.archive_version < 2):
+                problem = (
+                    f"zstd frame {i}: value_count={values} with record_count={records} in "
+                    f"an archive of version {header.archive_version}"
+                )
             elif records and low > high:
                 problem = f"zstd frame {i}: min_time_ns={low} > max_time_ns={high}"
             if problem:
@@ -728,10 +844,39 @@ class ArchiveReader:
     def read_frame(self, i: int) -> bytes:
         """The decompressed content of zstd frame ``i``: segment bytes from its
         ``segment_offset``, checked (content size, checksum, record framing, count)."""
-        data, _ = self._frame(i)
+        data = self._frame(i)
+        for _ in self._walk(i, data):
+            pass
         return data
 
-    def _frame(self, i: int) -> tuple[bytes, list[tuple[int, int]]]:
+    def _frame(self, i: int) -> bytes:
+        """The segment bytes of zstd frame ``i``: decompressed (decompress_frame), the
+        values put back into the records (their framing checked by ``_walk``)."""
+        entry = self.frames[i]
+        content = self.decompress_frame(i)
+        if not entry.value_count:
+            return content
+        raw = bytearray(memoryview(content)[: entry.raw_size])
+        starts = np.fromiter(
+            (
+                offset
+                for offset, size in self._walk(i, raw)
+                if F.align_record(F.SIZE_PREFIX_SIZE + size) >= MIN_VALUE_FRAME
+            ),
+            np.int64,
+        )
+        if len(starts) != entry.value_count:
+            raise self._corrupt(
+                f"zstd frame {i}: {len(starts)} records of {MIN_VALUE_FRAME} bytes or more, "
+                f"the index says value_count={entry.value_count}",
+                entry.file_offset,
+            )
+        restore_values(np.frombuffer(raw, np.uint8), memoryview(content)[entry.raw_size :], starts)
+        return bytes(raw)
+
+    def decompress_frame(self, i: int) -> bytes:
+        """Zstd frame ``i`` decompressed, bounded (module docstring): the segment bytes,
+        then (version 2) the value planes of its records (split_values)."""
         entry = self.frames[i]
         compressed = self._pread(entry.compressed_size, entry.file_offset)
         where = entry.file_offset
@@ -741,33 +886,43 @@ class ArchiveReader:
             raise self._corrupt(f"zstd frame {i}: bad frame header ({error})", where) from None
         if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
             raise self._corrupt(f"zstd frame {i}: no content size in its header", where)
-        if params.content_size != entry.raw_size:
+        if params.content_size != entry.content_size:
             raise self._corrupt(
                 f"zstd frame {i}: content size {params.content_size} in its header, "
-                f"{entry.raw_size} in the index",
+                f"{entry.content_size} in the index",
                 where,
             )
         if not params.has_checksum:
             raise self._corrupt(f"zstd frame {i}: no content checksum", where)
         try:
-            data = self._decompressor.decompress(
-                compressed, max_output_size=entry.raw_size, allow_extra_data=False
+            data = self._decompressor().decompress(
+                compressed, max_output_size=entry.content_size, allow_extra_data=False
             )
         except zstandard.ZstdError as error:
             raise self._corrupt(f"zstd frame {i}: {error}", where) from None
-        if len(data) != entry.raw_size:
+        if len(data) != entry.content_size:
             raise self._corrupt(
-                f"zstd frame {i}: decompressed to {len(data)} bytes, expected {entry.raw_size}",
+                f"zstd frame {i}: decompressed to {len(data)} bytes, expected {entry.content_size}",
                 where,
             )
-        self.frames_decompressed += 1
-        return data, self._walk(i, data)
+        with self._counter_lock:
+            self.frames_decompressed += 1
+        return data
 
-    def _walk(self, i: int, data: bytes) -> list[tuple[int, int]]:
-        """``(offset in data, size prefix)`` of each record of frame ``i``."""
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        """This thread's zstd context: one may not be used by two threads at once."""
+        context = getattr(self._contexts, "decompressor", None)
+        if context is None:
+            context = self._contexts.decompressor = zstandard.ZstdDecompressor()
+        return context
+
+    def _walk(self, i: int, data: bytes) -> Iterator[tuple[int, int]]:
+        """``(offset in data, size prefix)`` of each record of frame ``i``, one at a
+        time: a frame of millions of tiny records costs no list of them. The count is
+        checked against the index once the walk reaches the frame's end."""
         entry = self.frames[i]
         last = i == len(self.frames) - 1
-        records = []
+        count = 0
         offset, end = 0, len(data)
         payload_id = self.header.payload_id
         marker = False
@@ -797,7 +952,8 @@ class ArchiveReader:
                 )
             if marker:
                 break
-            records.append((offset, size))
+            count += 1
+            yield offset, size
             offset = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
         if last and self.header.sealed and not marker:
             raise self._corrupt(
@@ -805,12 +961,11 @@ class ArchiveReader:
                 "does not end with the end-of-segment marker",
                 entry.file_offset,
             )
-        if len(records) != entry.record_count:
+        if count != entry.record_count:
             raise self._corrupt(
-                f"zstd frame {i}: {len(records)} records, the index says {entry.record_count}",
+                f"zstd frame {i}: {count} records, the index says {entry.record_count}",
                 entry.file_offset,
             )
-        return records
 
     def _time(self, i: int, data: bytes, offset: int, size: int) -> int:
         schema = self._schema_or_raise()
@@ -850,8 +1005,8 @@ class ArchiveReader:
         index = self.header.segment_index
         for i in self.frames_overlapping(start_ns, end_ns):
             entry = self.frames[i]
-            data, records = self._frame(i)
-            for offset, size in records:
+            data = self._frame(i)
+            for offset, size in self._walk(i, data):
                 time_ns = self._time(i, data, offset, size)
                 if not entry.min_time_ns <= time_ns <= entry.max_time_ns:
                     raise self._corrupt(
@@ -915,9 +1070,9 @@ class ArchiveReader:
                 )
         self._schema_or_raise()
         for i, entry in enumerate(self.frames):
-            data, records = self._frame(i)
+            data = self._frame(i)
             low, high = NO_TIME_MIN, NO_TIME_MAX
-            for offset, size in records:
+            for offset, size in self._walk(i, data):
                 time_ns = self._time(i, data, offset, size)
                 low, high = min(low, time_ns), max(high, time_ns)
             if (low, high) != (entry.min_time_ns, entry.max_time_ns):
@@ -964,3 +1119,70 @@ def _first_difference(a: bytes, b: bytes) -> int:
     right = np.frombuffer(b, np.uint8, n)
     differ = np.flatnonzero(left != right)
     return int(differ[0]) if len(differ) else n
+
+
+# -- a stream's segments, across incarnations of its journal --------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamSegment:
+    """One segment of a stream, wherever it is; ordered by creation, then index.
+
+    A journal deleted and written again (a reboot emptied tmpfs, or ``rm -r``) starts
+    again at segment 0: segments of one index from two *incarnations* differ by
+    ``created_ns`` (CLOCK_REALTIME when the writer created the file). Sorted by it,
+    a stream's segments are its incarnations one after the other, each a run of
+    increasing indices; an index that does not increase starts the next incarnation.
+    ``archive`` is the segment's archive file (None if none), ``in_tmpfs`` whether the
+    journal directory still holds this very segment (same index and created_ns).
+    """
+
+    created_ns: int
+    index: int
+    archive: Path | None = field(default=None, compare=False)
+    in_tmpfs: bool = field(default=False, compare=False)
+
+
+def stream_segments(archive_dir: Path | None, journal_dir: Path) -> list[StreamSegment]:
+    """Every segment of a stream, archived (in ``archive_dir``) or in ``journal_dir``,
+    in stream order (see StreamSegment); one entry for a segment in both."""
+    found: dict[tuple[int, int], StreamSegment] = {}
+    for path in archive_files(archive_dir) if archive_dir is not None else []:
+        name = parse_archive_name(path.name)
+        assert name is not None
+        created = name.created_ns
+        if created is None:  # a name without its -<created> part: the header says
+            with ArchiveReader(path) as reader:
+                created = reader.header.created_ns
+        found[created, name.segment_index] = StreamSegment(created, name.segment_index, path)
+    for index in segment_indices(journal_dir):
+        try:
+            with MappedSegment(segment_path(journal_dir, index)) as segment:
+                created = segment.header.created_ns
+        except FileNotFoundError:
+            continue  # archived and removed meanwhile: its archive is listed, or not yet
+        archived = found.get((created, index))
+        path = None if archived is None else archived.archive
+        found[created, index] = StreamSegment(created, index, path, in_tmpfs=True)
+    return sorted(found.values())
+
+
+def newest_incarnation(segments: list[StreamSegment]) -> list[StreamSegment]:
+    """The segments of the stream's last incarnation (the live one, if tmpfs has one)."""
+    start = 0
+    for k in range(1, len(segments)):
+        if segments[k].index <= segments[k - 1].index:
+            start = k
+    return segments[start:]
+
+
+def following_segment(
+    segments: list[StreamSegment], created_ns: int, index: int
+) -> StreamSegment | None:
+    """The segment read after segment ``index`` created at ``created_ns``: the next in
+    stream order. It is ``index + 1`` of the same incarnation, or (an index not above
+    ``index``) the oldest segment left of the next incarnation; a larger index means
+    the ones between are neither in tmpfs nor archived (the caller reports the gap).
+    None: nothing after it yet."""
+    after = bisect.bisect_right(segments, StreamSegment(created_ns, index))
+    return segments[after] if after < len(segments) else None

@@ -9,7 +9,8 @@ a segment is archived only once its header says it is sealed.
 
 For one sealed segment, each step safe to interrupt at any point (kill -9):
 
-1. Name the archive after the segment's first record time. If that archive exists
+1. Name the archive after the segment's first record time, index and creation time
+   (two incarnations of a journal, both from segment 0, get two names). If it exists
    and reproduces the segment (decompressed and compared), fsync it and its
    directory (a crash may have come right after its rename) and go to 5.
 2. Write it to ``DIR/<stream>/.<name>.tmp`` (created exclusively), fsync it.

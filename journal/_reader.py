@@ -26,7 +26,13 @@ import numpy as np
 
 from journal import _futex
 from journal import _layout as F
-from journal._archive import ArchiveReader, archive_files, parse_archive_name
+from journal._archive import (
+    ArchiveReader,
+    StreamSegment,
+    following_segment,
+    newest_incarnation,
+    stream_segments,
+)
 from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
@@ -69,6 +75,10 @@ class Reader:
     tmpfs when its file is there, else from the archive: one stream, no gap, no
     duplicate, positions ``(segment, offset)`` the same on both sides. A segment in
     neither raises JournalError. Without it, such a segment raises JournalError.
+    With it, a journal that tmpfs lost entirely (a reboot) is read from its archive,
+    then from the writer that starts it again; a journal recreated from segment 0
+    is one more *incarnation*, read after the older ones (docs/FORMAT.md, "Archive
+    files"); a saved position names a segment of the newest incarnation.
 
     Iterating blocks for the next book forever; ``available()`` stops at the
     current end; ``poll(timeout)`` returns None at the timeout.
@@ -104,9 +114,12 @@ class Reader:
         self._archive: ArchiveReader | None = None  # while reading an archived segment
         self._archived: Iterator[Record] = iter(())
         self._archived_next: Record | None = None
+        self._start_in_archive = archive is not None
         if start == "end" and not segment_indices(self.path):
-            # No journal yet: every book its writer will publish comes after now.
+            # No journal yet: every book its writer will publish comes after now,
+            # and after everything archived.
             self._start = "beginning"
+            self._start_in_archive = False
         self._open_start()
 
     # -- reading -------------------------------------------------------------------
@@ -243,15 +256,18 @@ class Reader:
             ) from None
 
     def _open_start(self) -> bool:
-        """Place the reader at its start once the journal has a segment."""
+        """Place the reader at its start once the journal has a segment, or (with
+        ``archive``) once the stream has one: tmpfs may have lost every segment."""
         indices = segment_indices(self.path)
-        if not indices:
-            return False
+        stream = self._stream_segments() if self._start_in_archive else []
         start = self._start
+        if not indices and (not stream or start == "end"):
+            return False
         if start == "beginning":
-            archived = self._archive_paths() if self.archive_dir is not None else {}
-            oldest = min([indices[0], *archived])
-            self._open_segment(oldest, F.HEADER_SIZE)
+            if stream:
+                self._open_stream_segment(stream[0], F.HEADER_SIZE)
+            else:
+                self._open_segment(indices[0], F.HEADER_SIZE)
         elif start == "end":
             self._open_end(indices)
         elif isinstance(start, tuple):
@@ -285,7 +301,7 @@ class Reader:
     def _open_position(self, position: tuple[int, int], indices: list[int]) -> None:
         index, offset = position
         if index not in indices:
-            if self.archive_dir is not None and index < indices[0]:
+            if self.archive_dir is not None and (not indices or index < indices[0]):
                 self._open_archived(index, offset)
                 return
             where = "" if self.archive_dir is None else f" nor archived in {self.archive_dir}"
@@ -314,7 +330,7 @@ class Reader:
 
     def _open_time(self, not_before_ns: int, indices: list[int]) -> None:
         """Start in the newest segment whose first book is not after the time."""
-        chosen = indices[0]
+        chosen = indices[0] if indices else -1
         found = False
         for index in reversed(indices):
             try:
@@ -335,18 +351,22 @@ class Reader:
                     chosen = index
                     found = True
                     break
+        self._not_before_ns = not_before_ns
         if not found and self.archive_dir is not None:
             # Before tmpfs: the newest archived segment with a book not after the time
-            # (its index says so without decompressing), else the oldest archived one.
-            older = sorted((i, p) for i, p in self._archive_paths().items() if i < chosen)
-            for index, path in reversed(older):
-                with ArchiveReader(path) as archive:
-                    if archive.record_count and archive.min_time_ns <= not_before_ns:
-                        chosen = index
-                        break
-            else:
-                chosen = older[0][0] if older else chosen
-        self._not_before_ns = not_before_ns
+            # (its index says so without decompressing), else the stream's oldest.
+            stream = self._stream_segments()
+            live = next((k for k, segment in enumerate(stream) if segment.in_tmpfs), len(stream))
+            if live:
+                for segment in reversed(stream[:live]):
+                    assert segment.archive is not None
+                    with ArchiveReader(segment.archive) as archive:
+                        if archive.record_count and archive.min_time_ns <= not_before_ns:
+                            break
+                else:
+                    segment = stream[0]
+                self._open_stream_segment(segment, F.HEADER_SIZE)
+                return
         self._open_segment(chosen, F.HEADER_SIZE)
 
     def _open_segment(self, index: int, offset: int) -> None:
@@ -381,27 +401,45 @@ class Reader:
 
     # -- archived segments ---------------------------------------------------------------
 
-    def _archive_paths(self) -> dict[int, Path]:
-        """Segment index -> archive file of this stream. Should a directory hold two
-        archives of one index (a journal deleted and written again), the later one."""
+    def _stream_segments(self) -> list[StreamSegment]:
+        """The stream's segments, archived and in tmpfs, every incarnation of the
+        journal in the order written (journal._archive.StreamSegment)."""
         assert self.archive_dir is not None
-        paths = {}
-        for path in archive_files(self.archive_dir):
-            parsed = parse_archive_name(path.name)
-            assert parsed is not None
-            paths[parsed[1]] = path
-        return paths
+        return stream_segments(self.archive_dir, self.path)
+
+    def _reading(self) -> tuple[int, int] | None:
+        """``(created_ns, index)`` of the segment being read, None before the start."""
+        current = self._archive.header if self._archive is not None else None
+        if current is None and self._segment is not None:
+            current = self._segment.header
+        return None if current is None else (current.created_ns, self._index)
+
+    def _open_stream_segment(self, segment: StreamSegment, offset: int) -> None:
+        if segment.in_tmpfs:
+            self._open_segment(segment.index, offset)
+        else:
+            assert segment.archive is not None
+            self._open_archive_file(segment.archive, segment.index, offset)
 
     def _open_archived(self, index: int, offset: int) -> None:
-        """Read segment ``index`` from its archive, from record boundary ``offset``
-        (or from the first book at or after ``_not_before_ns``, if set)."""
-        assert self.archive_dir is not None
-        path = self._archive_paths().get(index)
-        if path is None:
+        """Read segment ``index`` from its archive: the one that follows the segment
+        being read, or (a start) the newest incarnation's segment ``index``."""
+        stream = self._stream_segments()
+        reading = self._reading()
+        if reading is not None and reading[1] == index - 1:
+            following = following_segment(stream, *reading)
+        else:
+            following = next((s for s in newest_incarnation(stream) if s.index == index), None)
+        if following is None or following.index != index or following.archive is None:
             raise JournalError(
                 f"segment {segment_path(self.path, index).name} is neither in {self.path} "
                 f"nor archived in {self.archive_dir}: the stream has a gap there"
             )
+        self._open_archive_file(following.archive, index, offset)
+
+    def _open_archive_file(self, path: Path, index: int, offset: int) -> None:
+        """Read segment ``index`` from archive ``path``, from record boundary ``offset``
+        (or from the first book at or after ``_not_before_ns``, if set)."""
         archive = ArchiveReader(path)
         try:
             header = archive.header
@@ -445,7 +483,8 @@ class Reader:
 
     def _next_archived(self) -> Record | None:
         """The next record of the archived segment being read; past its end, go on
-        with the next segment (tmpfs first). Never None while records remain."""
+        with the next segment (tmpfs first), or the next incarnation's first. Never
+        None while records remain."""
         while True:
             assert self._archive is not None
             record = self._archived_next
@@ -459,7 +498,19 @@ class Reader:
                 )
                 self._not_before_ns = None
                 return record
-            self._open_segment(self._index + 1, F.HEADER_SIZE)
+            reading = self._reading()
+            assert reading is not None
+            following = following_segment(self._stream_segments(), *reading)
+            if following is None:
+                # The newest segment of the stream, and tmpfs holds none after it: its
+                # journal was lost with tmpfs (the open segment, never sealed, with it).
+                # A new writer's first segment is read when it comes.
+                return None
+            if following.index > self._index + 1:  # neither in tmpfs nor archived
+                self._open_archived(self._index + 1, F.HEADER_SIZE)  # reports the gap
+            # The next of this incarnation, or the first of the next incarnation (tmpfs
+            # may hold a segment of this index from a later incarnation: not this one).
+            self._open_stream_segment(following, F.HEADER_SIZE)
             if self._segment is not None:
                 return self.try_next()
 

@@ -5,40 +5,74 @@
     books.bid_price[:, 0]            # best bid of every book, float64
     books.exchanges[books.exchange_code[i]]
 
-Decoding is vectorised: a buffer of records (a zstd frame of an archive, or the
-committed part of a live segment) is viewed as numpy uint8 / uint32 / uint64 /
-float64 arrays; the record boundaries are found from the payload identifier that
-every record carries at ``+8`` and checked to chain from size prefix to size
-prefix; records in the writer's own layout (journal._orderbook_layout) are checked
-field by field with the same bounds as journal._decode's fast path, and their
-columns pulled out with fancy indexing, thousands at a time. Only records in
-another layout (the official builder's, via ``Writer.append``) go through the
-generic decoder one by one, verified as journal.Reader verifies them. Corrupt
-bytes raise CorruptSegmentError / CorruptArchiveError with their position.
+Millions of records a second, every record checked, and no Python loop per record:
 
+* **Output allocated once.** Every live segment is walked (its record boundaries
+  found and checked) and every archive's index read before the first decoded block
+  is written, so the output columns are allocated once for all the rows: growing
+  them as records come costs as much as decoding. An archive's record counts are
+  only its own claim (a hostile index can claim billions), so they size the output
+  up to one record per compressed byte; past that the columns grow as records are
+  actually found.
+* **Buffers.** A buffer is the committed part of a live segment, or consecutive
+  zstd frames of an archive decompressed into one buffer (a few MiB, so that the
+  numpy calls of a block are spread over thousands of records).
+* **Walked with numpy.** Record boundaries are found from the payload identifier
+  every record carries at ``+8`` and checked to chain from size prefix to size
+  prefix (journal._frames' rules record by record only when they do not, which then
+  finds the records or the first bad frame). Each zstd frame is walked on its own,
+  its record and value counts checked against its index entry.
+* **Grouped by shape.** Records in the writer's own layout (journal._orderbook_layout)
+  are grouped by every byte but their values (timestamps, sequence, the levels'
+  doubles): size and offsets, vector lengths, names, padding. One record of each
+  shape is checked by journal._decode's own-layout reader, whose verdict then holds
+  for every record equal to it on those bytes, and its names decoded once a load;
+  each record is compared with its shape's record, word for word. Levels and values
+  are then gathered for thousands of records at a time. Records in another layout
+  (the official builder's, via ``Writer.append``) go through the verifying decoder
+  one by one, as journal.Reader reads them.
+* **Threads.** zstd and numpy's bulk copies and comparisons run without the GIL.
+  While this thread finds shapes and names, worker threads walk live segments and
+  decompress archive frames (each into its place in its buffer, walked there, the
+  version-2 value planes turned back into values) a few buffers ahead, and a writer
+  thread gathers a live block's levels and values into the columns while the next
+  block is decoded. ``threads=0`` does it all in the calling thread, with the same
+  result.
+
+Corrupt bytes raise CorruptSegmentError / CorruptArchiveError with their position.
 The time range ``[start_ns, end_ns)`` is on ``local_timestamp_ns`` (the collector
-clock, which the archive's time index covers). Rows come in source order, each
-source in segment order; a segment present both in an archive and in tmpfs (the
-compactor keeps the newest sealed ones) is read once.
+clock, which the archive's time index covers). Rows come in source order, each source
+in segment order; a segment present both in an archive and in tmpfs (the compactor
+keeps the newest sealed ones) is read once.
 """
 
 from __future__ import annotations
 
+import bisect
+import concurrent.futures
 import contextlib
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import numpy as np
-import zstandard
 
 from journal import _layout as F
 from journal import _orderbook_layout as OB
-from journal._archive import ARCHIVE_SUFFIX, ArchiveReader, archive_files
-from journal._decode import read_orderbook
+from journal._archive import (
+    ARCHIVE_SUFFIX,
+    MIN_VALUE_FRAME,
+    VALUE_WORDS,
+    ArchiveReader,
+    FrameEntry,
+    archive_files,
+    plane_values,
+)
+from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._frames import check_commit
 from journal._segment import MappedSegment, segment_indices
@@ -47,31 +81,49 @@ from journal._verify import VerificationError
 __all__ = ["DEFAULT_DEPTH", "Books", "load_books"]
 
 DEFAULT_DEPTH: Final = 10
-_BLOCK: Final = 8192
-"""Records decoded at once: the temporaries stay in the CPU caches."""
-_MAX_FAST_NAME: Final = 200
-"""Names longer than this (the encoder allows 64 bytes) take the generic decoder."""
+_BLOCK: Final = 32768
+"""Records decoded at once: few enough for temporaries of a few MB, enough that the
+per-block work (grouping shapes, a few dozen numpy calls) is spread thin."""
+_CHUNK_BYTES: Final = 4 << 20
+"""Raw bytes of consecutive archive frames decoded as one buffer (a frame larger
+than this is a buffer of its own)."""
+_WRITES_AHEAD: Final = 2
+"""Blocks whose columns the writer thread has yet to write while the next is decoded."""
+_MAX_THREADS: Final = 4
+"""Default workers: one CPU short of the machine's (this thread decodes, the writer
+writes), at most this many."""
+_QUEUED_MAX: Final = 4
+"""Blocks decoded while the workers still walk later segments, before the output is
+allocated (their columns are written then)."""
 
-_M32: Final = np.uint64(0xFFFF_FFFF)
-_S32: Final = np.uint64(32)
 _PAYLOAD_U32: Final = struct.unpack("<I", OB.PAYLOAD_ID)[0]
-
-# The first 40 bytes of a record in the writer's own layout, as five u64 words:
-# word 0 = size | root offset << 32, words 1-3 = identifier and vtable, word 4 =
-# the table's soffset | exchange_name offset << 32. Words 1-3 are fixed, and so are
-# the high half of word 0 and the low half of word 4.
-_HEAD: Final = bytes(4) + OB.FIXED_HEAD + bytes(4)
-_HEAD_WORDS: Final = struct.unpack("<5Q", _HEAD)
-_ROOT_WORD: Final = np.uint64(_HEAD_WORDS[0] >> 32)
-_FIXED_WORDS: Final = tuple(np.uint64(w) for w in _HEAD_WORDS[1:4])
-_SOFFSET_WORD: Final = np.uint64(_HEAD_WORDS[4] & 0xFFFF_FFFF)
-_MIN_OWN_SIZE: Final = OB.BIDS_VECTOR_POS + 4  # through len(bids): 80 bytes
-_BIDS_AT: Final = OB.BIDS_VECTOR_POS + 4
-_ASKS_LEN_AT: Final = OB.BIDS_VECTOR_POS + 8  # len(asks) when there are no bids
+_MOVED_SIZE: Final = MIN_VALUE_FRAME - F.SIZE_PREFIX_SIZE - (F.RECORD_ALIGNMENT - 1)
+"""The smallest size prefix of a record frame (padded to 8 bytes) of MIN_VALUE_FRAME
+bytes or more: one whose values an archive moves to its value planes."""
+_HEAD_WORDS: Final = (OB.BIDS_VECTOR_POS + 4) // 8
+"""The fixed head of the writer's own layout, through len(bids): 80 bytes, 10 words.
+Word 0 is the size prefix and root offset, words 1-3 the identifier and the vtable
+(the same in every record), word 4 the table's soffset and the exchange name's
+offset, words 5-7 the values (timestamp, sequence, local_timestamp_ns), word 8 the
+symbol's and the bids' offsets, word 9 the asks' offset and len(bids)."""
+_HEAD_SIZE: Final = 8 * _HEAD_WORDS
+_FIXED_WORDS: Final = np.frombuffer(OB.FIXED_HEAD, "<u8", 3, 4)
+"""Words 1-3 of every record in the writer's layout: identifier, vtable, padding."""
+_VALUES: Final = slice(5, 8)
 _EXCHANGE_FIELD_AT: Final = OB.TABLE_POS + OB.EXCHANGE_NAME_FIELD
-_SYMBOL_FIELD_AT: Final = OB.TABLE_POS + OB.SYMBOL_FIELD
-_ASKS_FIELD_AT: Final = OB.TABLE_POS + OB.ASKS_FIELD
-_BIDS_OFFSET: Final = OB.BIDS_VECTOR_POS - (OB.TABLE_POS + OB.BIDS_FIELD)
+_MAX_TAIL_WORDS: Final = 32
+"""Words from the exchange name's length to a record's end (names, NULs, padding)
+compared for grouping; records with longer names are read by the verifying decoder."""
+_HASH: Final = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93]
+    + [0xFF51AFD7ED558CCD + 2 * k for k in range(_MAX_TAIL_WORDS + 1)],
+    np.uint64,
+)
+"""Odd multipliers, one per key word: a key's hash is the XOR of word * multiplier."""
+_BUCKET_BITS: Final = 12
+"""Hashes are first grouped by their top bits (a bincount, no sort)..."""
+_FEW_GROUPS: Final = 32
+"""...when there are at most this many (each costs a pass to find its first)."""
 
 
 @dataclass
@@ -151,26 +203,30 @@ class Books:
 # -- where records come from ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Origin:
-    """Where a buffer of records is, for positions and error messages."""
+    """Where a buffer of records is, for positions and error messages: a live segment,
+    or consecutive zstd frames of an archive (``frames``: where each starts in the
+    buffer, its index in the archive and its file offset, in buffer order)."""
 
     path: str
     segment_index: int
     segment_offset: int  # of the buffer's first byte
-    archive: bool = False
-    file_offset: int | None = None  # of the zstd frame, for archives
-    frame: int = 0
+    frames: tuple[tuple[int, int, int], ...] = ()
 
     def corrupt(self, message: str, local: int) -> JournalError:
+        """The error for bytes at ``local`` in the buffer, named by segment offset (and,
+        in an archive, by zstd frame and that frame's file offset)."""
         at = self.segment_offset + local
-        if self.archive:
-            return CorruptArchiveError(
-                f"zstd frame {self.frame}: {message} at segment offset {at}",
-                path=self.path,
-                offset=self.file_offset,
-            )
-        return CorruptSegmentError(message, path=self.path, offset=at)
+        if not self.frames:
+            return CorruptSegmentError(message, path=self.path, offset=at)
+        k = max(bisect.bisect_right([begin for begin, _, _ in self.frames], local) - 1, 0)
+        _, index, file_offset = self.frames[k]
+        return CorruptArchiveError(
+            f"zstd frame {index}: {message} at segment offset {at}",
+            path=self.path,
+            offset=file_offset,
+        )
 
 
 class _Names:
@@ -193,38 +249,179 @@ class _Names:
 
 
 @dataclass
+class _Walking:
+    """A live segment's buffer being walked (_walk) by a worker."""
+
+    u8: np.ndarray
+    origin: _Origin
+    walk: concurrent.futures.Future[tuple[np.ndarray, np.ndarray, bool]]
+
+    def result(self) -> _Walked:
+        starts, sizes, _ = self.walk.result()
+        return _Walked(self.u8, self.origin, starts, sizes)
+
+
+@dataclass
+class _Walked:
+    """A buffer of records with its record offsets and size prefixes (from _walk);
+    ``values``: their timestamp, sequence and local_timestamp_ns rows when they come
+    from an archive's value planes (else they are in the records)."""
+
+    u8: np.ndarray
+    origin: _Origin
+    starts: np.ndarray
+    sizes: np.ndarray
+    values: np.ndarray | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.starts)
+
+
+@dataclass(frozen=True)
+class _ArchivePlan:
+    """An archive to read: its index as planned, its buffers (lists of consecutive
+    zstd frames) and the rows its index lets us reserve for it (``rows``, _claim)."""
+
+    path: Path
+    index: tuple[FrameEntry, ...]
+    chunks: tuple[tuple[int, ...], ...]
+    rows: int
+
+
+@dataclass(frozen=True)
+class _FrameRecords:
+    """A zstd frame's records, walked and checked against the index (_inflate):
+    offsets in the frame, size prefixes, and values (version 2: (3, n) from the value
+    planes, zero for the records too small to have had them moved; else None)."""
+
+    starts: np.ndarray
+    sizes: np.ndarray
+    values: np.ndarray | None
+
+
+@dataclass
+class _Chunk:
+    """A buffer of an archive being filled by a decompression worker: its future
+    gives each frame's records once their raw bytes are in ``u8`` at their place."""
+
+    reader: ArchiveReader
+    frames: tuple[int, ...]
+    u8: np.ndarray
+    future: concurrent.futures.Future[list[_FrameRecords]]
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs each task at once in the calling thread (``threads=0``): the same code
+    path as the workers', in one thread."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # raised by result(), as a worker's would be
+            future.set_exception(error)
+        return future
+
+
+_INLINE: Final = _InlineExecutor()
+
+
+@contextlib.contextmanager
+def _executor(threads: int, name: str) -> Iterator[concurrent.futures.Executor]:
+    """``threads`` worker threads (none: _InlineExecutor); on exit, the tasks not
+    started are cancelled and the running ones waited for."""
+    if not threads:
+        yield _INLINE
+        return
+    executor = concurrent.futures.ThreadPoolExecutor(threads, name)
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- the loader --------------------------------------------------------------------------------
+
+
+@dataclass
 class _Loader:
+    """One load: plans the sources, then decodes them in order into ``out``.
+
+    ``plan``: the sources' buffers in order (a live segment being walked, an archive
+    to decompress, or once decoded just its row count), decoded up to ``cut`` (where
+    ``failure``, raised at the end, was met). ``filled``: the output rows given to
+    the blocks decoded so far; ``queued``: blocks waiting for the output columns to be
+    allocated (once every walk is done: allocated once, for all the rows), then
+    written by the ``writer`` thread (``writes``: the blocks it has yet to write).
+    """
+
     start_ns: int | None
     end_ns: int | None
     depth: int
     exchanges: _Names
     symbols: _Names
+    threads: int
     out: dict[str, np.ndarray] = field(default_factory=dict)
     filled: int = 0
     seen: set[tuple[int, ...]] = field(default_factory=set)
-    records_decoded: int = 0
+    known: dict[bytes, _Shape | None] = field(default_factory=dict)  # see _BlockDecoder
+    walkers: concurrent.futures.Executor = _INLINE
+    inflaters: concurrent.futures.Executor = _INLINE
+    writer: concurrent.futures.Executor = _INLINE
+    plan: list[_Walking | _ArchivePlan | int] = field(default_factory=list)
+    cut: int = 0
+    failure: Exception | None = None
+    queued: deque[tuple[_BlockDecoder, np.ndarray, int, int, concurrent.futures.Executor]] = field(
+        default_factory=deque
+    )
+    writes: deque[concurrent.futures.Future[None]] = field(default_factory=deque)
 
-    # -- sources ----------------------------------------------------------------------
+    def load(self, sources: Sequence[str | os.PathLike[str]]) -> None:
+        """Plan every source (stopping at the first that fails), decode in order, then
+        raise the failure if there was one: an error is raised after the sources
+        before it are read, as in source order.
 
-    def load_source(self, source: str | os.PathLike[str]) -> None:
-        path = Path(source)
+        While this thread decodes, ``walkers`` walk the live segments, ``inflaters``
+        decompress the archives' frames (``threads`` of them: the decoding keeps up
+        with no more on two CPUs), and ``writer`` writes a live segment's block's
+        columns while the next is decoded (an archive's are written here: the
+        inflaters keep the other CPUs busy)."""
+        extra = min(self.threads, 1)
+        with contextlib.ExitStack() as stack:
+            self.walkers = stack.enter_context(_executor(self.threads + extra, "load_books_walk"))
+            self.inflaters = stack.enter_context(_executor(self.threads, "load_books_zstd"))
+            self.writer = stack.enter_context(_executor(extra, "load_books_write"))
+            try:
+                for source in sources:
+                    self._plan_source(Path(source), stack)
+            except Exception as error:  # raised below, after the sources before it
+                self.failure = error
+            self.cut = len(self.plan)
+            self._decode_plan()
+        if self.failure is not None:
+            raise self.failure
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def _plan_source(self, path: Path, stack: contextlib.ExitStack) -> None:
         if path.is_file():
             if not path.name.endswith(ARCHIVE_SUFFIX):
                 raise JournalError(f"{path}: not an archive file (*{ARCHIVE_SUFFIX})")
-            self.load_archive(path)
+            self._plan_archive(path)
         elif path.is_dir():
             if segment_indices(path):
-                self.load_journal(path)
+                self._plan_journal(path, stack)
             elif archives := archive_files(path):
                 for file in archives:
-                    self.load_archive(file)
+                    self._plan_archive(file)
             else:  # an archive root: one directory per stream
                 streams = [p for p in sorted(path.iterdir()) if p.is_dir() and archive_files(p)]
                 if not streams:
                     raise JournalError(f"{path}: no journal segments or archive files")
                 for stream in streams:
                     for file in archive_files(stream):
-                        self.load_archive(file)
+                        self._plan_archive(file)
         else:
             raise JournalError(f"{path}: no such file or directory")
 
@@ -234,47 +431,31 @@ class _Loader:
         self.seen.add(key)
         return True
 
-    def load_journal(self, directory: Path) -> None:
-        """Walk every segment first (to size the output once), then decode them; an
-        error while walking is raised after the segments before it are decoded."""
-        buffers: list[tuple[np.ndarray, _Origin, np.ndarray, bool]] = []
-        failure: Exception | None = None
-        with contextlib.ExitStack() as stack:
-            for index in segment_indices(directory):
-                try:
-                    try:
-                        segment = MappedSegment.open_checked(directory, index, None)
-                    except FileNotFoundError:
-                        continue  # removed by the compactor meanwhile: its archive has it
-                    stack.enter_context(segment)
-                    header = segment.header
-                    if header.payload_id != OB.PAYLOAD_ID:
-                        raise JournalError(
-                            f"{segment.path}: payload_id={header.payload_id!r}, not order books"
-                        )
-                    key = (index, header.created_ns, header.writer.pid, header.writer.started_ns)
-                    if not self._first_time(key):
-                        continue
-                    commit = segment.load_commit_acquire()
-                    check_commit(commit, len(segment.map), str(segment.path))
-                    data = np.frombuffer(
-                        segment.map, np.uint8, commit - F.HEADER_SIZE, F.HEADER_SIZE
-                    )
-                    origin = _Origin(str(segment.path), index, F.HEADER_SIZE)
-                    starts, marker = self.walk(data, origin, marker_allowed=True)
-                    buffers.append((data, origin, starts, marker))
-                except Exception as error:  # raised below, after the segments before it
-                    failure = error
-                    break
-            self.reserve(sum(len(starts) for _, _, starts, _ in buffers))
-            while buffers:
-                data, origin, starts, marker = buffers.pop(0)
-                self.decode_walked(data, origin, starts, marker, None)
-                del data
-        if failure is not None:
-            raise failure
+    def _plan_journal(self, directory: Path, stack: contextlib.ExitStack) -> None:
+        """Map every segment (kept mapped until the load ends), walked by a worker."""
+        for index in segment_indices(directory):
+            try:
+                segment = MappedSegment.open_checked(directory, index, None)
+            except FileNotFoundError:
+                continue  # removed by the compactor meanwhile: its archive has it
+            stack.enter_context(segment)
+            header = segment.header
+            if header.payload_id != OB.PAYLOAD_ID:
+                raise JournalError(
+                    f"{segment.path}: payload_id={header.payload_id!r}, not order books"
+                )
+            key = (index, header.created_ns, header.writer.pid, header.writer.started_ns)
+            if not self._first_time(key):
+                continue
+            commit = segment.load_commit_acquire()
+            check_commit(commit, len(segment.map), str(segment.path))
+            u8 = np.frombuffer(segment.map, np.uint8, commit - F.HEADER_SIZE, F.HEADER_SIZE)
+            origin = _Origin(str(segment.path), index, F.HEADER_SIZE)
+            walk = self.walkers.submit(_walk, u8, origin, marker_allowed=True)
+            self.plan.append(_Walking(u8, origin, walk))
 
-    def load_archive(self, path: Path) -> None:
+    def _plan_archive(self, path: Path) -> None:
+        """Read the archive's index: which frames to decompress, in which buffers."""
         with ArchiveReader(path) as reader:
             header = reader.header
             if header.payload_id != OB.PAYLOAD_ID:
@@ -287,170 +468,157 @@ class _Loader:
             )
             if not self._first_time(key):
                 return
-            last = len(reader.frames) - 1
-            overlapping = reader.frames_overlapping(self.start_ns, self.end_ns)
-            # No reserve from the index's record counts: a hostile index could ask for
-            # billions of rows; each frame reserves what its walk actually found.
-            for i in overlapping:
-                entry = reader.frames[i]
-                data = np.frombuffer(_decompress(reader, i), np.uint8)
-                origin = _Origin(
-                    reader.path,
-                    header.segment_index,
-                    entry.segment_offset,
-                    True,
-                    entry.file_offset,
-                    i,
-                )
-                count = self.decode(
-                    data,
-                    origin,
-                    marker_allowed=i == last,
-                    time_bounds=(entry.min_time_ns, entry.max_time_ns),
-                )
-                if count != entry.record_count:
-                    raise origin.corrupt(f"{count} records, the index says {entry.record_count}", 0)
-                if i == last and header.sealed and not self._ended_with_marker:
-                    raise origin.corrupt(
-                        "the archive is of a sealed segment but its last frame does not end "
-                        "with the end-of-segment marker",
-                        len(data),
-                    )
+            frames = reader.frames_overlapping(self.start_ns, self.end_ns)
+            chunks = _chunk_frames(reader, frames)
+            self.plan.append(_ArchivePlan(path, reader.frames, chunks, _claim(reader, frames)))
 
-    # -- one buffer of records --------------------------------------------------------------
+    # -- decoding ---------------------------------------------------------------------------
 
-    _ended_with_marker = False
+    def _decode_plan(self) -> None:
+        """Decode the planned sources in order, each live segment once it is walked,
+        an archive's buffers as the workers fill them; a decoded source is left in
+        the plan as its row count only (so a segment's mapping can be closed)."""
+        archives = [unit for unit in self.plan if isinstance(unit, _ArchivePlan)]
+        chunks = _filled_chunks(archives, self.inflaters, max(1, self.threads))
+        try:
+            k = 0
+            while k < self.cut:
+                unit = self.plan[k]
+                if isinstance(unit, _Walking):
+                    try:
+                        walked = unit.result()
+                    except Exception as error:  # raised after the sources before it
+                        self.cut, self.failure = k, error
+                        break
+                    self.decode(walked, None, self.writer)
+                    self.plan[k] = walked.rows
+                elif isinstance(unit, _ArchivePlan):
+                    for _ in unit.chunks:
+                        self._decode_chunk(next(chunks))
+                k += 1
+            self._write_queued(force=True)
+            while self.writes:
+                self.writes.popleft().result()
+        finally:
+            chunks.close()  # waits for what it submitted, then closes the archives
+            concurrent.futures.wait(self.writes)  # on an error: before the buffers go
+
+    def _decode_chunk(self, chunk: _Chunk) -> None:
+        """Decode a filled buffer of zstd frames (each already walked and checked by
+        its worker), checking every record's time against its frame's index entry."""
+        reader, entries = chunk.reader, [chunk.reader.frames[i] for i in chunk.frames]
+        frames = chunk.future.result()  # a worker's error, in order
+        begins = np.cumsum([0] + [entry.raw_size for entry in entries[:-1]])
+        origin = _Origin(
+            reader.path,
+            reader.header.segment_index,
+            entries[0].segment_offset,
+            tuple(
+                (int(begin), i, entry.file_offset)
+                for begin, i, entry in zip(begins, chunk.frames, entries, strict=True)
+            ),
+        )
+        starts = np.concatenate([f.starts + b for f, b in zip(frames, begins, strict=True)])
+        sizes = np.concatenate([f.sizes for f in frames])
+        planes = [f.values for f in frames if f.values is not None]
+        values = np.concatenate(planes, axis=1) if len(planes) == len(frames) else None
+        counts = [len(f.starts) for f in frames]
+        low = np.repeat([entry.min_time_ns for entry in entries], counts)
+        high = np.repeat([entry.max_time_ns for entry in entries], counts)
+        # Written here, not by the writer: the workers are busy decompressing.
+        self.decode(_Walked(chunk.u8, origin, starts, sizes, values), (low, high), _INLINE)
 
     def decode(
         self,
-        u8: np.ndarray,
-        origin: _Origin,
-        *,
-        marker_allowed: bool,
-        time_bounds: tuple[int, int] | None = None,
-    ) -> int:
-        """Decode every record of ``u8`` (whole frames from a record boundary); keep
-        those that pass the filters. Returns the number of records in the buffer."""
-        starts, marker = self.walk(u8, origin, marker_allowed=marker_allowed)
-        return self.decode_walked(u8, origin, starts, marker, time_bounds)
-
-    def walk(
-        self, u8: np.ndarray, origin: _Origin, *, marker_allowed: bool
-    ) -> tuple[np.ndarray, bool]:
-        """The record offsets of ``u8`` and whether it ends with the marker (_walk)."""
-        if len(u8) % 8:
-            raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of 8", 0)
-        return _walk(u8, u8.view("<u4"), origin, marker_allowed)
-
-    def decode_walked(
-        self,
-        u8: np.ndarray,
-        origin: _Origin,
-        starts: np.ndarray,
-        marker: bool,
-        time_bounds: tuple[int, int] | None,
-    ) -> int:
-        """decode() of a buffer already walked."""
-        words = u8.view("<u8")
-        u32 = u8.view("<u4")
-        self._ended_with_marker = marker
-        self.reserve(len(starts))
-        self.records_decoded += len(starts)
-        for block in range(0, len(starts), _BLOCK):
-            self._decode_block(u8, words, u32, starts[block : block + _BLOCK], origin, time_bounds)
-        return len(starts)
+        walked: _Walked,
+        time_bounds: tuple[np.ndarray, np.ndarray] | None,
+        writer: concurrent.futures.Executor,
+    ) -> None:
+        """Decode every record of a walked buffer, a block at a time; keep those that
+        pass the filters, their columns written by ``writer``. ``time_bounds``: each
+        record's time must lie in them (an archive's index), else it is corrupt."""
+        for block in range(0, walked.rows, _BLOCK):
+            part = slice(block, block + _BLOCK)
+            bounds = None if time_bounds is None else (time_bounds[0][part], time_bounds[1][part])
+            values = None if walked.values is None else walked.values[:, part]
+            self._decode_block(
+                walked, walked.starts[part], walked.sizes[part], values, bounds, writer
+            )
 
     def _decode_block(
         self,
-        u8: np.ndarray,
-        words: np.ndarray,
-        u32: np.ndarray,
+        walked: _Walked,
         starts: np.ndarray,
-        origin: _Origin,
-        time_bounds: tuple[int, int] | None,
+        sizes: np.ndarray,
+        values: np.ndarray | None,
+        time_bounds: tuple[np.ndarray, np.ndarray] | None,
+        writer: concurrent.futures.Executor,
     ) -> None:
-        """Decode the records at ``starts`` and keep those that pass the filters."""
-        slots = starts // 8
-        size = u32[2 * slots].astype(np.int64) + F.SIZE_PREFIX_SIZE
-        own, cols = _own_layout(u8, words, u32, starts, slots, size)
-        ts, seq, lts, ex_key, sy_key, nb, na, bids_at, asks_at = cols
-        others = np.flatnonzero(~own)
-        generic = {}
-        for j in others.tolist():  # records not in the writer's layout: one by one
-            at = int(starts[j])
-            position = (origin.segment_index, origin.segment_offset + at)
-            try:
-                generic[j] = record = read_orderbook(u8, at, at + int(size[j]), position)
-            except (VerificationError, UnicodeDecodeError) as error:
-                raise origin.corrupt(f"record does not decode: {error}", at) from None
-            ts[j], seq[j], lts[j] = record.timestamp, record.sequence, record.local_timestamp_ns
+        """Decode the records at ``starts`` (size prefixes ``sizes``; ``values`` from
+        value planes, if any) and keep those that pass the filters (_BlockDecoder)."""
+        block = _BlockDecoder(walked.u8, walked.origin, starts, sizes, self.known, values)
+        block.find_shapes()
+        block.read_others()
+        block.assign_names(self.exchanges, self.symbols)
+        lts = block.values[2]
         if time_bounds is not None:
-            low, high = time_bounds
-            outside = np.flatnonzero((lts < low) | (lts > high))
-            if len(outside):
-                j = int(outside[0])
-                raise origin.corrupt(
-                    f"record has time {int(lts[j])}, outside the index's {low}..{high}",
-                    int(starts[j]),
-                )
-        ex_code = _codes(u8, ex_key, own, self.exchanges, origin, starts)
-        sy_code = _codes(u8, sy_key, own, self.symbols, origin, starts)
-        for j, record in generic.items():
-            ex_code[j] = self.exchanges.code(record.exchange_name)
-            sy_code[j] = self.symbols.code(record.symbol)
-        keep = (ex_code >= 0) & (sy_code >= 0)
+            block.check_times(lts, *time_bounds)
+        keep = (block.exchange_code >= 0) & (block.symbol_code >= 0)
         if self.start_ns is not None:
             keep &= lts >= self.start_ns
         if self.end_ns is not None:
             keep &= lts < self.end_ns
-        rows = np.flatnonzero(keep)
-        if not len(rows):
-            return
-        n, k = self.filled, len(rows)
-        out = self.out
-        every = k == len(starts)
-        for at, count, price, qty in (
-            (bids_at, nb, out["bid_price"], out["bid_qty"]),
-            (asks_at, na, out["ask_price"], out["ask_qty"]),
-        ):
-            _levels(
-                u8,
-                at if every else at[rows],
-                count if every else count[rows],
-                price[n : n + k],
-                qty[n : n + k],
-            )
-        bid_price, bid_qty = out["bid_price"][n : n + k], out["bid_qty"][n : n + k]
-        ask_price, ask_qty = out["ask_price"][n : n + k], out["ask_qty"][n : n + k]
-        kept_generic = np.flatnonzero(~own[rows])
-        for r in kept_generic.tolist():
-            record = generic[int(rows[r])]
-            for side, (price, qty) in (
-                (record.bids, (bid_price, bid_qty)),
-                (record.asks, (ask_price, ask_qty)),
-            ):
-                d = min(len(side), self.depth)
-                price[r, :d] = side[:d, 0]
-                qty[r, :d] = side[:d, 1]
-        for name, column in (
-            ("timestamp", ts),
-            ("local_timestamp_ns", lts),
-            ("sequence", seq),
-            ("exchange_code", ex_code),
-            ("symbol_code", sy_code),
-        ):
-            np.take(column, rows, out=out[name][n : n + k])
-        out["segment"][n : n + k] = origin.segment_index
-        np.add(np.take(starts, rows), origin.segment_offset, out=out["offset"][n : n + k])
-        self.filled = n + k
+        kept = int(np.count_nonzero(keep))
+        if kept:
+            self.queued.append((block, keep, kept, self.filled, writer))
+            self.filled += kept
+            self._write_queued(force=False)
 
-    def reserve(self, count: int) -> None:
-        """Room in the output columns for ``count`` more rows (grown by doubling)."""
-        need = self.filled + count
-        have = len(self.out["timestamp"]) if self.out else 0
-        if need <= have:
+    def _write_queued(self, *, force: bool) -> None:
+        """Hand the queued blocks to the writer, once the output columns exist: they
+        are allocated when every planned walk is done (or ``force``, or too many
+        blocks wait), for all the planned rows; grown if an archive holds more."""
+        if not self.queued:
             return
-        size = max(need, 2 * have)
+        if not self.out:
+            if not force and len(self.queued) < _QUEUED_MAX and not self._walks_done():
+                return
+            self._reserve_plan()
+        while self.queued:
+            block, keep, kept, n, writer = self.queued.popleft()
+            if n + kept > len(self.out["timestamp"]):
+                self._grow(n + kept, written=n)
+            while len(self.writes) >= _WRITES_AHEAD:
+                self.writes.popleft().result()
+            self.writes.append(writer.submit(block.write, self.out, n, keep, kept))
+
+    def _walks_done(self) -> bool:
+        return all(unit.walk.done() for unit in self.plan if isinstance(unit, _Walking))
+
+    def _reserve_plan(self) -> None:
+        """Allocate the output for every planned row: live segments' records, archives'
+        claims (_claim); up to the first segment whose walk failed (the failure to
+        raise once the sources before it are decoded)."""
+        rows = 0
+        for k, unit in enumerate(self.plan[: self.cut]):
+            if isinstance(unit, _Walking):
+                try:
+                    rows += unit.result().rows
+                except Exception as error:  # raised after the sources before it
+                    self.cut, self.failure = k, error
+                    break
+            else:
+                rows += unit if isinstance(unit, int) else unit.rows
+        self._grow(max(rows, self.filled), written=0)
+
+    def _grow(self, rows: int, *, written: int) -> None:
+        """Output columns for at least ``rows`` rows (twice as many as before if more
+        are needed: an archive that holds more records than its claim), the
+        ``written`` rows copied once the writer is done with them."""
+        have = len(self.out["timestamp"]) if self.out else 0
+        size = rows if not have else max(rows, 2 * have)
+        while self.writes:
+            self.writes.popleft().result()
         grown = {}
         for name in Books.COLUMNS:
             if name.endswith(("_price", "_qty")):
@@ -458,8 +626,8 @@ class _Loader:
             else:
                 dtype = np.int32 if name.endswith("_code") else np.int64
                 grown[name] = np.empty(size, dtype)
-            if self.filled:
-                grown[name][: self.filled] = self.out[name][: self.filled]
+            if written:
+                grown[name][:written] = self.out[name][:written]
         self.out = grown
 
     def books(self) -> Books:
@@ -477,48 +645,401 @@ class _Loader:
         return Books(**columns, exchanges=self.exchanges.names, symbols=self.symbols.names)
 
 
+# -- archives: planning, decompressing, checking against the index ----------------------------
+
+
+def _claim(reader: ArchiveReader, frames: list[int]) -> int:
+    """Rows to reserve for ``frames``: their index's record counts, each at most the
+    frame's compressed size. The counts are only the file's claim (a 34 KB file can
+    claim billions of records); capped so, what a hostile file makes us reserve is
+    bounded by its size, and real archives (tens of bytes a record) are reserved in
+    full. The counts themselves are checked once the frames are walked."""
+    return sum(min(reader.frames[i].record_count, reader.frames[i].compressed_size) for i in frames)
+
+
+def _chunk_frames(reader: ArchiveReader, frames: list[int]) -> tuple[tuple[int, ...], ...]:
+    """``frames`` in buffers: runs of consecutive frames of up to _CHUNK_BYTES raw bytes
+    (at least one frame each), so that one buffer is contiguous segment bytes."""
+    chunks: list[list[int]] = []
+    raw = 0
+    for i in frames:
+        size = reader.frames[i].raw_size
+        if chunks and chunks[-1][-1] == i - 1 and raw + size <= _CHUNK_BYTES:
+            chunks[-1].append(i)
+            raw += size
+        else:
+            chunks.append([i])
+            raw = size
+    return tuple(tuple(chunk) for chunk in chunks)
+
+
+def _filled_chunks(
+    archives: list[_ArchivePlan], executor: concurrent.futures.Executor, ahead: int
+) -> Iterator[_Chunk]:
+    """Every buffer of ``archives`` in order, its decompression submitted ``ahead``
+    buffers before it is yielded (so as many workers are busy while the caller
+    decodes one; the memory stays a few buffers). A buffer stays pending while the
+    caller decodes it (it has waited for it when it asks for the next one); an
+    archive is open from its first buffer's submission until its last is decoded.
+    On an early exit the work submitted is cancelled or waited for, then the archives
+    still open are closed."""
+    pending: deque[_Chunk] = deque()
+    readers: list[ArchiveReader] = []
+    try:
+        for plan in archives:
+            if not plan.chunks:
+                continue
+            readers.append(ArchiveReader(plan.path))
+            if readers[-1].frames != plan.index:  # the plan's frame numbers would be wrong
+                raise JournalError(f"{plan.path}: the archive changed while it was being read")
+            for frames in plan.chunks:
+                pending.append(_submit(readers[-1], frames, executor))
+                if len(pending) > ahead:
+                    yield pending[0]
+                    _decoded(pending, readers)
+        while pending:
+            yield pending[0]
+            _decoded(pending, readers)
+    finally:
+        for chunk in pending:
+            chunk.future.cancel()
+        concurrent.futures.wait([chunk.future for chunk in pending])
+        for reader in readers:
+            reader.close()
+
+
+def _decoded(pending: deque[_Chunk], readers: list[ArchiveReader]) -> None:
+    """Drop the buffer just decoded; close its archive unless a pending buffer is of it."""
+    reader = pending.popleft().reader
+    if all(chunk.reader is not reader for chunk in pending):
+        readers.remove(reader)
+        reader.close()
+
+
+def _submit(
+    reader: ArchiveReader, frames: tuple[int, ...], executor: concurrent.futures.Executor
+) -> _Chunk:
+    """A buffer for ``frames`` (their raw sizes from the index, each at most the
+    reader's max_frame_size), their decompression submitted as one task."""
+    u8 = np.empty(sum(reader.frames[i].raw_size for i in frames), np.uint8)
+    return _Chunk(reader, frames, u8, executor.submit(_inflate_chunk, reader, frames, u8))
+
+
+def _inflate_chunk(
+    reader: ArchiveReader, frames: tuple[int, ...], u8: np.ndarray
+) -> list[_FrameRecords]:
+    """Each of ``frames`` decompressed into its place in ``u8`` (_inflate), in order:
+    the first bad one raises. Runs in a worker thread."""
+    records = []
+    at = 0
+    for i in frames:
+        size = reader.frames[i].raw_size
+        records.append(_inflate(reader, i, u8[at : at + size]))
+        at += size
+    return records
+
+
+def _inflate(reader: ArchiveReader, i: int, into: np.ndarray) -> _FrameRecords:
+    """Decompress frame ``i`` (checked: ArchiveReader.decompress_frame) into ``into``
+    and walk its records, checked against its index entry: the end marker only at the
+    end of a sealed segment's last frame, the record count, and (version 2) the count
+    of records whose values are in the planes."""
+    content = reader.decompress_frame(i)
+    entry = reader.frames[i]
+    into[:] = np.frombuffer(content, np.uint8, entry.raw_size)
+    origin = _Origin(
+        reader.path, reader.header.segment_index, entry.segment_offset, ((0, i, entry.file_offset),)
+    )
+    sealed_end = i == len(reader.frames) - 1 and reader.header.sealed
+    starts, sizes, marker = _walk(into, origin, marker_allowed=sealed_end)
+    if sealed_end and not marker:
+        raise origin.corrupt(
+            "the archive is of a sealed segment but its last frame does not end with the "
+            "end-of-segment marker",
+            len(into),
+        )
+    if len(starts) != entry.record_count:
+        raise origin.corrupt(f"{len(starts)} records, the index says {entry.record_count}", 0)
+    if reader.header.archive_version < 2:  # no value planes
+        return _FrameRecords(starts, sizes, None)
+    moved = sizes >= _MOVED_SIZE
+    count = int(np.count_nonzero(moved))
+    if count != entry.value_count:
+        raise origin.corrupt(
+            f"{count} records of {MIN_VALUE_FRAME} bytes or more, the index says "
+            f"value_count={entry.value_count}",
+            0,
+        )
+    planes = plane_values(memoryview(content)[entry.raw_size :], count).view(np.int64)
+    if count == len(starts):
+        return _FrameRecords(starts, sizes, planes)
+    values = np.zeros((len(VALUE_WORDS), len(starts)), np.int64)
+    values[:, moved] = planes
+    return _FrameRecords(starts, sizes, values)
+
+
+# -- one block of records -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the own-layout reader found in the first record of a shape: the same for
+    every record of that shape (_shapes)."""
+
+    n_bids: int
+    n_asks: int
+    exchange_name: str
+    symbol: str
+
+
+class _BlockDecoder:
+    """The records of one block: their shapes, names, values, and what goes out.
+
+    ``group[j]``: the shape of record ``j`` (an index into ``shapes``), -1 for a record
+    the verifying decoder reads (``others``). ``known``: the verdicts on the shapes
+    seen so far in this load, by their key's bytes (None: not the writer's layout),
+    so that a shape is checked and its names decoded once per load.
+    """
+
+    def __init__(
+        self,
+        u8: np.ndarray,
+        origin: _Origin,
+        starts: np.ndarray,
+        sizes: np.ndarray,
+        known: dict[bytes, _Shape | None],
+        planes: np.ndarray | None,
+    ) -> None:
+        self.u8, self.origin, self.starts, self.known = u8, origin, starts, known
+        self.totals = sizes.astype(np.int64) + F.SIZE_PREFIX_SIZE
+        k = len(starts)
+        self.group = np.full(k, -1, np.int64)
+        self.shapes: list[tuple[int, _Shape]] = []  # (first row, shape)
+        self.others: dict[int, OrderBookRecord] = {}
+        self.exchange_code = np.empty(k, np.int32)
+        self.symbol_code = np.empty(k, np.int32)
+        self.planes = planes  # the values from an archive's value planes, if any
+        # timestamp, sequence, local_timestamp_ns of each record
+        self.values = np.empty((3, k), np.int64) if planes is None else planes
+
+    def find_shapes(self) -> None:
+        """Group the records that have a head (80 bytes or more) by shape (_shapes);
+        the values of every headed record come from its head."""
+        headed = np.flatnonzero(self.totals >= _HEAD_SIZE)
+        every = len(headed) == len(self.starts)
+        slots = self.starts // 8 if every else self.starts[headed] // 8
+        head = _head(self.u8, slots)
+        if self.planes is not None:
+            pass  # the values are the planes'; zero in the records
+        elif every:  # the usual block: no index arrays, values a view of the heads
+            self.values = head[_VALUES].view(np.int64)
+        else:
+            self.values[:, headed] = head[_VALUES].view(np.int64)
+        totals = self.totals if every else self.totals[headed]
+        group, firsts, keys = _shapes(self.u8, slots, totals, head)
+        renumber = np.full(len(firsts) + 1, -1, np.int64)  # [-1] stays -1
+        for g, (row, key) in enumerate(zip(firsts.tolist(), keys, strict=True)):
+            shape = self.known.get(key, _UNSEEN)
+            if shape is _UNSEEN:
+                shape = self.known[key] = self._read_shape(int(slots[row]) * 8, int(totals[row]))
+            if shape is not None:  # else not the writer's layout: the decoder says what
+                renumber[g] = len(self.shapes)
+                self.shapes.append((int(row if every else headed[row]), shape))
+        group = renumber[group]
+        if every:
+            self.group = group
+        else:
+            self.group[headed] = group
+
+    def _read_shape(self, at: int, total: int) -> _Shape | None:
+        """The own-layout reader's verdict on the record at ``at`` (None: not that
+        layout), which holds for every record of its shape."""
+        try:
+            record = _read_own_layout(self.u8, at, at + total, None)
+        except UnicodeDecodeError as error:
+            raise self.origin.corrupt(f"record does not decode: {error}", at) from None
+        if record is None:
+            return None
+        return _Shape(len(record.bids), len(record.asks), record.exchange_name, record.symbol)
+
+    def read_others(self) -> None:
+        """Decode the records outside every shape one by one, verified (their values
+        first put back from the planes, if they were moved there)."""
+        u8, origin = self.u8, self.origin
+        for j in np.flatnonzero(self.group < 0).tolist():
+            at = int(self.starts[j])
+            if self.planes is not None and F.align_record(self.totals[j]) >= MIN_VALUE_FRAME:
+                u8.view("<u8")[at // 8 + VALUE_WORDS] = self.planes[:, j]
+            position = (origin.segment_index, origin.segment_offset + at)
+            try:
+                record = read_orderbook(u8, at, at + int(self.totals[j]), position)
+            except (VerificationError, UnicodeDecodeError) as error:
+                raise origin.corrupt(f"record does not decode: {error}", at) from None
+            self.others[j] = record
+            self.values[:, j] = record.timestamp, record.sequence, record.local_timestamp_ns
+
+    def assign_names(self, exchanges: _Names, symbols: _Names) -> None:
+        """Name codes, given in order of first appearance (shapes and other records)."""
+        named: list[tuple[int, int, _Shape | OrderBookRecord]] = [
+            (row, g, shape) for g, (row, shape) in enumerate(self.shapes)
+        ]
+        named += [(j, -1, record) for j, record in self.others.items()]
+        exchange_of = np.empty(len(self.shapes), np.int32)
+        symbol_of = np.empty(len(self.shapes), np.int32)
+        for row, g, names in sorted(named, key=lambda item: item[0]):
+            exchange, symbol = exchanges.code(names.exchange_name), symbols.code(names.symbol)
+            if g >= 0:
+                exchange_of[g], symbol_of[g] = exchange, symbol
+            else:
+                self.exchange_code[row], self.symbol_code[row] = exchange, symbol
+        if self.shapes:
+            mine = self.group >= 0
+            every = not self.others
+            group = self.group if every else self.group[mine]
+            for column, table in ((self.exchange_code, exchange_of), (self.symbol_code, symbol_of)):
+                if every:
+                    np.take(table, group, out=column)
+                else:
+                    column[mine] = table[group]
+
+    def check_times(self, lts: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
+        """Every record's time within its zstd frame's range in the index."""
+        outside = np.flatnonzero((lts < low) | (lts > high))
+        if len(outside):
+            j = int(outside[0])
+            raise self.origin.corrupt(
+                f"record has time {int(lts[j])}, outside the index's {int(low[j])}..{int(high[j])}",
+                int(self.starts[j]),
+            )
+
+    def write(self, out: dict[str, np.ndarray], n: int, keep: np.ndarray, kept: int) -> None:
+        """Write the kept records to rows ``n..n + kept`` of the output columns."""
+        every = kept == len(keep)
+        rows = slice(n, n + kept)
+        destination = None if every else np.cumsum(keep) - 1 + n
+        self._write_levels(out, keep, rows, destination)
+        ts, seq, lts = self.values
+        columns = (
+            ("timestamp", ts),
+            ("local_timestamp_ns", lts),
+            ("sequence", seq),
+            ("exchange_code", self.exchange_code),
+            ("symbol_code", self.symbol_code),
+        )
+        kept_rows = None if every else np.flatnonzero(keep)
+        for name, column in columns:
+            out[name][rows] = column if kept_rows is None else column[kept_rows]
+        out["segment"][rows] = self.origin.segment_index
+        starts = self.starts if kept_rows is None else self.starts[kept_rows]
+        np.add(starts, self.origin.segment_offset, out=out["offset"][rows])
+
+    def _write_levels(
+        self,
+        out: dict[str, np.ndarray],
+        keep: np.ndarray,
+        rows: slice,
+        destination: np.ndarray | None,
+    ) -> None:
+        """The levels of the kept records: gathered for all records of one depth pair
+        at once (their bids and asks at the same places), the others' one by one."""
+        bid_price, bid_qty = out["bid_price"], out["bid_qty"]
+        ask_price, ask_qty = out["ask_price"], out["ask_qty"]
+        by_depths: dict[tuple[int, int], list[int]] = {}
+        for g, (_, shape) in enumerate(self.shapes):
+            by_depths.setdefault((shape.n_bids, shape.n_asks), []).append(g)
+        whole = destination is None and not self.others and len(by_depths) == 1
+        for (n_bids, n_asks), groups in by_depths.items():
+            if whole:  # every record, one depth pair: rows in order
+                mine, to = self.starts // 8, rows
+            else:
+                members = np.flatnonzero(np.isin(self.group, groups) & keep)
+                mine = self.starts[members] // 8
+                to = destination[members] if destination is not None else members + rows.start
+            _levels(self.u8, mine + _HEAD_WORDS, n_bids, bid_price, bid_qty, to)
+            asks_word = _HEAD_WORDS + 2 * n_bids + 1
+            _levels(self.u8, mine + asks_word, n_asks, ask_price, ask_qty, to)
+        for j, record in self.others.items():
+            if keep[j]:
+                r = int(destination[j]) if destination is not None else rows.start + j
+                for side, price, qty in (
+                    (record.bids, bid_price, bid_qty),
+                    (record.asks, ask_price, ask_qty),
+                ):
+                    d = min(len(side), price.shape[1])
+                    price[r, :d], qty[r, :d] = side[:d, 0], side[:d, 1]
+                    price[r, d:] = qty[r, d:] = np.nan
+
+
+_UNSEEN: Final = _Shape(-1, -1, "", "")
+"""known.get's default: a shape not checked yet in this load."""
+
+
 # -- the vectorised steps -------------------------------------------------------------------
 
 
 def _walk(
-    u8: np.ndarray, u32: np.ndarray, origin: _Origin, marker_allowed: bool
-) -> tuple[np.ndarray, bool]:
-    """Byte offsets of the records of a buffer, and whether it ends with the marker.
+    u8: np.ndarray, origin: _Origin, *, marker_allowed: bool
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Byte offsets and size prefixes of the records of a buffer, and whether it ends
+    with the end-of-segment marker.
 
     Candidates are the 8-aligned places whose bytes ``+8..+12`` are the payload
     identifier; they are the records exactly when the first is at 0 and each size
     prefix leads to the next, the last to the end (or to the end-of-segment marker).
-    Otherwise (corrupt bytes, or an identifier inside a record's data) the frames are
+    First tried: the places where the identifier is followed by the writer's own
+    vtable head (one comparison of whole words, the fastest); then any identifier;
+    otherwise (corrupt bytes, or an identifier inside a record's data) the frames are
     walked one by one, which finds the records or raises at the first bad frame.
     """
-    n8 = len(u8) // 8
-    if n8 == 0:
-        return np.zeros(0, np.int64), False
-    slots = np.flatnonzero(u32[2::2] == _PAYLOAD_U32)
+    if len(u8) % 8:
+        raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of 8", 0)
+    if not len(u8):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    u32 = u8.view("<u4")
+    own = np.flatnonzero(u8.view("<u8")[1:] == _FIXED_WORDS[0])  # word slot + 1
+    chained = _chain(u32, own, marker_allowed)
+    if chained is None:
+        # The identifier is the u32 at 2 * slot + 2 of a record at slot (8 bytes each).
+        hits = np.flatnonzero(u32 == _PAYLOAD_U32)
+        slots = hits[(hits & 1) == 0] // 2 - 1
+        chained = _chain(u32, slots[slots >= 0], marker_allowed)
+    if chained is None:
+        return _walk_slowly(u8, u32, origin, marker_allowed)
+    return chained
+
+
+def _chain(
+    u32: np.ndarray, slots: np.ndarray, marker_allowed: bool
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """``(offsets, size prefixes, marker)`` if the records at ``slots`` (8-byte words)
+    chain from the buffer's start to its end (or its end marker), else None."""
+    n8 = len(u32) // 2
+    if not len(slots):
+        if marker_allowed and n8 == 1 and u32[0] == F.END_OF_SEGMENT and u32[1] == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), True
+        return None
     sizes = u32[2 * slots].astype(np.int64)
-    following = slots + (F.SIZE_PREFIX_SIZE + sizes + 7) // 8
-    marker = False
-    if len(slots):
-        last = int(following[-1])
-        if last == n8 - 1 and marker_allowed:
-            marker = bool(u32[2 * last] == F.END_OF_SEGMENT and u32[2 * last + 1] == 0)
-        chained = (
-            slots[0] == 0
-            and (last == n8 or marker)
-            and np.array_equal(following[:-1], slots[1:])
-            and sizes.min() >= F.MIN_RECORD_SIZE
-        )
-    else:
-        marker = marker_allowed and n8 == 1 and bool(u32[0] == F.END_OF_SEGMENT and u32[1] == 0)
-        chained = marker
-    if chained:
-        return slots * 8, marker
-    return _walk_slowly(u8, u32, origin, marker_allowed)
+    following = slots + ((sizes + (F.SIZE_PREFIX_SIZE + 7)) >> 3)
+    last = int(following[-1])
+    marker = bool(
+        marker_allowed
+        and last == n8 - 1
+        and u32[2 * last] == F.END_OF_SEGMENT
+        and u32[2 * last + 1] == 0
+    )
+    if (
+        slots[0] == 0
+        and (last == n8 or marker)
+        and np.array_equal(following[:-1], slots[1:])
+        and sizes.min() >= F.MIN_RECORD_SIZE
+    ):
+        return slots * 8, sizes, marker
+    return None
 
 
 def _walk_slowly(
     u8: np.ndarray, u32: np.ndarray, origin: _Origin, marker_allowed: bool
-) -> tuple[np.ndarray, bool]:
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """journal._frames' rules, record by record, raising at the first bad frame."""
     starts = []
     offset, end = 0, len(u8)
@@ -527,7 +1048,7 @@ def _walk_slowly(
         if size == F.END_OF_SEGMENT:
             if not marker_allowed or offset + F.END_MARKER_SIZE != end or u32[offset // 4 + 1]:
                 raise origin.corrupt("end-of-segment marker that is not the end", offset)
-            return np.array(starts, np.int64), True
+            return *_walked(starts, u32), True
         if size < F.MIN_RECORD_SIZE or offset + F.SIZE_PREFIX_SIZE + size > end:
             raise origin.corrupt(f"size prefix={size} runs past the end of the records", offset)
         identifier = bytes(u8[offset + 8 : offset + 12])
@@ -535,220 +1056,185 @@ def _walk_slowly(
             raise origin.corrupt(f"file_identifier={identifier!r}, expected b'OBK1'", offset)
         starts.append(offset)
         offset = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
-    return np.array(starts, np.int64), False
+    return *_walked(starts, u32), False
 
 
-def _own_layout(
-    u8: np.ndarray,
-    words: np.ndarray,
-    u32: np.ndarray,
-    starts: np.ndarray,
-    slots: np.ndarray,
-    size: np.ndarray,
-) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    """Which records are in the writer's own layout, and their fields.
+def _walked(starts: list[int], u32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.array(starts, np.int64)
+    return offsets, u32[offsets // 4].astype(np.int64)
 
-    The checks are journal._decode._read_own_layout's, for all records at once; each
-    read is guarded by the checks before it (a failed record reads offset 0 instead).
-    Returns ``own`` and (timestamp, sequence, local_timestamp_ns, exchange name key,
-    symbol name key, n_bids, n_asks, byte offset of the bids, of the asks).
+
+def _shapes(
+    u8: np.ndarray, slots: np.ndarray, totals: np.ndarray, head: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """``(group of each record, first record of each group, its key's bytes)`` for
+    the records at ``slots`` (words; ``totals``: their bytes; ``head``: their first
+    10 words, _head); group -1 for a record that cannot be in the writer's layout.
+
+    A record's key is every word journal._decode._read_own_layout reads but the
+    values (timestamps, sequence) and the levels: words 0, 4, 8, 9 of the head, the
+    word holding len(asks) and every word from the exchange name's length to the
+    frame's end (names, NULs, padding); words 1-3 must be the layout's fixed words.
+    Records with equal keys are equal on every byte that reader checks, so its
+    verdict on one record of a group (or a record of an earlier block with the same
+    key) is its verdict on all of them. Keys are grouped by their hash, then each
+    compared with its group's first, word for word (_distinct).
     """
-    n8 = len(words)
-    own = size >= _MIN_OWN_SIZE
-
-    def word(k: int) -> np.ndarray:
-        return words[np.where(own, slots + k, 0) if k else slots]
-
-    def u32_at(byte_offset: np.ndarray) -> np.ndarray:
-        return u32[np.where(own, byte_offset // 4, 0)].astype(np.int64)
-
-    own &= slots + 10 <= n8
-    w0 = word(0)
-    own &= (w0 >> _S32) == _ROOT_WORD
-    for k, fixed in enumerate(_FIXED_WORDS, start=1):
-        own &= word(k) == fixed
-    w4 = word(4)
-    own &= (w4 & _M32) == _SOFFSET_WORD
-    w8, w9 = word(8), word(9)
-    own &= (w8 >> _S32) == _BIDS_OFFSET
-    signed = words.view("<i8")
-    ts = signed[np.where(own, slots + 5, 0)]
-    seq = signed[np.where(own, slots + 6, 0)]
-    lts = signed[np.where(own, slots + 7, 0)]
-    nb = (w9 >> _S32).astype(np.int64)
-    asks_len_at = _ASKS_LEN_AT + 16 * nb
-    own &= asks_len_at + 4 <= size
-    na = u32_at(starts + asks_len_at)
-    exchange_at = asks_len_at + 4 + 16 * na
-    own &= (
-        ((w9 & _M32).astype(np.int64) == asks_len_at - _ASKS_FIELD_AT)
-        & ((w4 >> _S32).astype(np.int64) == exchange_at - _EXCHANGE_FIELD_AT)
-        & (exchange_at + 4 <= size)
-    )
-    ex_len = u32_at(starts + exchange_at)
-    exchange_end = exchange_at + 4 + ex_len
-    symbol_at = _SYMBOL_FIELD_AT + (w8 & _M32).astype(np.int64)
-    own &= (symbol_at > exchange_end) & (symbol_at & 3 == 0) & (symbol_at + 4 <= size)
-    sy_len = u32_at(starts + symbol_at)
-    symbol_end = symbol_at + 4 + sy_len
-    own &= (symbol_end < size) & (ex_len <= _MAX_FAST_NAME) & (sy_len <= _MAX_FAST_NAME)
-    own &= (u8[np.where(own, starts + exchange_end, 0)] == 0) & (
-        u8[np.where(own, starts + symbol_end, 0)] == 0
-    )
-    # Records that are not ours read as empty: their fields come from the decoder.
-    zero = ~own
-    for column in (ts, seq, lts, nb, na, ex_len, sy_len):
-        column[zero] = 0
-    ex_key = (np.where(own, starts + exchange_at + 4, 0), ex_len)
-    sy_key = (np.where(own, starts + symbol_at + 4, 0), sy_len)
-    bids_at = starts + _BIDS_AT
-    asks_at = starts + asks_len_at + 4
-    return own, (ts, seq, lts, ex_key, sy_key, nb, na, bids_at, asks_at)
+    m = len(slots)
+    frame_words = (totals + 7) >> 3
+    exchange_word = ((head[4] >> np.uint64(32)).view(np.int64) + _EXCHANGE_FIELD_AT) >> 3
+    tail_words = frame_words - exchange_word
+    # The last T words of every frame are inside the buffer: slots[0] is the lowest.
+    cap = min(_MAX_TAIL_WORDS, int(slots[0] + frame_words[0]))
+    own = _own_candidates(head, tail_words, cap)
+    rows = None if own is None else np.flatnonzero(own)
+    if rows is not None:
+        if not len(rows):
+            return np.full(m, -1, np.int64), rows, []
+        slots, frame_words, tail_words = slots[rows], frame_words[rows], tail_words[rows]
+        head = head[:, rows]
+    columns = _key_columns(u8, slots, frame_words, tail_words, head)
+    firsts, inverse = _distinct(columns)
+    t = len(columns) - 5
+    keys = [
+        np.array([c[r] for c in columns[:5] + columns[5 + t - int(tail_words[r]) :]]).tobytes()
+        for r in firsts.tolist()
+    ]
+    if rows is None:
+        return inverse, firsts, keys
+    group = np.full(m, -1, np.int64)
+    group[rows] = inverse
+    return group, rows[firsts], keys
 
 
-def _codes(
-    u8: np.ndarray,
-    key: tuple[np.ndarray, np.ndarray],
-    own: np.ndarray,
-    names: _Names,
-    origin: _Origin,
-    starts: np.ndarray,
-) -> np.ndarray:
-    """Global codes of the names at ``key`` (byte offsets, lengths); -1 if filtered out
-    (and for records not in the writer's layout, which the caller fills in).
-
-    A name's bytes start 4-aligned: each is copied as one block of whole u64 words,
-    the bytes past its length zeroed. Equal names are grouped by a hash of
-    (length, words), and the grouping checked word for word against each group's
-    first row, so a collision cannot merge two names.
-    """
-    at, length = key
-    codes = np.full(len(at), -1, np.int32)
-    rows = np.flatnonzero(own)
-    if not len(rows):
-        return codes
-    at, length = at[rows], length[rows]
-    n_words = max(1, (int(length.max()) + 7) // 8)
-    raw = _gather(u8, at, 8 * n_words, 4)
-    raw = np.where(np.arange(8 * n_words) < length[:, None], raw, np.uint8(0))
-    grid = raw.view("<u8")  # (n, n_words): the name's bytes, zero past its length
-    hashes = length.astype(np.uint64) * _HASH_SEED
-    for column in grid.T:
-        hashes = (hashes ^ column) * _HASH_PRIME
-    first, inverse = _group(hashes)
-    if not (
-        np.array_equal(grid, grid[first][inverse])
-        and np.array_equal(length, length[first][inverse])
+def _own_candidates(head: np.ndarray, tail_words: np.ndarray, cap: int) -> np.ndarray | None:
+    """Which records can be in the writer's layout: words 1-3 its fixed words, a tail
+    of 1..``cap`` words. None when all can (the usual block: a few reductions)."""
+    fixed = [(head[1 + j], _FIXED_WORDS[j]) for j in range(len(_FIXED_WORDS))]
+    if (
+        all(row.min() == value == row.max() for row, value in fixed)
+        and tail_words.min() > 0
+        and tail_words.max() <= cap
     ):
-        keyed = np.concatenate([length[:, None].astype(np.uint64), grid], axis=1)
-        _, first, inverse = np.unique(keyed, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    table = np.empty(len(first), np.int32)
-    for u, r in enumerate(first.tolist()):
-        raw = grid[r].astype("<u8").tobytes()[: int(length[r])]
-        try:
-            table[u] = names.code(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise origin.corrupt(f"record does not decode: {error}", int(starts[rows[r]])) from None
-    codes[rows] = table[inverse]
-    return codes
+        return None
+    own = (tail_words > 0) & (tail_words <= cap)
+    for row, value in fixed:
+        own &= row == value
+    return own
 
 
-_HASH_SEED: Final = np.uint64(0x9E37_79B9_7F4A_7C15)
-_HASH_PRIME: Final = np.uint64(0x0000_0100_0000_01B3)
-_FEW_GROUPS: Final = 16
+def _key_columns(
+    u8: np.ndarray,
+    slots: np.ndarray,
+    frame_words: np.ndarray,
+    tail_words: np.ndarray,
+    head: np.ndarray,
+) -> list[np.ndarray]:
+    """The words of every record's key (_shapes), one array per word: head words 0,
+    4, 8, 9, the word holding len(asks), then the frame's last T words (T: the
+    longest tail), those before a record's own tail zeroed."""
+    words = u8.view("<u8")
+    n_bids = (head[9] >> np.uint64(32)).view(np.int64)
+    # Only a record of the writer's layout has len(asks) there; others read any word.
+    asks = np.take(words, slots + _HEAD_WORDS + 2 * n_bids, mode="clip")
+    columns = [head[0], head[4], head[8], head[9], asks]
+    end = slots + frame_words
+    shortest = int(tail_words.min())
+    for back in range(int(tail_words.max()), 0, -1):
+        column = np.take(words, end - back)
+        if back > shortest:  # not in every record's tail
+            column *= tail_words >= back
+        columns.append(column)
+    return columns
+
+
+def _head(u8: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """(10, n) uint64: the first 10 words of the records at word ``slots`` (each at
+    least 80 bytes), row ``j`` word ``j`` of every record: one block copy per record
+    (the fastest gather), seen transposed."""
+    return _words_at(u8, slots, _HEAD_WORDS).T
+
+
+def _words_at(u8: np.ndarray, first_word: np.ndarray, count: int) -> np.ndarray:
+    """(n, count) uint64: ``count`` words from word ``first_word[i]`` of ``u8`` (each
+    block inside the buffer), one block copy per row."""
+    nbytes = 8 * count
+    # Overlapping blocks of nbytes, one every 8 bytes: a void element each.
+    window = np.ndarray(((len(u8) - nbytes) // 8 + 1,), np.dtype(f"V{nbytes}"), u8, 0, (8,))
+    return window[first_word].view("<u8").reshape(len(first_word), count)
+
+
+def _distinct(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(first record of each distinct key, group of each record)``, groups numbered
+    in order of first appearance, for keys given word by word (``columns``).
+
+    A word equal in every record cannot tell keys apart (two reductions say so); the
+    others are hashed to one word and grouped by it (_group), then the grouping is
+    checked word for word against each group's first record, so a hash collision
+    cannot merge two distinct keys (they are then sorted out exactly)."""
+    varying = [column for column in columns if column.min() != column.max()]
+    if not varying:
+        return np.zeros(1, np.int64), np.zeros(len(columns[0]), np.int64)
+    hashes = varying[0] * _HASH[0]
+    scratch = np.empty_like(hashes)
+    for j in range(1, len(varying)):
+        hashes ^= np.multiply(varying[j], _HASH[j], out=scratch)
+    first, inverse = _group(hashes)
+    representative = first[inverse]
+    if all(np.array_equal(column, column[representative]) for column in varying):
+        return first, inverse
+    rows = np.stack(columns, axis=1)
+    _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+    return _by_first_appearance(first, inverse.reshape(-1))
 
 
 def _group(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(first row of each distinct value, group of each row)``: a few vectorised
-    comparisons when there are few distinct values (one stream's names), a sort if many."""
-    inverse = np.full(len(values), -1, np.int64)
-    first: list[int] = []
-    remaining = 0
-    while len(first) < _FEW_GROUPS:
-        left = np.flatnonzero(inverse[remaining:] < 0)
-        if not len(left):
-            return np.array(first, np.int64), inverse
-        remaining += int(left[0])
-        inverse[values == values[remaining]] = len(first)
-        first.append(remaining)
-    _, first_many, inverse_many = np.unique(values, return_index=True, return_inverse=True)
-    return first_many, inverse_many.reshape(-1)
+    """``(first index of each distinct value, group of each value)``, in order of
+    first appearance: by the values' top bits (a bincount, no sort) when they tell
+    the few values of one stream's shapes apart, else by a sort (np.unique)."""
+    bucket = (values >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
+    present = np.flatnonzero(np.bincount(bucket, minlength=1 << _BUCKET_BITS))
+    if len(present) <= _FEW_GROUPS:
+        first = np.array([np.argmax(bucket == b) for b in present.tolist()], np.intp)
+        order = np.argsort(first)
+        numbers = np.empty(1 << _BUCKET_BITS, np.intp)
+        numbers[present[order]] = np.arange(len(order))
+        first, inverse = first[order], numbers[bucket]
+        if np.array_equal(values, values[first[inverse]]):
+            return first, inverse
+    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    return _by_first_appearance(first, inverse.reshape(-1))
 
 
-def _gather(u8: np.ndarray, at: np.ndarray, nbytes: int, step: int) -> np.ndarray:
-    """(n, nbytes) uint8: the bytes ``[at, at + nbytes)`` of ``u8`` for each row (``at``
-    a multiple of ``step``), one block copy per row; bytes past the buffer read as 0."""
-    limit = (len(u8) - nbytes) // step  # the last row start that fits, in steps
-    row = at // step
-    if limit < 0:
-        inside = np.zeros(len(at), bool)
-    else:
-        # Overlapping rows of nbytes, one every ``step`` bytes: a void element each.
-        window = np.ndarray((limit + 1,), np.dtype(f"V{nbytes}"), u8, 0, (step,))
-        inside = row <= limit
-        if inside.all():
-            return window[row].view(np.uint8).reshape(len(at), nbytes)
-    grid = np.zeros((len(at), nbytes), np.uint8)
-    if inside.any():
-        grid[inside] = window[row[inside]].view(np.uint8).reshape(-1, nbytes)
-    for r in np.flatnonzero(~inside).tolist():
-        start = int(at[r])
-        tail = u8[start : start + nbytes]
-        grid[r, : len(tail)] = tail
-    return grid
+def _by_first_appearance(first: np.ndarray, inverse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The groups ``(first, inverse)`` renumbered in the order of their first index."""
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse]
 
 
 def _levels(
-    u8: np.ndarray, at: np.ndarray, count: np.ndarray, price: np.ndarray, qty: np.ndarray
+    u8: np.ndarray,
+    first_word: np.ndarray,
+    count: int,
+    price: np.ndarray,
+    qty: np.ndarray,
+    rows: slice | np.ndarray,
 ) -> None:
-    """Prices and quantities of the level vectors at byte offsets ``at`` (8-aligned)
-    into ``price``/``qty`` (n, depth): one block copy of ``depth`` levels per book (what
-    lies past the buffer reads as 0), then NaN over the levels a book does not have."""
+    """Copy ``count`` levels (f64 price, quantity pairs from word ``first_word`` of
+    each record, inside the buffer) into ``price``/``qty`` at ``rows``, cut to the
+    columns' depth, NaN past ``count``: one block copy of the levels per record."""
     depth = price.shape[1]
-    pairs = _gather(u8, at, 16 * depth, 8).view("<f8").reshape(len(at), depth, 2)
-    np.copyto(price, pairs[:, :, 0])
-    np.copyto(qty, pairs[:, :, 1])
-    short = np.flatnonzero(count < depth)
-    if len(short):
-        absent = np.arange(depth) >= count[short, None]
-        price[short] = np.where(absent, np.nan, price[short])
-        qty[short] = np.where(absent, np.nan, qty[short])
-
-
-def _decompress(reader: ArchiveReader, i: int) -> bytes:
-    """Zstd frame ``i`` of an archive, with ArchiveReader's bounds (content size in
-    the frame header equal to the index's and below ``max_frame_size``, a checksum,
-    an output buffer of exactly that size); the framing is checked by ``_walk``
-    vectorised, instead of ArchiveReader's record-by-record walk."""
-    entry = reader.frames[i]
-    compressed = reader._pread(entry.compressed_size, entry.file_offset)
-
-    def bad(message: str) -> CorruptArchiveError:
-        return CorruptArchiveError(
-            f"zstd frame {i}: {message}", path=reader.path, offset=entry.file_offset
-        )
-
-    try:
-        params = zstandard.get_frame_parameters(compressed)
-    except zstandard.ZstdError as error:
-        raise bad(f"bad frame header ({error})") from None
-    if params.content_size != entry.raw_size:
-        raise bad(
-            f"content size {params.content_size} in its header, {entry.raw_size} in the index"
-        )
-    if not params.has_checksum:
-        raise bad("no content checksum")
-    try:
-        data = zstandard.ZstdDecompressor().decompress(
-            compressed, max_output_size=entry.raw_size, allow_extra_data=False
-        )
-    except zstandard.ZstdError as error:
-        raise bad(str(error)) from None
-    if len(data) != entry.raw_size:
-        raise bad(f"decompressed to {len(data)} bytes, expected {entry.raw_size}")
-    reader.frames_decompressed += 1
-    return data
+    d = min(count, depth)
+    if d:
+        words = _words_at(u8, first_word, OB.LEVEL_SIZE // 8 * d)
+        pairs = words.view("<f8").reshape(len(first_word), d, 2)
+        price[rows, :d] = pairs[:, :, 0]
+        qty[rows, :d] = pairs[:, :, 1]
+    if d < depth:
+        price[rows, d:] = np.nan
+        qty[rows, d:] = np.nan
 
 
 # -- the entry point -------------------------------------------------------------------------
@@ -761,6 +1247,8 @@ def load_books(
     exchanges: Iterable[str] | None = None,
     symbols: Iterable[str] | None = None,
     depth: int = DEFAULT_DEPTH,
+    *,
+    threads: int | None = None,
 ) -> Books:
     """Load order books into numpy columns (see Books).
 
@@ -770,13 +1258,19 @@ def load_books(
     ``local_timestamp_ns`` is in ``[start_ns, end_ns)`` (archive frames outside are
     not even decompressed). ``exchanges``/``symbols``: keep only these names
     (``symbols`` as stored, e.g. ``BTC-KRW``). ``depth``: levels per side kept;
-    deeper books are cut, shallower ones padded with NaN.
+    deeper books are cut, shallower ones padded with NaN. ``threads``: worker threads
+    that walk live segments and decompress archive frames while this one decodes, one
+    more writing the columns of live segments (default: one fewer than the CPUs, at
+    least 1, at most 4; 0: everything in this thread); the result is the same.
     """
     if depth < 1:
         raise ValueError(f"depth={depth}: must be at least 1")
+    if threads is None:
+        threads = max(1, min(_MAX_THREADS, (os.cpu_count() or 1) - 1))
+    if threads < 0:
+        raise ValueError(f"threads={threads}: must be 0 or more")
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    loader = _Loader(start_ns, end_ns, depth, _Names(exchanges), _Names(symbols))
-    for source in sources:
-        loader.load_source(source)
+    loader = _Loader(start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads)
+    loader.load(sources)
     return loader.books()

@@ -4,21 +4,26 @@ bytes reported; ``journal analyze`` and ``journal export``."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 
 import journal
 from journal import _archive as A
-from journal import cli
+from journal import _layout as F
+from journal import analysis, cli
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.analysis import Books, load_books
 from tests._books import Book, build_official
 from tests._procs import LOCAL_NS0, book
+from tests.test_archive import _assemble, _header, _marker_frame
 
 SEGMENT = 64 * 1024
 
@@ -348,3 +353,182 @@ def test_identifier_bytes_inside_a_record(journal_dir: Path) -> None:
     books = load_books(journal_dir)
     assert_rows_match(books, reader_records(journal_dir))
     assert (books.bid_qty[:, 0] == tricky).all()
+
+
+# -- threads, archives' claims, shapes -----------------------------------------------------------
+
+
+def assert_same_books(left: Books, right: Books) -> None:
+    """Every column equal, bit for bit (NaN included), and the same names."""
+    assert (left.exchanges, left.symbols) == (right.exchanges, right.symbols)
+    for name in Books.COLUMNS:
+        assert np.array_equal(getattr(left, name), getattr(right, name), equal_nan=True), name
+
+
+def test_threads_give_the_books_of_one_thread(books_journal: Path, shm_dir: Path) -> None:
+    """Frames decompressed and segments walked by workers, columns written by the
+    writer thread: the very same rows, in the same order, as everything in one thread."""
+    stream = archive_sealed(books_journal, shm_dir / "archive", frame_size=2048)
+    sources = [stream, books_journal]
+    alone = load_books(sources, threads=0)
+    assert_rows_match(alone, reader_records(books_journal))
+    start, end = LOCAL_NS0 + 300 * 1000, LOCAL_NS0 + 1200 * 1000
+    alone_filtered = load_books(sources, start, end, symbols=["BTC-KRW"], threads=0)
+    assert 0 < len(alone_filtered) < len(alone)
+    for threads in (1, 3):
+        assert_same_books(load_books(sources, threads=threads), alone)
+        filtered = load_books(sources, start, end, symbols=["BTC-KRW"], threads=threads)
+        assert_same_books(filtered, alone_filtered)
+    with pytest.raises(ValueError, match="threads"):
+        load_books(sources, threads=-1)
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_bad_frame_in_a_worker_is_reported_with_its_archive_and_offset(
+    books_journal: Path, shm_dir: Path, threads: int
+) -> None:
+    """Zstd frames that fail their checksum in workers are reported as in one thread:
+    the first bad frame in source order (not the first to fail), with its archive's
+    path and its file offset."""
+    stream = archive_sealed(books_journal, shm_dir / "archive", frame_size=2048)
+    files = A.archive_files(stream)
+    for file, bad in ((files[1], (5, 3)), (files[2], (1,))):
+        with A.ArchiveReader(file) as reader:
+            entries = [reader.frames[i] for i in bad]
+        data = bytearray(file.read_bytes())
+        for entry in entries:
+            data[entry.file_offset + entry.compressed_size // 2] ^= 0xFF
+        file.write_bytes(data)
+    with A.ArchiveReader(files[1]) as reader:
+        third = reader.frames[3]
+    with pytest.raises(journal.CorruptArchiveError, match="zstd frame 3") as raised:
+        load_books(stream, threads=threads)
+    assert (raised.value.path, raised.value.offset) == (str(files[1]), third.file_offset)
+
+
+def own_record(seq: int, local_ns: int) -> bytes:
+    """Book ``seq`` in the writer's layout at ``local_ns``, padded to its record frame."""
+    record = journal.OrderBookEncoder().encode(*book(seq)[:6], local_ns)
+    return record + bytes(-len(record) % 8)
+
+
+def test_an_index_that_claims_too_many_records_does_not_size_the_output(shm_dir: Path) -> None:
+    """A 10 KB archive whose index claims ten million records (4 MiB frames of zeros,
+    a few hundred bytes each) after one good frame: the output is sized by the file
+    (one record per compressed byte), not by the claim (~4 GB of columns), and the
+    first bad frame is reported."""
+    compressor = zstandard.ZstdCompressor(write_checksum=True)
+    good = own_record(0, LOCAL_NS0)
+    zeros = 4 << 20
+    frames = [(compressor.compress(good), len(good), 1)]
+    frames += [(compressor.compress(bytes(zeros)), zeros, zeros // 16)] * 40
+    raw = len(good) + 40 * zeros
+    header = dataclasses.replace(_header(F.HEADER_SIZE + raw), archive_version=1)
+    path = _assemble(shm_dir / "claims.jzst", header, frames)
+    assert path.stat().st_size < 20_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(journal.CorruptArchiveError, match="zstd frame 1: size prefix=0"):
+            load_books(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20, f"peak {peak:,} bytes"
+
+
+def test_version_one_archives_are_loaded(shm_dir: Path) -> None:
+    """Frames of plain segment bytes (no value planes), records of both layouts."""
+    records = [own_record(seq, LOCAL_NS0) for seq in range(5)]
+    official_book = Book(*book(5)[:6], LOCAL_NS0)
+    records.append(build_official(official_book) + bytes(-len(build_official(official_book)) % 8))
+    raw = b"".join(records) + _marker_frame(8)
+    frame = zstandard.ZstdCompressor(write_checksum=True).compress(raw)
+    header = dataclasses.replace(_header(F.HEADER_SIZE + len(raw)), archive_version=1)
+    path = _assemble(shm_dir / "v1.jzst", header, [(frame, len(raw), len(records))])
+    with A.ArchiveReader(path) as reader:
+        want = list(reader.records())
+    assert len(want) == 6
+    for threads in (0, 2):
+        assert_rows_match(load_books(path, threads=threads), want)  # type: ignore[arg-type]
+
+
+def test_an_archive_with_more_records_than_compressed_bytes_grows_the_output(
+    journal_dir: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Books that repeat exactly compress to less than a byte each: the output,
+    reserved for one record per compressed byte, grows as the records are found."""
+    with journal.Writer(journal_dir, segment_size=256 << 10) as writer:
+        for _ in range(6000):
+            writer.append_orderbook(*book(7))
+    stream = archive_sealed(journal_dir, shm_dir / "archive", frame_size=256 << 10)
+    records = archive_records(stream)
+    claimed = 0
+    for file in A.archive_files(stream):
+        with A.ArchiveReader(file) as reader:
+            claimed += sum(min(e.record_count, e.compressed_size) for e in reader.frames)
+    assert len(A.archive_files(stream)) >= 3 and claimed < len(records) / 2
+    grown_from: list[int] = []
+    grow = analysis._Loader._grow
+
+    def spy(loader: analysis._Loader, rows: int, *, written: int) -> None:
+        grown_from.append(len(loader.out["timestamp"]) if loader.out else 0)
+        grow(loader, rows, written=written)
+
+    monkeypatch.setattr(analysis._Loader, "_grow", spy)
+    for threads in (0, 2):
+        grown_from.clear()
+        assert_rows_match(load_books(stream, threads=threads), records)
+        assert grown_from[0] == 0 and len(grown_from) >= 2  # allocated, then grown
+
+
+def test_an_archive_that_changes_between_plan_and_read_is_refused(
+    books_journal: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = archive_sealed(books_journal, shm_dir / "archive")
+    opened: list[str] = []
+
+    class Changing(A.ArchiveReader):
+        """Its index loses a frame the second time the archive is opened."""
+
+        def __init__(self, path: str | os.PathLike[str]) -> None:
+            super().__init__(path)
+            opened.append(str(path))
+            if opened.count(str(path)) > 1:
+                self.frames = self.frames[:-1]
+
+    monkeypatch.setattr(analysis, "ArchiveReader", Changing)
+    with pytest.raises(journal.JournalError, match="changed while it was being read"):
+        load_books(stream)
+
+
+def test_many_shapes_in_one_block(journal_dir: Path) -> None:
+    """More distinct shapes (names) than a block groups without sorting."""
+    with journal.Writer(journal_dir, segment_size=1 << 20) as writer:
+        for seq in range(3000):
+            exchange, _, ts, sequence, bids, asks, local = book(seq)
+            symbol = f"S{seq % (2 * analysis._FEW_GROUPS + 7)}-KRW"
+            writer.append_orderbook(exchange, symbol, ts, sequence, bids, asks, local)
+    books = load_books(journal_dir)
+    assert len(books.symbols) == 2 * analysis._FEW_GROUPS + 7
+    assert_rows_match(books, reader_records(journal_dir))
+
+
+def test_grouping_survives_hash_collisions() -> None:
+    """Two keys with the same hash, and hashes sharing their top bits, are still told
+    apart exactly, groups numbered by first appearance."""
+    mask = (1 << 64) - 1
+    h0, h1 = int(analysis._HASH[0]), int(analysis._HASH[1])
+    x, y = 5, 9
+    x2 = x + 1
+    y2 = (((x * h0) ^ (y * h1) ^ (x2 * h0)) & mask) * pow(h1, -1, 1 << 64) & mask
+    assert ((x * h0) ^ (y * h1)) & mask == ((x2 * h0) ^ (y2 * h1)) & mask
+    first = np.array([x, x2, x, 1, x2], np.uint64)
+    second = np.array([y, y2, y, 1, y2], np.uint64)
+    groups, inverse = analysis._distinct([first, second])
+    assert groups.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+    same_top = np.array([7, 1, 7, 2, 1], np.uint64)  # one bucket, three values
+    groups, inverse = analysis._group(same_top)
+    assert groups.tolist() == [0, 1, 3] and inverse.tolist() == [0, 1, 0, 2, 1]
+    many = (np.arange(100, dtype=np.uint64) % 50) << np.uint64(56)  # over _FEW_GROUPS
+    groups, inverse = analysis._group(many[::-1].copy())
+    assert groups.tolist() == list(range(50)) and inverse.tolist() == list(range(50)) * 2

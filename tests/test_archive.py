@@ -4,6 +4,7 @@ hostile archives refused with CorruptArchiveError (never a crash or a huge alloc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -171,24 +172,38 @@ def test_format_md_names_the_constants() -> None:
 def test_pinned_constants() -> None:
     assert A.ARCHIVE_MAGIC == b"OBJARCHV"
     assert A.ARCHIVE_END_MAGIC == b"OBJAREND"
-    assert A.ARCHIVE_VERSION == 1
+    assert A.ARCHIVE_VERSION == 2 and A.READABLE_VERSIONS == (1, 2)
+    assert (A.VALUE_BYTES, A.MIN_VALUE_FRAME) == (24, 64)
+    assert A.VALUE_WORDS.tolist() == [5, 6, 7]
     assert (A.ARCHIVE_HEADER_SIZE, A.INDEX_ENTRY_SIZE, A.TRAILER_SIZE) == (256, 56, 64)
     assert A.ARCHIVE_SUFFIX == ".jzst"
     assert issubclass(journal.CorruptArchiveError, journal.JournalError)
     assert {"CorruptArchiveError", "ArchiveFullError"} <= set(journal.__all__)
 
 
-def test_names_sort_by_time_then_index() -> None:
-    name = A.archive_name(1_700_000_000_123_456_789, 7)
-    assert name == "20231114T221320.123456Z-00000007.jzst"
-    assert A.parse_archive_name(name) == ("20231114T221320.123456Z", 7)
+def test_names_sort_by_time_then_index_and_tell_incarnations_apart() -> None:
+    created = 1_699_999_999_000_000_001
+    name = A.archive_name(1_700_000_000_123_456_789, 7, created)
+    assert name == f"20231114T221320.123456Z-00000007-{created:016x}.jzst"
+    assert A.parse_archive_name(name) == ("20231114T221320.123456Z", 7, created)
     assert A.parse_archive_name(".x.jzst.tmp") is None
     assert A.parse_archive_name("00000007.journal") is None
+    # The names of the first archive builds, without -<created>: still archives.
+    assert A.parse_archive_name("20231114T221320.123456Z-00000007.jzst") == (
+        "20231114T221320.123456Z",
+        7,
+        None,
+    )
     times = [0, 1000, 1_000_000_000, 1_700_000_000_000_000_000, 1_700_000_000_000_001_000]
-    names = [A.archive_name(t, 100 - i) for i, t in enumerate(times)]
+    names = [A.archive_name(t, 100 - i, created) for i, t in enumerate(times)]
     assert names == sorted(names)
-    assert A.archive_name(-(2**63), 1).startswith("1677")  # any int64 has a name
-    assert A.archive_name(2**63 - 1, 1).startswith("2262")
+    assert A.archive_name(-(2**63), 1, created).startswith("1677")  # any int64 has a name
+    assert A.archive_name(2**63 - 1, 1, created).startswith("2262")
+    for any_created in (-(2**63), -1, 0, 2**63 - 1):
+        parsed = A.parse_archive_name(A.archive_name(0, 3, any_created))
+        assert parsed is not None and parsed.created_ns == any_created
+    # One index, one first record time, two incarnations: two names.
+    assert A.archive_name(5, 0, created) != A.archive_name(5, 0, created + 1)
 
 
 # -- round trips --------------------------------------------------------------------------
@@ -540,3 +555,102 @@ def test_not_an_archive(shm_dir: Path) -> None:
         A.ArchiveReader(shm_dir / "dir.jzst")
     with pytest.raises(journal.JournalError, match="cannot open archive"):
         A.ArchiveReader(shm_dir / "missing.jzst")
+
+
+def test_a_frame_of_millions_of_tiny_records_is_walked_in_bounded_memory(shm_dir: Path) -> None:
+    """4 MiB of 16-byte records (the smallest a frame can hold) whose count the index
+    gets wrong: refused after the walk, which must not have listed every record
+    (a list of 262,144 tuples alone is ~25 MB)."""
+    import tracemalloc
+
+    tiny = struct.pack("<II", F.MIN_RECORD_SIZE, 4) + b"OBK1" + bytes(4)
+    records = (4 << 20) // len(tiny) - 1
+    raw = tiny * records + _marker_frame(8)
+    raw_size = len(raw)
+    compressed = zstandard.ZstdCompressor(write_checksum=True).compress(raw)
+    path = _assemble(
+        shm_dir / "tiny.jzst",
+        _header(F.HEADER_SIZE + raw_size),
+        [(compressed, raw_size, records - 1)],
+    )
+    with A.ArchiveReader(path) as reader:
+        tracemalloc.start()
+        try:
+            with pytest.raises(journal.CorruptArchiveError, match=f"{records} records, the index"):
+                reader.read_frame(0)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 2 * raw_size, f"peak {peak:,} bytes to walk a frame of {raw_size:,}"
+
+
+def test_record_time_of_the_writers_own_layout_needs_no_verifier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The compactor reads every record's time: records journal.Writer laid out are
+    read at the fixed place (the verifier costs ~40 us a record, 2/3 of compaction)."""
+    from journal._verify import SCHEMAS
+
+    record = journal.OrderBookEncoder().encode(*book(3))
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the verifier ran on a record of the writer's own layout")
+
+    monkeypatch.setattr(A, "verify_size_prefixed", refuse)
+    assert A.record_time(record, 0, len(record), SCHEMAS[b"OBK1"]) == LOCAL_NS0 + 3000
+
+
+def test_versions_one_and_two_are_read_and_others_refused(shm_dir: Path) -> None:
+    compressor = zstandard.ZstdCompressor(write_checksum=True)
+    record = journal.OrderBookEncoder().encode(*book(0))  # at LOCAL_NS0, as _assemble says
+    raw = record + bytes(-len(record) % 8) + _marker_frame(8)
+    frames = [(compressor.compress(raw), len(raw), 1)]
+    v1 = dataclasses.replace(_header(F.HEADER_SIZE + len(raw)), archive_version=1)
+    path = _assemble(shm_dir / "v1.jzst", v1, frames)
+    with A.ArchiveReader(path) as reader:  # frames of plain segment bytes
+        assert reader.header.archive_version == 1
+        assert reader.read_frame(0) == raw
+        assert [r.sequence for r in reader.records()] == [0]
+    for version in (0, 3, 99):
+        odd = dataclasses.replace(v1, archive_version=version)
+        path = _assemble(shm_dir / f"v{version}.jzst", odd, frames)
+        with pytest.raises(
+            journal.CorruptArchiveError,
+            match=f"archive_version={version}: this reader knows versions 1 and 2",
+        ):
+            A.ArchiveReader(path)
+
+
+def test_value_planes_restore_every_byte_and_their_count_is_checked(
+    books_journal: Path, shm_dir: Path
+) -> None:
+    segment_file = sealed_segments(books_journal)[0]
+    path = archive(segment_file, shm_dir / "a", frame_size=SMALL_FRAMES)
+    with A.ArchiveReader(path) as reader:
+        assert reader.header.archive_version == A.ARCHIVE_VERSION == 2
+        entry = reader.frames[0]
+        assert entry.value_count == entry.record_count > 0
+        content = reader.decompress_frame(0)
+        assert len(content) == entry.raw_size + A.VALUE_BYTES * entry.value_count
+        # The records in the content have their values zeroed; the frame has them back.
+        original = committed(segment_file)[
+            entry.segment_offset : entry.segment_offset + entry.raw_size
+        ]
+        assert content[: entry.raw_size] != original
+        assert reader.read_frame(0) == original
+    # An index whose value_count disagrees with the records (CRCs made right): refused.
+    data = bytearray(path.read_bytes())
+    trailer_at = len(data) - A.TRAILER_SIZE
+    index_offset = struct.unpack_from("<Q", data, trailer_at)[0]
+    struct.pack_into("<I", data, index_offset + 36, entry.value_count - 1)
+    index = data[index_offset:trailer_at]
+    struct.pack_into("<I", data, trailer_at + 44, zlib.crc32(index))
+    crc = zlib.crc32(data[trailer_at : trailer_at + A.TRAILER_CRC_COVERS])
+    struct.pack_into("<I", data, trailer_at + A.TRAILER_CRC_COVERS, crc)
+    damaged = shm_dir / "values.jzst"
+    damaged.write_bytes(data)
+    with (
+        A.ArchiveReader(damaged) as reader,
+        pytest.raises(journal.CorruptArchiveError, match="content size"),
+    ):
+        reader.read_frame(0)
