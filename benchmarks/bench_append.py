@@ -6,7 +6,8 @@ What it measures, for a 10x10 book (10 bids, 10 asks):
 
 1. ``Writer.append_orderbook`` with lists of [price, qty] pairs into a journal in
    /dev/shm: us per book (median of repeats), plus p50/p99 of individually timed calls
-   and the latency of the call that rolls to a new segment.
+   and the latency of the call that rolls to a new segment. The same with
+   ``Writer(metrics=False)``: what the writer's counters (``writer.metrics``) cost.
 2. The same with numpy (10, 2) arrays.
 3. ``Writer.append_many`` in batches of 100 books.
 4. ``OrderBookEncoder().encode`` to bytes, no journal.
@@ -55,6 +56,7 @@ from OrderBookData import OrderBook as StructOrderBook
 from OrderBookData import PriceLevel as StructPriceLevel
 
 import journal
+from journal import _metrics_layout as M
 
 SHM = Path("/dev/shm")
 EXCHANGE = "upbit"
@@ -98,12 +100,15 @@ class Settings:
     latency_samples: int  # individually timed calls
     throughput_books: int  # books per writer-to-reader run
     throughput_repeats: int
+    metrics_rounds: int  # alternating rounds of METRICS_ROUND_BOOKS, metrics on then off
 
 
-DEFAULT = Settings(7, 50_000, 3_000, 50_000, 300_000, 5)
-QUICK = Settings(5, 10_000, 1_500, 20_000, 50_000, 3)
+DEFAULT = Settings(7, 50_000, 3_000, 50_000, 300_000, 5, 41)
+QUICK = Settings(5, 10_000, 1_500, 20_000, 50_000, 3, 15)
+METRICS_ROUND_BOOKS = 10_000
 SETTLE_S = 0.3
 """Pause after opening a writer: it may prepare its next segment in the background."""
+UNMETERED = "append_orderbook, metrics off"
 
 
 @dataclass
@@ -153,21 +158,29 @@ def bench_micro(
             name: stack.enter_context(journal.Writer(base / name))
             for name in ("lists", "numpy", "many")
         }
+        writers["unmetered"] = stack.enter_context(
+            journal.Writer(base / "unmetered", metrics=False)
+        )
         time.sleep(SETTLE_S)
         cases = writer_cases(writers, s)
         encoder_cases, sizes = encoders(scratch, s)
         results = run_interleaved(cases + encoder_cases, s.repeats)
         writer = writers["lists"]
-        info: dict[str, Any] = {"latency": latency_sample(writer, s.latency_samples)}
+        info: dict[str, Any] = {
+            "metrics": metrics_overhead(writer, writers["unmetered"], s.metrics_rounds)
+        }
+        info["latency"] = latency_sample(writer, s.latency_samples)
         at = writer.append_orderbook(EXCHANGE, SYMBOL, TIMESTAMP_MS, 0, BIDS, ASKS)
         info["record_size"] = writer.position[1] - at[1]  # the frame, padding included
     return results, info, sizes
 
 
 def writer_cases(writers: dict[str, journal.Writer], s: Settings) -> list[Case]:
-    """1. lists, 2. numpy arrays, 3. append_many; each writer warmed up (shape cached)."""
+    """1. lists (metrics on and off), 2. numpy arrays, 3. append_many; each writer
+    warmed up (shape cached)."""
     np_bids, np_asks = np.array(BIDS), np.array(ASKS)
     append_lists = writers["lists"].append_orderbook
+    append_unmetered = writers["unmetered"].append_orderbook
     append_numpy = writers["numpy"].append_orderbook
     append_many = writers["many"].append_many
     batches = [
@@ -179,6 +192,10 @@ def writer_cases(writers: dict[str, journal.Writer], s: Settings) -> list[Case]:
         for i in range(s.appends):
             append_lists(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
 
+    def unmetered() -> None:
+        for i in range(s.appends):
+            append_unmetered(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
+
     def arrays() -> None:
         for i in range(s.appends):
             append_numpy(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, np_bids, np_asks)
@@ -189,14 +206,41 @@ def writer_cases(writers: dict[str, journal.Writer], s: Settings) -> list[Case]:
 
     for i in range(2_000):
         append_lists(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
+        append_unmetered(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
         append_numpy(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, np_bids, np_asks)
     for batch in batches[:20]:
         append_many(batch)
     return [
         Case("append_orderbook, lists", s.appends, lists),
+        Case(UNMETERED, s.appends, unmetered),
         Case("append_orderbook, numpy", s.appends, arrays),
         Case(f"append_many, batches of {BATCH}", len(batches) * BATCH, many),
     ]
+
+
+def metrics_overhead(
+    metered: journal.Writer, unmetered: journal.Writer, rounds: int
+) -> dict[str, float]:
+    """What the writer's counters cost: short rounds of appends, alternately with
+    metrics on and off, so that each pair sees the same machine; the median of the
+    pairs' ratios is robust to the slow spells of a shared VM."""
+    on: list[float] = []
+    off: list[float] = []
+    for _ in range(rounds):
+        for writer, times in ((metered, on), (unmetered, off)):
+            append = writer.append_orderbook
+            gc.collect()
+            start = time.perf_counter_ns()
+            for i in range(METRICS_ROUND_BOOKS):
+                append(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
+            times.append((time.perf_counter_ns() - start) / METRICS_ROUND_BOOKS)
+    return {
+        "paired": statistics.median(a / b for a, b in zip(on, off, strict=True)),
+        "best": min(on) / min(off),
+        "on_ns": statistics.median(on),
+        "off_ns": statistics.median(off),
+        "rounds": rounds,
+    }
 
 
 def latency_sample(writer: journal.Writer, samples: int) -> dict[str, float]:
@@ -553,6 +597,13 @@ def report(
     )
     print(f"  official builder, struct levels  {sizes['struct']:>5}")
     print(f"  official builder, table levels   {sizes['table']:>5}")
+    cost = info["metrics"]
+    print(
+        f"\nwriter metrics (writer.metrics counters, 1 append in {M.LATENCY_SAMPLE_PERIOD} "
+        f"timed), {cost['rounds']} alternating rounds of {METRICS_ROUND_BOOKS:,} appends: "
+        f"on / off {cost['paired']:.3f}x (median of the pairs' ratios), {cost['best']:.3f}x "
+        f"(best rounds); medians {cost['on_ns']:.0f} / {cost['off_ns']:.0f} ns per append"
+    )
     print("\nratios:")
     ratios = [
         ("numpy / lists (append_orderbook)", by_name["append_orderbook, numpy"] / appended),
@@ -591,6 +642,11 @@ def report(
     print(f"Machine: {machine()}. Medians of {s.repeats} repeats; 10x10 book.\n")
     rows = [
         ("`Writer.append_orderbook`, lists", f"{appended:.2f} µs/book"),
+        (
+            "same, `Writer(metrics=False)`",
+            f"{by_name[UNMETERED]:.2f} µs/book (metrics on / off, paired rounds: "
+            f"{cost['paired']:.3f}x; best rounds {cost['best']:.3f}x)",
+        ),
         (
             "`append_orderbook` per-call latency",
             f"p50 {lat['p50_us']:.2f} µs, p99 {lat['p99_us']:.2f} µs, "

@@ -36,6 +36,7 @@ from journal._archive import (
 from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
+from journal._metrics import ReaderMetrics
 from journal._publish import SLEEPERS_WORD, is_sealed, load_commit_acquire, require_x86_64
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError
@@ -82,6 +83,11 @@ class Reader:
 
     Iterating blocks for the next book forever; ``available()`` stops at the
     current end; ``poll(timeout)`` returns None at the timeout.
+
+    ``metrics``: register in ``<path>/readers/<name>-<pid>.metrics`` (position,
+    records read, last record time) so that ``journal top`` shows this reader and
+    its lag; removed by ``close``. Best-effort: without write access to the journal
+    directory it logs once and reads on. ``name`` defaults to the program's name.
     """
 
     def __init__(
@@ -92,12 +98,15 @@ class Reader:
         verify: bool = True,
         idle: IdleName = "backoff",
         archive: str | os.PathLike[str] | None = None,
+        metrics: bool = True,
+        name: str | None = None,
     ) -> None:
         require_x86_64()
         if idle not in IDLE_STRATEGIES:
             raise ValueError(f"idle={idle!r}: choose one of {', '.join(IDLE_STRATEGIES)}")
         _check_start(start)
         self.path = Path(path)
+        self._metrics = ReaderMetrics(self.path, name, enabled=metrics)
         self.payload_id: bytes | None = None  # the journal's, from its first segment
         self.schema: TableSchema | None = None
         self.verify = verify
@@ -141,6 +150,7 @@ class Reader:
             commit = load_commit_acquire(self._words)
             offset = self._offset
             if offset >= commit:
+                self._metrics.polled_empty()
                 return None
             size = frame_at(self._map, offset, commit, self.payload_id, self._path_text)
             if size == END:
@@ -156,6 +166,7 @@ class Reader:
                 if getattr(record, self.schema.time_field) < self._not_before_ns:
                     continue
                 self._not_before_ns = None
+            self._metrics.read(self._index, self._offset, getattr(record, self.schema.time_field))
             return record
 
     def poll(self, timeout: float | None = None) -> Record | None:
@@ -217,6 +228,7 @@ class Reader:
         return behind
 
     def close(self) -> None:
+        self._metrics.close()
         self._release()
 
     def __enter__(self) -> Reader:
@@ -497,6 +509,10 @@ class Reader:
                     else following.position[1]
                 )
                 self._not_before_ns = None
+                assert self.schema is not None
+                self._metrics.read(
+                    self._index, self._offset, getattr(record, self.schema.time_field)
+                )
                 return record
             reading = self._reading()
             assert reading is not None

@@ -2,7 +2,9 @@
 
 Per record: validate and write the bytes in place (journal._encode), then one
 release store of the commit offset (journal._publish), then one load of the
-sleepers flag; no system call unless a reader sleeps on the futex.
+sleepers flag; no system call unless a reader sleeps on the futex. Then the
+counters of ``writer.metrics`` (journal._metrics): two word stores, and one append
+in LATENCY_SAMPLE_PERIOD timed into the latency histogram.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter_ns, time_ns
 from typing import Any, Final
 
 import numpy as np
@@ -43,6 +46,12 @@ from journal._errors import (
 )
 from journal._frames import check_commit, walk_frames
 from journal._lock import WriterLock
+from journal._metrics import (
+    LAST_PUBLISH_WORD,
+    LATENCY_SAMPLE_MASK,
+    RECORDS_WORD,
+    WriterMetrics,
+)
 from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._publish import (
@@ -96,11 +105,17 @@ class Writer:
     theirs); ``mode`` is the permission of the files (0o640 lets the group read,
     0o660 also lets group readers sleep on the futex); ``max_levels`` and
     ``max_name_bytes`` bound what ``append_orderbook`` accepts.
+
+    ``metrics`` keeps the writer's counters (records, bytes, rolls, refusals, append
+    latency) in ``writer.metrics`` for ``journal top`` and ``journal metrics``; they
+    cost about 0.1-0.2 us per append (benchmarks/bench_append.py measures it).
     """
 
     __slots__ = (
         "__weakref__",
+        "_bytes_base",
         "_commit_address",
+        "_counters",
         "_encoder",
         "_finalizer",
         "_index",
@@ -109,14 +124,17 @@ class Writer:
         "_limit",
         "_lock",
         "_map",
+        "_metrics",
         "_position",
         "_preparation",
+        "_records",
         "_schema",
         "_scratch",
         "_segment",
         "_segments",
         "_shape",
         "_sleepers",
+        "_time_next",
         "_words",
         "_worker",
         "path",
@@ -134,6 +152,7 @@ class Writer:
         max_name_bytes: int = DEFAULT_MAX_NAME_BYTES,
         mode: int = 0o600,
         payload_id: bytes = ORDERBOOK_PAYLOAD_ID,
+        metrics: bool = True,
     ) -> None:
         require_x86_64()
         if (
@@ -160,6 +179,10 @@ class Writer:
         )
         self._scratch = bytearray()
         self._segment: MappedSegment | None = None
+        self._metrics: WriterMetrics | None = None
+        self._counters: memoryview | None = None  # the metrics' words, or None
+        self._records = 0
+        self._time_next = False  # time the next append_orderbook
         self._preparation: Future[MappedSegment] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
         _prepare_directory(self.path, mode)
@@ -172,6 +195,14 @@ class Writer:
         except BaseException:
             self.close()
             raise
+        self._bytes_base = -self._position  # bytes_total = _bytes_base + commit
+        if metrics:
+            self._metrics = WriterMetrics.create(
+                self.path, self._segments.identity, payload_id, mode
+            )
+        if self._metrics is not None:
+            self._metrics.use_segment(self._index, self._bytes_base)
+            self._counters = self._metrics.counters
         if self.recovery.cleared_bytes or self.recovery.removed_unfinished:
             log.warning("recovered journal %s: %s", self.path, self.recovery)
 
@@ -196,34 +227,58 @@ class Writer:
         measure the hand-off. InvalidRecordError (a ValueError) names the bad
         field; nothing is written then.
         """
-        if type(bids) is not list:
-            bids = as_levels("bids", bids)
-        if type(asks) is not list:
-            asks = as_levels("asks", asks)
+        started = perf_counter_ns() if self._time_next else 0
         try:
-            shape = self._known_shapes[exchange_name, symbol, len(bids), len(asks)]
-        except (KeyError, TypeError):  # a new shape, or names to refuse
-            shape = self._shape(exchange_name, symbol, len(bids), len(asks))
-        stamp = local_timestamp_ns is None
-        if stamp:
-            local_timestamp_ns = 0  # stamped below, once the record is laid out
-        position = self._position
-        end = position + shape.size
-        if end > self._limit:
-            # Rare: validate into scratch first, so a bad book never causes a roll.
-            scratch = bytearray(shape.size)
-            shape.write(scratch, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
+            if type(bids) is not list:
+                bids = as_levels("bids", bids)
+            if type(asks) is not list:
+                asks = as_levels("asks", asks)
+            try:
+                shape = self._known_shapes[exchange_name, symbol, len(bids), len(asks)]
+            except (KeyError, TypeError):  # a new shape, or names to refuse
+                shape = self._shape(exchange_name, symbol, len(bids), len(asks))
+            stamp = local_timestamp_ns is None
             if stamp:
-                _stamp_now(scratch, 0)
-            self._write_frames(scratch, [shape.size])
-            return self._last_position
-        shape.write(self._map, position, timestamp, sequence, local_timestamp_ns, bids, asks)
+                local_timestamp_ns = 0  # stamped below, once the record is laid out
+            position = self._position
+            end = position + shape.size
+            if end > self._limit:
+                # Rare: validate into scratch first, so a bad book never causes a roll.
+                scratch = bytearray(shape.size)
+                shape.write(scratch, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
+                if stamp:
+                    _stamp_now(scratch, 0)
+                self._write_frames(scratch, [shape.size])
+                if started and self._metrics is not None:
+                    self._metrics.sample_latency(perf_counter_ns() - started)
+                    self._time_next = False
+                return self._last_position
+            shape.write(self._map, position, timestamp, sequence, local_timestamp_ns, bids, asks)
+        except JournalError as error:
+            if self._metrics is not None:
+                self._metrics.refused(error)
+            raise
         if stamp:
-            _stamp_now(self._map, position)
+            local_timestamp_ns = time_ns()
+            _LOCAL_TIMESTAMP.pack_into(
+                self._map, position + LOCAL_TIMESTAMP_NS_POS, local_timestamp_ns
+            )
         self._position = end
         publish_commit(self._words, end)
         if self._sleepers[SLEEPERS_WORD]:
             self._wake_sleepers()
+        counters = self._counters
+        if counters is not None:
+            # Figures for journal top: no ordering with the commit is needed.
+            records = self._records + 1
+            self._records = records
+            counters[RECORDS_WORD] = records
+            counters[LAST_PUBLISH_WORD] = local_timestamp_ns
+            if started:
+                self._metrics.sample_latency(perf_counter_ns() - started)
+                self._time_next = False
+            elif not records & LATENCY_SAMPLE_MASK:
+                self._time_next = True  # one append in LATENCY_SAMPLE_PERIOD
         return (self._index, position)
 
     def append_dict(self, book: Mapping[str, Any]) -> Position:
@@ -232,7 +287,13 @@ class Writer:
         Keys: ``exchangename``, ``symbol``, ``timestamp`` (ms), ``sequence``,
         ``bids``, ``asks``; optional ``local_timestamp_ns``.
         """
-        return self.append_orderbook(*_dict_args(book))
+        try:
+            args = _dict_args(book)
+        except InvalidRecordError as error:
+            if self._metrics is not None:
+                self._metrics.refused(error)
+            raise
+        return self.append_orderbook(*args)
 
     def append(self, record: bytes | bytearray | memoryview) -> Position:
         """Append one size-prefixed FlatBuffer carrying this journal's identifier.
@@ -240,8 +301,13 @@ class Writer:
         The buffer is verified (journal._verify) for the journal's schema before
         anything is written; for a payload without a known schema, its framing.
         """
-        view = self._checked_buffer(record)
-        self._write_frames(view, [len(view)])
+        try:
+            view = self._checked_buffer(record)
+            self._write_frames(view, [len(view)])
+        except JournalError as error:
+            if self._metrics is not None:
+                self._metrics.refused(error)
+            raise
         return self._last_position
 
     def append_many(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
@@ -254,6 +320,14 @@ class Writer:
         arguments. If any book is invalid, InvalidRecordError names its index and
         nothing of the batch is written. Returns the number of books appended.
         """
+        try:
+            return self._append_batch(books)
+        except JournalError as error:
+            if self._metrics is not None:
+                self._metrics.refused(error)
+            raise
+
+    def _append_batch(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         scratch = self._scratch
         sizes: list[int] = []
         used = 0
@@ -318,6 +392,9 @@ class Writer:
                 os.unlink(unused.path)
         self._release_segment()
         self._limit = -1  # every later append takes the slow path, which refuses it
+        metrics, self._metrics, self._counters = self._metrics, None, None
+        if metrics is not None:
+            metrics.close()
         self._finalizer()  # releases the lock, stops the worker
 
     def __enter__(self) -> Writer:
@@ -427,6 +504,11 @@ class Writer:
             publish_commit(self._words, end)
             if self._sleepers[SLEEPERS_WORD]:
                 self._wake_sleepers()
+            counters = self._counters
+            if counters is not None:
+                self._records += count
+                counters[RECORDS_WORD] = self._records
+                counters[LAST_PUBLISH_WORD] = time_ns()
             first += count
 
     def _roll(self) -> None:
@@ -436,8 +518,11 @@ class Writer:
         if self._sleepers[SLEEPERS_WORD]:
             self._wake_sleepers()
         sealed = self._detach_segment()
+        self._bytes_base += self._position - F.HEADER_SIZE  # still counted after the roll
         self._use_segment(next_segment)
         self._prepare(self._index + 1, retire=sealed)
+        if self._metrics is not None:
+            self._metrics.rolled()
 
     @staticmethod
     def _seal(data: Any, words: memoryview, commit: int) -> None:
@@ -492,6 +577,8 @@ class Writer:
         self._limit = segment.header.segment_size - F.END_MARKER_SIZE
         self._last_position = (segment.index, self._position)
         self._commit_address = None
+        if self._metrics is not None:
+            self._metrics.use_segment(self._index, self._bytes_base)
 
     def _detach_segment(self) -> MappedSegment | None:
         """Stop using the current segment; the caller closes it."""

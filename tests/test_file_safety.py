@@ -15,6 +15,7 @@ import pytest
 
 import journal
 from journal import _layout as F
+from journal._metrics_layout import WRITER_METRICS_NAME
 from tests._procs import book
 
 SEGMENT = 64 * 1024
@@ -46,10 +47,11 @@ def segment_files(path: Path) -> list[str]:
 
 
 def wait_for(path: Path, timeout: float = 10.0) -> None:
-    """The writer prepares its next segment in the background: wait until it exists."""
+    """The writer prepares its next segment in the background: wait until it exists
+    and the hidden name it was built under is gone (linked first, unlinked after)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while not path.exists() or any(name.startswith(".") for name in os.listdir(path.parent)):
+        assert time.monotonic() < deadline, f"{path} never appeared (or its build never ended)"
         time.sleep(0.005)
 
 
@@ -200,6 +202,7 @@ def test_file_modes(
     expected = {
         "<dir>": dir_mode,
         F.LOCK_FILE_NAME: file_mode,
+        WRITER_METRICS_NAME: file_mode,
         **{F.segment_name(i): file_mode for i in range(3)},
     }
     assert found == expected
@@ -212,7 +215,7 @@ def test_requested_mode_is_exact_under_a_strict_umask(journal_dir: Path) -> None
         w.append_orderbook(*book(0))
         wait_for(journal_dir / F.segment_name(1))
         found = modes(journal_dir)
-    expected = {"<dir>": 0o750, F.LOCK_FILE_NAME: 0o640}
+    expected = {"<dir>": 0o750, F.LOCK_FILE_NAME: 0o640, WRITER_METRICS_NAME: 0o640}
     expected |= {F.segment_name(0): 0o640, F.segment_name(1): 0o640}
     assert found == expected, "Writer(mode=0o640) under umask 077 made " + ", ".join(
         f"{name}: {oct(value)}" for name, value in sorted(found.items())

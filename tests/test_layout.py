@@ -7,6 +7,7 @@ import re
 
 import journal
 from journal import _layout as F
+from journal import _metrics_layout as M
 from journal import _orderbook_layout as OB
 from tests.conftest import REPO
 
@@ -72,6 +73,77 @@ def test_format_md_header_table_matches_constants() -> None:
     for (offset, size, _), (next_offset, _, _) in itertools.pairwise(rows):
         assert offset + size == next_offset
     assert rows[-1][0] + rows[-1][1] == F.HEADER_SIZE
+
+
+def _format_md_metrics_rows(table: int) -> list[tuple[int, int, str]]:
+    """Rows of the ``table``-th layout block of FORMAT.md's "Metrics files" (0: the
+    writer's file, 1: a reader's)."""
+    text = (REPO / "docs" / "FORMAT.md").read_text()
+    section = text.split("## Metrics files")[1].split("\n## ")[0]
+    block = section.split("```")[1 + 2 * table]
+    rows = []
+    for line in block.splitlines():
+        match = re.match(r"\s*(\d+)\s+(\d+)\s+(\w+)", line)
+        if match:
+            rows.append((int(match[1]), int(match[2]), match[3]))
+    return rows
+
+
+def _check_table(
+    rows: list[tuple[int, int, str]], expected: dict[str, tuple[int, int]], size: int
+) -> None:
+    fields = {name: (offset, width) for offset, width, name in rows if name != "reserved"}
+    assert fields == expected
+    for (offset, width, _), (next_offset, _, _) in itertools.pairwise(rows):
+        assert offset + width == next_offset
+    assert rows[0][0] == 0 and rows[-1][0] + rows[-1][1] == size
+
+
+def test_format_md_metrics_tables_match_constants() -> None:
+    header = {
+        "magic": (M.METRICS_MAGIC_OFFSET, 8),
+        "metrics_version": (M.METRICS_VERSION_OFFSET, 4),
+        "file_size": (M.METRICS_FILE_SIZE_OFFSET, 4),
+    }
+    writer = {
+        **header,
+        "writer_pid": (M.METRICS_PID_OFFSET, 4),
+        "latency_sample_period": (M.LATENCY_SAMPLE_PERIOD_OFFSET, 4),
+        "writer_started_ns": (M.METRICS_STARTED_NS_OFFSET, 8),
+        "writer_host": (M.METRICS_HOST_OFFSET, M.METRICS_HOST_SIZE),
+        "payload_id": (M.WRITER_PAYLOAD_ID_OFFSET, 4),
+        "latency_buckets": (M.LATENCY_BUCKETS_OFFSET, 4),
+        "records_total": (M.RECORDS_TOTAL_OFFSET, 8),
+        "last_publish_ns": (M.LAST_PUBLISH_NS_OFFSET, 8),
+        "segment_sequence": (M.SEGMENT_SEQUENCE_OFFSET, 8),
+        "segment": (M.SEGMENT_OFFSET, 8),
+        "bytes_base": (M.BYTES_BASE_OFFSET, 8),
+        "rolls_total": (M.ROLLS_TOTAL_OFFSET, 8),
+        "refused_invalid_total": (M.REFUSED_INVALID_TOTAL_OFFSET, 8),
+        "refused_too_large_total": (M.REFUSED_TOO_LARGE_TOTAL_OFFSET, 8),
+        "refused_journal_full_total": (M.REFUSED_JOURNAL_FULL_TOTAL_OFFSET, 8),
+        "latency_sum_ns": (M.LATENCY_SUM_NS_OFFSET, 8),
+        "latency_counts": (M.LATENCY_COUNTS_OFFSET, 8 * M.LATENCY_BUCKETS),
+    }
+    reader = {
+        **header,
+        "reader_pid": (M.METRICS_PID_OFFSET, 4),
+        "reader_started_ns": (M.METRICS_STARTED_NS_OFFSET, 8),
+        "reader_host": (M.METRICS_HOST_OFFSET, M.METRICS_HOST_SIZE),
+        "reader_name": (M.READER_NAME_OFFSET, M.READER_NAME_SIZE),
+        "segment": (M.READER_SEGMENT_OFFSET, 8),
+        "offset": (M.READER_OFFSET_OFFSET, 8),
+        "records_total": (M.READER_RECORDS_TOTAL_OFFSET, 8),
+        "last_record_ns": (M.READER_LAST_RECORD_NS_OFFSET, 8),
+        "last_poll_ns": (M.READER_LAST_POLL_NS_OFFSET, 8),
+    }
+    _check_table(_format_md_metrics_rows(0), writer, M.WRITER_METRICS_SIZE)
+    _check_table(_format_md_metrics_rows(1), reader, M.READER_METRICS_SIZE)
+    # Every counter is an aligned word after the write-once header.
+    for table in (writer, reader):
+        for name, (offset, width) in table.items():
+            if offset >= M.METRICS_COUNTERS_OFFSET:
+                assert offset % 8 == 0 and width % 8 == 0, name
 
 
 def test_header_struct_packs_fields_at_their_offsets() -> None:

@@ -5,7 +5,9 @@
 //
 // See `radar --help` and README.md. Exit status: 0 after a clean run, 1 if a journal
 // was corrupt (reported with file and offset; that journal stops, the others go
-// on), 2 for bad arguments or a journal that cannot be opened.
+// on), 2 for bad arguments or a journal that cannot be opened. It registers as a
+// reader of each journal it tails (<journal>/readers/radar-<pid>.metrics), so that
+// `journal top` shows its lag.
 #include <unistd.h>
 
 #include <atomic>
@@ -57,6 +59,8 @@ constexpr const char* kUsage =
     "  --max-records N        stop after N books\n"
     "  --no-verify            skip the FlatBuffers Verifier (trusted replay only)\n"
     "  --quiet                no live table, only the summary\n"
+    "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
+    "  --no-metrics           do not register as a reader (journal top will not show it)\n"
     "  --help                 this text\n";
 
 struct Options {
@@ -69,6 +73,7 @@ struct Options {
   std::uint64_t max_records = 0;
   bool verify = true;
   bool quiet = false;
+  std::string metrics_name = "radar";
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -129,6 +134,13 @@ Options parse(int argc, char** argv) {
       options.max_records = static_cast<std::uint64_t>(parse_number(arg, value()));
     } else if (arg == "--no-verify") {
       options.verify = false;
+    } else if (arg == "--metrics-name") {
+      options.metrics_name = value();
+      if (!radar::metrics::valid_reader_name(options.metrics_name))
+        usage_error("--metrics-name " + options.metrics_name +
+                    ": 1..32 letters, digits, '_', '.' or '-'");
+    } else if (arg == "--no-metrics") {
+      options.metrics_name.clear();
     } else if (arg == "--quiet") {
       options.quiet = true;
     } else {
@@ -313,6 +325,7 @@ int main(int argc, char** argv) {
   try {
     radar::ReaderOptions reader_options;
     reader_options.verify = options.verify;
+    reader_options.metrics_name = options.metrics_name;
     for (const std::string& journal : options.journals)
       readers.emplace_back(journal, options.start, reader_options);
     engine.emplace(options.engine);
@@ -386,6 +399,12 @@ int main(int argc, char** argv) {
     if (any) {
       idle_rounds = 0;
     } else {
+      if (idle_rounds == 0) {
+        // Once per journal: registration is best-effort, the radar reads on.
+        for (radar::JournalReader& reader : readers)
+          if (const std::string error = reader.take_registration_error(); !error.empty())
+            std::fprintf(stderr, "radar: %s: %s\n", reader.directory().c_str(), error.c_str());
+      }
       idler.idle(readers, idle_rounds++);
     }
     const auto now = std::chrono::steady_clock::now();

@@ -5,7 +5,9 @@
 // run the FlatBuffers Verifier on the record, hand out a view of it in the mapping;
 // at an end-of-segment marker, map the next segment. It never blocks and never
 // throws: corrupt bytes make it return kError with the file and offset in error().
-// Opening (bad start position, unreadable files) throws JournalError.
+// Opening (bad start position, unreadable files) throws JournalError. With a
+// metrics_name it registers in <journal>/readers/ (radar_reader/metrics.hpp) once
+// the journal exists, and keeps its position there with relaxed stores.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "radar_reader/atomics.hpp"
 #include "radar_reader/layout.hpp"
 #include "radar_reader/mapping.hpp"
+#include "radar_reader/metrics.hpp"
 #include "radar_reader/segment.hpp"
 
 namespace radar {
@@ -72,6 +75,10 @@ struct ReaderOptions {
   // skip it, counted in skipped(). A broken frame always stops: nothing after it
   // can be located.
   bool skip_bad_records = false;
+  // Register as this reader name in <journal>/readers/ so that `journal top` shows
+  // the reader and its lag (empty: do not). Best-effort: a failure is kept for
+  // take_registration_error() and reading goes on.
+  std::string metrics_name;
 };
 
 // A committed record, in place in the mapping: valid until the reader moves past
@@ -114,7 +121,10 @@ class JournalReader {
     while (true) {
       // Pairs with the writer's publish_commit: bytes below `commit` are complete.
       const std::uint64_t commit = segment_.load_commit_acquire();
-      if (offset_ >= commit) return ReadResult::kEmpty;
+      if (offset_ >= commit) {
+        registration_.polled_empty();
+        return ReadResult::kEmpty;
+      }
       if (!segment_.commit_in_range(commit))
         return fail("commit_offset=" + std::to_string(commit) + " outside the segment",
                     layout::kCommitOffsetOffset);
@@ -154,6 +164,8 @@ class JournalReader {
         if (options_.payload->timestamp_ns(frame) < not_before_ns_) continue;
         not_before_ns_ = kNoTime;
       }
+      if (registration_)
+        registration_.read({segment_.index(), offset_}, options_.payload->timestamp_ns(frame));
       return ReadResult::kRecord;
     }
   }
@@ -164,6 +176,9 @@ class JournalReader {
   const std::string& error() const { return error_; }
   const std::string& directory() const { return directory_; }
   std::uint64_t skipped() const { return skipped_; }
+  // Why registering in <journal>/readers/ failed, once (then empty): for a log line.
+  std::string take_registration_error() { return std::exchange(registration_error_, {}); }
+  const metrics::ReaderRegistration& registration() const { return registration_; }
 
   // Committed bytes not yet read in the current segment; racy by nature.
   std::uint64_t lag_estimate() const {
@@ -255,6 +270,18 @@ class JournalReader {
         open_time(indices);
         break;
     }
+    register_once();
+  }
+
+  void register_once() noexcept {
+    if (options_.metrics_name.empty() || registration_tried_) return;
+    registration_tried_ = true;
+    try {
+      registration_ = metrics::ReaderRegistration::create(directory_, options_.metrics_name);
+    } catch (const std::exception& e) {
+      registration_error_ = "reader " + options_.metrics_name + " is not registered (" + e.what() +
+                            "): journal top will not show it";
+    }
   }
 
   void use(std::uint64_t index, std::uint64_t offset) {
@@ -344,6 +371,9 @@ class JournalReader {
   std::uint64_t skipped_ = 0;
   std::string error_;
   bool failed_ = false;
+  metrics::ReaderRegistration registration_;
+  std::string registration_error_;
+  bool registration_tried_ = false;
 };
 
 }  // namespace radar
