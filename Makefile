@@ -24,8 +24,12 @@ cpp: $(STAMP)
 	cmake -S radar_reader -B $(BUILD)/sanitize -DCMAKE_BUILD_TYPE=Debug -DRADAR_SANITIZE=ON $(CMAKE_FLAGS) > /dev/null
 	cmake --build $(BUILD)/sanitize -j $(JOBS)
 
+# The whole pipeline for DEMO_SECONDS: feed -> journal -> radar + compactor, then a
+# summary and charts in demo-output/ (`make demo DEMO_SECONDS=60 DEMO_RATE=20000`).
+DEMO_SECONDS ?= 30
+DEMO_RATE    ?= 5000
 demo: setup
-	$(BIN)/journal demo
+	$(BIN)/journal demo --duration $(DEMO_SECONDS) --rate $(DEMO_RATE)
 
 test: setup lint
 	ctest --test-dir $(BUILD)/release --output-on-failure
@@ -41,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_append.py
 	$(BIN)/python benchmarks/bench_radar.py
 	$(BIN)/python benchmarks/bench_archive.py
+	$(BIN)/python benchmarks/bench_collector.py
 
 # libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
 fuzz: $(STAMP)

@@ -1,129 +1,486 @@
-"""``journal demo``: a writer process and a reader tailing it live, on an embedded feed.
+"""``journal demo``: the whole product in one command.
 
-The writer publishes synthetic 10x10 books for four venues (two KRW, two USDT
-markets) as fast as it can generate them; this process tails the journal with a
-Reader, measures publish-to-observe latency from ``local_timestamp_ns``, then
-shows ``journal info`` and ``journal verify`` of what was written.
+Starts, each in its own process: the synthetic multi-exchange feed publishing
+through the collector publisher into a journal in /dev/shm, the C++ radar
+tailing it (its live table on the terminal, its results in a results journal),
+and the compactor archiving every sealed segment. After the chosen duration, or
+at Ctrl-C, it stops them in the order that loses nothing (feed, then radar once
+it has read every book, then compactor after a last pass), checks that every
+book written was read by the radar and archived, prints a summary and draws the
+charts of the offline analysis. Nothing stays in /dev/shm unless asked.
 """
 
 from __future__ import annotations
 
-import json
-import random
+import contextlib
+import ctypes
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from types import FrameType
 
-import numpy as np
-
-from journal._inspect import summarize, verify
+from journal import _archive
+from journal._errors import JournalError
+from journal._monitor import ReaderFigures, read_reader, read_writer, reader_files
 from journal._reader import Reader
-from journal._writer import Writer
 
-# (exchange, symbol, mid price, tick): realistic magnitudes for BTC and ETH.
-MARKETS = (
-    ("upbit", "BTC-KRW", 142_000_000.0, 1000.0),
-    ("bithumb", "BTC-KRW", 141_900_000.0, 1000.0),
-    ("binance", "BTC-USDT", 96_500.0, 0.01),
-    ("bybit", "BTC-USDT", 96_495.0, 0.1),
-    ("upbit", "ETH-KRW", 5_150_000.0, 1000.0),
-    ("binance", "ETH-USDT", 3_500.0, 0.01),
-)
-DEMO_SEGMENT_SIZE = 4 * 1024 * 1024
-
-
-def write_feed(directory: Path, books: int, seed: int = 7) -> None:
-    """The writer process: ``books`` books across MARKETS, then close.
-
-    Like a real book, each update moves little: the mid steps a tick now and then,
-    one or two levels change their quantity (in lots of 0.0001), the rest stay.
-    """
-    rng = random.Random(seed)
-    mid_ticks = [round(mid / tick) for _, _, mid, tick in MARKETS]
-    quantities: list[dict[int, float]] = [{} for _ in MARKETS]
-
-    def quantity() -> float:
-        return round(rng.uniform(0.01, 3.0), 4)
-
-    with Writer(directory, segment_size=DEMO_SEGMENT_SIZE) as writer:
-        for i in range(books):
-            m = i % len(MARKETS)
-            exchange, symbol, _, tick = MARKETS[m]
-            if rng.random() < 0.1:
-                mid_ticks[m] += rng.choice((-1, 1))
-            levels = quantities[m]
-            bid_ticks = [mid_ticks[m] - 1 - k for k in range(10)]
-            ask_ticks = [mid_ticks[m] + 1 + k for k in range(10)]
-            for changed in rng.sample(bid_ticks + ask_ticks, 2):
-                levels[changed] = quantity()
-            bids = [[t * tick, levels.setdefault(t, quantity())] for t in bid_ticks]
-            asks = [[t * tick, levels.setdefault(t, quantity())] for t in ask_ticks]
-            writer.append_orderbook(exchange, symbol, time.time_ns() // 1_000_000, i, bids, asks)
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_RADAR = REPO / "build" / "release" / "radar"
+SEGMENT_SIZE = 4 * 1024 * 1024
+KEEP_SEGMENTS = 2
+# Taker fees in basis points, as the venues publish them for a plain account.
+FEES_BPS = {"upbit": 5, "bithumb": 4, "binance": 10, "bybit": 10}
+STOP_TIMEOUT_S = 10.0
+RADAR_CATCH_UP_S = 10.0
+RADAR_NAME = "radar"
+PR_SET_PDEATHSIG = 1
 
 
-def run_demo(books: int, keep: bool) -> int:
-    directory = Path(tempfile.mkdtemp(prefix="journal-demo-", dir="/dev/shm")) / "books"
-    print(f"journal demo: {books:,} books from a writer process into {directory}")
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "journal.cli",
-            "demo",
-            "--writer-only",
-            str(directory),
-            "--books",
-            str(books),
-        ]
-    )
-    latencies = np.empty(books, dtype=np.int64)
-    seen = 0
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float
+    rate: int
+    seed: int
+    output: Path
+    radar: Path
+    idle: str
+    keep_shm: bool
+
+
+@dataclass
+class RadarSummary:
+    """What the radar printed when it stopped (its stderr)."""
+
+    books: int | None = None
+    latency: str | None = None
+    out_of_order: int | None = None
+    verify_failures: int | None = None
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> RadarSummary:
+        def number(pattern: str) -> int | None:
+            match = re.search(pattern, text)
+            return int(match[1]) if match else None
+
+        latency = re.search(r"publish-to-observe latency: (.*)", text)
+        return cls(
+            books=number(r"radar summary: (\d+) books"),
+            latency=latency[1].strip() if latency else None,
+            out_of_order=number(r"out of order or repeated \(per symbol\): (\d+)"),
+            verify_failures=number(r"verify failures: (\d+) journals stopped"),
+            text=text,
+        )
+
+
+@dataclass
+class Outcome:
+    """The figures the summary prints and the checks it makes."""
+
+    books_written: int = 0
+    books_per_stream: dict[str, int] = field(default_factory=dict)
+    archived_records: int = 0
+    archived_segments: int = 0
+    archive_bytes: int = 0
+    raw_bytes: int = 0
+    radar: RadarSummary = field(default_factory=RadarSummary)
+    problems: list[str] = field(default_factory=list)
+
+
+class PipelineError(Exception):
+    """A process of the pipeline failed: stop the others in order and report it."""
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM: stop the pipeline in order and summarise what ran."""
+
+
+class _Signals:
+    """First SIGINT/SIGTERM: ask for an orderly stop, which the pipeline checks for
+    between steps (raising from the handler could cut a process start in half).
+    Second: KeyboardInterrupt, and everything is killed at once."""
+
+    def __init__(self) -> None:
+        self.requested = 0
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.requested += 1
+        if self.requested > 1:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the demo dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _Children:
+    """The pipeline's processes, each in its own session so that Ctrl-C reaches only
+    the demo, which then stops them in order."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(
+            argv, start_new_session=True, preexec_fn=_die_with_parent, **kwargs
+        )
+        self.running[name] = child
+        return child
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
+        """Signal ``name``, wait for it; killed if it does not stop within ``timeout``."""
+        child = self.running.pop(name)
+        if child.poll() is None:
+            child.send_signal(sig)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"demo: {name} did not stop in {timeout:.0f} s, killed", file=sys.stderr)
+                child.kill()
+                child.wait()
+        return child.returncode
+
+    def kill_all(self) -> None:
+        for child in self.running.values():
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        self.running.clear()
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+@contextlib.contextmanager
+def _shm_workspace(keep: bool) -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="journal-demo-", dir="/dev/shm"))
     try:
-        with Reader(directory, start="beginning", idle="backoff") as reader:
-            started = None
-            while seen < books:
-                record = reader.poll(timeout=10.0)
-                if record is None:
-                    raise SystemExit("demo: no book for 10 s; the writer died?")
-                latencies[seen] = time.time_ns() - record.local_timestamp_ns
-                if record.sequence != seen:
-                    raise SystemExit(f"demo: expected sequence {seen}, got {record.sequence}")
-                if started is None:
-                    started = time.perf_counter()
-                    first = record.to_dict()
-                seen += 1
-            elapsed = time.perf_counter() - started
-        if writer.wait(timeout=30) != 0:
-            raise SystemExit(f"demo: writer exited with status {writer.returncode}")
-        p50, p99, p999 = np.percentile(latencies, [50, 99, 99.9]) / 1000
-        print("first book:", json.dumps(first)[:200], "...")
-        print(
-            f"read {seen:,} books in order, none missing, at {seen / elapsed:,.0f} books/s "
-            f"(the writer's Python feed generator is the bottleneck)"
-        )
-        print(
-            f"publish-to-observe latency (Python reader, backoff idle): "
-            f"p50 {p50:.1f} us, p99 {p99:.1f} us, p99.9 {p999:.1f} us"
-        )
-        summary = summarize(directory)
-        print(
-            f"journal info: {len(summary.segments)} segments, {summary.records:,} records, "
-            f"writer alive: {summary.writer_alive}"
-        )
-        report = verify(directory)
-        print(
-            f"journal verify: {report.records:,} records in {report.segments} segments: "
-            + ("OK" if report.first_error is None else report.first_error)
-        )
-        return 0 if report.first_error is None else 1
+        yield directory
     finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
         if keep:
-            print(f"kept {directory}")
+            print(f"kept {directory} (--keep-shm)")
         else:
-            shutil.rmtree(directory.parent, ignore_errors=True)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, signals: _Signals) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        signals.check()
+        if time.monotonic() > deadline:
+            raise PipelineError(f"{what} within {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def run_demo(options: DemoOptions) -> int:
+    if not options.radar.is_file():
+        print(
+            f"demo: the radar is not built ({options.radar}): run `make setup` first",
+            file=sys.stderr,
+        )
+        return 2
+    run_dir = options.output / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=False)
+    outcome = Outcome()
+    children = _Children()
+    interrupted = False
+    with (
+        _shm_workspace(options.keep_shm) as shm,
+        _Signals() as signals,
+        contextlib.ExitStack() as files,
+    ):
+        books, results, archive = shm / "books", shm / "results", run_dir / "archive"
+        logs = {
+            name: files.enter_context(open(run_dir / f"{name}.log", "wb"))
+            for name in ("feed", "radar", "compact")
+        }
+        print(
+            f"journal demo: feed -> {books} -> radar, compactor -> {archive}\n"
+            f"  {options.rate:,} books/s for {options.duration_s:g} s; "
+            f"Ctrl-C stops everything cleanly; logs in {run_dir}",
+            flush=True,
+        )
+        try:
+            try:
+                _start(children, options, books, results, archive, logs, signals)
+                _run_until_done(children, signals)
+            except StopRequested:
+                interrupted = True
+                print("\ndemo: stopping (Ctrl-C again to kill at once)", file=sys.stderr)
+            except PipelineError as error:
+                outcome.problems.append(str(error))
+                print(f"\ndemo: {error}; stopping", file=sys.stderr)
+            signals.requested = 1  # from now on Ctrl-C kills
+            _stop_in_order(children, books, archive, outcome)
+        except KeyboardInterrupt:
+            print("demo: killed", file=sys.stderr)
+            return 130
+        finally:
+            children.kill_all()
+        outcome.radar = RadarSummary.parse((run_dir / "radar.log").read_text(errors="replace"))
+        _account(outcome, books, archive)
+        premiums = _premiums_seen(results)
+    chart = _analyze(archive, run_dir)
+    _print_summary(outcome, premiums, chart, run_dir)
+    if interrupted:
+        return 130
+    return 1 if outcome.problems else 0
+
+
+def _start(
+    children: _Children,
+    options: DemoOptions,
+    books: Path,
+    results: Path,
+    archive: Path,
+    logs: dict[str, object],
+    signals: _Signals,
+) -> None:
+    children.start(
+        "feed",
+        _python(
+            "journal.demo_feed",
+            "--journal",
+            str(books),
+            "--rate",
+            str(options.rate),
+            "--duration",
+            str(options.duration_s),
+            "--seed",
+            str(options.seed),
+            "--segment-size",
+            str(SEGMENT_SIZE),
+            "--seal",
+        ),
+        stdout=logs["feed"],
+        stderr=subprocess.STDOUT,
+    )
+    _wait_for(lambda: any(books.glob("*.journal")), 30, "the feed created no journal", signals)
+    on_terminal = sys.stdout.isatty()
+    fees = [arg for venue, bps in FEES_BPS.items() for arg in ("--fee", f"{venue}={bps}")]
+    children.start(
+        "radar",
+        [
+            str(options.radar),
+            "--journal",
+            str(books),
+            "--results",
+            str(results),
+            "--start",
+            "beginning",
+            "--idle",
+            options.idle,
+            "--stale-ms",
+            "2000",
+            *fees,
+            *([] if on_terminal else ["--quiet"]),
+        ],
+        stderr=logs["radar"],
+    )
+    children.start(
+        "compact",
+        _python(
+            "journal.cli",
+            "compact",
+            str(books),
+            "--archive",
+            str(archive),
+            "--keep",
+            str(KEEP_SEGMENTS),
+        ),
+        stdout=logs["compact"],
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _run_until_done(children: _Children, signals: _Signals) -> None:
+    """Until the feed ends; a line of progress every 5 s when not on a terminal,
+    where the radar's own table is not shown."""
+    feed = children.running["feed"]
+    started = time.monotonic()
+    next_report = started + 5
+    while feed.poll() is None:
+        signals.check()
+        for name in ("radar", "compact"):
+            code = children.running[name].poll()
+            if code is not None:
+                raise PipelineError(f"the {name} stopped early (exit {code}): see {name}.log")
+        time.sleep(0.1)
+        if not sys.stdout.isatty() and time.monotonic() >= next_report:
+            next_report += 5
+            print(f"  {time.monotonic() - started:4.0f} s: running", flush=True)
+
+
+def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Outcome) -> None:
+    """Feed first (it seals its last segment), then the radar once it has read every
+    book, then the compactor after a last pass archives what the feed sealed."""
+    if children.stop("feed") != 0:
+        outcome.problems.append("the feed exited with an error: see feed.log")
+    outcome.books_written = _books_written(books)
+    _wait_for_radar(books, outcome.books_written)
+    children.stop("radar", signal.SIGINT)
+    children.stop("compact")
+    last_pass = subprocess.run(
+        _python("journal.cli", "compact", str(books), "--archive", str(archive), "--once", "-q"),
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+    )
+    if last_pass.returncode != 0:
+        outcome.problems.append(f"the compactor's last pass failed: {last_pass.stderr.strip()}")
+
+
+def _books_written(books: Path) -> int:
+    """The writer's own count, from its metrics file (it outlives the writer)."""
+    figures = read_writer(books)
+    if figures is None:
+        raise PipelineError(f"the feed left no writer metrics in {books}")
+    return figures.records
+
+
+def _wait_for_radar(books: Path, written: int) -> None:
+    """Until the radar's registration says it has read ``written`` books; a radar
+    that stops making progress for RADAR_CATCH_UP_S is stopped anyway, and the
+    summary then says how many it read."""
+    progress, since = -1, time.monotonic()
+    while time.monotonic() - since < RADAR_CATCH_UP_S:
+        read = sum(reader.records for reader in _radar_registrations(books))
+        if read >= written:
+            return
+        if read > progress:
+            progress, since = read, time.monotonic()
+        time.sleep(0.02)
+
+
+def _radar_registrations(books: Path) -> list[ReaderFigures]:
+    figures = []
+    for path in reader_files(books):
+        with contextlib.suppress(JournalError, OSError):  # gone or half-written: next look
+            reader = read_reader(path)
+            if reader.name == RADAR_NAME and reader.alive:
+                figures.append(reader)
+    return figures
+
+
+def _account(outcome: Outcome, books: Path, archive: Path) -> None:
+    """Archived records, sizes, and the checks: written == read by the radar == archived."""
+    for path in _archive.archive_files(archive / books.name):
+        with _archive.ArchiveReader(path) as reader:
+            outcome.archived_segments += 1
+            outcome.archive_bytes += reader.file_size
+            outcome.raw_bytes += reader.header.commit_offset
+            outcome.archived_records += sum(1 for _ in reader.records())
+    written = outcome.books_written
+    if outcome.radar.books != written:
+        outcome.problems.append(f"the radar read {outcome.radar.books} books of {written:,}")
+    if outcome.archived_records != written:
+        outcome.problems.append(f"{outcome.archived_records:,} books archived of {written:,}")
+    if outcome.radar.out_of_order:
+        outcome.problems.append(f"the radar saw {outcome.radar.out_of_order} books out of order")
+    if outcome.radar.verify_failures:
+        outcome.problems.append("the radar's FlatBuffers Verifier refused records")
+
+
+@dataclass(frozen=True)
+class PremiumSeen:
+    base: str
+    pair: str
+    first: float
+    low: float
+    high: float
+    last: float
+    results: int
+
+
+def _premiums_seen(results: Path) -> list[PremiumSeen]:
+    """Per base asset and (KRW venue, USDT venue): the kimchi premium the radar reported."""
+    series: dict[tuple[str, str], list[float]] = {}
+    if not any(results.glob("*.journal")):
+        return []
+    with Reader(results, start="beginning") as reader:
+        for result in reader.available():
+            premium = result.kimchi_premium
+            if premium == premium:  # NaN until both books are there
+                key = (result.base, f"{result.krw_exchange}/{result.usdt_exchange}")
+                series.setdefault(key, []).append(premium)
+    return [
+        PremiumSeen(base, pair, v[0], min(v), max(v), v[-1], len(v))
+        for (base, pair), v in sorted(series.items())
+    ]
+
+
+def _analyze(archive: Path, run_dir: Path) -> Path | None:
+    """The offline analysis of the archive: kimchi.png, spread.png, delay.png."""
+    from journal._analyze import kimchi_premiums, series_stats, write_charts
+    from journal.analysis import load_books
+
+    sources = [str(path) for path in sorted(archive.iterdir())] if archive.is_dir() else []
+    if not sources:
+        return None
+    books = load_books(sources)
+    if not len(books):
+        return None
+    premiums, _ = kimchi_premiums(books)
+    try:
+        charts = write_charts(books, series_stats(books), premiums, run_dir / "charts")
+    except ImportError:
+        print("charts not drawn: matplotlib is missing (pip install 'orderbook-journal[analysis]')")
+        return None
+    return charts[0]
+
+
+def _print_summary(
+    outcome: Outcome, premiums: list[PremiumSeen], chart: Path | None, run_dir: Path
+) -> None:
+    radar = outcome.radar
+    print("\n== journal demo summary ==")
+    print(f"books written    {outcome.books_written:>12,}")
+    print(f"read by radar    {'?' if radar.books is None else f'{radar.books:,}':>12}")
+    print(f"archived         {outcome.archived_records:>12,} in {outcome.archived_segments} files")
+    if radar.latency:
+        print(f"radar latency    {radar.latency} (publish to observe)")
+    if outcome.archive_bytes:
+        print(
+            f"archive          {outcome.archive_bytes / 1e6:,.2f} MB for "
+            f"{outcome.raw_bytes / 1e6:,.2f} MB of segments: "
+            f"{outcome.raw_bytes / outcome.archive_bytes:.1f}x smaller"
+        )
+    if premiums:
+        print("kimchi premium seen by the radar (first, low, high, last):")
+        for p in premiums:
+            print(
+                f"  {p.base:<5} {p.pair:<18} {100 * p.first:+7.3f}% {100 * p.low:+7.3f}% "
+                f"{100 * p.high:+7.3f}% {100 * p.last:+7.3f}%  ({p.results:,} results)"
+            )
+    if chart is not None:
+        print(f"chart            {chart}")
+    print(f"logs and archive {run_dir}")
+    for problem in outcome.problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    if not outcome.problems:
+        print("every book written was read by the radar and archived")

@@ -1,4 +1,4 @@
-"""The ``journal`` command: info, dump, verify, demo, compact, analyze and export."""
+"""The ``journal`` command: inspect, demo, compact, analyze, export, import and monitor journals."""
 
 from __future__ import annotations
 
@@ -97,16 +97,30 @@ def _verify(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from journal import _demo
 
-    if args.writer_only:
-        _demo.write_feed(Path(args.writer_only), args.books)
-        return 0
-    return _demo.run_demo(args.books, args.keep)
+    return _demo.run_demo(
+        _demo.DemoOptions(
+            duration_s=args.duration,
+            rate=args.rate,
+            seed=args.seed,
+            output=Path(args.output),
+            radar=Path(args.radar),
+            idle=args.idle,
+            keep_shm=args.keep_shm,
+        )
+    )
 
 
 def _compact(args: argparse.Namespace) -> int:
     from journal._compact import run
 
     return run(args)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
 
 
 def _parse_time(text: str) -> int:
@@ -131,7 +145,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="journal", description="Inspect, dump and verify order-book journals."
+        prog="journal",
+        description="Order-book journals: inspect, demo, compact, analyze, import, monitor.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -171,10 +186,38 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", help="journal directory")
     check.set_defaults(run=_verify)
 
-    demo = commands.add_parser("demo", help="a writer process and a live reader, then checks")
-    demo.add_argument("--books", type=int, default=200_000, help="books to write (200000)")
-    demo.add_argument("--keep", action="store_true", help="keep the journal in /dev/shm")
-    demo.add_argument("--writer-only", metavar="DIR", help=argparse.SUPPRESS)
+    from journal._demo import DEFAULT_RADAR
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole pipeline: demo feed -> journal -> radar, compactor, analysis",
+        description="Run the synthetic multi-exchange feed into a journal in /dev/shm, the "
+        "radar tailing it and the compactor archiving it; then stop them in order, check "
+        "that every book was read and archived, and print a summary and a chart.",
+    )
+    demo.add_argument(
+        "--duration", type=_positive_float, default=30.0, help="seconds to run (default 30)"
+    )
+    demo.add_argument("--rate", type=int, default=5000, help="books per second (default 5000)")
+    demo.add_argument("--seed", type=int, default=7, help="the feed's random seed (default 7)")
+    demo.add_argument(
+        "--output",
+        default="demo-output",
+        help="where logs, the archive and the charts go, one run-* directory per run "
+        "(default ./demo-output)",
+    )
+    demo.add_argument(
+        "--radar", default=str(DEFAULT_RADAR), help=f"the radar program (default {DEFAULT_RADAR})"
+    )
+    demo.add_argument(
+        "--idle",
+        choices=("spin", "yield", "backoff", "futex"),
+        default="futex",
+        help="how the radar waits (default futex; spin gives the lowest latency but takes a CPU)",
+    )
+    demo.add_argument(
+        "--keep-shm", action="store_true", help="keep the journals in /dev/shm afterwards"
+    )
     demo.set_defaults(run=_demo)
 
     from journal._compact import add_arguments as compact_arguments
@@ -200,6 +243,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--fx", type=float, help="fixed KRW per USDT (default: a USDT-KRW book of a KRW venue)"
     )
     analyze.set_defaults(run=_analyze)
+
+    from journal.feeds import _import
+
+    captures = commands.add_parser(
+        "import-captures",
+        help="replay exchange capture files into a journal: real books, gaps and resyncs",
+        description="Rebuild each stream's book from the captured websocket messages "
+        "and REST snapshots (docs/FEEDS.md) and append every top-10 book, with its "
+        "recorded times, to a new journal; report per stream books, gaps and resyncs.",
+    )
+    _import.add_arguments(captures)
+    captures.set_defaults(run=_import.run)
+
+    from journal import _prometheus, _top
+
+    top = commands.add_parser("top", help="writers and readers of journals, live: rate, lag")
+    _top.add_arguments(top)
+    top.set_defaults(run=_top.run)
+
+    metrics = commands.add_parser(
+        "metrics", help="writer and reader metrics in the Prometheus text format"
+    )
+    _prometheus.add_arguments(metrics)
+    metrics.set_defaults(run=_prometheus.run)
 
     export = commands.add_parser("export", help="write the books as Parquet (pyarrow)")
     add_source_arguments(export, _parse_time)

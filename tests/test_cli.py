@@ -1,4 +1,4 @@
-"""The `journal` command: info, dump, verify and demo, run as a user runs them."""
+"""The `journal` command: info, dump and verify, run as a user runs them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import journal
 from journal import _layout as F
-from tests.conftest import ASKS, BIDS, SHM
+from tests.conftest import ASKS, BIDS
 
 SEGMENT = 64 * 1024
 
@@ -114,12 +114,3 @@ def test_missing_journal_is_a_clear_error(shm_dir: Path) -> None:
         missing = run(command, str(shm_dir / "nothing-here"))
         assert missing.returncode == 2
         assert "not a journal directory" in missing.stderr
-
-
-def test_demo_runs_and_cleans_up() -> None:
-    before = set(SHM.glob("journal-demo-*"))
-    demo = run("demo", "--books", "20000", timeout=300)
-    assert demo.returncode == 0, demo.stderr
-    assert "read 20,000 books in order, none missing" in demo.stdout
-    assert "journal verify: 20,000 records" in demo.stdout and "OK" in demo.stdout
-    assert set(SHM.glob("journal-demo-*")) <= before
