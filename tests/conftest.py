@@ -15,6 +15,9 @@ from tests._procs import Children
 
 SHM = Path("/dev/shm")
 REPO = Path(__file__).resolve().parent.parent
+# Real exchange captures (cryptofeed's sample data, unchanged; see its README.md
+# and LICENSE.cryptofeed there), kept in the repository so every clone tests them.
+CAPTURES = REPO / "tests" / "data" / "exchange-captures"
 
 
 def ten_levels(best: float, step: float, side: str) -> list[list[float]]:

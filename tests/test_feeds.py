@@ -28,10 +28,7 @@ from journal.feeds import (
     UpbitBook,
     import_captures,
 )
-from tests.conftest import REPO
-
-CAPTURES = REPO.parent / "shared" / "data" / "exchange-captures"
-pytestmark = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"no captures at {CAPTURES}")
+from tests.conftest import CAPTURES
 
 Levels = list[tuple[float, float]]
 Expected = tuple[int, int, int, Levels, Levels]  # sequence, timestamp ms, local ns, bids, asks

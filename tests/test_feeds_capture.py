@@ -9,9 +9,7 @@ import pytest
 
 from journal.feeds import CaptureFormatError, LineKind, read_capture
 from journal.feeds._capture import parse_line
-from tests.conftest import REPO
-
-CAPTURES = REPO.parent / "shared" / "data" / "exchange-captures"
+from tests.conftest import CAPTURES
 
 
 def test_each_kind_of_line() -> None:
@@ -91,7 +89,6 @@ def test_a_line_that_is_not_utf8_is_named(tmp_path: Path) -> None:
         list(read_capture(capture))
 
 
-@pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"no captures at {CAPTURES}")
 @pytest.mark.parametrize(
     "name",
     [

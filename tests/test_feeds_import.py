@@ -13,10 +13,8 @@ import pytest
 import journal
 from journal.feeds import FeedError, import_captures
 from journal.feeds._import import add_arguments, run
-from tests.conftest import REPO
+from tests.conftest import CAPTURES
 
-CAPTURES = REPO.parent / "shared" / "data" / "exchange-captures"
-pytestmark = pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"no captures at {CAPTURES}")
 ALL = sorted(str(path) for path in CAPTURES.glob("*.*.*.*"))
 
 BOOKS = {
