@@ -76,8 +76,18 @@ def writer_alive(directory: Path) -> bool | None:
     Takes a shared lock for an instant: a writer starting at that very moment
     retries (see WriterLock), so the probe never makes it fail.
     """
+    return lock_held(lock_path(directory))
+
+
+def lock_held(path: Path) -> bool | None:
+    """Whether a process holds an exclusive flock on ``path`` now; None if there is
+    no such file.
+
+    A shared lock for an instant: prober and prober never block each other, and a
+    live owner's exclusive lock makes it fail.
+    """
     try:
-        fd = os.open(lock_path(directory), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:

@@ -41,6 +41,7 @@ from typing import Final
 
 from journal import _metrics_layout as M
 from journal._errors import InvalidRecordError, JournalError, JournalFullError, RecordTooLargeError
+from journal._lock import lock_held
 from journal._segment import WriterIdentity
 
 log = logging.getLogger("journal.metrics")
@@ -249,21 +250,11 @@ def default_reader_name() -> str:
 
 def reader_alive(path: Path) -> bool:
     """Whether the reader that owns metrics file ``path`` still holds its lock.
-
-    A shared lock for an instant: readers probing each other at once both get it,
-    and a live owner (exclusive lock) makes it fail. A missing file is not alive.
-    """
+    A missing or unreadable file is not alive."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return lock_held(path) is True
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def remove_dead_readers(journal: Path) -> list[str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Final
 
 from journal import _metrics_layout as M
-from journal._errors import JournalError
 from journal._monitor import (
     REFUSAL_REASONS,
     JournalSnapshot,
@@ -319,20 +318,3 @@ def run(args: argparse.Namespace) -> int:
     temporary.write_text(text)
     os.replace(temporary, output)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m journal._prometheus``: what ``journal metrics`` runs."""
-    parser = argparse.ArgumentParser(
-        prog="journal metrics", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except JournalError as error:
-        print(f"journal metrics: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,7 +25,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, TextIO
 
-from journal._errors import JournalError
 from journal._metrics import remove_dead_readers
 from journal._monitor import (
     REFUSAL_REASONS,
@@ -322,20 +321,3 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         out.write("\n" if terminal else "")
         return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m journal._top``: what ``journal top`` runs."""
-    parser = argparse.ArgumentParser(
-        prog="journal top", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except JournalError as error:
-        print(f"journal top: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

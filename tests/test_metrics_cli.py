@@ -28,10 +28,10 @@ from tests.conftest import ASKS, BIDS, REPO
 SEGMENT = 64 * 1024
 
 
-def run_module(module: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``journal top`` / ``journal metrics`` as their own process (their module's main)."""
+def run_journal(command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``journal top`` / ``journal metrics`` as a user runs them."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "journal.cli", command, *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -133,7 +133,7 @@ def test_metrics_output_parses_and_matches_the_journals(shm_dir: Path) -> None:
         with journal.Reader(root / "upbit", name="arb") as reader:
             for _ in range(200):
                 reader.try_next()
-            done = run_module("journal._prometheus", str(root))
+            done = run_journal("metrics", str(root))
             position = reader.position
         rolls = upbit.position[0]
     assert done.returncode == 0, done.stderr
@@ -164,7 +164,7 @@ def test_metrics_output_parses_and_matches_the_journals(shm_dir: Path) -> None:
 
 
 def test_metrics_of_a_path_that_is_no_journal_is_an_error(shm_dir: Path) -> None:
-    done = run_module("journal._prometheus", str(shm_dir))
+    done = run_journal("metrics", str(shm_dir))
     assert done.returncode == 2
     assert f"{shm_dir} is not a journal" in done.stderr
 
@@ -182,7 +182,7 @@ def test_top_once_shows_the_writer_and_its_readers(journal_dir: Path) -> None:
         with journal.Reader(journal_dir, name="lagging") as reader:
             for _ in range(100):
                 reader.try_next()
-            done = run_module("journal._top", str(journal_dir), "--once", "--interval", "0.2")
+            done = run_journal("top", str(journal_dir), "--once", "--interval", "0.2")
             segment, offset = reader.position  # type: ignore[misc]
     assert done.returncode == 0, done.stderr
     journal_line, reader_line = done.stdout.splitlines()
@@ -201,7 +201,7 @@ def test_top_on_a_terminal_redraws_until_ctrl_c(journal_dir: Path) -> None:
         writer.append_orderbook(*book(0))
         controller, terminal = pty.openpty()
         top = subprocess.Popen(
-            [sys.executable, "-m", "journal._top", str(journal_dir), "--interval", "0.1"],
+            [sys.executable, "-m", "journal.cli", "top", str(journal_dir), "--interval", "0.1"],
             cwd=REPO,
             stdin=terminal,
             stdout=terminal,

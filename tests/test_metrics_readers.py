@@ -201,7 +201,15 @@ def test_a_killed_reader_is_dead_until_cleaned_up(journal_dir: Path) -> None:
             again.proc.kill()
             again.proc.wait()
             top = subprocess.run(
-                [sys.executable, "-m", "journal._top", str(journal_dir), *TOP_ONCE, "--clean"],
+                [
+                    sys.executable,
+                    "-m",
+                    "journal.cli",
+                    "top",
+                    str(journal_dir),
+                    *TOP_ONCE,
+                    "--clean",
+                ],
                 cwd=REPO,
                 capture_output=True,
                 text=True,
