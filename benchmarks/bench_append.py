@@ -51,7 +51,7 @@ from typing import Any
 
 import flatbuffers
 import numpy as np
-from _machine import commit, cpu_model, load
+from _machine import commit, cpu_model, load, timer_overhead_ns
 from OrderBookData import OrderBook as StructOrderBook
 from OrderBookData import PriceLevel as StructPriceLevel
 
@@ -283,16 +283,6 @@ def latency_sample(writer: journal.Writer, samples: int) -> dict[str, float]:
 
 def percentile(ordered: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-def timer_overhead_ns() -> float:
-    """Median cost of an empty ``perf_counter_ns()`` pair: included in each latency."""
-    clock = time.perf_counter_ns
-    pairs = []
-    for _ in range(20_000):
-        start = clock()
-        pairs.append(clock() - start)
-    return statistics.median(pairs)
 
 
 def build_struct_book(

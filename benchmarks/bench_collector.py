@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from _machine import commit, cpu_model, load
+from _machine import commit, cpu_check, cpu_model, load, timer_overhead_ns
 
 import journal
 from journal.collector import BookPublisher
@@ -152,16 +152,6 @@ def spread(values_ns: list[int]) -> Spread:
 def median_of(spreads: list[Spread], field: str) -> float:
     """The median over rounds of one percentile: one slow round does not move it."""
     return statistics.median(getattr(s, field) for s in spreads)
-
-
-def timer_overhead_ns() -> float:
-    """Median cost of an empty ``perf_counter_ns()`` pair: inside every per-book figure."""
-    clock = time.perf_counter_ns
-    pairs = []
-    for _ in range(20_000):
-        start = clock()
-        pairs.append(clock() - start)
-    return statistics.median(pairs)
 
 
 # -- 1, 2: the append, the publisher, json.loads ----------------------------------------
@@ -749,30 +739,6 @@ def report_ratios(
 
 # -- main -------------------------------------------------------------------------------
 
-CPU_CHECK = """
-import time
-clock = time.perf_counter_ns
-start = last = clock()
-lost = 0
-while last - start < 500_000_000:
-    now = clock()
-    if now - last > 50_000:
-        lost += now - last
-    last = now
-print(lost / (last - start))
-"""
-
-
-def cpu_check() -> list[float]:
-    """Two busy processes for 0.5 s: the share of time each was off its CPU (gaps over
-    50 µs). Near 0 when two CPUs are free; section 4 runs a spinning observer beside
-    the loop, and other work on the machine shows up there as latency."""
-    procs = [
-        subprocess.Popen([sys.executable, "-c", CPU_CHECK], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    return [float(proc.communicate(timeout=30)[0]) for proc in procs]
-
 
 def machine() -> str:
     return f"{cpu_model()}, numpy {np.__version__}"
@@ -799,7 +765,7 @@ def main() -> None:
         f"book: {EXCHANGE} {SYMBOL}, 10x10, as OrderBookV2.to_dict() gives it\n",
         flush=True,
     )
-    lost = cpu_check()
+    lost = cpu_check(0.5)
     # SIGTERM (make, a CI timeout) unwinds like Ctrl-C: children killed, /dev/shm cleaned.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -810,7 +776,7 @@ def main() -> None:
         seen = bench_observed(base, s)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    lost += cpu_check()
+    lost += cpu_check(0.5)
     print(
         f"# CPU check, two busy processes off their CPU (~0% on two free CPUs): "
         f"{lost[0]:.0%} and {lost[1]:.0%} before the runs, {lost[2]:.0%} and {lost[3]:.0%} after\n"

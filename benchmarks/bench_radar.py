@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import commit, cpu_model, load
+from _machine import commit, cpu_check, cpu_model, load
 
 import journal
 from journal._decode import read_orderbook
@@ -588,31 +588,6 @@ def ratio(runs: Runs, over: Case, under: Case, pacing: Pacing) -> tuple[float, f
     return statistics.median(values), min(values), max(values)
 
 
-CPU_CHECK = """
-import time
-clock = time.perf_counter_ns
-start = last = clock()
-lost = 0
-while last - start < 1_000_000_000:
-    now = clock()
-    if now - last > 50_000:
-        lost += now - last
-    last = now
-print(lost / (last - start))
-"""
-
-
-def cpu_check() -> list[float]:
-    """Two busy processes for 1 s: the share of time each was off its CPU (gaps over
-    50 us). On two real cores this is near 0; a VM whose two vCPUs share less than two
-    physical CPUs shows it here, and any case where two processes spin then suffers."""
-    procs = [
-        subprocess.Popen([sys.executable, "-c", CPU_CHECK], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    return [float(proc.communicate(timeout=30)[0]) for proc in procs]
-
-
 def fmt_us(value: float) -> str:
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
@@ -777,7 +752,7 @@ def main() -> None:
     print(f"# bench_radar{' --quick' if args.quick else ''}: {machine()}")
     print(f"# at {version()}")
     print(f"# load average at start: {load()} (other work on these CPUs skews every figure)")
-    lost = cpu_check()
+    lost = cpu_check(1.0)
     print(
         f"# CPU check: two busy processes were off their CPU {lost[0]:.0%} and {lost[1]:.0%} "
         "of the time (gaps > 50 us; ~0% on two real cores)"
@@ -816,7 +791,7 @@ def main() -> None:
                 replay[verify].append(replay_run(path, s.replay_books, verify))
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    lost += cpu_check()
+    lost += cpu_check(1.0)
     report(s, runs, replay, write_rate, lost)
     print(
         f"\n# total {time.monotonic() - began:.1f} s; load average at end: {load()}; "
