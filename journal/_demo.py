@@ -71,7 +71,7 @@ class RadarSummary:
             match = re.search(pattern, text)
             return int(match[1]) if match else None
 
-        latency = re.search(r"publish-to-observe latency: (.*)", text)
+        latency = re.search(r"publish-to-observe latency: ([^(\n]*)", text)
         return cls(
             books=number(r"radar summary: (\d+) books"),
             latency=latency[1].strip() if latency else None,
@@ -463,7 +463,7 @@ def _print_summary(
     print(f"read by radar    {'?' if radar.books is None else f'{radar.books:,}':>12}")
     print(f"archived         {outcome.archived_records:>12,} in {outcome.archived_segments} files")
     if radar.latency:
-        print(f"radar latency    {radar.latency} (publish to observe)")
+        print(f"radar latency    {radar.latency.rstrip(', ')} (publish to observe)")
     if outcome.archive_bytes:
         print(
             f"archive          {outcome.archive_bytes / 1e6:,.2f} MB for "
