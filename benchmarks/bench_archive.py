@@ -8,7 +8,7 @@ Two sets of books, each written to a journal in /dev/shm with 4 MiB segments:
     measured on, kept here so that they stay comparable: six markets, a level or two
     changing per update, the mid stepping a tick now and then);
 (b) Upbit: the order books of the real capture
-    ../shared/data/exchange-captures/UPBIT.ws.62.0 (full top-15 snapshots, kept to 10
+    tests/data/exchange-captures/UPBIT.ws.62.0 (full top-15 snapshots, kept to 10
     levels; ``KRW-LAMB`` stored as ``LAMB-KRW``), replayed in order until there are
     enough books, each replay shifted in time so that both timestamps keep
     increasing. The capture has only 145 books, so the replays repeat them: zstd and
@@ -24,10 +24,13 @@ For each:
    fsync, rename, remove). The same books as Parquet with zstd
    (``journal export --parquet``'s writer, from ``load_books`` columns).
 2. Decode into numpy columns (records/s): ``journal.analysis.load_books`` over the
-   archive and over the live journal (a copy kept before compaction); the official
-   flatc-generated Python reader (``OrderBook.GetRootAs`` and accessors) decoding
-   records one by one into the same columns; and a ``journal.Reader`` loop
-   (``verify=True``) doing the same. The official reader's columns are checked
+   archive and over the live journal (a copy kept before compaction), with its
+   default worker threads (zstd frames decompressed and segments walked beside the
+   decoding thread, one fewer than the CPUs) and with ``threads=0`` (everything in
+   one thread; the figure a busy machine gets); the official flatc-generated Python
+   reader (``OrderBook.GetRootAs`` and accessors) decoding records one by one into
+   the same columns; and a ``journal.Reader`` loop (``verify=True``) doing the same.
+   The official reader's columns, and ``load_books``'s in one thread, are checked
    equal to ``load_books``'s before anything is timed.
 
 Repeats are interleaved (one of each case per round) and figures are medians.
@@ -67,7 +70,7 @@ from journal.analysis import Books, load_books
 SHM = Path("/dev/shm")
 SEGMENT_SIZE = 4 * 1024 * 1024
 DEPTH = 10
-CAPTURE = ROOT.parent / "shared" / "data" / "exchange-captures" / "UPBIT.ws.62.0"
+CAPTURE = ROOT / "tests" / "data" / "exchange-captures" / "UPBIT.ws.62.0"
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,13 @@ def measure_decoding(sets: list[DataSet], s: Settings) -> None:
                 getattr(archived, name), getattr(everything, name)[: len(archived)], equal_nan=True
             ):
                 raise AssertionError(f"{d.name}: archive column {name} differs from the journal")
+        for source, threaded in ((d.live, everything), (stream, archived)):
+            alone = load_books(source, depth=DEPTH, threads=0)
+            for name in Books.COLUMNS:
+                if not np.array_equal(
+                    getattr(alone, name), getattr(threaded, name), equal_nan=True
+                ):
+                    raise AssertionError(f"{d.name}: column {name} differs with threads=0")
         n = min(s.official_books, d.books)
         locations = record_locations(d.live, n)
         check_same(everything, decode_official(locations), n, f"{d.name} official reader")
@@ -393,6 +403,12 @@ def measure_decoding(sets: list[DataSet], s: Settings) -> None:
         def live_case(live: Path = d.live) -> object:
             return load_books(live, depth=DEPTH)
 
+        def archive_one_thread(stream: Path = stream) -> object:
+            return load_books(stream, depth=DEPTH, threads=0)
+
+        def live_one_thread(live: Path = d.live) -> object:
+            return load_books(live, depth=DEPTH, threads=0)
+
         def official_case(locations: list[tuple[bytes, int]] = locations) -> object:
             return decode_official(locations)
 
@@ -402,6 +418,8 @@ def measure_decoding(sets: list[DataSet], s: Settings) -> None:
         cases += [
             (d, Case("load_books, archive", d.archived_books, archive_case)),
             (d, Case("load_books, live journal", d.books, live_case)),
+            (d, Case("load_books, archive, threads=0", d.archived_books, archive_one_thread)),
+            (d, Case("load_books, live, threads=0", d.books, live_one_thread)),
             (d, Case("official generated reader", n, official_case)),
             (d, Case("journal.Reader loop", d.books, reader_case)),
         ]
@@ -464,7 +482,7 @@ def report(sets: list[DataSet], s: Settings) -> None:
         print(f"  decode into numpy columns, records/s ({s.repeats} interleaved repeats):")
         for name, rates in d.rates.items():
             print(
-                f"    {name:<28} median {statistics.median(rates):>12,.0f}  "
+                f"    {name:<31} median {statistics.median(rates):>12,.0f}  "
                 f"min {min(rates):>12,.0f}  max {max(rates):>12,.0f}"
             )
         med = {name: statistics.median(rates) for name, rates in d.rates.items()}
@@ -498,7 +516,12 @@ def report(sets: list[DataSet], s: Settings) -> None:
             lambda d: f"{d.raw_bytes / 1e6 / statistics.median(d.compact_s):,.0f} MB/s",
         ),
     ]
-    for name in ("load_books, archive", "load_books, live journal"):
+    for name in (
+        "load_books, archive",
+        "load_books, live journal",
+        "load_books, archive, threads=0",
+        "load_books, live, threads=0",
+    ):
         rows.append((f"`{name}`", lambda d, name=name: rate(d, name)))
     rows += [
         ("Official generated reader", lambda d: rate(d, "official generated reader")),

@@ -546,13 +546,6 @@ MIN_VALUE_FRAME: Final = 64
 their words 5-7 moved; smaller ones stay as they are."""
 
 
-def value_starts(offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """The offsets (of ``offsets``, records with size prefix ``sizes``) whose record
-    frame is long enough to have its values moved."""
-    frames = (F.SIZE_PREFIX_SIZE + sizes + F.RECORD_ALIGNMENT - 1) & ~(F.RECORD_ALIGNMENT - 1)
-    return offsets[frames >= MIN_VALUE_FRAME]
-
-
 def split_values(frame: np.ndarray, starts: np.ndarray) -> bytes:
     """Zero words 5-7 of the record frames at ``starts`` (byte offsets, 8-aligned) of
     the writable uint8 ``frame`` and return them as value planes: per word, the

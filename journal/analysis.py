@@ -352,8 +352,8 @@ class _Loader:
     to decompress, or once decoded just its row count), decoded up to ``cut`` (where
     ``failure``, raised at the end, was met). ``filled``: the output rows given to
     the blocks decoded so far; ``queued``: blocks waiting for the output columns to be
-    allocated (once every walk is done: allocated once, for all the rows), then
-    written by the ``writer`` thread (``writes``: the blocks it has yet to write).
+    allocated (once every walk is done: allocated once, for all the rows), each with
+    the executor that writes it (``writes``: the blocks being written).
     """
 
     start_ns: int | None

@@ -484,6 +484,8 @@ def test_an_archive_with_more_records_than_compressed_bytes_grows_the_output(
 def test_an_archive_that_changes_between_plan_and_read_is_refused(
     books_journal: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An archive is planned from its index, then opened again to be read: if the
+    index is not the same, the planned frame numbers are not trusted."""
     stream = archive_sealed(books_journal, shm_dir / "archive")
     opened: list[str] = []
 

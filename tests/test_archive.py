@@ -10,9 +10,11 @@ import os
 import re
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import flatbuffers
+import numpy as np
 import pytest
 import zstandard
 from RadarData import RadarResult as RR
@@ -654,3 +656,30 @@ def test_value_planes_restore_every_byte_and_their_count_is_checked(
         pytest.raises(journal.CorruptArchiveError, match="content size"),
     ):
         reader.read_frame(0)
+
+
+def test_frames_are_decompressed_by_several_threads_at_once(
+    one_archive: tuple[Path, bytes],
+) -> None:
+    """journal.analysis decompresses frames in worker threads: one reader, each thread
+    with its own zstd context, the same bytes, every frame counted."""
+    path, _ = one_archive
+    with A.ArchiveReader(path) as reader:
+        count = len(reader.frames)
+        alone = [reader.decompress_frame(i) for i in range(count)]
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(3):
+                assert list(pool.map(reader.decompress_frame, range(count))) == alone
+        assert reader.frames_decompressed == 4 * count
+
+
+def test_plane_values_are_the_values_split_values_moved() -> None:
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 1 << 63, 64, dtype=np.uint64).view(np.uint8)
+    starts = np.array([0, 64, 200, 360], np.int64)
+    original = frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].T.copy()
+    planes = A.split_values(frame, starts)
+    assert not frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].any()
+    assert np.array_equal(A.plane_values(planes, len(starts)), original)
+    A.restore_values(frame, planes, starts)
+    assert np.array_equal(frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].T, original)
