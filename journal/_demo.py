@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import re
 import shutil
 import signal
@@ -152,8 +153,11 @@ class _Children:
         return child
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
-        """Signal ``name``, wait for it; killed if it does not stop within ``timeout``."""
-        child = self.running.pop(name)
+        """Signal ``name``, wait for it; killed if it does not stop within ``timeout``.
+        A process never started (Ctrl-C came first) counts as stopped cleanly."""
+        child = self.running.pop(name, None)
+        if child is None:
+            return 0
         if child.poll() is None:
             child.send_signal(sig)
             try:
@@ -162,6 +166,8 @@ class _Children:
                 print(f"demo: {name} did not stop in {timeout:.0f} s, killed", file=sys.stderr)
                 child.kill()
                 child.wait()
+            if child.returncode == -sig:  # ended by the signal asked of it, before
+                return 0  # it could set its handler: a stop, not a failure
         return child.returncode
 
     def kill_all(self) -> None:
@@ -197,6 +203,20 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str, signals:
         time.sleep(0.02)
 
 
+def _new_run_directory(output: Path) -> Path:
+    """``OUTPUT/run-<local time>``, with a suffix when a run started the same second."""
+    output.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    for attempt in itertools.count(1):
+        run_dir = output / (stem if attempt == 1 else f"{stem}-{attempt}")
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        return run_dir
+    raise AssertionError("unreachable")
+
+
 def run_demo(options: DemoOptions) -> int:
     if not options.radar.is_file():
         print(
@@ -204,14 +224,13 @@ def run_demo(options: DemoOptions) -> int:
             file=sys.stderr,
         )
         return 2
-    run_dir = options.output / datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = _new_run_directory(options.output)
     outcome = Outcome()
     children = _Children()
     interrupted = False
     with (
+        _Signals() as signals,  # first: a signal from here on is an orderly stop
         _shm_workspace(options.keep_shm) as shm,
-        _Signals() as signals,
         contextlib.ExitStack() as files,
     ):
         books, results, archive = shm / "books", shm / "results", run_dir / "archive"
@@ -341,8 +360,12 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
     book, then the compactor after a last pass archives what the feed sealed."""
     if children.stop("feed") != 0:
         outcome.problems.append("the feed exited with an error: see feed.log")
+    if not books.exists():  # stopped before the feed opened its journal
+        children.kill_all()
+        return
     outcome.books_written = _books_written(books)
-    _wait_for_radar(books, outcome.books_written)
+    if "radar" in children.running:
+        _wait_for_radar(books, outcome.books_written)
     children.stop("radar", signal.SIGINT)
     children.stop("compact")
     last_pass = subprocess.run(
@@ -358,9 +381,7 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
 def _books_written(books: Path) -> int:
     """The writer's own count, from its metrics file (it outlives the writer)."""
     figures = read_writer(books)
-    if figures is None:
-        raise PipelineError(f"the feed left no writer metrics in {books}")
-    return figures.records
+    return 0 if figures is None else figures.records
 
 
 def _wait_for_radar(books: Path, written: int) -> None:
@@ -396,8 +417,9 @@ def _account(outcome: Outcome, books: Path, archive: Path) -> None:
             outcome.raw_bytes += reader.header.commit_offset
             outcome.archived_records += sum(1 for _ in reader.records())
     written = outcome.books_written
-    if outcome.radar.books != written:
-        outcome.problems.append(f"the radar read {outcome.radar.books} books of {written:,}")
+    read = outcome.radar.books or 0  # None: it printed no summary (never started)
+    if read != written:
+        outcome.problems.append(f"the radar read {read:,} books of {written:,}")
     if outcome.archived_records != written:
         outcome.problems.append(f"{outcome.archived_records:,} books archived of {written:,}")
     if outcome.radar.out_of_order:
@@ -482,5 +504,7 @@ def _print_summary(
     print(f"logs and archive {run_dir}")
     for problem in outcome.problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
-    if not outcome.problems:
+    if not outcome.books_written:
+        print("stopped before the feed wrote a book")
+    elif not outcome.problems:
         print("every book written was read by the radar and archived")
