@@ -24,6 +24,7 @@ from journal.feeds import (
     BinanceSpotBook,
     BybitBook,
     CaptureReplay,
+    MessageError,
     TopOfBook,
     UpbitBook,
     import_captures,
@@ -444,3 +445,24 @@ def test_a_lost_bybit_insert_is_a_gap_when_its_level_is_next_touched() -> None:
             published += builder.on_message(message, ns)
     assert builder.stats.gaps == 1 and not builder.synced
     assert published[-1].sequence < messages[touched][1]["cross_seq"]
+
+
+def test_a_bybit_delta_bad_halfway_drops_the_book_until_the_next_snapshot() -> None:
+    """The delete of a delta is applied before its bad insert is read: the book left
+    behind is not the exchange's, so nothing more is published from it."""
+    messages = bybit_messages("EOSUSD")
+    builder = BybitBook("EOS-USD")
+    assert builder.on_message(messages[0][1], messages[0][0])
+    a_bid = messages[0][1]["data"][0]
+    bad = {
+        **messages[1][1],
+        "data": {
+            "delete": [{"id": a_bid["id"], "side": "Buy", "symbol": "EOSUSD"}],
+            "update": [],
+            "insert": [{"id": 1, "side": "Sell", "price": "9.000", "symbol": "EOSUSD"}],
+        },
+    }
+    with pytest.raises(MessageError, match="size"):
+        builder.on_message(bad, messages[1][0])
+    assert (builder.stats.gaps, builder.synced) == (1, False)
+    assert [book for ns, m in messages[2:20] for book in builder.on_message(m, ns)] == []

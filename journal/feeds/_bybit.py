@@ -50,6 +50,16 @@ class BybitBook(BookBuilder):
 
     def on_message(self, message: Any, received_ns: int) -> list[TopOfBook]:
         self.stats.messages += 1
+        try:
+            return self._on_message(message, received_ns)
+        except MessageError:
+            # A bad entry may come after others were applied: the book is no longer
+            # the exchange's, so it waits for the next snapshot like after a gap.
+            if self._book is not None:
+                self._gap()
+            raise
+
+    def _on_message(self, message: Any, received_ns: int) -> list[TopOfBook]:
         with message_fields(f"bybit {BOOK_TOPIC}"):
             kind = message["type"]
             cross_seq = int(message["cross_seq"])
