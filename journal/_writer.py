@@ -359,6 +359,12 @@ class Writer:
                 self._write_frames(batch, sizes)
         return len(sizes)
 
+    def count_refusal(self, error: JournalError) -> None:
+        """Count in this writer's metrics a book refused on its behalf without calling
+        it (the collector's back-off while the tmpfs is full), as if it had refused it."""
+        if self._metrics is not None:
+            self._metrics.refused(error)
+
     # -- state ---------------------------------------------------------------------
 
     @property

@@ -295,14 +295,16 @@ class BookPublisher:
     def _while_full(self, *args: Any) -> Position:
         """The append while the tmpfs is full: refuse at once until ``_retry_at``, then
         try the journal again (and go back to the plain append if it takes the book)."""
+        assert self._writer is not None
         if time.monotonic() < self._retry_at:
-            raise JournalFullError(
+            error = JournalFullError(
                 errno.ENOSPC,
                 f"the tmpfs under {self.path} had no room for the next segment less than "
                 f"{self.full_retry_s:g} s ago: book refused without trying again; free "
                 "room (run the compactor, grow the tmpfs) and the next try takes it",
             )
-        assert self._writer is not None
+            self._writer.count_refusal(error)  # journal top counts every lost book
+            raise error
         try:
             position = self._writer.append_orderbook(*args)
         except JournalFullError:

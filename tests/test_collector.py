@@ -19,6 +19,7 @@ import pytest
 import journal
 from journal._inspect import summarize
 from journal._layout import segment_name
+from journal._monitor import read_writer
 from journal.collector import BookPublisher, PublishStats, Refusal
 from tests.conftest import ASKS, BIDS, REPO, mounted_tmpfs
 
@@ -225,6 +226,8 @@ def test_a_full_tmpfs_is_counted_logged_and_retried_after_room_is_freed(
             assert publisher.publish(book(sequence=sequence)) is None
         assert time.perf_counter() - started < 0.15
         assert publisher.stats.refused[Refusal.JOURNAL_FULL] == 1001
+        # ... and every one of them counts where journal top and metrics look.
+        assert read_writer(path).refused["journal_full"] == 1001
 
         # Free room as the compactor would, wait out the back-off: books go in again.
         oldest = sorted(path.glob("*.journal"))[0]
