@@ -155,10 +155,12 @@ class _Children:
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int:
         """Signal ``name``, wait for it; killed if it does not stop within ``timeout``.
         A process never started (Ctrl-C came first) counts as stopped cleanly."""
-        child = self.running.pop(name, None)
+        child = self.running.get(name)
         if child is None:
             return 0
-        if child.poll() is None:
+        # Still in ``running`` while waited for: a second Ctrl-C (kill_all) reaches it.
+        asked = child.poll() is None
+        if asked:
             child.send_signal(sig)
             try:
                 child.wait(timeout)
@@ -166,9 +168,9 @@ class _Children:
                 print(f"demo: {name} did not stop in {timeout:.0f} s, killed", file=sys.stderr)
                 child.kill()
                 child.wait()
-            if child.returncode == -sig:  # ended by the signal asked of it, before
-                return 0  # it could set its handler: a stop, not a failure
-        return child.returncode
+        del self.running[name]
+        # Ended by the signal asked of it, before it could set its handler: a stop.
+        return 0 if asked and child.returncode == -sig else child.returncode
 
     def kill_all(self) -> None:
         for child in self.running.values():
