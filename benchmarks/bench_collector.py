@@ -46,7 +46,6 @@ import json
 import os
 import queue
 import re
-import select
 import shutil
 import signal
 import statistics
@@ -61,6 +60,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from _children import READY_TIMEOUT_S, wait_mapped, wait_ready
 from _machine import commit, cpu_check, cpu_model, load, timer_overhead_ns
 
 import journal
@@ -85,7 +85,6 @@ HEARTBEAT_S = 0.001
 LOOP_SEGMENT_SIZE = 16 * 1024 * 1024  # small enough that a run rolls
 WARMUP = 1_000  # books published before a timed run: shapes and names cached
 SETTLE_S = 0.2  # after opening a writer (it prepares its next segment in the background)
-READY_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -494,34 +493,6 @@ def radar_spread(stderr: str, books: int) -> Spread:
     return Spread(p50, p99, p999, worst, count)
 
 
-def wait_ready(proc: subprocess.Popen[str]) -> None:
-    """Wait for the reader child's "ready" line; fail with its stderr if it dies first."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"the reader child did not get ready: {line!r} {err[-2000:]}")
-
-
-def wait_mapped(proc: subprocess.Popen[str], path: Path) -> None:
-    """Wait until the radar has mapped a segment of ``path``: from then on it reads."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    needle = f"{path}/"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            raise RuntimeError(f"the radar exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            if needle in Path(f"/proc/{proc.pid}/maps").read_text():
-                return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"the radar did not map {path} within {READY_TIMEOUT_S} s")
-
-
 def start_observer(observer: Observer, path: Path, books: int) -> subprocess.Popen[str]:
     """A journal.Reader child or the radar, tailing ``path`` from its end, ready."""
     if observer.kind == "reader":
@@ -534,7 +505,7 @@ def start_observer(observer: Observer, path: Path, books: int) -> subprocess.Pop
     )
     try:
         if observer.kind == "reader":
-            wait_ready(proc)
+            wait_ready(proc, "the reader child")
         else:
             wait_mapped(proc, path)
     except BaseException:

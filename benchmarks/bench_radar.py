@@ -56,7 +56,6 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import statistics
@@ -70,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _children import wait_mapped, wait_ready
 from _machine import commit, cpu_check, cpu_model, load
 
 import journal
@@ -83,7 +83,6 @@ PACED_RATE = 10_000  # books/s
 WARMUP = 1_000  # books appended or sent before a run, not measured
 STALL_NS = 50_000  # a busy loop that sees the clock jump this much was descheduled
 SETTLE_S = 0.1  # after the consumer is ready, before the writer starts
-READY_TIMEOUT_S = 20.0
 FX = 1_400.0
 
 # (exchange, symbol, best bid, tick, quantity scale): Upbit and Bithumb have no
@@ -379,34 +378,6 @@ class Children:
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
                 proc.communicate(timeout=10)
-
-
-def wait_ready(proc: subprocess.Popen[str], what: str) -> None:
-    """Wait for the child's "ready" line; fail with its stderr if it dies first."""
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"{what} did not get ready: {line!r} {err.strip()[-2000:]}")
-
-
-def wait_mapped(proc: subprocess.Popen[str], path: Path) -> None:
-    """Wait until the radar has mapped a segment of ``path``: it is then reading."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    needle = str(path) + "/"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _, err = proc.communicate()
-            raise RuntimeError(f"radar exited with {proc.returncode}: {err.strip()}")
-        try:
-            if needle in Path(f"/proc/{proc.pid}/maps").read_text():
-                return
-        except OSError:
-            pass
-        time.sleep(0.01)
-    raise RuntimeError(f"radar did not map {path} within {READY_TIMEOUT_S} s")
 
 
 def finish(proc: subprocess.Popen[str], what: str, timeout: float) -> tuple[str, str]:
