@@ -15,6 +15,7 @@ record it has not read has been published (now minus that record's time field).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import math
@@ -130,6 +131,16 @@ def is_journal(path: Path) -> bool:
         segment_indices(path)
         or (path / F.LOCK_FILE_NAME).exists()
         or (path / M.WRITER_METRICS_NAME).exists()
+    )
+
+
+def add_journals_argument(parser: argparse.ArgumentParser) -> None:
+    """The JOURNAL_DIR... that ``journal top`` and ``journal metrics`` both take."""
+    parser.add_argument(
+        "journals",
+        nargs="+",
+        metavar="JOURNAL_DIR",
+        help="journal directories, or directories holding journals (e.g. /dev/shm/books)",
     )
 
 

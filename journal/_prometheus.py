@@ -24,6 +24,7 @@ from journal import _metrics_layout as M
 from journal._monitor import (
     REFUSAL_REASONS,
     JournalSnapshot,
+    add_journals_argument,
     find_journals,
     journal_labels,
     snapshot,
@@ -287,12 +288,7 @@ def _writer_samples(shot: JournalSnapshot, journal: dict[str, str]) -> Iterator[
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "journals",
-        nargs="+",
-        metavar="JOURNAL_DIR",
-        help="journal directories, or directories holding journals (e.g. /dev/shm/books)",
-    )
+    add_journals_argument(parser)
     parser.add_argument(
         "--output",
         metavar="FILE",

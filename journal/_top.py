@@ -30,6 +30,7 @@ from journal._monitor import (
     REFUSAL_REASONS,
     JournalSnapshot,
     ReaderFigures,
+    add_journals_argument,
     find_journals,
     journal_labels,
     latency_percentile,
@@ -270,12 +271,7 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "journals",
-        nargs="+",
-        metavar="JOURNAL_DIR",
-        help="journal directories, or directories holding journals (e.g. /dev/shm/books)",
-    )
+    add_journals_argument(parser)
     parser.add_argument(
         "--interval",
         type=_positive,
