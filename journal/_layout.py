@@ -23,7 +23,9 @@ Segment file ``NNNNNNNN.journal`` (``SEGMENT_SIZE`` bytes, preallocated)::
   64 |                 writer_host (64 bytes, NUL padded)            |
  128 |   end_marker_offset (u64): 0 while open; where the end marker   |
      |   is, stored before the commit that publishes the marker      |
- 136 |                          reserved                             |
+ 136 |   incarnation_ns (i64): created_ns of this incarnation's first  |
+     |   segment, the same in every segment of it (0: unknown)       |
+ 144 |                          reserved                             |
      +---------------------------------------------------------------+
  256 |       commit_offset (u64) -- written by the writer only,      |
      |       alone on its cache line pair (256..383)                 |
@@ -71,6 +73,9 @@ WRITER_STARTED_NS_OFFSET: Final = WRITER_PID_OFFSET + 8
 WRITER_HOST_OFFSET: Final = WRITER_STARTED_NS_OFFSET + 8
 WRITER_HOST_SIZE: Final = 64
 END_MARKER_OFFSET_OFFSET: Final = WRITER_HOST_OFFSET + WRITER_HOST_SIZE
+INCARNATION_NS_OFFSET: Final = END_MARKER_OFFSET_OFFSET + 8
+"""Tells incarnations of one journal directory apart (FORMAT.md, "Incarnations"):
+written once, before the segment gets its name, like every field before it."""
 
 CACHE_LINE_PAIR: Final = 128
 """Two 64-byte lines: the adjacent-line prefetcher pulls lines in pairs."""

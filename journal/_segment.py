@@ -15,6 +15,7 @@ import mmap
 import os
 import socket
 import stat
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from journal._libc import libc
 from journal._publish import is_sealed, load_commit_acquire
 
 _CREATING_SUFFIX = ".creating"
+_I64 = struct.Struct("<q")
 _MADV_DONTNEED = 4
 _MADV_POPULATE_WRITE = 23
 
@@ -52,6 +54,9 @@ class SegmentHeader:
     max_record_size: int
     created_ns: int
     writer: WriterIdentity
+    incarnation_ns: int
+    """``created_ns`` of segment 0 of this incarnation of the journal directory, in
+    every segment of it (0: written before the field existed, unknown)."""
 
     @classmethod
     def parse(cls, data: bytes | memoryview | mmap.mmap, path: str) -> SegmentHeader:
@@ -117,10 +122,12 @@ class SegmentHeader:
             max_record,
             created,
             WriterIdentity(pid, started, host.rstrip(b"\0").decode("utf-8", "replace")),
+            _I64.unpack_from(data, F.INCARNATION_NS_OFFSET)[0],
         )
 
     def pack(self) -> bytes:
-        return F.HEADER_STRUCT.pack(
+        """The write-once fields: up to writer_host, then incarnation_ns."""
+        fixed = F.HEADER_STRUCT.pack(
             F.MAGIC,
             self.format_version,
             self.header_size,
@@ -134,6 +141,10 @@ class SegmentHeader:
             self.writer.started_ns,
             self.writer.host.encode("utf-8")[: F.WRITER_HOST_SIZE],
         )
+        packed = bytearray(F.INCARNATION_NS_OFFSET + 8)
+        packed[: len(fixed)] = fixed
+        _I64.pack_into(packed, F.INCARNATION_NS_OFFSET, self.incarnation_ns)
+        return bytes(packed)
 
 
 def segment_indices(directory: Path) -> list[int]:
@@ -177,8 +188,12 @@ def create_segment(
     payload_id: bytes,
     writer: WriterIdentity,
     mode: int,
+    incarnation_ns: int | None,
 ) -> Path:
     """Create segment ``index`` preallocated in full with its header and commit set.
+
+    ``incarnation_ns`` is the incarnation's stamp (FORMAT.md, "Incarnations"); None
+    starts a new incarnation, stamped with this segment's own ``created_ns``.
 
     Raises JournalFullError if the filesystem has no room (so a full tmpfs is an
     error here, never a SIGBUS in the middle of a write), FileExistsError if the
@@ -209,6 +224,7 @@ def create_segment(
                 "in the tmpfs, let the compactor archive sealed segments, or mount a "
                 "larger one",
             ) from error
+        created_ns = time.time_ns()
         header = SegmentHeader(
             F.FORMAT_VERSION,
             F.HEADER_SIZE,
@@ -216,8 +232,9 @@ def create_segment(
             index,
             payload_id,
             F.max_record_size(segment_size),
-            time.time_ns(),
+            created_ns,
             writer,
+            created_ns if incarnation_ns is None else incarnation_ns,
         )
         os.pwrite(fd, header.pack(), 0)
         os.pwrite(fd, F.HEADER_SIZE.to_bytes(8, "little"), F.COMMIT_OFFSET_OFFSET)

@@ -13,7 +13,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import stat
 import struct
 import time
 import weakref
@@ -46,6 +45,7 @@ from journal._errors import (
 )
 from journal._frames import check_commit, walk_frames
 from journal._lock import WriterLock
+from journal._paths import prepare_journal_directory
 from journal._metrics import (
     LAST_PUBLISH_WORD,
     LATENCY_SAMPLE_MASK,
@@ -185,7 +185,7 @@ class Writer:
         self._time_next = False  # time the next append_orderbook
         self._preparation: Future[MappedSegment] | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
-        _prepare_directory(self.path, mode)
+        prepare_journal_directory(self.path, mode)
         self._lock = WriterLock(self.path, mode)
         # A writer dropped without close() still gives the journal back when it is
         # collected: the lock would otherwise outlive it for the whole process.
@@ -618,6 +618,7 @@ class Writer:
             self._use_segment(self._segments.open(self._segment_to_resume(indices)))
         segment = self._segment
         assert segment is not None
+        self._segments.incarnation_ns = segment.header.incarnation_ns
         commit = self._position
         check_commit(commit, len(self._map), str(segment.path))
         records = sum(1 for _ in walk_frames(self._map, commit, self.payload_id, str(segment.path)))
@@ -655,17 +656,22 @@ class Writer:
         return newest - 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _SegmentFactory:
     """Makes and opens a journal's segments for its writer. The worker thread calls
     it, never the Writer itself, so a writer dropped without close() is collected
-    (and its lock released) on the thread that dropped it."""
+    (and its lock released) on the thread that dropped it.
+
+    ``incarnation_ns`` is the stamp of the incarnation being written, set once by
+    recovery (None until then: the first segment created starts a new one).
+    """
 
     path: Path
     segment_size: int
     payload_id: bytes
     identity: WriterIdentity
     mode: int
+    incarnation_ns: int | None = None
 
     def open(self, index: int) -> MappedSegment:
         return MappedSegment.open_checked(self.path, index, self.payload_id, writable=True)
@@ -675,7 +681,13 @@ class _SegmentFactory:
         # FileExistsError: prepared by the writer before us; checked empty below.
         with contextlib.suppress(FileExistsError):
             create_segment(
-                self.path, index, self.segment_size, self.payload_id, self.identity, self.mode
+                self.path,
+                index,
+                self.segment_size,
+                self.payload_id,
+                self.identity,
+                self.mode,
+                self.incarnation_ns,
             )
         segment = self.open(index)
         commit = segment.load_commit_acquire()
@@ -685,6 +697,17 @@ class _SegmentFactory:
                 f"segment {index} should be empty but commit_offset={commit}",
                 path=str(segment.path),
                 offset=F.COMMIT_OFFSET_OFFSET,
+            )
+        if self.incarnation_ns is None:
+            self.incarnation_ns = segment.header.incarnation_ns
+        elif segment.header.incarnation_ns != self.incarnation_ns:
+            stamp = segment.header.incarnation_ns
+            segment.close()
+            raise CorruptSegmentError(
+                f"segment {index} has incarnation_ns={stamp}, the journal being written "
+                f"{self.incarnation_ns}: another writer recreated the journal directory",
+                path=str(segment.path),
+                offset=F.INCARNATION_NS_OFFSET,
             )
         return segment
 
@@ -735,26 +758,3 @@ def _clear_beyond(data: Any, commit: int) -> int:
         return cleared
     finally:
         del tail
-
-
-def _prepare_directory(path: Path, mode: int) -> None:
-    """Create the journal directory (and missing parents, with the same mode) or
-    accept an existing one we own. Modes are set exactly, whatever the umask."""
-    directory_mode = mode | ((mode & 0o444) >> 2)  # search permission wherever read is
-    missing = [path]
-    while not missing[-1].parent.exists():
-        missing.append(missing[-1].parent)
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=directory_mode)
-        except FileExistsError:
-            continue
-        os.chmod(directory, directory_mode, follow_symlinks=False)
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise JournalError(f"journal path {path} exists and is not a directory (or is a symlink)")
-    if info.st_uid != os.geteuid():
-        raise JournalError(
-            f"journal directory {path} is owned by uid={info.st_uid}, not this user "
-            f"(uid={os.geteuid()}): in a shared tmpfs that is not ours to write"
-        )

@@ -64,6 +64,7 @@ def test_format_md_header_table_matches_constants() -> None:
         "writer_started_ns": (F.WRITER_STARTED_NS_OFFSET, 8),
         "writer_host": (F.WRITER_HOST_OFFSET, F.WRITER_HOST_SIZE),
         "end_marker_offset": (F.END_MARKER_OFFSET_OFFSET, 8),
+        "incarnation_ns": (F.INCARNATION_NS_OFFSET, 8),
         "commit_offset": (F.COMMIT_OFFSET_OFFSET, 8),
         "futex_sleepers": (F.FUTEX_SLEEPERS_OFFSET, 4),
     }

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     PRINT("WRITER_HOST_OFFSET", kWriterHostOffset);
     PRINT("WRITER_HOST_SIZE", kWriterHostSize);
     PRINT("END_MARKER_OFFSET_OFFSET", kEndMarkerOffsetOffset);
+    PRINT("INCARNATION_NS_OFFSET", kIncarnationNsOffset);
     PRINT("CACHE_LINE_PAIR", kCacheLinePair);
     PRINT("COMMIT_OFFSET_OFFSET", kCommitOffsetOffset);
     PRINT("FUTEX_SLEEPERS_OFFSET", kFutexSleepersOffset);

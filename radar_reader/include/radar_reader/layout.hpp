@@ -17,7 +17,9 @@
 //    56 |                writer_started_ns (i64)                        |
 //    64 |                 writer_host (64 bytes, NUL padded)            |
 //   128 |   end_marker_offset (u64): 0 while open                       |
-//   136 |                          reserved                             |
+//   136 |   incarnation_ns (i64): created_ns of the incarnation's first   |
+//       |   segment, the same in all its segments (0: unknown)          |
+//   144 |                          reserved                             |
 //       +---------------------------------------------------------------+
 //   256 |   commit_offset (u64): writer only, alone on lines 256..383   |
 //       +---------------------------------------------------------------+
@@ -54,6 +56,8 @@ inline constexpr std::size_t kWriterStartedNsOffset = kWriterPidOffset + 8;
 inline constexpr std::size_t kWriterHostOffset = kWriterStartedNsOffset + 8;
 inline constexpr std::size_t kWriterHostSize = 64;
 inline constexpr std::size_t kEndMarkerOffsetOffset = kWriterHostOffset + kWriterHostSize;
+// Tells incarnations of one journal directory apart (FORMAT.md, "Incarnations").
+inline constexpr std::size_t kIncarnationNsOffset = kEndMarkerOffsetOffset + 8;
 
 // Two 64-byte lines: the adjacent-line prefetcher pulls lines in pairs.
 inline constexpr std::size_t kCacheLinePair = 128;
@@ -99,7 +103,8 @@ struct SegmentHeader {
   std::int64_t writer_started_ns;
   char writer_host[kWriterHostSize];
   std::uint64_t end_marker_offset;
-  std::uint8_t reserved1[kCommitOffsetOffset - kEndMarkerOffsetOffset - 8];
+  std::int64_t incarnation_ns;
+  std::uint8_t reserved1[kCommitOffsetOffset - kIncarnationNsOffset - 8];
   std::uint64_t commit_offset;
   std::uint8_t reserved2[kCacheLinePair - 8];
   std::uint32_t futex_sleepers;
@@ -118,6 +123,7 @@ static_assert(offsetof(SegmentHeader, writer_pid) == kWriterPidOffset);
 static_assert(offsetof(SegmentHeader, writer_started_ns) == kWriterStartedNsOffset);
 static_assert(offsetof(SegmentHeader, writer_host) == kWriterHostOffset);
 static_assert(offsetof(SegmentHeader, end_marker_offset) == kEndMarkerOffsetOffset);
+static_assert(offsetof(SegmentHeader, incarnation_ns) == kIncarnationNsOffset);
 static_assert(offsetof(SegmentHeader, commit_offset) == kCommitOffsetOffset);
 static_assert(offsetof(SegmentHeader, futex_sleepers) == kFutexSleepersOffset);
 static_assert(kCommitOffsetOffset % kCacheLinePair == 0, "commit alone on its line pair");
