@@ -45,7 +45,6 @@ from journal._errors import (
 )
 from journal._frames import check_commit, walk_frames
 from journal._lock import WriterLock
-from journal._paths import prepare_journal_directory
 from journal._metrics import (
     LAST_PUBLISH_WORD,
     LATENCY_SAMPLE_MASK,
@@ -54,6 +53,7 @@ from journal._metrics import (
 )
 from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
+from journal._paths import prepare_journal_directory
 from journal._publish import (
     END_MARKER_WORD,
     SLEEPERS_WORD,
