@@ -33,6 +33,13 @@ class JournalFullError(JournalError, OSError):
     """The filesystem under the journal has no room for the next segment."""
 
 
+class JournalGoneError(JournalError):
+    """The journal this writer appends to is no longer at its path: its directory or
+    its open segment was removed or replaced (a wiped tmpfs, an operator's ``rm``),
+    or the segment was truncated. Nothing more is written through this writer; a
+    new ``Writer`` on the path starts a new incarnation (docs/FORMAT.md)."""
+
+
 class WriterLockedError(JournalError):
     """Another live process owns the journal as its writer."""
 

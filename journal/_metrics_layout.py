@@ -34,7 +34,8 @@ Reader metrics, ``<journal>/readers/<name>-<pid>[-<n>].metrics`` (``READER_METRI
     96 | reader_name (32 bytes, NUL padded)                           |
    128 | segment | offset | records_total | last_record_ns |             every record
    160 | last_poll_ns                                                 |  empty polls
-   168 | reserved up to READER_METRICS_SIZE                           |
+   168 | incarnations_total                                           |  journal recreated
+   176 | reserved up to READER_METRICS_SIZE                           |
 
 Bytes are not counted per record, they are derived from the log itself (as Aeron
 derives positions): ``bytes_total = bytes_base + commit_offset`` of segment
@@ -110,6 +111,7 @@ READER_OFFSET_OFFSET: Final = READER_SEGMENT_OFFSET + 8
 READER_RECORDS_TOTAL_OFFSET: Final = READER_OFFSET_OFFSET + 8
 READER_LAST_RECORD_NS_OFFSET: Final = READER_RECORDS_TOTAL_OFFSET + 8
 READER_LAST_POLL_NS_OFFSET: Final = READER_LAST_RECORD_NS_OFFSET + 8
+READER_INCARNATIONS_TOTAL_OFFSET: Final = READER_LAST_POLL_NS_OFFSET + 8
 
 # The identity fields, written once before the file gets its name (struct formats
 # without padding: every field sits at the offset named above).

@@ -189,6 +189,7 @@ def create_segment(
     writer: WriterIdentity,
     mode: int,
     incarnation_ns: int | None,
+    directory_fd: int | None = None,
 ) -> Path:
     """Create segment ``index`` preallocated in full with its header and commit set.
 
@@ -197,13 +198,20 @@ def create_segment(
 
     Raises JournalFullError if the filesystem has no room (so a full tmpfs is an
     error here, never a SIGBUS in the middle of a write), FileExistsError if the
-    segment exists.
+    segment exists. With ``directory_fd`` (the writer's locked directory) the files
+    are made relative to it, so a journal directory removed or replaced meanwhile
+    gets nothing (FileNotFoundError) instead of a stray segment in its successor.
     """
     final = segment_path(directory, index)
     temporary = directory / f".{final.name}{_CREATING_SUFFIX}"
+    # Relative names with the directory's descriptor, or the full paths without it.
+    if directory_fd is None:
+        final_name, temporary_name = str(final), str(temporary)
+    else:
+        final_name, temporary_name = final.name, temporary.name
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(temporary, flags, mode)
+        fd = os.open(temporary_name, flags, mode, dir_fd=directory_fd)
     except FileExistsError:
         raise JournalError(
             f"{temporary} exists: only this journal's writer creates it, and it removes "
@@ -238,13 +246,15 @@ def create_segment(
         )
         os.pwrite(fd, header.pack(), 0)
         os.pwrite(fd, F.HEADER_SIZE.to_bytes(8, "little"), F.COMMIT_OFFSET_OFFSET)
-        os.link(temporary, final)  # fails with FileExistsError: never clobbers
+        # Fails with FileExistsError: never clobbers.
+        os.link(temporary_name, final_name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
     except BaseException:
         os.close(fd)
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):  # the directory went with it
+            os.unlink(temporary_name, dir_fd=directory_fd)
         raise
     os.close(fd)
-    os.unlink(temporary)
+    os.unlink(temporary_name, dir_fd=directory_fd)
     return final
 
 
@@ -253,21 +263,27 @@ class MappedSegment:
 
     Read-only by default (readers); ``writable`` for the writer. Numpy views of
     records keep the mapping alive after ``close`` until they are dropped.
+    ``directory_fd``: open ``path.name`` relative to that directory (the writer's
+    locked one) rather than ``path``. ``identity`` is the file's (st_dev, st_ino):
+    ``still_at_path`` compares it with what ``path`` names now.
     """
 
-    __slots__ = ("header", "index", "map", "path")
+    __slots__ = ("header", "identity", "index", "map", "path")
 
-    def __init__(self, path: Path, *, writable: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, writable: bool = False, directory_fd: int | None = None
+    ) -> None:
         self.path = path
         flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path if directory_fd is None else path.name, flags, dir_fd=directory_fd)
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise JournalError(f"refusing to open {path}: it is a symbolic link") from error
             raise
         try:
             info = os.fstat(fd)
+            self.identity = (info.st_dev, info.st_ino)
             if not stat.S_ISREG(info.st_mode):
                 raise JournalError(f"refusing to open {path}: not a regular file")
             if info.st_size < F.HEADER_SIZE:
@@ -291,11 +307,17 @@ class MappedSegment:
 
     @classmethod
     def open_checked(
-        cls, directory: Path, index: int, payload_id: bytes | None, *, writable: bool = False
+        cls,
+        directory: Path,
+        index: int,
+        payload_id: bytes | None,
+        *,
+        writable: bool = False,
+        directory_fd: int | None = None,
     ) -> MappedSegment:
         """Segment ``index`` of ``directory``, its header naming that index and (unless
         None) that payload; CorruptSegmentError otherwise."""
-        segment = cls(segment_path(directory, index), writable=writable)
+        segment = cls(segment_path(directory, index), writable=writable, directory_fd=directory_fd)
         header = segment.header
         if header.segment_index != index or (
             payload_id is not None and header.payload_id != payload_id
@@ -309,6 +331,23 @@ class MappedSegment:
                 offset=F.SEGMENT_INDEX_OFFSET,
             )
         return segment
+
+    def path_state(self) -> str | None:
+        """None while ``path`` still names this very file, in full; otherwise what
+        happened to it (removed, replaced, truncated), for a message. One stat."""
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return f"{self.path} was removed"
+        except OSError as error:  # its directory removed, say, or replaced by a file
+            return f"{self.path} cannot be checked: {error.strerror}"
+        if (info.st_dev, info.st_ino) != self.identity:
+            return f"{self.path} is another file now (replaced)"
+        if info.st_size < len(self.map):
+            return (
+                f"{self.path} was truncated to {info.st_size} bytes (segment_size={len(self.map)})"
+            )
+        return None
 
     def load_commit_acquire(self) -> int:
         """The commit offset (acquire; pairs with the writer's publish_commit)."""

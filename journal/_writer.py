@@ -5,6 +5,12 @@ release store of the commit offset (journal._publish), then one load of the
 sleepers flag; no system call unless a reader sleeps on the futex. Then the
 counters of ``writer.metrics`` (journal._metrics): two word stores, and one append
 in LATENCY_SAMPLE_PERIOD timed into the latency histogram.
+
+The journal is checked to still be there (directory and open segment at their
+paths, the segment not truncated) at every roll and, with metrics, at most every
+JOURNAL_CHECK_INTERVAL_NS: the sampled append reads the clock and, when a check is
+due, lowers ``_limit`` so that the next append takes the slow path, which checks.
+The hot path pays nothing for it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter_ns, time_ns
+from time import monotonic_ns, perf_counter_ns, time_ns
 from typing import Any, Final
 
 import numpy as np
@@ -41,6 +47,7 @@ from journal._errors import (
     InvalidRecordError,
     JournalError,
     JournalFullError,
+    JournalGoneError,
     RecordTooLargeError,
 )
 from journal._frames import check_commit, walk_frames
@@ -76,6 +83,9 @@ from journal._verify import SCHEMAS, VerificationError, verify_size_prefixed
 log = logging.getLogger("journal.writer")
 
 DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
+JOURNAL_CHECK_INTERVAL_NS: Final = 250_000_000
+"""How often (at most) an appending writer checks that its journal is still at its
+path: a journal removed or replaced costs the books of at most about this long."""
 _END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
 _LOCAL_TIMESTAMP: Final = struct.Struct("<q")
 _DICT_KEYS: Final = ("exchangename", "symbol", "timestamp", "sequence", "bids", "asks")
@@ -118,6 +128,7 @@ class Writer:
         "_counters",
         "_encoder",
         "_finalizer",
+        "_gone",
         "_index",
         "_known_shapes",
         "_last_position",
@@ -125,12 +136,14 @@ class Writer:
         "_lock",
         "_map",
         "_metrics",
+        "_next_check_ns",
         "_position",
         "_preparation",
         "_records",
         "_schema",
         "_scratch",
         "_segment",
+        "_segment_limit",
         "_segments",
         "_shape",
         "_sleepers",
@@ -184,12 +197,19 @@ class Writer:
         self._records = 0
         self._time_next = False  # time the next append_orderbook
         self._preparation: Future[MappedSegment] | None = None
+        self._gone: str | None = None  # what happened to the journal, once it is gone
+        self._next_check_ns = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
         prepare_journal_directory(self.path, mode)
         self._lock = WriterLock(self.path, mode)
+        # The worker creates segments relative to the locked directory: removed or
+        # replaced, it gets none. Its own descriptor, closed by its last job.
+        self._segments.directory_fd = os.dup(self._lock.directory_fd)
         # A writer dropped without close() still gives the journal back when it is
         # collected: the lock would otherwise outlive it for the whole process.
-        self._finalizer = weakref.finalize(self, _abandon, self._lock, self._worker)
+        self._finalizer = weakref.finalize(
+            self, _abandon, self._lock, self._worker, self._segments.directory_fd
+        )
         try:
             self.recovery = self._recover()
         except BaseException:
@@ -279,6 +299,8 @@ class Writer:
                 self._time_next = False
             elif not records & LATENCY_SAMPLE_MASK:
                 self._time_next = True  # one append in LATENCY_SAMPLE_PERIOD
+                if monotonic_ns() >= self._next_check_ns:
+                    self._limit = 0  # the next append takes the slow path, which checks
         return (self._index, position)
 
     def append_dict(self, book: Mapping[str, Any]) -> Position:
@@ -466,6 +488,8 @@ class Writer:
         """
         if self._segment is None:
             raise JournalError(f"the writer of {self.path} is closed")
+        if self._gone is not None or monotonic_ns() >= self._next_check_ns:
+            self._check_journal()
         capacity = self.segment_size - F.HEADER_SIZE - F.END_MARKER_SIZE
         start = 0
         first = 0
@@ -519,6 +543,7 @@ class Writer:
 
     def _roll(self) -> None:
         """Seal this segment with the end marker once the next one exists in full."""
+        self._check_journal()
         next_segment = self._take_prepared(self._index + 1)
         self._seal(self._map, self._words, self._position)
         if self._sleepers[SLEEPERS_WORD]:
@@ -556,6 +581,31 @@ class Writer:
             # since is used, and a failure is reported as it stands now.
         return self._segments.create_or_adopt(index)
 
+    def _check_journal(self) -> None:
+        """JournalGoneError if the journal is no longer at its path: the directory
+        removed or replaced (a wiped tmpfs, an operator's ``rm -rf``), the open
+        segment removed, replaced or truncated. Checked before anything is written, so
+        the book at hand is not lost into a file no reader can find, and a truncated
+        segment is refused here rather than faulting (SIGBUS) on the next write.
+        Said once in the log; every later append raises the same error."""
+        self._next_check_ns = monotonic_ns() + JOURNAL_CHECK_INTERVAL_NS
+        if self._gone is None:
+            segment = self._segment
+            if not self._lock.still_ours(self.path):
+                self._gone = f"journal directory {self.path} was removed or replaced"
+            elif segment is not None and (state := segment.path_state()) is not None:
+                self._gone = f"the open segment {state}"
+            else:
+                self._limit = self._segment_limit
+                return
+            self._limit = -1  # every later append takes the slow path, which refuses it
+            log.error("%s under its writer: this writer stops; open a new one", self._gone)
+        raise JournalGoneError(
+            f"{self._gone} under this writer: nothing more is written through it (the "
+            f"book at hand was not); close it and open a new Writer on {self.path}, "
+            "which starts a new incarnation of the journal"
+        )
+
     def _wake_sleepers(self) -> None:
         """A reader said it sleeps on this segment's commit word: clear the flag, wake all.
 
@@ -580,7 +630,8 @@ class Writer:
         header.release()
         self._index = segment.index
         self._position = load_commit_acquire(self._words)
-        self._limit = segment.header.segment_size - F.END_MARKER_SIZE
+        self._segment_limit = segment.header.segment_size - F.END_MARKER_SIZE
+        self._limit = self._segment_limit if self._gone is None else -1
         self._last_position = (segment.index, self._position)
         self._commit_address = None
         if self._metrics is not None:
@@ -672,9 +723,13 @@ class _SegmentFactory:
     identity: WriterIdentity
     mode: int
     incarnation_ns: int | None = None
+    directory_fd: int | None = None
+    """The locked journal directory; segments are made and opened relative to it."""
 
     def open(self, index: int) -> MappedSegment:
-        return MappedSegment.open_checked(self.path, index, self.payload_id, writable=True)
+        return MappedSegment.open_checked(
+            self.path, index, self.payload_id, writable=True, directory_fd=self.directory_fd
+        )
 
     def create_or_adopt(self, index: int) -> MappedSegment:
         """Create segment ``index``, or take the empty one a previous writer prepared."""
@@ -688,6 +743,7 @@ class _SegmentFactory:
                 self.identity,
                 self.mode,
                 self.incarnation_ns,
+                self.directory_fd,
             )
         segment = self.open(index)
         commit = segment.load_commit_acquire()
@@ -722,9 +778,14 @@ class _SegmentFactory:
         return segment
 
 
-def _abandon(lock: WriterLock, worker: ThreadPoolExecutor) -> None:
+def _abandon(lock: WriterLock, worker: ThreadPoolExecutor, directory_fd: int) -> None:
     """Give the journal back: the end of Writer.close, or of a writer never closed."""
     lock.release()
+    try:
+        # After the job it may still run, which uses it.
+        worker.submit(os.close, directory_fd)
+    except RuntimeError:  # the interpreter is shutting down: no job runs any more
+        os.close(directory_fd)
     worker.shutdown(wait=False)  # its last job (if any) finishes on its own
 
 

@@ -22,6 +22,9 @@ Commands:
     serve PATH SEGMENT_SIZE            a writer driven by JSON commands on stdin
     fill PATH SEGMENT_SIZE HOW         append until JournalFullError
     fill-then-free PATH SEGMENT_SIZE   fill, free the oldest segment, write on
+    append-until-gone PATH SEGMENT_SIZE
+                                       append 10 books, say ready, wait for a line
+                                       on stdin, then append until an error, say which
 """
 
 from __future__ import annotations
@@ -408,6 +411,25 @@ def cmd_fill_then_free(path: str, segment_size: str) -> int:
     return 0
 
 
+def cmd_append_until_gone(path: str, segment_size: str) -> int:
+    writer = journal.Writer(path, segment_size=int(segment_size))
+    for seq in range(10):
+        writer.append_orderbook(*book(seq))
+    emit(ready=True, segment=str(journal._segment.segment_path(writer.path, writer.position[0])))
+    sys.stdin.readline()
+    seq = 10
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            writer.append_orderbook(*book(seq))
+        except Exception as error:
+            emit(error=type(error).__name__, message=str(error), appended=seq)
+            return 0
+        seq += 1
+    emit(error=None, appended=seq)
+    return 1
+
+
 # -- for the tests: spawning children and talking to them --------------------------
 
 SCRIPT = Path(__file__).resolve()
@@ -527,6 +549,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "fill": cmd_fill,
     "fill-then-free": cmd_fill_then_free,
+    "append-until-gone": cmd_append_until_gone,
 }
 
 if __name__ == "__main__":

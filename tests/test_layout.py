@@ -137,6 +137,7 @@ def test_format_md_metrics_tables_match_constants() -> None:
         "records_total": (M.READER_RECORDS_TOTAL_OFFSET, 8),
         "last_record_ns": (M.READER_LAST_RECORD_NS_OFFSET, 8),
         "last_poll_ns": (M.READER_LAST_POLL_NS_OFFSET, 8),
+        "incarnations_total": (M.READER_INCARNATIONS_TOTAL_OFFSET, 8),
     }
     _check_table(_format_md_metrics_rows(0), writer, M.WRITER_METRICS_SIZE)
     _check_table(_format_md_metrics_rows(1), reader, M.READER_METRICS_SIZE)
