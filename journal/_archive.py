@@ -85,6 +85,9 @@ COMMIT_OFFSET_OFFSET: Final = 128
 END_MARKER_OFFSET_OFFSET: Final = 136
 FRAME_SIZE_OFFSET: Final = 144
 ZSTD_LEVEL_OFFSET: Final = 148
+INCARNATION_NS_OFFSET: Final = 152
+"""The segment's incarnation_ns (FORMAT.md, "Incarnations"): bytes that were reserved,
+so archives written before it read as 0 (unknown), as segments of that time do."""
 HEADER_FIELDS: Final = (
     ("magic", MAGIC_OFFSET, 8),
     ("archive_version", VERSION_OFFSET, 4),
@@ -101,8 +104,9 @@ HEADER_FIELDS: Final = (
     ("end_marker_offset", END_MARKER_OFFSET_OFFSET, 8),
     ("frame_size", FRAME_SIZE_OFFSET, 4),
     ("zstd_level", ZSTD_LEVEL_OFFSET, 4),
+    ("incarnation_ns", INCARNATION_NS_OFFSET, 8),
 )
-HEADER_STRUCT: Final = struct.Struct("<8sII4sIQQqIIq64sQQIi")
+HEADER_STRUCT: Final = struct.Struct("<8sII4sIQQqIIq64sQQIiq")
 """The header fields in order (with the reserved u32 at 52); reserved zero after."""
 
 INDEX_ENTRY_SIZE: Final = 56
@@ -138,7 +142,7 @@ NO_TIME_MIN: Final = (1 << 63) - 1
 NO_TIME_MAX: Final = -(1 << 63)
 """min/max_time_ns of a frame (or archive) without records: an empty range."""
 
-assert HEADER_STRUCT.size == ZSTD_LEVEL_OFFSET + 4 <= ARCHIVE_HEADER_SIZE
+assert HEADER_STRUCT.size == INCARNATION_NS_OFFSET + 8 <= ARCHIVE_HEADER_SIZE
 assert INDEX_ENTRY_STRUCT.size == INDEX_ENTRY_SIZE
 assert TRAILER_STRUCT.size == TRAILER_SIZE
 
@@ -322,6 +326,8 @@ class ArchiveHeader:
     end_marker_offset: int
     frame_size: int
     zstd_level: int
+    incarnation_ns: int = 0
+    """The segment's (0: unknown, in archives written before the field existed)."""
     archive_version: int = ARCHIVE_VERSION
 
     @property
@@ -340,6 +346,7 @@ class ArchiveHeader:
             F.HEADER_STRUCT.unpack_from(data, 0)
         )
         marker = _I64.unpack_from(data, F.END_MARKER_OFFSET_OFFSET)[0]
+        incarnation = _I64.unpack_from(data, F.INCARNATION_NS_OFFSET)[0]
         return cls(
             payload,
             version,
@@ -353,6 +360,7 @@ class ArchiveHeader:
             marker,
             frame_size,
             zstd_level,
+            incarnation,
         )
 
     def pack(self) -> bytes:
@@ -373,6 +381,7 @@ class ArchiveHeader:
             self.end_marker_offset,
             self.frame_size,
             self.zstd_level,
+            self.incarnation_ns,
         )
         return packed + bytes(ARCHIVE_HEADER_SIZE - len(packed))
 
@@ -400,6 +409,7 @@ class ArchiveHeader:
             marker,
             frame_size,
             level,
+            incarnation,
         ) = HEADER_STRUCT.unpack_from(data, 0)
         if magic != ARCHIVE_MAGIC:
             raise bad(f"magic={magic!r}, expected {ARCHIVE_MAGIC!r}: not an archive", 0)
@@ -445,6 +455,7 @@ class ArchiveHeader:
             marker,
             frame_size,
             level,
+            incarnation,
             version,
         )
 
@@ -468,6 +479,7 @@ class ArchiveHeader:
             self.writer_host,
         )
         _I64.pack_into(header, F.END_MARKER_OFFSET_OFFSET, self.end_marker_offset)
+        _I64.pack_into(header, F.INCARNATION_NS_OFFSET, self.incarnation_ns)
         _I64.pack_into(header, F.COMMIT_OFFSET_OFFSET, self.commit_offset)
         return bytes(header)
 

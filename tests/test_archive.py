@@ -238,6 +238,45 @@ def test_every_committed_byte_comes_back(
     assert records == in_sealed
 
 
+def test_incarnation_ns_is_archived_and_put_back(books_journal: Path, shm_dir: Path) -> None:
+    """The stamp every segment of an incarnation carries (segment 0's created_ns) is in
+    the archive header and in the rebuilt segment header; an archive written before the
+    field existed (zero there) of a segment written before it (zero too) rebuilds it."""
+    segments = sealed_segments(books_journal)
+    with MappedSegment(segments[0]) as first:
+        stamp = first.header.created_ns
+    for segment_file in segments[:2]:
+        path = archive(segment_file, shm_dir / "archive")
+        with A.ArchiveReader(path) as reader, MappedSegment(segment_file) as segment:
+            assert reader.header.incarnation_ns == segment.header.incarnation_ns == stamp != 0
+            rebuilt = reader.header.segment_header()
+            assert struct.unpack_from("<q", rebuilt, F.INCARNATION_NS_OFFSET)[0] == stamp
+            reader.verify(segment.map)
+
+    # A segment and its archive from before the field: zero in both, verified alike.
+    old_segment = shm_dir / "old.journal"
+    data = bytearray(segments[0].read_bytes())
+    struct.pack_into("<q", data, F.INCARNATION_NS_OFFSET, 0)
+    old_segment.write_bytes(data)
+    path = archive(old_segment, shm_dir / "old")
+    raw = bytearray(path.read_bytes())
+    assert struct.unpack_from("<q", raw, A.INCARNATION_NS_OFFSET)[0] == 0
+    assert not any(raw[A.INCARNATION_NS_OFFSET : A.ARCHIVE_HEADER_SIZE])
+    with A.ArchiveReader(path) as reader, MappedSegment(old_segment) as segment:
+        assert reader.header.incarnation_ns == 0
+        reader.verify(segment.map)
+    assert read_all(path) == committed(old_segment)
+
+    # The archive of another incarnation's segment (same bytes but the stamp) does not
+    # verify against it: the compactor never counts it as this segment's archive.
+    with (
+        A.ArchiveReader(archive(segments[0], shm_dir / "new")) as reader,
+        MappedSegment(old_segment) as segment,
+        pytest.raises(journal.CorruptArchiveError, match="segment offset 136 differs"),
+    ):
+        reader.verify(segment.map)
+
+
 def test_records_decode_as_the_live_reader_decodes_them(books_journal: Path, shm_dir: Path) -> None:
     segments = sealed_segments(books_journal)
     from_archives = []
