@@ -85,6 +85,7 @@ _REFUSAL_WORDS: Final = (
     (JournalFullError, _word(M.REFUSED_JOURNAL_FULL_TOTAL_OFFSET)),
 )
 _LAST_POLL_WORD: Final = _word(M.READER_LAST_POLL_NS_OFFSET)
+_INCARNATIONS_WORD: Final = _word(M.READER_INCARNATIONS_TOTAL_OFFSET)
 
 
 def _create(
@@ -300,6 +301,7 @@ class ReaderMetrics:
         "_empty_polls",
         "_finalizer",
         "_gave_up",
+        "_incarnations",
         "_map",
         "_name",
         "_records",
@@ -316,6 +318,7 @@ class ReaderMetrics:
         self._gave_up = not enabled
         self._records = 0
         self._empty_polls = 0
+        self._incarnations = 0
         self._finalizer: weakref.finalize | None = None
         self.path: Path | None = None
 
@@ -352,6 +355,15 @@ class ReaderMetrics:
         with memoryview(data).cast("q") as words:
             words[_LAST_POLL_WORD] = time.time_ns()
 
+    def new_incarnation(self) -> None:
+        """The journal was recreated: the registration went with the old directory.
+        Count it; register again in the new directory at the next record or poll."""
+        self._incarnations += 1
+        self._map = None
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
     def close(self) -> None:
         """Unregister: the file goes, the lock with it."""
         self._gave_up = True
@@ -382,6 +394,8 @@ class ReaderMetrics:
         self._map = data
         self.path = path
         self._finalizer = weakref.finalize(self, _unregister, fd, data, path)
+        with memoryview(data).cast("Q") as words:
+            words[_INCARNATIONS_WORD] = self._incarnations
         return data
 
 

@@ -75,10 +75,17 @@ def publish_seal(commit_words: memoryview, marker_offset: int) -> None:
     publish_commit(commit_words, marker_offset + END_MARKER_SIZE)
 
 
+def load_end_marker_offset(commit_words: memoryview) -> int:
+    """``end_marker_offset``: 0 while the segment is open. Load the commit first
+    (pairs with ``publish_seal``); a marker offset at or past that commit is a seal
+    under way or interrupted, one below it is damage."""
+    return commit_words[END_MARKER_WORD]
+
+
 def is_sealed(commit_words: memoryview, commit: int) -> bool:
     """Whether ``commit``, just acquire-loaded, is the one that publishes the end marker.
 
     Load the commit first, then call this: pairs with ``publish_seal``.
     """
-    marker = commit_words[END_MARKER_WORD]
+    marker = load_end_marker_offset(commit_words)
     return marker != 0 and commit == marker + END_MARKER_SIZE

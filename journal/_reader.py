@@ -9,11 +9,19 @@ With ``archive=``, a segment no longer in tmpfs is read from its archive (an
 iterator of the archive's records, a branch of its own taken only while the
 reader has no mapped segment), then reading goes on with the next segment, from
 tmpfs if its file is there, else from the archive again.
+
+A reader with nothing new to read checks its journal at most every
+JOURNAL_CHECK_INTERVAL_S (one stat, a directory listing): the open segment it
+waits on gone from its path means the journal was removed or recreated, and the
+reader follows the new incarnation from its first segment (docs/FORMAT.md,
+"Incarnations"); an open segment followed by one that holds records is damage
+(its commit offset was cut short), reported as such rather than read as the end.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import mmap
 import os
 import struct
@@ -37,7 +45,13 @@ from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
 from journal._metrics import ReaderMetrics
-from journal._publish import SLEEPERS_WORD, is_sealed, load_commit_acquire, require_x86_64
+from journal._publish import (
+    SLEEPERS_WORD,
+    is_sealed,
+    load_commit_acquire,
+    load_end_marker_offset,
+    require_x86_64,
+)
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError
 
@@ -52,6 +66,11 @@ _BACKOFF_MAX_SLEEP_S: Final = 1e-3
 _FUTEX_MAX_WAIT_S: Final = 0.05
 """A sleeper re-checks at least this often; bounds a wake lost to a race (FORMAT.md)."""
 _WAITING_FOR_WRITER_SLEEP_S: Final = 0.005
+JOURNAL_CHECK_INTERVAL_S: Final = 0.1
+"""How often (at most) a reader with nothing to read checks that its journal is
+still there: a recreated journal is followed within about this long."""
+
+log = logging.getLogger("journal.reader")
 
 
 class Reader:
@@ -84,6 +103,11 @@ class Reader:
     Iterating blocks for the next book forever; ``available()`` stops at the
     current end; ``poll(timeout)`` returns None at the timeout.
 
+    A journal removed and created again (a wiped tmpfs, ``rm -rf``, a new writer)
+    is followed: the reader logs it once, counts it in ``incarnations`` and goes on
+    with the new incarnation's first segment (from its archive, with ``archive=``,
+    if the compactor took it meanwhile).
+
     ``metrics``: register in ``<path>/readers/<name>-<pid>.metrics`` (position,
     records read, last record time) so that ``journal top`` shows this reader and
     its lag; removed by ``close``. Best-effort: without write access to the journal
@@ -114,6 +138,11 @@ class Reader:
         self._start: Start | None = start
         self._not_before_ns: int | None = None
         self._segment: MappedSegment | None = None
+        self._incarnation_ns = 0  # of the segment being read, from tmpfs
+        self._next_check_s = 0.0
+        self._journal_ended = False  # the open segment went: waiting for a new one
+        self.incarnations = 0
+        """How many times the journal was recreated under this reader, which followed."""
         self._index = -1
         self._offset = 0
         self._pinned: np.ndarray | None = None
@@ -151,10 +180,13 @@ class Reader:
             offset = self._offset
             if offset >= commit:
                 self._metrics.polled_empty()
+                if time.monotonic() >= self._next_check_s:
+                    return self._check_journal()
                 return None
             size = frame_at(self._map, offset, commit, self.payload_id, self._path_text)
             if size == END:
-                self._open_segment(self._index + 1, F.HEADER_SIZE)
+                if not self._open_next_segment():
+                    return None
                 if self._segment is None:  # gone from tmpfs: read from its archive
                     return self._next_archived()
                 continue
@@ -187,8 +219,18 @@ class Reader:
                 return record
 
     def available(self) -> Iterator[Record]:
-        """Every book committed so far, then stop (for dumps and batch jobs)."""
-        while (record := self.try_next()) is not None:
+        """Every book committed so far, then stop (for dumps and batch jobs).
+
+        Before stopping, the journal is checked: an open segment followed by one
+        that holds records (a commit offset cut short) raises CorruptSegmentError
+        instead of ending the dump early."""
+        while True:
+            while (record := self.try_next()) is not None:
+                yield record
+            self._next_check_s = 0.0  # the next empty poll checks
+            record = self.try_next()
+            if record is None:
+                return
             yield record
 
     def __iter__(self) -> Iterator[Record]:
@@ -409,7 +451,177 @@ class Reader:
         self._path_text = str(path)
         self._index = index
         self._offset = offset
+        self._incarnation_ns = segment.header.incarnation_ns
         check_commit(load_commit_acquire(self._words), len(segment.map), self._path_text)
+
+    # -- the journal under the reader --------------------------------------------------
+
+    def _check_journal(self) -> Record | None:
+        """Nothing new in the open segment being read: is the journal still there?
+
+        Its file gone from its path (only a recreated journal does that to an open
+        segment) means following the next incarnation; its file truncated, or a
+        later segment holding records, is damage."""
+        self._next_check_s = time.monotonic() + JOURNAL_CHECK_INTERVAL_S
+        segment = self._segment
+        assert segment is not None
+        state = segment.path_state()
+        if state is None:
+            self._check_not_cut_short(segment)
+            return None
+        if state.truncated:
+            raise CorruptSegmentError(
+                f"{state.message} by another process: reading on would fault",
+                path=self._path_text,
+                offset=F.SEGMENT_SIZE_OFFSET,
+            )
+        return self._follow_next_incarnation(state.message)
+
+    def _check_not_cut_short(self, segment: MappedSegment) -> None:
+        """CorruptSegmentError if the open segment being read ends where it cannot:
+        an end marker offset below its commit, or a later segment of its incarnation
+        holding records (the writer seals a segment before it writes the next one),
+        which means its commit offset was lowered: the records above are not lost,
+        they must not be read as the end either."""
+        commit = load_commit_acquire(self._words)
+        marker = load_end_marker_offset(self._words)
+        if marker and marker + F.END_MARKER_SIZE < commit:
+            raise CorruptSegmentError(
+                f"end_marker_offset={marker} lies below commit_offset={commit}; run "
+                "'journal verify'",
+                path=self._path_text,
+                offset=F.END_MARKER_OFFSET_OFFSET,
+            )
+        for index in segment_indices(self.path):
+            if index <= self._index:
+                continue
+            try:
+                later = MappedSegment(segment_path(self.path, index))
+            except FileNotFoundError:
+                continue
+            with later:
+                if later.header.incarnation_ns != segment.header.incarnation_ns:
+                    return  # a new incarnation's: followed once this file is gone
+                later_commit = later.load_commit_acquire()
+            if later_commit > F.HEADER_SIZE:
+                raise CorruptSegmentError(
+                    f"segment {self._index} is not sealed (commit_offset={commit}, "
+                    f"end_marker_offset={marker}) but segment {index} after it holds "
+                    f"records (commit_offset={later_commit}): its commit offset was cut "
+                    "short, records after it would be skipped; run 'journal verify'",
+                    path=self._path_text,
+                    offset=F.COMMIT_OFFSET_OFFSET,
+                )
+            return
+
+    def _open_next_segment(self) -> bool:
+        """At an end marker: open segment N+1 of this incarnation. False if there is
+        none to read yet (the journal was removed or recreated under the reader and
+        its next incarnation has no segment yet)."""
+        index = self._index + 1
+        if self._journal_ended:
+            if time.monotonic() < self._next_check_s:
+                return False
+            self._next_check_s = time.monotonic() + JOURNAL_CHECK_INTERVAL_S
+        if not segment_path(self.path, index).exists():
+            segment = self._segment
+            assert segment is not None
+            state = segment.path_state()
+            if state is not None and not state.truncated and not self._in_archive(index):
+                # This segment went too, and its successor is nowhere: the journal went.
+                self._follow_next_incarnation(state.message, read=False)
+                return not self._journal_ended
+        if self._of_another_incarnation(index):
+            # Segment N+1 of a new incarnation: the journal was recreated under us.
+            self._follow_next_incarnation(f"segment {index} is of another incarnation", read=False)
+            return not self._journal_ended
+        self._open_segment(index, F.HEADER_SIZE)
+        return True
+
+    def _of_another_incarnation(self, index: int) -> bool:
+        """Whether tmpfs's segment ``index`` belongs to another incarnation than the
+        segment being read (both stamped). One look at its header, once a roll."""
+        if not self._incarnation_ns:
+            return False
+        try:
+            with MappedSegment(segment_path(self.path, index)) as following:
+                stamp = following.header.incarnation_ns
+        except FileNotFoundError:
+            return False
+        return stamp != 0 and stamp != self._incarnation_ns
+
+    def _in_archive(self, index: int) -> bool:
+        """Whether segment ``index`` of the incarnation being read is in the archive."""
+        if self.archive_dir is None:
+            return False
+        reading = self._reading()
+        assert reading is not None
+        following = following_segment(self._stream_segments(), *reading)
+        return following is not None and following.index == index
+
+    def _follow_next_incarnation(self, why: str, *, read: bool = True) -> Record | None:
+        """The incarnation being read is over: go on with the first segment of the
+        next one once it has one (``read``: and return its first record)."""
+        if not self._journal_ended:
+            self._journal_ended = True
+            log.warning(
+                "journal %s was removed or recreated under this reader (%s): reading "
+                "its next incarnation from its first segment once a writer makes it",
+                self.path,
+                why,
+            )
+        first = self._next_incarnation_start()
+        if first is None:
+            return None
+        self._journal_ended = False
+        self.incarnations += 1
+        self._metrics.new_incarnation()
+        created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(first.created_ns / 1e9))
+        log.warning(
+            "journal %s: following its new incarnation (created %s) from segment %d",
+            self.path,
+            created,
+            first.index,
+        )
+        self._open_stream_segment(first, F.HEADER_SIZE)
+        return self.try_next() if read else None
+
+    def _next_incarnation_start(self) -> StreamSegment | None:
+        """The first segment of the incarnation after the one being read, or None
+        while there is none. Without an archive, a new incarnation whose first
+        segments tmpfs no longer holds is a gap: JournalError."""
+        reading = self._reading()
+        assert reading is not None
+        if self.archive_dir is not None:
+            following = following_segment(self._stream_segments(), *reading)
+            if following is None or following.created_ns <= reading[0]:
+                return None
+            return following
+        indices = segment_indices(self.path)
+        if not indices:
+            return None
+        try:
+            first = MappedSegment(segment_path(self.path, indices[0]))
+        except FileNotFoundError:
+            return None  # removed meanwhile: look again at the next check
+        with first:
+            header = first.header
+            if self._segment is not None and first.identity == self._segment.identity:
+                return None
+        if header.incarnation_ns and header.incarnation_ns == self._incarnation_ns:
+            raise JournalError(
+                f"segment {self._index + 1} of {self.path} is gone but its incarnation "
+                f"goes on from segment {indices[0]}: the reader fell behind the segments "
+                "kept in tmpfs (read with archive=DIR, journal dump --archive DIR), or "
+                "someone removes files of a live journal"
+            )
+        if indices[0] != 0:
+            raise JournalError(
+                f"journal {self.path} was recreated and its new incarnation starts at "
+                f"segment {indices[0]} in tmpfs: segments before it went to the archive "
+                "before this reader saw them; read with archive=DIR"
+            )
+        return StreamSegment(header.created_ns, indices[0], None, in_tmpfs=True)
 
     # -- archived segments ---------------------------------------------------------------
 

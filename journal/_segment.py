@@ -19,6 +19,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from journal import _layout as F
 from journal._errors import CorruptSegmentError, JournalError, JournalFullError
@@ -145,6 +146,15 @@ class SegmentHeader:
         packed[: len(fixed)] = fixed
         _I64.pack_into(packed, F.INCARNATION_NS_OFFSET, self.incarnation_ns)
         return bytes(packed)
+
+
+class PathState(NamedTuple):
+    """What became of a mapped segment's file (``MappedSegment.path_state``)."""
+
+    truncated: bool
+    """Still this file, shorter than its mapping: touching the rest faults (SIGBUS).
+    False: the path no longer names this file (removed or replaced)."""
+    message: str
 
 
 def segment_indices(directory: Path) -> list[int]:
@@ -332,20 +342,21 @@ class MappedSegment:
             )
         return segment
 
-    def path_state(self) -> str | None:
+    def path_state(self) -> PathState | None:
         """None while ``path`` still names this very file, in full; otherwise what
-        happened to it (removed, replaced, truncated), for a message. One stat."""
+        happened to it. One stat."""
         try:
             info = os.stat(self.path, follow_symlinks=False)
         except FileNotFoundError:
-            return f"{self.path} was removed"
+            return PathState(False, f"{self.path} was removed")
         except OSError as error:  # its directory removed, say, or replaced by a file
-            return f"{self.path} cannot be checked: {error.strerror}"
+            return PathState(False, f"{self.path} cannot be reached: {error.strerror}")
         if (info.st_dev, info.st_ino) != self.identity:
-            return f"{self.path} is another file now (replaced)"
+            return PathState(False, f"{self.path} is another file now (replaced)")
         if info.st_size < len(self.map):
-            return (
-                f"{self.path} was truncated to {info.st_size} bytes (segment_size={len(self.map)})"
+            return PathState(
+                True,
+                f"{self.path} was truncated to {info.st_size} bytes (segment_size={len(self.map)})",
             )
         return None
 

@@ -594,7 +594,7 @@ class Writer:
             if not self._lock.still_ours(self.path):
                 self._gone = f"journal directory {self.path} was removed or replaced"
             elif segment is not None and (state := segment.path_state()) is not None:
-                self._gone = f"the open segment {state}"
+                self._gone = f"the open segment {state.message}"
             else:
                 self._limit = self._segment_limit
                 return

@@ -22,6 +22,9 @@ Commands:
     serve PATH SEGMENT_SIZE            a writer driven by JSON commands on stdin
     fill PATH SEGMENT_SIZE HOW         append until JournalFullError
     fill-then-free PATH SEGMENT_SIZE   fill, free the oldest segment, write on
+    follow PATH IDLE ARCHIVE           a Reader from "beginning" (ARCHIVE "-": none):
+                                       a line per book, its sequence and the reader's
+                                       incarnations count, forever
     append-until-gone PATH SEGMENT_SIZE
                                        append 10 books, say ready, wait for a line
                                        on stdin, then append until an error, say which
@@ -411,6 +414,16 @@ def cmd_fill_then_free(path: str, segment_size: str) -> int:
     return 0
 
 
+def cmd_follow(path: str, idle: str, archive: str) -> int:
+    reader = journal.Reader(
+        path, start="beginning", idle=idle, archive=None if archive == "-" else archive
+    )
+    emit(waiting=True)
+    for record in reader:
+        emit(seq=record.sequence, incarnations=reader.incarnations)
+    return 0
+
+
 def cmd_append_until_gone(path: str, segment_size: str) -> int:
     writer = journal.Writer(path, segment_size=int(segment_size))
     for seq in range(10):
@@ -549,6 +562,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "fill": cmd_fill,
     "fill-then-free": cmd_fill_then_free,
+    "follow": cmd_follow,
     "append-until-gone": cmd_append_until_gone,
 }
 
