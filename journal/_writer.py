@@ -83,7 +83,7 @@ from journal._verify import SCHEMAS, VerificationError, verify_size_prefixed
 log = logging.getLogger("journal.writer")
 
 DEFAULT_SEGMENT_SIZE: Final = 64 * 1024 * 1024
-JOURNAL_CHECK_INTERVAL_NS: Final = 250_000_000
+JOURNAL_CHECK_INTERVAL_NS: Final = 50_000_000
 """How often (at most) an appending writer checks that its journal is still at its
 path: a journal removed or replaced costs the books of at most about this long."""
 _END_MARKER: Final = struct.pack("<II", F.END_OF_SEGMENT, 0)
@@ -544,7 +544,11 @@ class Writer:
     def _roll(self) -> None:
         """Seal this segment with the end marker once the next one exists in full."""
         self._check_journal()
-        next_segment = self._take_prepared(self._index + 1)
+        try:
+            next_segment = self._take_prepared(self._index + 1)
+        except FileNotFoundError:
+            self._check_journal()  # the directory went after the check above: say so
+            raise
         self._seal(self._map, self._words, self._position)
         if self._sleepers[SLEEPERS_WORD]:
             self._wake_sleepers()

@@ -36,6 +36,7 @@ writer.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import logging
@@ -52,7 +53,7 @@ import numpy as np
 
 from journal._decode import Position
 from journal._encode import DEFAULT_MAX_LEVELS
-from journal._errors import InvalidRecordError, JournalError, JournalFullError
+from journal._errors import InvalidRecordError, JournalError, JournalFullError, JournalGoneError
 from journal._writer import DEFAULT_SEGMENT_SIZE, Writer
 from journal.symbols import UnknownNameError, normalize
 
@@ -67,6 +68,7 @@ _BOOK_ERRORS: Final = (
     InvalidRecordError,
     UnknownNameError,
     JournalFullError,
+    JournalGoneError,
     KeyError,
     TypeError,
     AttributeError,
@@ -88,6 +90,9 @@ class Refusal(enum.StrEnum):
     unsorted or duplicate levels, crossed, too deep, name too long, out of range."""
     JOURNAL_FULL = "journal_full"
     """No room in the tmpfs for the next segment: not the book's fault, but lost."""
+    JOURNAL_GONE = "journal_gone"
+    """The journal was removed under the publisher and could not be created again
+    yet (tried at most every ``full_retry_s``): lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,9 @@ class PublishStats:
     """Every Refusal, with 0 for the kinds never seen."""
     last_refusal: str | None
     """The message of the latest refusal, None if there was none."""
+    recreated: int = 0
+    """How many times the journal was removed under the publisher and created again
+    (a new incarnation, docs/FORMAT.md), publishing going on in it."""
 
     @property
     def refused_total(self) -> int:
@@ -113,6 +121,13 @@ class BookPublisher:
     every ``summary_interval_s`` at most (written by the next refusal, or by
     ``close``). After a JournalFullError, books are refused for ``full_retry_s``
     before the journal is tried again.
+
+    A journal removed under it (a wiped tmpfs, an operator's ``rm -rf``) is created
+    again at once, as a new incarnation, and the book at hand goes there: the books
+    lost are those published into the removed files before the writer noticed
+    (within JOURNAL_CHECK_INTERVAL_NS). Said once in the log, counted in
+    ``stats.recreated``; if it cannot be created again, books are refused (counted
+    as ``journal_gone``) and creating it is retried every ``full_retry_s``.
     """
 
     __slots__ = (
@@ -122,8 +137,11 @@ class BookPublisher:
         "_last_summary",
         "_logged",
         "_names",
+        "_options",
         "_published",
+        "_recreated",
         "_refused",
+        "_reopen_at",
         "_retry_at",
         "_unlogged",
         "_writer",
@@ -149,9 +167,12 @@ class BookPublisher:
                 f"log_first={log_first}, summary_interval_s={summary_interval_s}, "
                 f"full_retry_s={full_retry_s}: none may be negative"
             )
-        self._writer: Writer | None = Writer(
-            path, segment_size=segment_size, mode=mode, max_levels=max_levels
-        )
+        self._options: dict[str, int] = {
+            "segment_size": segment_size,
+            "mode": mode,
+            "max_levels": max_levels,
+        }
+        self._writer: Writer | None = Writer(path, **self._options)
         self.path = self._writer.path
         self.log_first = log_first
         self.summary_interval_s = summary_interval_s
@@ -167,6 +188,8 @@ class BookPublisher:
         self._last_summary = time.monotonic()
         self._retry_at = 0.0
         self._full_since = 0  # JOURNAL_FULL refusals counted before this full spell
+        self._recreated = 0
+        self._reopen_at = 0.0
 
     def publish(self, book: Mapping[str, Any]) -> Position | None:
         """Append one ``OrderBookV2.to_dict()`` book; its ``(segment, offset)``, or None
@@ -190,6 +213,9 @@ class BookPublisher:
                 book.get("local_timestamp_ns"),
             )
         except _BOOK_ERRORS as error:
+            if isinstance(error, JournalGoneError) and self._append != self._while_gone:
+                self._append = self._while_gone  # creates the journal again, now
+                return self.publish(book)
             self._refuse(book, error)
             return None
         self._published += 1
@@ -202,6 +228,7 @@ class BookPublisher:
             self._published,
             {reason: self._refused[reason] for reason in Refusal},
             self._last_refusal,
+            self._recreated,
         )
 
     @property
@@ -318,6 +345,36 @@ class BookPublisher:
         )
         return position
 
+    def _while_gone(self, *args: Any) -> Position:
+        """The append once the journal went under the writer: create it again (at most
+        every ``full_retry_s``; a new incarnation) and append there."""
+        assert self._writer is not None
+        now = time.monotonic()
+        if now < self._reopen_at:
+            raise JournalGoneError(
+                f"the journal {self.path} was removed and could not be created again less "
+                f"than {self.full_retry_s:g} s ago: book refused; retried then"
+            )
+        self._reopen_at = now + self.full_retry_s
+        with contextlib.suppress(JournalError, OSError):
+            self._writer.close()  # the lock goes; its files went with the directory
+        try:
+            writer = Writer(self.path, **self._options)
+        except (JournalError, OSError) as error:
+            raise JournalGoneError(
+                f"the journal {self.path} was removed and cannot be created again: "
+                f"{error}; retried every {self.full_retry_s:g} s"
+            ) from error
+        self._writer = writer
+        self._append = writer.append_orderbook
+        self._recreated += 1
+        log.warning(
+            "%s: the journal was removed or replaced under the publisher; created again "
+            "as a new incarnation (readers follow it), publishing goes on there",
+            self.path,
+        )
+        return writer.append_orderbook(*args)
+
     def _refuse_closed(self, *args: Any) -> NoReturn:
         raise JournalError(
             f"the publisher of {self.path} is closed: open a new BookPublisher to publish"
@@ -328,6 +385,8 @@ def _reason(book: Any, error: Exception) -> Refusal:
     """Classify a refusal by looking at the book again (only refused books pay this)."""
     if isinstance(error, JournalFullError):
         return Refusal.JOURNAL_FULL
+    if isinstance(error, JournalGoneError):
+        return Refusal.JOURNAL_GONE
     if not isinstance(book, Mapping):
         return Refusal.WRONG_TYPE
     if any(key not in book for key in BOOK_KEYS):

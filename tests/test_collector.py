@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -340,3 +341,64 @@ def test_the_example_script_runs_and_removes_its_journal() -> None:
     assert match, result.stdout
     assert not Path(match.group(1)).exists(), "the example left its journal behind"
     assert "read back" in result.stdout and "refused 0" in result.stdout, result.stdout
+
+
+# -- a journal removed under the publisher -----------------------------------------------
+
+
+def test_a_journal_removed_under_the_publisher_is_created_again_and_publishing_goes_on(
+    journal_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = BookPublisher(journal_dir, segment_size=64 * 1024)
+    try:
+        for sequence in range(100):
+            assert publisher.publish(book(sequence=sequence)) is not None
+        shutil.rmtree(journal_dir)
+        deadline = time.monotonic() + 30
+        sequence = 100
+        first_new: int | None = None  # the first book published into the new journal
+        # Publish on (the publisher must never raise) until it has noticed and the
+        # books land in the new journal, then a few segments more.
+        while first_new is None or sequence < first_new + 1000:
+            assert time.monotonic() < deadline, "the publisher never recreated its journal"
+            position = publisher.publish(book(sequence=sequence))
+            assert position is not None, publisher.stats.last_refusal
+            if first_new is None and publisher.stats.recreated == 1:
+                first_new = sequence
+            sequence += 1
+        stats = publisher.stats
+        assert stats.recreated == 1 and stats.refused_total == 0, stats
+        gone = [r for r in caplog.records if "created again" in r.getMessage()]
+        assert len(gone) == 1, caplog.text
+    finally:
+        publisher.close()
+    # The new incarnation holds every book from the one that found the journal gone.
+    sequences = [record.sequence for record in read_all(journal_dir)]
+    assert sequences == list(range(first_new, sequence))
+
+
+def test_a_journal_that_cannot_be_created_again_is_refused_counted_and_retried(
+    shm_dir: Path,
+) -> None:
+    parent = shm_dir / "parent"
+    path = parent / "books"
+    publisher = BookPublisher(path, segment_size=64 * 1024, full_retry_s=0.05)
+    try:
+        assert publisher.publish(book(sequence=0)) is not None
+        shutil.rmtree(parent)
+        parent.write_bytes(b"")  # a file where the parent directory was: cannot create
+        deadline = time.monotonic() + 30
+        sequence = 1
+        while publisher.stats.refused[Refusal.JOURNAL_GONE] == 0:
+            assert time.monotonic() < deadline
+            publisher.publish(book(sequence=sequence))
+            sequence += 1
+        assert "cannot be created again" in (publisher.stats.last_refusal or "")
+        parent.unlink()
+        while publisher.stats.recreated == 0:  # retried after full_retry_s: back again
+            assert time.monotonic() < deadline
+            publisher.publish(book(sequence=sequence))
+            sequence += 1
+        assert publisher.publish(book(sequence=sequence)) is not None
+    finally:
+        publisher.close()
