@@ -7,12 +7,19 @@ them with chained comparisons (NaN and inf fail them), and writes the whole reco
 with one ``struct.pack_into``. The bytes that depend only on names and depths
 (vtable, offsets, the two strings) are packed once per shape and cached.
 
-When a check fails, ``validate_slowly`` walks the values one by one to name the
+The fast check takes Python floats only (one ``type(...) is`` chain over every
+value): any other number (an int, a numpy scalar, a Decimal) goes to
+``validate_slowly``, which converts each value to float64 first and checks what
+will be stored: a bool is refused by type, an int that no double holds exactly, or
+a value that overflows to inf, is refused, and order and crossing are checked on
+the converted values (two ints 1 apart above 2**53 would be one price). Then the
+converted book is written by the fast path. When a check fails, it names the
 first bad field and value. Nothing is written before every check has passed.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 import struct
@@ -38,6 +45,8 @@ INT64_MAX: Final = (1 << 63) - 1
 
 Levels = Sequence[Sequence[float]] | np.ndarray
 WriteFunction = Callable[[Any, int, int, int, int, Any, Any], None]
+_FLOAT64_INTEGERS: Final = 1 << 53
+"""Every int of at most this magnitude is exactly a double."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +86,7 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
         {unpack_pairs}
         valid = (
             {same_pair_type}
+            and {all_floats}
             and {bids_descending}
             and {asks_ascending}
             and {not_crossed}
@@ -85,10 +95,14 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
             and type(timestamp) is int and type(sequence) is int
             and type(local_timestamp_ns) is int
         )
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, ArithmeticError):  # Decimal NaN: InvalidOperation
         valid = False
     if not valid:
-        validate_slowly(bids, asks, timestamp, sequence, local_timestamp_ns)
+        # Raises for a bad book; a good one comes back as the floats and ints to store.
+        timestamp, sequence, local_timestamp_ns, bids, asks = validate_slowly(
+            bids, asks, timestamp, sequence, local_timestamp_ns)
+        {unpack_levels}
+        {unpack_pairs}
     try:
         pack_into(buffer, offset, head, timestamp, sequence, local_timestamp_ns, middle,
                   {bid_values}asks_count, {ask_values}tail)
@@ -129,6 +143,10 @@ def _generate_write(
             if levels
             else "True"
         ),
+        # Python floats only: any other number is converted and checked slowly.
+        all_floats=" is ".join([*(f"type({n}p) is type({n}q)" for n in levels), "float"])
+        if levels
+        else "True",
         bids_descending=" > ".join(["INF", *bid_prices, "0.0"]) if bid_prices else "True",
         asks_ascending=" < ".join(["0.0", *ask_prices, "INF"]) if ask_prices else "True",
         not_crossed="b0p < a0p" if bid_prices and ask_prices else "True",
@@ -214,7 +232,9 @@ def _loop_write(
     def write(
         buffer: Any, offset: int, timestamp: int, sequence: int, local_ns: int, bids: Any, asks: Any
     ) -> None:
-        validate_slowly(bids, asks, timestamp, sequence, local_ns)
+        timestamp, sequence, local_ns, bids, asks = validate_slowly(
+            bids, asks, timestamp, sequence, local_ns
+        )
         values = [head, timestamp, sequence, local_ns, middle]
         for price, quantity in bids:
             values += (price, quantity)
@@ -334,7 +354,13 @@ def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
         raise InvalidRecordError(f"{field} is empty")
     if "\0" in value:
         raise InvalidRecordError(f"{field}={value!r}: contains a NUL character")
-    encoded = value.encode("utf-8")
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidRecordError(
+            f"{field}={value[:80]!r}: not encodable as UTF-8 ({error.reason} at "
+            f"character {error.start})"
+        ) from None
     if len(encoded) > max_bytes:
         raise InvalidRecordError(
             f"{field}={value[:80]!r}: {len(encoded)} UTF-8 bytes, more than "
@@ -345,10 +371,13 @@ def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
 
 def validate_slowly(
     bids: Any, asks: Any, timestamp: Any, sequence: Any, local_timestamp_ns: Any
-) -> None:
-    """Check a book one value at a time: raise InvalidRecordError for the first bad
-    field, or return if the book is valid after all (mixed list/tuple levels, numpy
-    integers) and the generated fast check was only too strict."""
+) -> tuple[int, int, int, list[list[float]], list[list[float]]]:
+    """Check a book one value at a time, on the values that will be stored: raise
+    InvalidRecordError for the first bad field, or return the book as it will be
+    written (``timestamp, sequence, local_timestamp_ns, bids, asks``: ints, and levels
+    as float64 pairs) if it is valid after all (an int, Decimal or numpy number the
+    fast check does not take)."""
+    integers = []
     for field, value in (
         ("timestamp", timestamp),
         ("sequence", sequence),
@@ -358,30 +387,47 @@ def validate_slowly(
             raise InvalidRecordError(f"{field}={value!r}: expected int, got {type(value).__name__}")
         if not INT64_MIN <= int(value) <= INT64_MAX:
             raise InvalidRecordError(f"{field}={value}: outside the int64 range")
+        integers.append(int(value))
+    sides = []
     for side, levels, better in (("bids", bids, gt), ("asks", asks, lt)):
         previous = None
+        converted = []
         for index, level in enumerate(levels):
             price, quantity = _pair(side, index, level)
             if price <= 0:
-                raise InvalidRecordError(f"{side}[{index}].price={price!r}: must be > 0")
+                raise InvalidRecordError(f"{side}[{index}].price={level[0]!r}: must be > 0")
             if quantity < 0:
-                raise InvalidRecordError(f"{side}[{index}].quantity={quantity!r}: must be >= 0")
+                raise InvalidRecordError(f"{side}[{index}].quantity={level[1]!r}: must be >= 0")
             if previous is not None and not better(previous, price):
                 order = (
                     "descending, best bid first" if side == "bids" else "ascending, best ask first"
                 )
                 raise InvalidRecordError(
-                    f"{side}[{index}].price={price!r} after {previous!r}: prices must be "
-                    f"strictly {order}, without duplicates"
+                    f"{side}[{index}].price={_shown(level[0], price)} after {previous!r}: "
+                    f"prices must be strictly {order}, without duplicates"
                 )
             previous = price
-    if len(bids) and len(asks) and bids[0][0] >= asks[0][0]:
+            converted.append([price, quantity])
+        sides.append(converted)
+    bids_f, asks_f = sides
+    if bids_f and asks_f and bids_f[0][0] >= asks_f[0][0]:
         raise InvalidRecordError(
-            f"crossed book: best bid {bids[0][0]!r} >= best ask {asks[0][0]!r}"
+            f"crossed book: best bid {_shown(bids[0][0], bids_f[0][0])} >= best ask "
+            f"{_shown(asks[0][0], asks_f[0][0])}"
         )
+    timestamp, sequence, local_timestamp_ns = integers
+    return timestamp, sequence, local_timestamp_ns, bids_f, asks_f
+
+
+def _shown(value: Any, double: float) -> str:
+    """``value`` for a message, with the double it is stored as where that differs."""
+    if type(value) is float or (type(value) is int and float(value) == value):
+        return repr(value)
+    return f"{value!r} (as a double {double!r})"
 
 
 def _pair(side: str, index: int, level: Any) -> tuple[float, float]:
+    """A level's price and quantity as the float64 values that will be stored."""
     if not isinstance(level, list | tuple | np.ndarray):
         raise InvalidRecordError(
             f"{side}[{index}]={level!r}: expected a (price, quantity) pair as a list, "
@@ -391,17 +437,34 @@ def _pair(side: str, index: int, level: Any) -> tuple[float, float]:
         raise InvalidRecordError(
             f"{side}[{index}]={level!r}: expected a (price, quantity) pair, got {len(level)} items"
         )
-    for name, value in zip(("price", "quantity"), level, strict=True):
-        if not isinstance(value, numbers.Real):
-            raise InvalidRecordError(
-                f"{side}[{index}].{name}={value!r}: expected a number, got {type(value).__name__}"
-            )
-        try:
-            finite = math.isfinite(value)
-        except OverflowError:
-            raise InvalidRecordError(
-                f"{side}[{index}].{name}={value!r}: too large for a double"
-            ) from None
-        if not finite:
-            raise InvalidRecordError(f"{side}[{index}].{name}={value!r}: not finite")
-    return level[0], level[1]
+    price, quantity = (
+        _as_double(side, index, name, value)
+        for name, value in zip(("price", "quantity"), level, strict=True)
+    )
+    return price, quantity
+
+
+def _as_double(side: str, index: int, name: str, value: Any) -> float:
+    """``value`` converted to the double that will be stored, refused if that double
+    is not the value: a bool (by type), an int no double holds exactly, a number that
+    overflows to inf or is NaN."""
+    field = f"{side}[{index}].{name}={value!r}"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real | decimal.Decimal):
+        raise InvalidRecordError(f"{field}: expected a number, got {type(value).__name__}")
+    try:
+        double = float(value)
+    except (OverflowError, ValueError, ArithmeticError) as error:  # Decimal('sNaN') too
+        raise InvalidRecordError(f"{field}: not a double ({error})") from None
+    if not math.isfinite(double):
+        stored = "" if isinstance(value, float) else f" as a double ({double!r})"
+        raise InvalidRecordError(f"{field}: not finite{stored}")
+    if (
+        isinstance(value, numbers.Integral)
+        and abs(int(value)) > _FLOAT64_INTEGERS
+        and int(double) != int(value)
+    ):
+        raise InvalidRecordError(
+            f"{field}: no double holds this int exactly (it would be stored as "
+            f"{double!r}); send it as a float"
+        )
+    return double

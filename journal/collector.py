@@ -28,10 +28,11 @@ touching the filesystem for ``full_retry_s`` (a failing segment creation must no
 be paid for every book), after which the next book retries.
 
 What raises: opening (WriterLockedError, UnsupportedPlatformError, OSError...),
-publishing after ``close`` (JournalError), failures of the journal itself rather
-than of a book (CorruptSegmentError, an I/O error), and ``close(seal=True)`` when
-the seal cannot be written. A publisher belongs to one thread at a time, like its
-writer.
+publishing after ``close`` (JournalError: a programming error), and
+``close(seal=True)`` when the seal cannot be written. ``publish`` itself never
+raises into the collector's loop: any other failure (an I/O error, a damaged
+journal) is logged with its traceback and counted as ``unexpected_error``. A
+publisher belongs to one thread at a time, like its writer.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ _BOOK_ERRORS: Final = (
     UnknownNameError,
     JournalFullError,
     JournalGoneError,
-    KeyError,
+    LookupError,  # KeyError; IndexError from a sequence or an array given as a book
     TypeError,
     AttributeError,
 )
@@ -90,6 +91,9 @@ class Refusal(enum.StrEnum):
     unsorted or duplicate levels, crossed, too deep, name too long, out of range."""
     JOURNAL_FULL = "journal_full"
     """No room in the tmpfs for the next segment: not the book's fault, but lost."""
+    UNEXPECTED = "unexpected_error"
+    """Neither the book's fault nor a known state of the journal (an I/O error, a
+    bug): logged with its traceback, counted, and the loop goes on."""
     JOURNAL_GONE = "journal_gone"
     """The journal was removed under the publisher and could not be created again
     yet (tried at most every ``full_retry_s``): lost."""
@@ -216,6 +220,10 @@ class BookPublisher:
             if isinstance(error, JournalGoneError) and self._append != self._while_gone:
                 self._append = self._while_gone  # creates the journal again, now
                 return self.publish(book)
+            self._refuse(book, error)
+            return None
+        except Exception as error:  # publish never raises into the collector's loop
+            log.exception("%s: unexpected error publishing %s", self.path, _describe(book))
             self._refuse(book, error)
             return None
         self._published += 1
@@ -387,6 +395,8 @@ def _reason(book: Any, error: Exception) -> Refusal:
         return Refusal.JOURNAL_FULL
     if isinstance(error, JournalGoneError):
         return Refusal.JOURNAL_GONE
+    if not isinstance(error, _BOOK_ERRORS):
+        return Refusal.UNEXPECTED
     if not isinstance(book, Mapping):
         return Refusal.WRONG_TYPE
     if any(key not in book for key in BOOK_KEYS):
