@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
 import journal
+from journal import _layout as F
+from journal._segment import MappedSegment
 from journal.feeds import FeedError, import_captures
 from journal.feeds._import import add_arguments, run
 from tests.conftest import CAPTURES
@@ -100,8 +104,42 @@ def test_the_command_prints_the_table(
     assert "upbit: trade 304" in out
     assert f"{sum(BOOKS.values())} books of 15 streams written to {journal_dir}" in out
 
+    metrics = (journal_dir / "writer.metrics").read_bytes()
     assert run(parse(*ALL, "--journal", str(journal_dir))) == 2
     assert "already holds records" in capsys.readouterr().err
+    # Refused before anything was touched: journal top still shows the import.
+    assert (journal_dir / "writer.metrics").read_bytes() == metrics
+
+
+def test_an_import_is_sealed_so_one_compaction_archives_it_all(
+    journal_dir: Path, shm_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(parse(*ALL, "--journal", str(journal_dir))) == 0
+    archive = shm_dir / "archive"
+    compacted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "journal.cli",
+            "compact",
+            str(journal_dir),
+            "--archive",
+            str(archive),
+            "--once",
+            "--keep",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compacted.returncode == 0, compacted.stderr
+    with journal.Reader(journal_dir, archive=archive, metrics=False) as reader:
+        assert sum(1 for _ in reader.available()) == sum(BOOKS.values())
+    # Every book is archived: tmpfs keeps only the empty segment the seal opened.
+    for left in journal_dir.glob("*.journal"):
+        with MappedSegment(left) as segment:
+            assert segment.load_commit_acquire() == F.HEADER_SIZE, f"{left} not archived"
 
 
 def test_a_bad_line_exits_2_naming_it_and_writes_nothing(

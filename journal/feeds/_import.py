@@ -6,7 +6,9 @@ Every book a builder publishes is appended with the times and sequence it carrie
 ``sequence`` the venue's update id (Binance ``u``, Bybit ``cross_seq``, Upbit the
 stream's message count, having none). The whole capture is replayed before anything
 is written, so a damaged capture leaves no half-imported journal; the journal must be
-new or empty, so that an import run twice does not journal every book twice.
+new or empty, so that an import run twice does not journal every book twice (checked
+before anything in it is touched, its writer.metrics included). The last segment is
+sealed at the end, so ``journal compact`` archives the whole import at once.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
+from journal import _layout as F
 from journal._errors import InvalidRecordError, JournalError
+from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._writer import Writer
 from journal.feeds._errors import CaptureFormatError, FeedError
 from journal.feeds._replay import CaptureReplay
@@ -33,9 +38,11 @@ def import_captures(
     """
     replay = CaptureReplay(paths)
     published = list(replay.books())
-    with Writer(journal_dir) as writer:
+    _refuse_a_journal_with_records(Path(journal_dir))
+    writer = Writer(journal_dir)
+    try:
         if writer.recovery.segment or writer.recovery.records_in_segment:
-            raise FeedError(
+            raise FeedError(  # records committed since the check above
                 f"journal {journal_dir} already holds records: import into a new directory"
             )
         for line, book in published:
@@ -56,7 +63,22 @@ def import_captures(
                     f"the journal refused the {book.exchange} {book.symbol} book made here: "
                     f"{error}",
                 ) from None
+    except BaseException:
+        writer.close()
+        raise
+    writer.close(seal=True)
     return ImportReport(os.fspath(journal_dir), replay.streams, dict(replay.ignored))
+
+
+def _refuse_a_journal_with_records(journal_dir: Path) -> None:
+    """FeedError if ``journal_dir`` holds records, read without writing anything."""
+    for index in segment_indices(journal_dir):
+        with MappedSegment(segment_path(journal_dir, index)) as segment:
+            if index or segment.load_commit_acquire() > F.HEADER_SIZE:
+                raise FeedError(
+                    f"journal {journal_dir} already holds records (segment {index}): "
+                    "import into a new directory; nothing in it was changed"
+                )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
