@@ -89,6 +89,8 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify(args.path)
     if report.first_error is None:
         print(f"OK: {report.records:,} records in {report.segments} segments of {args.path}")
+        for note in report.notes:
+            print(f"  {note}")
         return 0
     print(f"CORRUPT after {report.records:,} good records: {report.first_error}", file=sys.stderr)
     return 1
@@ -181,7 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     dump.set_defaults(run=_dump)
 
     check = commands.add_parser(
-        "verify", help="check every record; exit 1 at the first corrupt position"
+        "verify",
+        help="check every record; exit 1 at the first corrupt position",
+        description="Check every segment header, every record (framing, FlatBuffers "
+        "verification, decoding) and the chain of segments: each one sealed but the one "
+        "being written (and the empty one a writer prepares after it). What a writer "
+        "leaves when it is killed and repairs when it opens the journal (a roll or a "
+        "seal it did not finish) is not damage: notes after the OK line say what was "
+        "found, and the exit status is 0.",
+        epilog="exit status: 0 every committed record is readable (notes say what a "
+        "writer will repair); 1 damage, reported with its file and offset after the "
+        "number of good records before it; 2 not a journal, or it cannot be read.",
     )
     check.add_argument("path", help="journal directory")
     check.set_defaults(run=_verify)

@@ -6,7 +6,9 @@ names the segment file and the absolute offset in it.
 
 from __future__ import annotations
 
+import os
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import journal
-from journal import _decode
+from journal import _decode, _inspect
+from journal import _layout as F
 from journal import _orderbook_layout as OB
-from journal._segment import segment_path
+from journal._inspect import verify
+from journal._segment import MappedSegment, segment_path
 from journal._verify import ORDERBOOK_SCHEMA, VerificationError, verify_size_prefixed
 from tests._books import (
     EDGE_BOOKS,
@@ -28,7 +32,9 @@ from tests._books import (
     journal_values,
     official_values,
 )
+from tests._procs import Children
 from tests.conftest import ASKS, BIDS
+from tests.test_file_safety import wait_for
 
 SEGMENT_SIZE = 64 * 1024
 GOOD_ARGS = ("upbit", "BTC-KRW", 1_700_000_000_000, 42, BIDS, ASKS, 1_700_000_000_000_000_123)
@@ -586,3 +592,171 @@ def test_corruption_after_good_records_keeps_them_readable(journal_dir: Path) ->
         with pytest.raises(journal.CorruptSegmentError, match=r"offset=\d+"):
             reader.try_next()
     assert seen == positions[:3]
+
+
+# -- the segment chain: seals, commits and what follows them --------------------------
+
+
+def set_header_word(directory: Path, index: int, at: int, value: int) -> Path:
+    """Overwrite the 8-byte little-endian header word at ``at`` of segment ``index``,
+    as a bit flip or another process would; returns the segment's path."""
+    path = segment_path(directory, index)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        os.pwrite(fd, value.to_bytes(8, "little"), at)
+    finally:
+        os.close(fd)
+    return path
+
+
+def header_word(directory: Path, index: int, at: int) -> int:
+    with open(segment_path(directory, index), "rb") as segment:
+        segment.seek(at)
+        return int.from_bytes(segment.read(8), "little")
+
+
+def open_at(directory: Path, index: int, commit: int) -> None:
+    """Segment ``index`` made open (end_marker_offset 0) with its commit at ``commit``."""
+    set_header_word(directory, index, F.END_MARKER_OFFSET_OFFSET, 0)
+    set_header_word(directory, index, F.COMMIT_OFFSET_OFFSET, commit)
+
+
+def first_in(positions: list[tuple[int, int]], segment: int) -> int:
+    """Which of ``positions`` is the first record of ``segment``."""
+    return next(i for i, (index, _) in enumerate(positions) if index == segment)
+
+
+def cut_short(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    # The commit of sealed segment 0 lowered to cover its first 50 records only.
+    set_header_word(directory, 0, F.COMMIT_OFFSET_OFFSET, positions[50][1])
+    return 0, F.COMMIT_OFFSET_OFFSET
+
+
+def marker_cleared(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    marker = header_word(directory, 0, F.END_MARKER_OFFSET_OFFSET)
+    set_header_word(directory, 0, F.END_MARKER_OFFSET_OFFSET, 0)
+    return 0, marker  # the committed end marker the header no longer points at
+
+
+def marker_below_commit(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    set_header_word(directory, 0, F.END_MARKER_OFFSET_OFFSET, positions[50][1])
+    return 0, F.END_MARKER_OFFSET_OFFSET
+
+
+def marker_inside_a_record(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    # A header that says sealed, with a commit 8 bytes past its marker offset, but the
+    # last record runs over that offset: there is no end marker there.
+    marker = header_word(directory, 0, F.END_MARKER_OFFSET_OFFSET)
+    set_header_word(directory, 0, F.END_MARKER_OFFSET_OFFSET, marker - F.END_MARKER_SIZE)
+    set_header_word(directory, 0, F.COMMIT_OFFSET_OFFSET, marker)
+    return 0, marker - F.END_MARKER_SIZE
+
+
+def open_before_records(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    # Segment 0 open at its 50th record while segment 1 holds records.
+    open_at(directory, 0, positions[50][1])
+    return 0, F.COMMIT_OFFSET_OFFSET
+
+
+def open_before_two_empty(directory: Path, positions: list[tuple[int, int]]) -> tuple[int, int]:
+    # Segment 2 open, 3 and 4 (the newest) empty: a writer prepares one segment ahead,
+    # never two, so 3 is not a roll under way but segment 2's records cut short.
+    open_at(directory, 2, positions[first_in(positions, 2) + 10][1])
+    open_at(directory, 3, F.HEADER_SIZE)
+    set_header_word(directory, 4, F.COMMIT_OFFSET_OFFSET, F.HEADER_SIZE)
+    return 2, F.COMMIT_OFFSET_OFFSET
+
+
+CHAIN_DAMAGE: list[tuple[str, Callable[[Path, list[tuple[int, int]]], tuple[int, int]], str]] = [
+    # (id, damage(journal, positions) -> (segment, offset of the error), message fragment)
+    ("commit-cut-short", cut_short, "past commit_offset"),
+    ("end-marker-offset-cleared", marker_cleared, "end_marker_offset=0"),
+    ("end-marker-offset-below-commit", marker_below_commit, "below commit_offset"),
+    ("end-marker-offset-inside-a-record", marker_inside_a_record, "no end-of-segment marker there"),
+    ("open-segment-before-records", open_before_records, "holds records"),
+    ("open-segment-before-two-empty", open_before_two_empty, "prepares one segment ahead"),
+]
+
+
+def write_chain(path: Path) -> list[tuple[int, int]]:
+    """600 books in 5 segments of 64 KiB: 0 to 3 sealed, 4 open."""
+    positions = write_journal(path, 600)
+    assert positions[-1][0] == 4 and first_in(positions, 1) > 60
+    return positions
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [case[1:] for case in CHAIN_DAMAGE],
+    ids=[case[0] for case in CHAIN_DAMAGE],
+)
+def test_verify_reports_a_broken_chain(
+    damage: Callable[[Path, list[tuple[int, int]]], tuple[int, int]],
+    fragment: str,
+    journal_dir: Path,
+) -> None:
+    segment, offset = damage(journal_dir, write_chain(journal_dir))
+    report = verify(journal_dir)
+    assert report.first_error is not None
+    assert fragment in report.first_error
+    assert f"file={segment_path(journal_dir, segment)} offset={offset})" in report.first_error
+
+
+def roll_between_header_loads(
+    journal_dir: Path, children: Children, monkeypatch: pytest.MonkeyPatch
+) -> list[dict[str, object]]:
+    """A writer process with books in segment 0 and segment 1 prepared (empty), made
+    to roll into segment 1 just after the first segment header a reader of the whole
+    journal loads (journal._inspect._load_state): the window in which, had it loaded
+    segment 0 first, 0 would look open and 1 hold a record. Returns the writer's
+    reply to the roll, once it happened."""
+    writer = children.spawn("serve", journal_dir, SEGMENT_SIZE, stdin=True)
+    writer.read_json(30)
+    writer.send(op="publish", count=5)
+    writer.read_json(30)
+    wait_for(segment_path(journal_dir, 1))
+    load_state = _inspect._load_state
+    rolled: list[dict[str, object]] = []
+
+    def load_then_roll(segment: MappedSegment) -> _inspect.SegmentState:
+        state = load_state(segment)
+        if not rolled:
+            writer.send(op="fill")
+            writer.read_json(30)
+            writer.send(op="publish", count=1)
+            rolled.append(writer.read_json(30))
+        return state
+
+    monkeypatch.setattr(_inspect, "_load_state", load_then_roll)
+    return rolled
+
+
+def test_verify_across_a_roll_between_two_header_loads(
+    journal_dir: Path, children: Children, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rolled = roll_between_header_loads(journal_dir, children, monkeypatch)
+    report = verify(journal_dir)
+    assert rolled and rolled[0]["positions"] == [[1, F.HEADER_SIZE]]  # it did roll
+    assert report.first_error is None, report.first_error
+    assert report.records == rolled[0]["first"]  # segment 0 in full: sealed by then
+
+
+def test_verify_while_a_writer_rolls_reports_no_damage(
+    journal_dir: Path, shm_dir: Path, children: Children
+) -> None:
+    """A live writer rolls hundreds of times a second, between verify's loads of one
+    segment's header and the next's, and its next segment is prepared (empty) most of
+    the time: never damage. Nor is anything SIGKILL leaves."""
+    writer = children.spawn("torture", journal_dir, shm_dir / "acks", 0, SEGMENT_SIZE, 7)
+    writer.read_json(30)
+    wait_for(segment_path(journal_dir, 2))  # it rolled into segment 1
+    checks = 0
+    started = time.monotonic()
+    while checks < 2 or time.monotonic() - started < 1.0:
+        report = verify(journal_dir)
+        assert report.first_error is None, report.first_error
+        assert report.records > 0
+        checks += 1
+    writer.kill()
+    report = verify(journal_dir)
+    assert report.first_error is None, report.first_error
