@@ -40,6 +40,10 @@ Millions of records a second, every record checked, and no Python loop per recor
   result.
 
 Corrupt bytes raise CorruptSegmentError / CorruptArchiveError with their position.
+So does a journal whose segments do not chain: each must be sealed but the newest
+(and the open one before an empty newest: a roll under way), else the one left open
+had its commit cut short, and reading up to it would skip records without a word;
+likewise an archive of an unsealed segment.
 The time range ``[start_ns, end_ns)`` is on ``local_timestamp_ns`` (the collector
 clock, which the archive's time index covers). Rows come in source order, each source
 in segment order; a segment present both in an archive and in tmpfs (the compactor
@@ -65,6 +69,7 @@ from journal import _layout as F
 from journal import _orderbook_layout as OB
 from journal._archive import (
     ARCHIVE_SUFFIX,
+    END_MARKER_OFFSET_OFFSET,
     MIN_VALUE_FRAME,
     VALUE_WORDS,
     ArchiveReader,
@@ -74,8 +79,8 @@ from journal._archive import (
 )
 from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
-from journal._frames import check_commit
-from journal._segment import MappedSegment, segment_indices
+from journal._inspect import SegmentState, chain_break, load_states, open_segments
+from journal._segment import segment_indices
 from journal._verify import VerificationError
 
 __all__ = ["DEFAULT_DEPTH", "Books", "load_books"]
@@ -432,27 +437,37 @@ class _Loader:
         return True
 
     def _plan_journal(self, directory: Path, stack: contextlib.ExitStack) -> None:
-        """Map every segment (kept mapped until the load ends), walked by a worker."""
-        for index in segment_indices(directory):
-            try:
-                segment = MappedSegment.open_checked(directory, index, None)
-            except FileNotFoundError:
-                continue  # removed by the compactor meanwhile: its archive has it
-            stack.enter_context(segment)
-            header = segment.header
-            if header.payload_id != OB.PAYLOAD_ID:
-                raise JournalError(
-                    f"{segment.path}: payload_id={header.payload_id!r}, not order books"
-                )
-            key = (index, header.created_ns, header.writer.pid, header.writer.started_ns)
-            if not self._first_time(key):
-                continue
-            commit = segment.load_commit_acquire()
-            check_commit(commit, len(segment.map), str(segment.path))
-            u8 = np.frombuffer(segment.map, np.uint8, commit - F.HEADER_SIZE, F.HEADER_SIZE)
-            origin = _Origin(str(segment.path), index, F.HEADER_SIZE)
-            walk = self.walkers.submit(_walk, u8, origin, marker_allowed=True)
-            self.plan.append(_Walking(u8, origin, walk))
+        """Map every segment (kept mapped until the load ends), walked by a worker.
+
+        Every segment but the newest must be sealed (the one before it may be open if
+        the newest is empty: a roll under way), else its records would be read short
+        of where they end (journal._inspect.chain_break). The headers are loaded as one
+        cut of the journal (load_states), so a live writer's roll is no hole.
+        """
+        opened, failure = open_segments(directory, stack)
+        states = load_states(opened)
+        broken = chain_break(states)
+        for position, state in enumerate(states):
+            state.check_commit()
+            self._plan_segment(state)
+            if broken is not None and broken[0] == position:
+                raise broken[1]  # after the walks before it: their errors come first
+        if failure is not None:
+            raise failure
+
+    def _plan_segment(self, state: SegmentState) -> None:
+        """A segment walked by a worker, unless an archive planned gave its records."""
+        segment = state.segment
+        header = segment.header
+        if header.payload_id != OB.PAYLOAD_ID:
+            raise JournalError(f"{segment.path}: payload_id={header.payload_id!r}, not order books")
+        key = (segment.index, header.created_ns, header.writer.pid, header.writer.started_ns)
+        if not self._first_time(key):
+            return
+        u8 = np.frombuffer(segment.map, np.uint8, state.commit - F.HEADER_SIZE, F.HEADER_SIZE)
+        origin = _Origin(str(segment.path), segment.index, F.HEADER_SIZE)
+        walk = self.walkers.submit(_walk_segment, u8, origin, state)
+        self.plan.append(_Walking(u8, origin, walk))
 
     def _plan_archive(self, path: Path) -> None:
         """Read the archive's index: which frames to decompress, in which buffers."""
@@ -468,6 +483,14 @@ class _Loader:
             )
             if not self._first_time(key):
                 return
+            if not header.sealed:
+                raise CorruptArchiveError(
+                    f"end_marker_offset=0: the archive of an unsealed segment (its records "
+                    f"up to commit_offset={header.commit_offset} when it was copied); the "
+                    "compactor archives sealed segments only: archive it again once sealed",
+                    path=str(path),
+                    offset=END_MARKER_OFFSET_OFFSET,
+                )
             frames = reader.frames_overlapping(self.start_ns, self.end_ns)
             chunks = _chunk_frames(reader, frames)
             self.plan.append(_ArchivePlan(path, reader.frames, chunks, _claim(reader, frames)))
@@ -975,6 +998,16 @@ _UNSEEN: Final = _Shape(-1, -1, "", "")
 
 
 # -- the vectorised steps -------------------------------------------------------------------
+
+
+def _walk_segment(
+    u8: np.ndarray, origin: _Origin, state: SegmentState
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """_walk of a live segment's committed bytes, then its header's seal checked
+    against them (SegmentState.check_seal)."""
+    walked = _walk(u8, origin, marker_allowed=True)
+    state.check_seal(walked[2])
+    return walked
 
 
 def _walk(

@@ -8,7 +8,9 @@ import dataclasses
 import os
 import struct
 import sys
+import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,14 @@ import journal
 from journal import _archive as A
 from journal import _layout as F
 from journal import analysis, cli
+from journal._inspect import verify
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.analysis import Books, load_books
 from tests._books import Book, build_official
-from tests._procs import LOCAL_NS0, book
+from tests._procs import LOCAL_NS0, Children, book
 from tests.test_archive import _assemble, _header, _marker_frame
+from tests.test_file_safety import wait_for
+from tests.test_verify import CHAIN_DAMAGE, roll_between_header_loads, write_chain
 
 SEGMENT = 64 * 1024
 
@@ -534,3 +539,96 @@ def test_grouping_survives_hash_collisions() -> None:
     many = (np.arange(100, dtype=np.uint64) % 50) << np.uint64(56)  # over _FEW_GROUPS
     groups, inverse = analysis._group(many[::-1].copy())
     assert groups.tolist() == list(range(50)) and inverse.tolist() == list(range(50)) * 2
+
+
+# -- a journal's segment chain: nothing read short -----------------------------------------------
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+@pytest.mark.parametrize(
+    "damage", [case[1] for case in CHAIN_DAMAGE], ids=[case[0] for case in CHAIN_DAMAGE]
+)
+def test_a_broken_chain_is_refused_not_read_short(
+    damage: Callable[[Path, list[tuple[int, int]]], tuple[int, int]],
+    threads: int,
+    journal_dir: Path,
+) -> None:
+    """A segment that is not the newest and not sealed (its commit lowered, its end
+    marker offset cleared or moved) while later ones hold records: load_books read
+    what the damaged header let it, and fewer books than the journal holds, without
+    a word. Now it raises what journal verify reports, with the file and offset."""
+    segment, offset = damage(journal_dir, write_chain(journal_dir))
+    with pytest.raises(journal.CorruptSegmentError) as raised:
+        load_books(journal_dir, threads=threads)
+    path = segment_path(journal_dir, segment)
+    assert (raised.value.path, raised.value.offset) == (str(path), offset), str(raised.value)
+    assert verify(journal_dir).first_error == str(raised.value)
+
+
+def test_an_open_segment_and_the_next_one_prepared_load_in_full(journal_dir: Path) -> None:
+    """The usual state of a live journal: the newest segment empty, prepared for the
+    writer's next roll, after the open one."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        for seq in range(1000):
+            writer.append_orderbook(*book(seq))
+        index = writer.position[0]
+        wait_for(segment_path(journal_dir, index + 1))
+        assert segment_indices(journal_dir)[-1] == index + 1
+        books = load_books(journal_dir)
+        assert books.sequence.tolist() == list(range(1000))
+        assert_rows_match(books, reader_records(journal_dir))
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_roll_between_two_header_loads_is_no_hole(
+    journal_dir: Path, children: Children, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """The writer rolls just after load_books loaded the newest segment's header: the
+    books are segment 0's in full (sealed by the time its header was loaded), no
+    error, and not segment 1's book without the ones before it."""
+    rolled = roll_between_header_loads(journal_dir, children, monkeypatch)
+    books = load_books(journal_dir, threads=threads)
+    assert rolled and rolled[0]["positions"] == [[1, F.HEADER_SIZE]]  # it did roll
+    assert books.sequence.tolist() == list(range(rolled[0]["first"]))
+
+
+def test_a_live_writer_rolling_never_leaves_a_hole(
+    journal_dir: Path, shm_dir: Path, children: Children
+) -> None:
+    """load_books while a writer process rolls hundreds of times a second: each load
+    is the books 0..n-1, none missing where a roll happened between the loads of two
+    segments' headers, and never an error."""
+    writer = children.spawn("torture", journal_dir, shm_dir / "acks", 0, SEGMENT, 11)
+    writer.read_json(30)
+    wait_for(segment_path(journal_dir, 2))  # it rolled into segment 1
+    loads = 0
+    started = time.monotonic()
+    while loads < 3 or time.monotonic() - started < 1.0:
+        books = load_books(journal_dir, threads=loads % 3)
+        assert len(books) and np.array_equal(books.sequence, np.arange(len(books)))
+        loads += 1
+    writer.kill()
+    books = load_books(journal_dir)
+    assert np.array_equal(books.sequence, np.arange(len(books)))
+
+
+def test_an_archive_of_an_unsealed_segment_is_refused(journal_dir: Path, shm_dir: Path) -> None:
+    """The compactor archives sealed segments only; an archive of an open one (its
+    records end where the segment was when it was copied) is refused, as
+    journal.Reader refuses it, rather than read as if the segment ended there."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        for seq in range(100):
+            writer.append_orderbook(*book(seq))
+    stream = shm_dir / "archive" / journal_dir.name
+    stream.mkdir(parents=True)
+    with MappedSegment(segment_path(journal_dir, 0)) as segment:
+        assert not segment.is_sealed()
+        target = stream / A.archive_name_for(segment, segment.load_commit_acquire())
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            A.write_archive(fd, segment)
+        finally:
+            os.close(fd)
+    with pytest.raises(journal.CorruptArchiveError, match="unsealed") as raised:
+        load_books(stream)
+    assert (raised.value.path, raised.value.offset) == (str(target), A.END_MARKER_OFFSET_OFFSET)
