@@ -21,7 +21,7 @@ from journal import _decode, _inspect
 from journal import _layout as F
 from journal import _orderbook_layout as OB
 from journal._inspect import verify
-from journal._segment import MappedSegment, segment_path
+from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import ORDERBOOK_SCHEMA, VerificationError, verify_size_prefixed
 from tests._books import (
     EDGE_BOOKS,
@@ -700,6 +700,36 @@ def test_verify_reports_a_broken_chain(
     assert report.first_error is not None
     assert fragment in report.first_error
     assert f"file={segment_path(journal_dir, segment)} offset={offset})" in report.first_error
+
+
+def test_segments_removed_after_the_listing(
+    journal_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compactor removes sealed segments, the oldest first, while a journal is
+    read: gone before it was opened, the oldest is left out (as if the read began
+    later); one gone after a later one was opened would leave a hole, so it is an
+    error that says to read again, not a silent gap."""
+    write_chain(journal_dir)
+    listing = segment_indices(journal_dir)
+    monkeypatch.setattr(_inspect, "segment_indices", lambda directory: listing)
+    segment_path(journal_dir, 0).unlink()
+    report = verify(journal_dir)
+    assert (report.first_error, report.segments) == (None, 4)
+    segment_path(journal_dir, 2).unlink()
+    with pytest.raises(journal.JournalError, match=r"00000002\.journal was removed while"):
+        verify(journal_dir)
+
+
+def test_segments_of_another_incarnation(journal_dir: Path, shm_dir: Path) -> None:
+    """A journal removed and created again while it is read: its listing can mix the
+    two incarnations' segments. Not a chain to check, but a journal to read again."""
+    write_chain(journal_dir)
+    recreated = shm_dir / "recreated"
+    write_chain(recreated)
+    os.replace(segment_path(recreated, 4), segment_path(journal_dir, 5))
+    set_header_word(journal_dir, 5, F.SEGMENT_INDEX_OFFSET, 5)
+    with pytest.raises(journal.JournalError, match="removed and created again"):
+        verify(journal_dir)
 
 
 def roll_between_header_loads(

@@ -7,7 +7,8 @@
 // was corrupt (reported with file and offset; that journal stops, the others go
 // on), 2 for bad arguments or a journal that cannot be opened. It registers as a
 // reader of each journal it tails (<journal>/readers/radar-<pid>.metrics), so that
-// `journal top` shows its lag.
+// `journal top` shows its lag. A journal directory removed and made again by a new
+// writer is followed into its new incarnation, said once on stderr.
 #include <unistd.h>
 
 #include <atomic>
@@ -358,6 +359,8 @@ int main(int argc, char** argv) {
     bool any = false;
     for (std::size_t i = 0; i < readers.size(); ++i) {
       const radar::ReadResult result = readers[i].try_next(record);
+      if (readers[i].has_notice())  // a recreated journal followed: say so, once
+        std::fprintf(stderr, "radar: %s\n", readers[i].take_notice().c_str());
       if (result == radar::ReadResult::kEmpty) continue;
       if (result == radar::ReadResult::kError) {
         // Stop reading this journal (the others go on), and stop waiting on it.
@@ -439,5 +442,9 @@ int main(int argc, char** argv) {
                  static_cast<double>(latency.percentile(0.999)) / 1e3,
                  static_cast<double>(latency.max()) / 1e3, latency.count());
   }
+  std::uint64_t incarnations = 0;
+  for (const auto& reader : readers) incarnations += reader.incarnations();
+  if (incarnations)
+    std::fprintf(stderr, "  journals recreated and followed: %" PRIu64 "\n", incarnations);
   return status;
 }

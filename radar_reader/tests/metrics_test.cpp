@@ -64,6 +64,7 @@ int print_constants() {
   PRINT("READER_RECORDS_TOTAL_OFFSET", kReaderRecordsTotalOffset);
   PRINT("READER_LAST_RECORD_NS_OFFSET", kReaderLastRecordNsOffset);
   PRINT("READER_LAST_POLL_NS_OFFSET", kReaderLastPollNsOffset);
+  PRINT("READER_INCARNATIONS_TOTAL_OFFSET", kReaderIncarnationsTotalOffset);
 #undef PRINT
   return 0;
 }

@@ -21,6 +21,15 @@ class JournalError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A journal whose bytes break the format (a bad header field, a truncated file, a
+// broken frame), found while opening: the message names the file and the offset.
+// Apart from the other opening failures (no access, a wrong start position, a
+// journal of another payload) because a program reports it as a corrupt journal.
+class CorruptJournalError : public JournalError {
+ public:
+  using JournalError::JournalError;
+};
+
 inline std::string errno_text(int error) { return std::strerror(error); }
 
 class FileDescriptor {

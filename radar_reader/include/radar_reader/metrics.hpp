@@ -24,9 +24,12 @@
 //     32 reader_host[64] | 96 reader_name[32]
 //    128 segment | 136 offset | 144 records_total | 152 last_record_ns   every record
 //    160 last_poll_ns                                                    empty polls
+//    168 incarnations_total                                              journal recreated
 //
 // A reader holds an exclusive flock(2) on its file for its whole life: a file whose
-// lock is free belongs to a reader that died; `journal top` shows it as dead.
+// lock is free belongs to a reader that died; `journal top` shows it as dead. A
+// reader that follows its journal into a new incarnation (the directory removed and
+// made again) registers again in the new directory, its counters carried on.
 #pragma once
 
 #include <fcntl.h>
@@ -97,6 +100,7 @@ inline constexpr std::size_t kReaderOffsetOffset = kReaderSegmentOffset + 8;
 inline constexpr std::size_t kReaderRecordsTotalOffset = kReaderOffsetOffset + 8;
 inline constexpr std::size_t kReaderLastRecordNsOffset = kReaderRecordsTotalOffset + 8;
 inline constexpr std::size_t kReaderLastPollNsOffset = kReaderLastRecordNsOffset + 8;
+inline constexpr std::size_t kReaderIncarnationsTotalOffset = kReaderLastPollNsOffset + 8;
 
 // An idle reader stores its poll time on the first empty poll after a record, then
 // every this many: a spinning reader does not read the clock on every spin.
@@ -165,7 +169,8 @@ struct ReaderMetricsFile {
   std::uint64_t records_total;
   std::int64_t last_record_ns;
   std::int64_t last_poll_ns;
-  std::uint8_t reserved1[kReaderMetricsSize - kReaderLastPollNsOffset - 8];
+  std::uint64_t incarnations_total;
+  std::uint8_t reserved1[kReaderMetricsSize - kReaderIncarnationsTotalOffset - 8];
 };
 static_assert(sizeof(ReaderMetricsFile) == kReaderMetricsSize);
 static_assert(offsetof(ReaderMetricsFile, reader_pid) == kMetricsPidOffset);
@@ -177,6 +182,7 @@ static_assert(offsetof(ReaderMetricsFile, offset) == kReaderOffsetOffset);
 static_assert(offsetof(ReaderMetricsFile, records_total) == kReaderRecordsTotalOffset);
 static_assert(offsetof(ReaderMetricsFile, last_record_ns) == kReaderLastRecordNsOffset);
 static_assert(offsetof(ReaderMetricsFile, last_poll_ns) == kReaderLastPollNsOffset);
+static_assert(offsetof(ReaderMetricsFile, incarnations_total) == kReaderIncarnationsTotalOffset);
 static_assert(kReaderSegmentOffset % 8 == 0 && kRecordsTotalOffset % 8 == 0,
               "every counter one aligned word");
 
@@ -222,7 +228,10 @@ class ReaderRegistration {
   // permissions if missing), as <name>-<pid>.metrics, or -<n> added while that name
   // is taken by a live reader; a dead reader's file of the name is replaced. Throws
   // JournalError saying what failed (no write access, a full tmpfs, a bad name).
-  static ReaderRegistration create(const std::string& journal, const std::string& name) {
+  // `started_ns` is the reader's start (0: now; a registration made again in a
+  // recreated journal keeps the first one's).
+  static ReaderRegistration create(const std::string& journal, const std::string& name,
+                                   std::int64_t started_ns = 0) {
     if (!valid_reader_name(name))
       throw JournalError("reader name \"" + name +
                          "\": use 1..32 letters, digits, '_', '.' or '-'");
@@ -243,13 +252,25 @@ class ReaderRegistration {
     for (int suffix = 0; suffix < 100; ++suffix) {
       const std::string stem = name + "-" + pid + (suffix ? "-" + std::to_string(suffix) : "");
       ReaderRegistration registration;
-      if (registration.try_create(directory, stem, name, mode)) return registration;
+      if (registration.try_create(directory, stem, name, mode, started_ns))
+        return registration;
     }
     throw JournalError("100 readers named " + name + " in this process already in " + directory);
   }
 
   explicit operator bool() const { return static_cast<bool>(map_); }
   const std::string& path() const { return path_; }
+  std::uint64_t records() const { return records_; }
+  std::int64_t started_ns() const { return started_ns_; }
+
+  // A registration made again in a recreated journal: go on from the records the
+  // reader read so far, and say how many incarnations it followed.
+  void carry_on(std::uint64_t records, std::uint64_t incarnations) noexcept {
+    if (!map_) return;
+    records_ = records;
+    store(kReaderRecordsTotalOffset, records_);
+    store(kReaderIncarnationsTotalOffset, incarnations);
+  }
 
   // A record was read; the next one is at `next`. Relaxed: a figure for journal
   // top, ordered with nothing (the reader's own reads need no publication).
@@ -279,7 +300,7 @@ class ReaderRegistration {
   // tmpfs fails here and not as a SIGBUS later, header written), then links it to
   // its name. False if the name is a live reader's.
   bool try_create(const std::string& directory, const std::string& stem, const std::string& name,
-                  mode_t mode) {
+                  mode_t mode, std::int64_t started_ns) {
     const std::string final_path = directory + "/" + stem + kMetricsSuffix;
     const std::string temporary = directory + "/." + stem + kMetricsSuffix + ".creating";
     FileDescriptor fd{::open(temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -301,7 +322,7 @@ class ReaderRegistration {
     header.metrics_version = kMetricsVersion;
     header.file_size = kReaderMetricsSize;
     header.reader_pid = static_cast<std::uint32_t>(::getpid());
-    header.reader_started_ns = realtime_ns();
+    header.reader_started_ns = started_ns != 0 ? started_ns : realtime_ns();
     ::gethostname(header.reader_host, sizeof header.reader_host - 1);
     std::memcpy(header.reader_name, name.data(), name.size());
     if (::pwrite(fd.get(), &header, sizeof header, 0) != static_cast<ssize_t>(sizeof header))
@@ -316,13 +337,20 @@ class ReaderRegistration {
     path_ = final_path;
     fd_ = std::move(fd);
     map_ = std::move(map);
+    started_ns_ = header.reader_started_ns;
     return true;
   }
 
   // The file goes first, then the lock with the descriptor: never a live-looking
-  // file of a reader that is gone.
+  // file of a reader that is gone. Only if the path still names our file: in a
+  // journal directory removed and made again, it may be another reader's now.
   void remove() noexcept {
-    if (map_) ::unlink(path_.c_str());
+    if (map_) {
+      struct stat ours {}, named {};
+      if (::fstat(fd_.get(), &ours) == 0 && ::lstat(path_.c_str(), &named) == 0 &&
+          ours.st_dev == named.st_dev && ours.st_ino == named.st_ino)
+        ::unlink(path_.c_str());
+    }
     map_.reset();
     fd_.reset();
     path_.clear();
@@ -334,6 +362,7 @@ class ReaderRegistration {
     map_ = std::move(other.map_);
     records_ = other.records_;
     empty_polls_ = other.empty_polls_;
+    started_ns_ = other.started_ns_;
     other.path_.clear();
   }
 
@@ -342,6 +371,7 @@ class ReaderRegistration {
   Mapping map_;
   std::uint64_t records_ = 0;
   std::uint64_t empty_polls_ = 0;
+  std::int64_t started_ns_ = 0;
 };
 
 }  // namespace radar::metrics

@@ -1,8 +1,9 @@
 // The C++ side's single writer: the radar appends its results journal with it.
 //
 // Same protocol as journal/_writer.py (docs/FORMAT.md, "Publishing"): one writer
-// per journal (flock), segments preallocated and linked into place complete, each
-// record copied and then published with a release store of the commit offset,
+// per journal (flock on the journal directory itself), segments preallocated and
+// linked into place complete, each stamped with the incarnation's incarnation_ns,
+// each record copied and then published with a release store of the commit offset,
 // sleepers woken only when a reader said it sleeps, full segments sealed with the
 // end marker once the next segment exists. Reopening resumes after the last
 // committed record and clears what is beyond it.
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -40,6 +42,13 @@ inline std::int64_t realtime_ns() {
   return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
 }
 
+// For intervals: never steps with the wall clock (vDSO, no system call).
+inline std::int64_t monotonic_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
 class JournalWriter {
  public:
   // Creates or reopens journal `directory` for records of `payload_id`; throws
@@ -53,21 +62,8 @@ class JournalWriter {
       throw JournalError("segment_size=" + std::to_string(segment_size_) +
                          ": a multiple of 4096 in 64 KiB .. 4 GiB");
     make_directory();
-    lock_ = FileDescriptor::open(directory_ + "/" + layout::kLockFileName, O_RDWR | O_CREAT,
-                                 mode_);
-    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
-      if (errno == EWOULDBLOCK)
-        throw JournalError("journal " + directory_ +
-                           " already has a live writer; one writer per journal");
-      throw JournalError("cannot lock " + directory_ + "/writer.lock: " + errno_text(errno));
-    }
-    char host[layout::kWriterHostSize] = {};
-    ::gethostname(host, sizeof host - 1);
-    const std::string holder =
-        "pid=" + std::to_string(::getpid()) + " host=" + std::string(host) + "\n";
-    if (::ftruncate(lock_.get(), 0) != 0 ||
-        ::pwrite(lock_.get(), holder.data(), holder.size(), 0) < 0)
-      throw JournalError("cannot write " + directory_ + "/writer.lock: " + errno_text(errno));
+    lock_directory();
+    write_holder();
     started_ns_ = realtime_ns();
     resume();
   }
@@ -93,6 +89,9 @@ class JournalWriter {
   }
 
   Position position() const { return {index_, position_}; }
+  // The stamp of the incarnation written (docs/FORMAT.md, "Incarnations"): created_ns
+  // of its segment 0, or what the segment resumed holds (0 in files of before it).
+  std::int64_t incarnation_ns() const { return incarnation_ns_.value_or(0); }
 
  private:
   void make_directory() {
@@ -107,10 +106,61 @@ class JournalWriter {
     } else if (errno != EEXIST) {
       throw JournalError("cannot create " + directory_ + ": " + errno_text(errno));
     }
-    struct stat info {};
-    if (::lstat(directory_.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) ||
-        info.st_uid != ::geteuid())
+  }
+
+  // One writer per journal: an exclusive flock on the journal directory itself,
+  // held open for the writer's life. Not on a file in it: anyone who may write the
+  // directory can unlink a file, and the next writer would lock a new one of the
+  // same name while the first still writes. The directory is the one the path
+  // names after locking (else it was replaced meanwhile: another journal).
+  void lock_directory() {
+    lock_ = FileDescriptor::open(directory_, O_RDONLY | O_DIRECTORY);
+    struct stat locked {};
+    if (::fstat(lock_.get(), &locked) != 0 || !S_ISDIR(locked.st_mode) ||
+        locked.st_uid != ::geteuid())
       throw JournalError(directory_ + " is not a directory of ours (or is a symlink)");
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        throw JournalError("journal " + directory_ + " already has a live writer (" +
+                           holder_text() + "); one writer per journal");
+      throw JournalError("cannot lock " + directory_ + ": " + errno_text(errno));
+    }
+    struct stat named {};
+    if (::lstat(directory_.c_str(), &named) != 0 ||
+        FileIdentity::of(named) != FileIdentity::of(locked))
+      throw JournalError("journal directory " + directory_ +
+                         " was removed or replaced while its writer was opening it");
+  }
+
+  // writer.lock says who holds the lock (pid, host): for messages only, never
+  // trusted for the decision. Made relative to the locked directory.
+  void write_holder() const {
+    const int fd = ::openat(lock_.get(), layout::kLockFileName,
+                            O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode_);
+    if (fd < 0)
+      throw JournalError("cannot open " + directory_ + "/" + layout::kLockFileName + ": " +
+                         errno_text(errno) + " (a symbolic link, or another user's file?)");
+    FileDescriptor holder{fd};
+    char host[layout::kWriterHostSize] = {};
+    ::gethostname(host, sizeof host - 1);
+    const std::string text =
+        "pid=" + std::to_string(::getpid()) + " host=" + std::string(host) + "\n";
+    if (::ftruncate(holder.get(), 0) != 0 ||
+        ::pwrite(holder.get(), text.data(), text.size(), 0) < 0)
+      throw JournalError("cannot write " + directory_ + "/" + layout::kLockFileName + ": " +
+                         errno_text(errno));
+  }
+
+  // What writer.lock says of the live writer, for the message refusing a second.
+  std::string holder_text() const {
+    const int fd = ::openat(lock_.get(), layout::kLockFileName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return "holder unknown";
+    FileDescriptor holder{fd};
+    char text[256] = {};
+    const ssize_t got = ::pread(holder.get(), text, sizeof text - 1, 0);
+    std::string said(text, got > 0 ? static_cast<std::size_t>(got) : 0);
+    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+    return said.empty() ? "holder unknown" : said;
   }
 
   // Resume after the last committed record (docs/FORMAT.md, "Recovery").
@@ -128,19 +178,21 @@ class JournalWriter {
       Segment newest = Segment::open(directory_, index, payload_id_);
       if (!previous.is_sealed(previous.load_commit_acquire())) {
         if (newest.load_commit_acquire() != layout::kHeaderSize)
-          throw JournalError(newest.path() + ": holds records but segment " +
+          throw CorruptJournalError(newest.path() + ": holds records but segment " +
                              std::to_string(index - 1) + " before it is not sealed (offset=" +
                              std::to_string(layout::kCommitOffsetOffset) + ")");
         --index;
       }
     }
     use(map_segment(index));
+    // Every segment created from now on carries the stamp of the one resumed.
+    incarnation_ns_ = reinterpret_cast<const layout::SegmentHeader*>(map_.data())->incarnation_ns;
     // Everything after the commit is a dead writer's unpublished bytes; an end
     // marker offset left by a crash between the two stores of a seal goes too.
     std::memset(map_.data() + position_, 0, map_.size() - position_);
     if (atomics::is_sealed(map_.data(), position_)) {
       if (!segment_exists(index + 1)) create(index + 1);
-      use(map_segment(index + 1));
+      use(map_segment(index + 1, /*same_incarnation=*/true));
     } else {
       reinterpret_cast<layout::SegmentHeader*>(map_.data())->end_marker_offset = 0;
     }
@@ -169,16 +221,24 @@ class JournalWriter {
     std::uint64_t commit;
   };
 
-  // Checks the header as readers do, then maps the segment writable.
-  Mapped map_segment(std::uint64_t index) const {
+  // Checks the header as readers do (and, for a segment that continues the one
+  // written, its incarnation_ns), then maps the segment writable.
+  Mapped map_segment(std::uint64_t index, bool same_incarnation = false) const {
     const std::string path = segment_path(directory_, index);
     const Segment checked = Segment::open(directory_, index, payload_id_);
+    if (same_incarnation && checked.incarnation_ns() != incarnation_ns())
+      throw CorruptJournalError(path + ": incarnation_ns=" +
+                                std::to_string(checked.incarnation_ns()) +
+                                ", the journal being written " +
+                                std::to_string(incarnation_ns()) +
+                                ": another writer recreated the journal directory (offset=" +
+                                std::to_string(layout::kIncarnationNsOffset) + ")");
     FileDescriptor fd = FileDescriptor::open(path, O_RDWR);
     Mapped mapped{Mapping::map(fd, checked.size(), /*writable=*/true, path, /*populate=*/true),
                   index, 0};
     mapped.commit = atomics::load_commit_acquire(mapped.map.data());
     if (!checked.commit_in_range(mapped.commit))
-      throw JournalError(path + ": commit_offset=" + std::to_string(mapped.commit) +
+      throw CorruptJournalError(path + ": commit_offset=" + std::to_string(mapped.commit) +
                          " outside the segment (offset=" +
                          std::to_string(layout::kCommitOffsetOffset) + ")");
     return mapped;
@@ -212,6 +272,9 @@ class JournalWriter {
     std::memcpy(header.payload_id, payload_id_, sizeof header.payload_id);
     header.max_record_size = static_cast<std::uint32_t>(layout::max_record_size(segment_size_));
     header.created_ns = realtime_ns();
+    // Segment 0 of a new journal starts an incarnation: its own creation time.
+    if (!incarnation_ns_) incarnation_ns_ = header.created_ns;
+    header.incarnation_ns = *incarnation_ns_;
     header.writer_pid = static_cast<std::uint32_t>(::getpid());
     header.writer_started_ns = started_ns_;
     ::gethostname(header.writer_host, sizeof header.writer_host - 1);
@@ -229,7 +292,7 @@ class JournalWriter {
   // fails (tmpfs full), nothing is published and this segment stays open.
   void roll() {
     if (!segment_exists(index_ + 1)) create(index_ + 1);
-    Mapped next = map_segment(index_ + 1);
+    Mapped next = map_segment(index_ + 1, /*same_incarnation=*/true);
     std::uint8_t* marker = map_.data() + position_;
     const std::uint32_t words[2] = {layout::kEndOfSegment, 0};
     std::memcpy(marker, words, sizeof words);
@@ -248,11 +311,12 @@ class JournalWriter {
   char payload_id_[4]{};
   std::uint64_t segment_size_;
   mode_t mode_;
-  FileDescriptor lock_;
+  FileDescriptor lock_;  // the journal directory, flock()ed
   Mapping map_;
   std::uint64_t index_ = 0;
   std::uint64_t position_ = 0;
   std::int64_t started_ns_ = 0;
+  std::optional<std::int64_t> incarnation_ns_;  // none until segment 0 or the one resumed
 };
 
 }  // namespace radar

@@ -1,0 +1,113 @@
+"""The radar program and a journal directory removed and made again by a new writer
+(docs/FORMAT.md, "Incarnations"): it says so once and reads every book of the new
+journal, whatever its idle strategy."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import journal
+from journal import _metrics_layout as M
+from tests._cpp import program
+
+BEFORE = 10  # books of the first incarnation
+AFTER = 1000  # books of the second
+MARKET = ("upbit", "BTC-KRW")
+BIDS = [[141_000_000.0 - 1000.0 * k, 1.0 + k] for k in range(10)]
+ASKS = [[141_001_000.0 + 1000.0 * k, 1.0 + k] for k in range(10)]
+DEADLINE_S = 20.0  # for the radar to start reading; never reached when it works
+
+
+def book(seq: int) -> tuple:
+    """Consecutive sequences across both incarnations: the radar's summary counts
+    any book lost, repeated or reordered as a sequence out of order."""
+    return (*MARKET, seq, seq + 1, BIDS, ASKS)
+
+
+def records_read(journal_dir: Path, pid: int) -> int | None:
+    """The radar's records_total in its reader metrics file, or None if not there."""
+    path = journal_dir / M.READERS_DIRECTORY / f"radar-{pid}{M.METRICS_SUFFIX}"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    offset = M.READER_RECORDS_TOTAL_OFFSET
+    return int.from_bytes(data[offset : offset + 8], "little") if len(data) > offset else None
+
+
+def wait_until_read(proc: subprocess.Popen[str], journal_dir: Path, count: int) -> None:
+    """Until the radar's registration says it read ``count`` books (or it died)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while records_read(journal_dir, proc.pid) != count:
+        if proc.poll() is not None:
+            _, stderr = proc.communicate()
+            pytest.fail(f"the radar exited with {proc.returncode}: {stderr}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the radar did not read {count} books of {journal_dir} in {DEADLINE_S} s")
+        time.sleep(0.005)
+
+
+def summary_number(stderr: str, pattern: str) -> int:
+    match = re.search(pattern, stderr)
+    assert match, f"{pattern!r} not in the radar's summary:\n{stderr}"
+    return int(match[1].replace(",", ""))
+
+
+@pytest.mark.parametrize("idle", ["futex", "backoff"])
+def test_radar_follows_a_journal_removed_and_made_again(shm_dir: Path, idle: str) -> None:
+    path = shm_dir / "books"
+    with journal.Writer(path) as writer:
+        writer.append_many(book(seq) for seq in range(BEFORE))
+    radar = subprocess.Popen(
+        [
+            str(program("radar")),
+            "--journal",
+            str(path),
+            "--start",
+            "beginning",
+            "--quiet",
+            "--idle",
+            idle,
+            "--stale-ms",
+            "600000",
+            "--max-records",
+            str(BEFORE + AFTER),
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Idle in the open segment of the first journal, registered in it.
+        wait_until_read(radar, path, BEFORE)
+        shutil.rmtree(path)
+        with journal.Writer(path) as writer:
+            writer.append_many(book(seq) for seq in range(BEFORE, BEFORE + AFTER))
+        written = time.monotonic()
+        # It exits by itself once it has read --max-records books.
+        _, stderr = radar.communicate(timeout=DEADLINE_S)
+        followed_in = time.monotonic() - written
+    finally:
+        if radar.poll() is None:
+            radar.kill()
+            radar.communicate()
+    assert radar.returncode == 0, stderr
+    notices = re.findall(
+        rf"radar: journal {re.escape(str(path))} was recreated \(new incarnation created at "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC\); following it from segment (\d+)\n",
+        stderr,
+    )
+    assert notices == ["0"], stderr  # said once
+    assert summary_number(stderr, r"radar summary: (\d+) books") == BEFORE + AFTER
+    assert summary_number(stderr, r"out of order or repeated \(per symbol\): (\d+)") == 0
+    assert summary_number(stderr, r"journals recreated and followed: (\d+)") == 1
+    # Noticed on its clock (a check every 100 ms, a futex wait of at most 50 ms).
+    assert followed_in < 2.0, (followed_in, stderr)
