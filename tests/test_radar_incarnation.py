@@ -1,9 +1,12 @@
 """The radar program and a journal directory removed and made again by a new writer
 (docs/FORMAT.md, "Incarnations"): it says so once and reads every book of the new
-journal, whatever its idle strategy."""
+journal, whatever its idle strategy. And what came with that work (issue #9): a
+journal corrupt at start-up is reported as corrupt (exit status 1), not as bad
+arguments (2)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -111,3 +114,56 @@ def test_radar_follows_a_journal_removed_and_made_again(shm_dir: Path, idle: str
     assert summary_number(stderr, r"journals recreated and followed: (\d+)") == 1
     # Noticed on its clock (a check every 100 ms, a futex wait of at most 50 ms).
     assert followed_in < 2.0, (followed_in, stderr)
+
+
+def corrupt_journal_with_a_short_segment(path: Path) -> Path:
+    with journal.Writer(path, segment_size=64 * 1024) as writer:
+        writer.append_many(book(seq) for seq in range(5))
+    segment = path / "00000000.journal"
+    os.truncate(segment, 32 * 1024)  # the header says 64 KiB
+    return segment
+
+
+def radar(*args: str, build: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(program("radar", build)), *args, "--quiet", "--stale-ms", "600000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("build", ["release", "sanitize"])
+@pytest.mark.parametrize("start", ["beginning", "end"])
+def test_segment_of_wrong_size_at_start_up_is_a_corrupt_journal(
+    shm_dir: Path, build: str, start: str
+) -> None:
+    segment = corrupt_journal_with_a_short_segment(shm_dir / "books")
+    done = radar("--journal", str(shm_dir / "books"), "--start", start, build=build)
+    assert done.returncode == 1, done.stderr
+    assert f"radar: corrupt journal, not reading it: {segment}: segment_size=65536" in done.stderr
+    assert "(offset=16)" in done.stderr  # segment_size's offset in the header
+    assert "Sanitizer" not in done.stderr
+
+
+def test_a_journal_corrupt_at_start_up_stops_alone(shm_dir: Path) -> None:
+    corrupt_journal_with_a_short_segment(shm_dir / "bad")
+    with journal.Writer(shm_dir / "good") as writer:
+        writer.append_many(book(seq) for seq in range(7))
+    done = radar(
+        "--journal",
+        str(shm_dir / "bad"),
+        "--journal",
+        str(shm_dir / "good"),
+        "--start",
+        "beginning",
+        "--max-records",
+        "7",
+        "--duration",
+        "30",
+        build="release",
+    )
+    assert done.returncode == 1, done.stderr
+    assert summary_number(done.stderr, r"radar summary: (\d+) books") == 7
+    assert summary_number(done.stderr, r"verify failures: (\d+) journals stopped") == 1

@@ -4,11 +4,12 @@
 //   radar --journal DIR [--journal DIR ...] [--results DIR] [options]
 //
 // See `radar --help` and README.md. Exit status: 0 after a clean run, 1 if a journal
-// was corrupt (reported with file and offset; that journal stops, the others go
-// on), 2 for bad arguments or a journal that cannot be opened. It registers as a
-// reader of each journal it tails (<journal>/readers/radar-<pid>.metrics), so that
-// `journal top` shows its lag. A journal directory removed and made again by a new
-// writer is followed into its new incarnation, said once on stderr.
+// was corrupt, at start-up or later (reported with file and offset; that journal
+// stops, the others go on), 2 for bad arguments or a journal that cannot be opened.
+// It registers as a reader of each journal it tails
+// (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
+// journal directory removed and made again by a new writer is followed into its new
+// incarnation, said once on stderr.
 #include <unistd.h>
 
 #include <atomic>
@@ -323,14 +324,27 @@ int main(int argc, char** argv) {
   std::vector<radar::JournalReader> readers;
   std::optional<radar::Engine> engine;
   std::optional<ResultsJournal> results;
+  std::size_t corrupt = 0;
+  int status = 0;
   try {
     radar::ReaderOptions reader_options;
     reader_options.verify = options.verify;
     reader_options.metrics_name = options.metrics_name;
-    for (const std::string& journal : options.journals)
-      readers.emplace_back(journal, options.start, reader_options);
+    for (const std::string& journal : options.journals) {
+      try {
+        readers.emplace_back(journal, options.start, reader_options);
+      } catch (const radar::CorruptJournalError& e) {
+        // As a journal found corrupt later: said, not read, the others go on.
+        std::fprintf(stderr, "radar: corrupt journal, not reading it: %s\n", e.what());
+        ++corrupt;
+        status = 1;
+      }
+    }
     engine.emplace(options.engine);
     if (!options.results.empty()) results.emplace(options.results);
+  } catch (const radar::CorruptJournalError& e) {
+    std::fprintf(stderr, "radar: corrupt results journal: %s\n", e.what());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "radar: %s\n", e.what());
     return 2;
@@ -341,14 +355,12 @@ int main(int argc, char** argv) {
   radar::Idler idler(options.idle);
   radar::Histogram latency;
   StreamStats streams;
-  const std::size_t journals = readers.size();
-  std::size_t corrupt = 0;
+  const std::size_t journals = options.journals.size();
   std::uint64_t skipped = 0;  // by readers that have stopped
   std::vector<radar::Result> produced;
   std::uint64_t records = 0;
   std::uint64_t results_stopped = 0;  // results appended before a failure stopped them
   std::uint32_t idle_rounds = 0;
-  int status = 0;
   const auto started = std::chrono::steady_clock::now();
   const auto deadline =
       started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(

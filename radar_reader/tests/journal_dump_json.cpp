@@ -1,7 +1,8 @@
 // Prints a journal's records as JSON lines, as `journal dump` does, for the
 // cross-language tests (tests/test_cpp_reader.py): same fields, doubles printed
 // exactly (%.17g). Exit status 0 at the end of the committed records, 1 (message
-// on stderr) at the first corrupt one.
+// on stderr) at the first corrupt one or a corrupt header at opening, 2 when it
+// cannot open the journal as asked.
 //
 //   journal_dump_json DIR [--payload OBK1|RDR1] [--from SEGMENT:OFFSET] [--skip-bad]
 #include <cinttypes>
@@ -124,6 +125,10 @@ int main(int argc, char** argv) {
       else print_orderbook(record);
     }
     if (reader.skipped()) std::fprintf(stderr, "skipped %" PRIu64 " bad records\n", reader.skipped());
+  } catch (const radar::CorruptJournalError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "corrupt: %s\n", e.what());
+    return 1;
   } catch (const radar::JournalError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
