@@ -2,7 +2,7 @@
 (docs/FORMAT.md, "Incarnations"): it says so once and reads every book of the new
 journal, whatever its idle strategy. And what came with that work (issue #9): a
 journal corrupt at start-up is reported as corrupt (exit status 1), not as bad
-arguments (2)."""
+arguments (2); the summary says whether, and how far, the radar fell behind."""
 
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ def test_radar_follows_a_journal_removed_and_made_again(shm_dir: Path, idle: str
     assert summary_number(stderr, r"radar summary: (\d+) books") == BEFORE + AFTER
     assert summary_number(stderr, r"out of order or repeated \(per symbol\): (\d+)") == 0
     assert summary_number(stderr, r"journals recreated and followed: (\d+)") == 1
+    assert re.search(r"\n  (never )?fell behind", stderr), stderr
     # Noticed on its clock (a check every 100 ms, a futex wait of at most 50 ms).
     assert followed_in < 2.0, (followed_in, stderr)
 
@@ -167,3 +168,53 @@ def test_a_journal_corrupt_at_start_up_stops_alone(shm_dir: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert summary_number(done.stderr, r"radar summary: (\d+) books") == 7
     assert summary_number(done.stderr, r"verify failures: (\d+) journals stopped") == 1
+
+
+def test_summary_says_how_far_behind_the_radar_fell(shm_dir: Path) -> None:
+    path = shm_dir / "books"
+    books = 5000
+    published = time.time_ns() - 2_000_000_000  # books that waited 2 s to be read
+    with journal.Writer(path) as writer:
+        for seq in range(books):
+            writer.append_orderbook(*book(seq), published)
+    done = radar(
+        "--journal",
+        str(path),
+        "--start",
+        "beginning",
+        "--max-records",
+        str(books),
+        build="release",
+    )
+    assert done.returncode == 0, done.stderr
+    match = re.search(
+        r"\n  fell behind: max lag ~([\d,]+) records / (\d+\.\d\d) s at \d\d:\d\d:\d\d UTC\n",
+        done.stderr,
+    )
+    assert match, done.stderr
+    # Sampled at the first book: all the others were committed and unread.
+    assert int(match[1].replace(",", "")) == books - 1
+    assert 2.0 <= float(match[2]) < 60
+
+
+def test_summary_says_when_the_radar_never_fell_behind(shm_dir: Path) -> None:
+    path = shm_dir / "books"
+    with journal.Writer(path) as writer:
+        tailer = subprocess.Popen(
+            [str(program("radar")), "--journal", str(path), "--quiet", "--max-records", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until_read(tailer, path, 0)  # tailing the live end, registered
+            writer.append_orderbook(*book(0))  # stamped now: read within the idle wait
+            _, stderr = tailer.communicate(timeout=DEADLINE_S)
+        finally:
+            if tailer.poll() is None:
+                tailer.kill()
+                tailer.communicate()
+    assert tailer.returncode == 0, stderr
+    assert re.search(
+        r"\n  never fell behind \(max lag ~0 records / \d+(\.\d)? (us|ms)\)\n", stderr
+    ), stderr

@@ -9,7 +9,8 @@
 // It registers as a reader of each journal it tails
 // (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
 // journal directory removed and made again by a new writer is followed into its new
-// incarnation, said once on stderr.
+// incarnation, said once on stderr. The summary says how far behind the writers
+// the radar fell.
 #include <unistd.h>
 
 #include <atomic>
@@ -294,6 +295,69 @@ class StreamStats {
   std::vector<Stream> streams_;
 };
 
+// "47,806"
+std::string with_commas(std::uint64_t value) {
+  std::string digits = std::to_string(value);
+  for (std::size_t at = digits.size(); at > 3; at -= 3) digits.insert(at - 3, 1, ',');
+  return digits;
+}
+
+// "12 us", "3.4 ms", "1.02 s"
+std::string duration_text(std::int64_t ns) {
+  char text[32];
+  const double value = static_cast<double>(ns);
+  if (ns < 1'000'000) std::snprintf(text, sizeof text, "%.0f us", value / 1e3);
+  else if (ns < 1'000'000'000) std::snprintf(text, sizeof text, "%.1f ms", value / 1e6);
+  else std::snprintf(text, sizeof text, "%.2f s", value / 1e9);
+  return text;
+}
+
+// How far behind the writers the radar fell. In time: the age of the oldest unread
+// book, which is the book just read (it was the oldest unread until then), taken on
+// every book from the age the latency histogram gets anyway: one comparison. In
+// records: every kBacklogSampleEvery books, the committed bytes of that journal's
+// segment not read yet, over the frame size of the book just read (books of one
+// feed are about the same size): an estimate, and only a floor ("+") when the
+// writer had moved on to a later segment.
+class LagTracker {
+ public:
+  static constexpr std::uint64_t kBacklogSampleEvery = 256;
+  // A book this old when read means the radar fell behind; below, the noise of
+  // idling (a futex wait's timeout is 50 ms). Not a backlog in records: a writer's
+  // batch is committed at once, and read at once.
+  static constexpr std::int64_t kFellBehindNs = 100'000'000;
+
+  void book(std::int64_t age_ns, std::int64_t now_ns) {
+    if (age_ns <= max_age_ns_) return;
+    max_age_ns_ = age_ns;
+    max_age_at_ns_ = now_ns;
+  }
+
+  void sample_backlog(const radar::JournalReader& reader, std::uint32_t record_size) {
+    const std::uint64_t frame = radar::layout::align_record(record_size);
+    const std::uint64_t records = reader.lag_estimate() / (frame ? frame : 1);
+    if (records < max_backlog_) return;
+    max_backlog_ = records;
+    backlog_is_floor_ = reader.segment_sealed_estimate();
+  }
+
+  // "fell behind: max lag ~47,806 records / 1.02 s at 12:00:01 UTC", or "never
+  // fell behind (max lag ~3 records / 12 us)".
+  std::string summary() const {
+    const std::string lag = "max lag ~" + with_commas(max_backlog_) +
+                            (backlog_is_floor_ ? "+" : "") + " records / " +
+                            duration_text(max_age_ns_);
+    if (max_age_ns_ < kFellBehindNs) return "never fell behind (" + lag + ")";
+    return "fell behind: " + lag + " at " + radar::utc_text(max_age_at_ns_, false);
+  }
+
+ private:
+  std::int64_t max_age_ns_ = 0;
+  std::int64_t max_age_at_ns_ = 0;
+  std::uint64_t max_backlog_ = 0;
+  bool backlog_is_floor_ = false;
+};
+
 radar::BookView view_of(const OrderBookData::OrderBook& book) {
   radar::BookView view;
   auto text = [](const flatbuffers::String* s) {
@@ -354,6 +418,7 @@ int main(int argc, char** argv) {
   const bool lines = !options.quiet && !::isatty(STDOUT_FILENO);
   radar::Idler idler(options.idle);
   radar::Histogram latency;
+  LagTracker lag;
   StreamStats streams;
   const std::size_t journals = options.journals.size();
   std::uint64_t skipped = 0;  // by readers that have stopped
@@ -387,7 +452,11 @@ int main(int argc, char** argv) {
       any = true;
       const std::int64_t now = radar::realtime_ns();
       const OrderBookData::OrderBook& book = *record.orderbook();
-      latency.record(now - book.local_timestamp_ns());
+      const std::int64_t age = now - book.local_timestamp_ns();
+      latency.record(age);
+      lag.book(age, now);
+      if (records % LagTracker::kBacklogSampleEvery == 0)
+        lag.sample_backlog(readers[i], record.size);
       const radar::BookView view = view_of(book);
       streams.see(view.exchange, view.symbol, book.sequence());
       produced.clear();
@@ -453,6 +522,7 @@ int main(int argc, char** argv) {
                  static_cast<double>(latency.percentile(0.99)) / 1e3,
                  static_cast<double>(latency.percentile(0.999)) / 1e3,
                  static_cast<double>(latency.max()) / 1e3, latency.count());
+    std::fprintf(stderr, "  %s\n", lag.summary().c_str());
   }
   std::uint64_t incarnations = 0;
   for (const auto& reader : readers) incarnations += reader.incarnations();
