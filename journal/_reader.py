@@ -503,7 +503,11 @@ class Reader:
                 if later.header.incarnation_ns != segment.header.incarnation_ns:
                     return  # a new incarnation's: followed once this file is gone
                 later_commit = later.load_commit_acquire()
-            if later_commit > F.HEADER_SIZE:
+            # Loaded after segment N+1's: a writer that sealed this one and went on
+            # to N+1 between the two loads is seen as such, not as damage.
+            commit = load_commit_acquire(self._words)
+            marker = load_end_marker_offset(self._words)
+            if later_commit > F.HEADER_SIZE and not is_sealed(self._words, commit):
                 raise CorruptSegmentError(
                     f"segment {self._index} is not sealed (commit_offset={commit}, "
                     f"end_marker_offset={marker}) but segment {index} after it holds "
