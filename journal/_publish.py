@@ -82,6 +82,13 @@ def load_end_marker_offset(commit_words: memoryview) -> int:
     return commit_words[END_MARKER_WORD]
 
 
+def clear_interrupted_seal(commit_words: memoryview) -> None:
+    """Undo the first store of a seal that a crash interrupted (``end_marker_offset``
+    equal to the commit, which was never moved past the marker): the segment is
+    open again. Only the recovering writer calls it, under the writer lock."""
+    commit_words[END_MARKER_WORD] = 0
+
+
 def is_sealed(commit_words: memoryview, commit: int) -> bool:
     """Whether ``commit``, just acquire-loaded, is the one that publishes the end marker.
 

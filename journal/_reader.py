@@ -497,8 +497,8 @@ class Reader:
                 continue
             try:
                 later = MappedSegment(segment_path(self.path, index))
-            except FileNotFoundError:
-                continue
+            except (JournalError, OSError):
+                continue  # removed meanwhile, or no segment (a planted symlink): no evidence
             with later:
                 if later.header.incarnation_ns != segment.header.incarnation_ns:
                     return  # a new incarnation's: followed once this file is gone

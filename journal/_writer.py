@@ -62,10 +62,11 @@ from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._paths import prepare_journal_directory
 from journal._publish import (
-    END_MARKER_WORD,
     SLEEPERS_WORD,
+    clear_interrupted_seal,
     is_sealed,
     load_commit_acquire,
+    load_end_marker_offset,
     publish_commit,
     publish_seal,
     require_x86_64,
@@ -677,14 +678,26 @@ class Writer:
         commit = self._position
         check_commit(commit, len(self._map), str(segment.path))
         records = sum(1 for _ in walk_frames(self._map, commit, self.payload_id, str(segment.path)))
+        sealed = is_sealed(self._words, commit)
+        marker = load_end_marker_offset(self._words)
+        if not sealed and marker and marker != commit:
+            # Not what a crash leaves (that is marker == commit, below): the commit of
+            # a sealed segment was moved. Checked before anything is cleared.
+            raise CorruptSegmentError(
+                f"end_marker_offset={marker} but commit_offset={commit}: a sealed segment "
+                "whose commit was cut short (or other damage); resuming would overwrite "
+                "the records after the commit: refused, run 'journal verify'",
+                path=str(segment.path),
+                offset=F.COMMIT_OFFSET_OFFSET,
+            )
         cleared = _clear_beyond(self._map, commit)
-        if is_sealed(self._words, commit):
+        if sealed:
             records -= 1  # the end marker
             self._use_segment(self._segments.create_or_adopt(segment.index + 1))
         else:
-            # A crash between the two stores of a seal leaves the offset without
-            # the commit that would publish the marker: the segment is open.
-            self._words[END_MARKER_WORD] = 0
+            # A crash between the two stores of a seal leaves the offset (equal to the
+            # commit) without the commit that would publish the marker: still open.
+            clear_interrupted_seal(self._words)
         assert self._segment is not None
         self._segment.prefault()
         self._prepare(self._index + 1)

@@ -97,3 +97,22 @@ def test_truncated_segment_is_refused_not_a_sigbus(journal_dir: Path, children: 
     result = child.read_json(timeout=5)
     assert result["error"] == "JournalGoneError", result
     assert "truncated to 65536 bytes" in result["message"]
+
+
+def test_a_writer_refuses_to_resume_a_sealed_segment_whose_commit_was_cut_short(
+    journal_dir: Path,
+) -> None:
+    """Sealed segment 0 with its commit lowered, then the empty segment 1: the next
+    writer would resume in 0 at the lowered commit and zero every book after it."""
+    with journal.Writer(journal_dir, segment_size=64 * 1024) as writer:
+        positions = [writer.append_orderbook(*book(seq)) for seq in range(60)]
+        writer.close(seal=True)
+    segment = journal_dir / F.segment_name(0)
+    before = segment.read_bytes()
+    with segment.open("r+b") as file:
+        file.seek(F.COMMIT_OFFSET_OFFSET)
+        file.write(positions[20][1].to_bytes(8, "little"))
+    with pytest.raises(journal.CorruptSegmentError, match="cut short"):
+        journal.Writer(journal_dir, segment_size=64 * 1024)
+    after = segment.read_bytes()
+    assert after[F.HEADER_SIZE :] == before[F.HEADER_SIZE :], "books after the commit were zeroed"
