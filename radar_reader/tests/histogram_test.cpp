@@ -101,8 +101,10 @@ void test_uniform_distribution() {
   CHECK(h->percentile(0.99) == 990'207);
   // 999,000 / 512 = 1951.17 -> 1951 * 512 = 998,912, + 511 = 999,423
   CHECK(h->percentile(0.999) == 999'423);
-  CHECK(h->percentile(1.0) == 1'000'447);  // max 1,000,000 -> its counter's top
-  CHECK(h->max() == 1'000'000);            // max() itself is exact
+  // max 1,000,000 lies in [999,936, 1,000,447]: the counter's top would be above
+  // the max, so the max itself is reported.
+  CHECK(h->percentile(1.0) == 1'000'000);
+  CHECK(h->max() == 1'000'000);  // max() itself is exact
   for (const double q : {0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.9999}) {
     const double truth = q * 1e6;
     const auto reported = static_cast<double>(h->percentile(q));
@@ -123,8 +125,9 @@ void test_bimodal_distribution() {
   CHECK_NEAR(h->mean(), 10'000.0, 1e-9);
   // p99: rank ceil(0.99 * 1010) = ceil(999.9) = 1000 -> the last 100
   CHECK(h->percentile(0.99) == 100);
-  // p99.1: rank ceil(0.991 * 1010) = ceil(1000.91) = 1001 -> 1 ms, top of its counter
-  CHECK(h->percentile(0.991) == 1'000'447);
+  // p99.1: rank ceil(0.991 * 1010) = ceil(1000.91) = 1001 -> 1 ms, whose counter's
+  // top (1,000,447) is above the max: the max, 1,000,000
+  CHECK(h->percentile(0.991) == 1'000'000);
 }
 
 void test_merge() {
@@ -161,7 +164,7 @@ void test_clamped() {
   CHECK(h->min() == 0);
   CHECK(h->max() == Histogram::kHighestValue);
   CHECK(h->percentile(0.5) == 0);               // rank 2 of {0, 0, 1h, 1h}
-  CHECK(h->percentile(1.0) == 3'601'330'077'695);
+  CHECK(h->percentile(1.0) == Histogram::kHighestValue);  // not its counter's top
   // mean = (0 + 3.6e12 + 3.6e12 + 0) / 4 = 1.8e12
   CHECK_NEAR(h->mean(), 1.8e12, 0.0);
   const auto other = make();
@@ -181,6 +184,37 @@ void test_reset() {
   CHECK(h->min() == 7 && h->max() == 7 && h->percentile(0.5) == 7);
 }
 
+
+void test_percentiles_never_above_max() {
+  // Issue #10: a replay's summary said "p99.9 175825223.68 us, max 175821775.77 us".
+  // 175,821,775,770 ns: 2^37 <= v < 2^38 -> bucket 27, counters 2^27 = 134,217,728
+  // wide: 175,821,775,770 / 2^27 = 1309.97 -> [1309 * 2^27, +2^27 - 1] =
+  // [175,691,005,952, 175,825,223,679]: the top is the p99.9 the issue saw, 3.4 ms
+  // above the max.
+  const std::int64_t worst = 175'821'775'770;
+  CHECK(Histogram::highest_equivalent(worst) == 175'825'223'679);
+  const auto h = make();
+  for (int i = 0; i < 999; ++i) h->record(175'710'000'000 + i * 100'000);  // same counter
+  h->record(worst);
+  CHECK(h->max() == worst);
+  CHECK(h->percentile(0.5) == worst);    // same counter as the max: clamped to it
+  CHECK(h->percentile(0.999) == worst);
+  CHECK(h->percentile(1.0) == worst);
+  // Whatever the values and q: min() <= percentile(q) <= max().
+  const auto spread = make();
+  for (std::int64_t v = 3; v < Histogram::kHighestValue; v = v * 7 / 3 + 1) {
+    spread->record(v);
+    for (const double q : {0.0, 0.5, 0.9, 0.99, 0.999, 1.0}) {
+      CHECK(spread->percentile(q) <= spread->max());
+      CHECK(spread->percentile(q) >= spread->min());
+    }
+  }
+  // A single value is every percentile of it.
+  const auto one = make();
+  one->record(123'456'789);
+  CHECK(one->percentile(0.0) == 123'456'789 && one->percentile(1.0) == 123'456'789);
+}
+
 }  // namespace
 
 int main() {
@@ -193,5 +227,6 @@ int main() {
   test_merge();
   test_clamped();
   test_reset();
+  test_percentiles_never_above_max();
   TEST_MAIN_END("histogram_test");
 }

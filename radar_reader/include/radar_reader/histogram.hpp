@@ -22,8 +22,11 @@
 //   percentile(q)  q is a fraction in [0, 1] (0.99, not 99). As HdrHistogram: the
 //                  lowest value v such that a fraction q of the recorded values are
 //                  <= v, i.e. the value of rank max(1, ceil(q * count())), reported
-//                  as the upper bound of its counter (highest_equivalent()). So it
-//                  is exact below 2048 and at most 1/1024 above the true value.
+//                  as the upper bound of its counter (highest_equivalent()), but
+//                  never above max(): the top counter's upper bound lies above the
+//                  largest value recorded in it, and a p99.9 above the max is a
+//                  contradiction in a report. So it is exact below 2048, at most
+//                  1/1024 above the true value, and min() <= percentile(q) <= max().
 //   All queries return 0 on an empty histogram: check count() first.
 #pragma once
 
@@ -123,9 +126,9 @@ class Histogram {
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < kCounterCount; ++i) {
       seen += counts_[i];
-      if (seen >= rank) return highest_equivalent(value_at_index(i));
+      if (seen >= rank) return std::min(highest_equivalent(value_at_index(i)), max_);
     }
-    return highest_equivalent(max_);  // unreachable: counts_ sum to total_
+    return max_;  // unreachable: counts_ sum to total_
   }
 
   // The smallest and largest value sharing v's counter (v in 0 .. kHighestValue).
