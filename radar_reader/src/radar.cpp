@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
@@ -53,13 +55,13 @@ constexpr const char* kUsage =
     "  --journal DIR          an order-book journal to tail (repeatable, at least one)\n"
     "  --results DIR          append every result to this results journal (RDR1)\n"
     "  --start beginning|end  where to start in each journal (default: end)\n"
-    "  --notional-krw X       notional of the executable edge (default 10000000)\n"
+    "  --notional-krw X       notional of the executable edge in KRW, > 0 (default 10000000)\n"
     "  --fee VENUE=BPS        a venue's taker fee in basis points (repeatable; default 0)\n"
-    "  --fx RATE              fixed KRW per USDT instead of the USDT-KRW books\n"
-    "  --stale-ms MS          books older than this are left out (default 5000)\n"
+    "  --fx RATE              fixed KRW per USDT (> 0) instead of the USDT-KRW books\n"
+    "  --stale-ms MS          books older than this are left out, > 0 (default 5000)\n"
     "  --idle spin|yield|backoff|futex  how to wait for new books (default backoff)\n"
-    "  --duration S           stop after S seconds\n"
-    "  --max-records N        stop after N books\n"
+    "  --duration S           stop after S seconds (> 0, finite)\n"
+    "  --max-records N        stop after N books (a whole number >= 1)\n"
     "  --no-verify            skip the FlatBuffers Verifier (trusted replay only)\n"
     "  --quiet                no live table, only the summary\n"
     "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
@@ -84,11 +86,40 @@ struct Options {
   std::exit(2);
 }
 
-double parse_number(const std::string& option, const char* text) {
+// A number given for an option, or exit 2 naming the option and the value: it must
+// parse in full, be finite (strtod takes "inf", "nan" and "1e999" as numbers) and lie
+// in the option's range, which `range` states for the message. Out-of-range values
+// are refused rather than converted: a double beyond an integer's range converted
+// to that integer is undefined behaviour ("--duration 1e300" ended the radar at
+// once).
+double parse_number(const std::string& shown, const char* text, bool (*in_range)(double),
+                    const char* range) {
   char* end = nullptr;
   const double value = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !(value == value))
-    usage_error(option + " " + text + ": not a number");
+  if (end == text || *end != '\0') usage_error(shown + ": not a number (" + range + ")");
+  if (!std::isfinite(value)) usage_error(shown + ": not a finite number (" + range + ")");
+  if (!in_range(value)) usage_error(shown + ": out of range (" + range + ")");
+  return value;
+}
+
+// Ranges of the numeric options: wide enough for any real use, narrow enough that
+// every value converts to what the radar computes with (int64 ns, steady_clock).
+constexpr double kMaxDurationS = 1e9;          // ~31 years; 1e18 ns < INT64_MAX
+constexpr double kMaxStaleMs = 9e12;           // ~285 years; 9e18 ns < INT64_MAX
+constexpr double kMaxNotionalKrw = 1e15;       // a thousand trillion KRW
+constexpr double kMaxFxKrwPerUsdt = 1e9;
+constexpr double kFeeLimitBps = 1e4;           // 10,000 bps would take the whole trade
+
+// A whole number of books from 1 on, digits only ("1.5", "-5", "1e6" refused).
+std::uint64_t parse_count(const std::string& option, const char* text) {
+  const std::string shown = option + " " + text;
+  const char* range = "a whole number of books, 1 to 18446744073709551615";
+  if (*text < '0' || *text > '9') usage_error(shown + ": not a whole number (" + range + ")");
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long value = std::strtoull(text, &end, 10);
+  if (*end != '\0') usage_error(shown + ": not a whole number (" + range + ")");
+  if (errno == ERANGE || value == 0) usage_error(shown + ": out of range (" + range + ")");
   return value;
 }
 
@@ -113,28 +144,41 @@ Options parse(int argc, char** argv) {
       else if (where == "end") options.start = radar::StartAt::end();
       else usage_error("--start " + where + ": beginning or end");
     } else if (arg == "--notional-krw") {
-      options.engine.notional_krw = parse_number(arg, value());
+      const char* text = value();
+      options.engine.notional_krw = parse_number(
+          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxNotionalKrw; },
+          "KRW, more than 0 and at most 1e15");
     } else if (arg == "--fee") {
       const std::string spec = value();
       const auto equals = spec.find('=');
       if (equals == std::string::npos || equals == 0)
         usage_error("--fee " + spec + ": expected VENUE=BPS, e.g. upbit=5");
-      options.engine.taker_fee_bps[spec.substr(0, equals)] =
-          parse_number(arg, spec.c_str() + equals + 1);
+      options.engine.taker_fee_bps[spec.substr(0, equals)] = parse_number(
+          arg + " " + spec, spec.c_str() + equals + 1,
+          [](double x) { return x > -kFeeLimitBps && x < kFeeLimitBps; },
+          "bps, more than -10000 (a rebate) and less than 10000");
     } else if (arg == "--fx") {
-      options.engine.fixed_fx = parse_number(arg, value());
+      const char* text = value();
+      options.engine.fixed_fx = parse_number(
+          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxFxKrwPerUsdt; },
+          "KRW per USDT, more than 0 and at most 1e9");
     } else if (arg == "--stale-ms") {
-      const double ms = parse_number(arg, value());
-      if (ms < 0 || ms > 9e12) usage_error("--stale-ms: between 0 and 9e12 (about 285 years)");
+      const char* text = value();
+      const double ms = parse_number(
+          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxStaleMs; },
+          "milliseconds, more than 0 and at most 9e12, about 285 years");
       options.engine.stale_ns = static_cast<std::int64_t>(ms * 1e6);
     } else if (arg == "--idle") {
       const std::string kind = value();
       if (!radar::parse_idle(kind, options.idle))
         usage_error("--idle " + kind + ": spin, yield, backoff or futex");
     } else if (arg == "--duration") {
-      options.duration_s = parse_number(arg, value());
+      const char* text = value();
+      options.duration_s = parse_number(
+          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxDurationS; },
+          "seconds, more than 0 and at most 1e9, about 31 years");
     } else if (arg == "--max-records") {
-      options.max_records = static_cast<std::uint64_t>(parse_number(arg, value()));
+      options.max_records = parse_count(arg, value());
     } else if (arg == "--no-verify") {
       options.verify = false;
     } else if (arg == "--metrics-name") {
