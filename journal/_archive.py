@@ -703,10 +703,17 @@ class ArchiveReader:
     ``decompress_frame`` may be called from several threads at once (each gets its own
     zstd context; zstd runs without the GIL), so that a reader such as
     journal.analysis decompresses frames ahead while it decodes others.
+
+    ``directory_fd``: open the last component of ``path`` relative to that directory
+    (one whose path was checked, journal._paths) rather than ``path`` itself.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        directory_fd: int | None = None,
     ) -> None:
         self.path = str(path)
         self.max_frame_size = max_frame_size
@@ -716,7 +723,8 @@ class ArchiveReader:
         try:
             # O_NONBLOCK: a FIFO under an archive's name must not hang the reader.
             flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-            self._fd = os.open(path, flags)
+            name = path if directory_fd is None else os.path.basename(path)
+            self._fd = os.open(name, flags, dir_fd=directory_fd)
         except OSError as error:
             raise JournalError(f"cannot open archive {path}: {error.strerror}") from error
         try:

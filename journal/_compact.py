@@ -22,6 +22,26 @@ For one sealed segment, each step safe to interrupt at any point (kill -9):
    the candidates: it stays, and readers cross it through the archive if the ones
    around it were removed.)
 
+A file is removed only if it is the very file archived, checked right before the
+unlink: the journal path still names the directory listed, and the file at the
+segment's name there has the inode read when archiving and the same ``created_ns``
+and ``incarnation_ns`` in its header. Never an index match alone: a journal directory
+removed and made again (a new incarnation, docs/FORMAT.md) reuses every name, and
+the open segment of the new writer must not go for the old segment archived under
+that index. Anything else keeps the file and says why. Segment files are opened,
+and removed, relative to the journal directory's descriptor, never through a path
+that may name another directory by then; after a recreation the new directory is
+listed (and watched) afresh, and its segments archived as the new incarnation's.
+(Between the check and the unlink lie a few system calls, and unlink(2) cannot be
+told which inode to remove: only a process that may write the journal directory
+could swap the file in that window, and the writer never replaces a segment.)
+
+Paths are checked as the writer checks its own (journal._paths): the archive root,
+each ``DIR/<stream>`` (ours, not a symlink) and each journal directory (not a
+symlink, its owner root, us or a trusted uid) with every parent. A journal whose path
+another user controls is neither archived nor touched; archive files are created
+``O_EXCL | O_NOFOLLOW`` relative to the checked archive directory.
+
 A crash leaves at worst a ``.tmp`` file (removed by the next run, which holds the
 stream's lock ``DIR/<stream>/compact.lock``, one compactor per stream), or an
 archive whose segment is still in tmpfs (verified again and skipped by the next
@@ -31,7 +51,8 @@ If the archive disk is full, the temporary file is removed, the segment stays in
 tmpfs and the error says so; the next pass tries again.
 
 Without ``--once`` it watches the journal directories (watchdog: a new segment file
-means the one before will be sealed soon) and also looks every ``--poll`` seconds,
+means the one before will be sealed soon) and their parents (a journal directory
+made, or made again, is watched in turn), and also looks every ``--poll`` seconds,
 since sealing writes into an existing file, which makes no file event. SIGINT and
 SIGTERM stop it cleanly: a segment being compressed is abandoned (its temporary
 file removed) and the process exits 0.
@@ -66,7 +87,8 @@ from journal import _archive as A
 from journal import _layout as F
 from journal._errors import ArchiveFullError, CorruptArchiveError, JournalError
 from journal._names import check_stream_name
-from journal._segment import MappedSegment, segment_indices, segment_path
+from journal._paths import CheckedDirectory, open_directory
+from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
 
 log = logging.getLogger("journal.compact")
 
@@ -95,40 +117,49 @@ class _Stopped(Exception):
     """SIGINT/SIGTERM arrived while a segment was being compressed."""
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+_READ_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+"""O_NONBLOCK: a FIFO under a segment's or an archive's name must not hang us."""
+
+
+def _fsync_file(name: str, directory_fd: int) -> None:
+    fd = os.open(name, _READ_FLAGS, dir_fd=directory_fd)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class _SegmentFile:
+    """A sealed segment file as listed: what makes the file at its name the very one
+    archived (the index alone does not: a recreated journal reuses every index)."""
 
-
-def _make_directory(path: Path) -> None:
-    """Create ``path`` and missing parents, each made durable in its parent."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for directory in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            directory.mkdir(mode=0o755)
-        _fsync_directory(directory.parent)
-
-
-@dataclass(slots=True)
-class _Archived:
-    """A segment whose archive this process has verified (by index, per stream)."""
-
+    index: int
+    identity: tuple[int, int]
+    """The file's (st_dev, st_ino)."""
     created_ns: int
-    path: Path
+    incarnation_ns: int
+
+    @classmethod
+    def of(cls, segment: MappedSegment) -> _SegmentFile:
+        header = segment.header
+        return cls(segment.index, segment.identity, header.created_ns, header.incarnation_ns)
+
+    def other_file(self, identity: tuple[int, int]) -> str | None:
+        """None if ``identity`` (st_dev, st_ino) is this segment's file, else how not."""
+        if identity == self.identity:
+            return None
+        return f"it is another file (inode {identity[1]}, the one listed {self.identity[1]})"
+
+    def other_header(self, header: SegmentHeader) -> str | None:
+        """None if ``header`` has this segment's stamps, else how not."""
+        if (header.created_ns, header.incarnation_ns) == (self.created_ns, self.incarnation_ns):
+            return None
+        return (
+            f"its header says created_ns={header.created_ns} "
+            f"incarnation_ns={header.incarnation_ns}, the segment listed has "
+            f"{self.created_ns} and {self.incarnation_ns}"
+        )
 
 
 @dataclass(slots=True)
@@ -136,12 +167,23 @@ class _Stream:
     journal: Path
     name: str
     archive: Path
+    archive_dir: CheckedDirectory | None = None
     lock_fd: int = -1
-    archived: dict[int, _Archived] = field(default_factory=dict)
-    watched: bool = False
-    errors: set[str] = field(default_factory=set)
-    """Errors of this pass; those of the previous pass are logged again only at DEBUG."""
-    previous_errors: set[str] = field(default_factory=set)
+    journal_dir: CheckedDirectory | None = None
+    """The journal directory as checked and listed by this pass (None: none usable)."""
+    journal_identity: tuple[int, int] | None = None
+    """(st_dev, st_ino) of the last journal directory seen, to say when it changes."""
+    archived: dict[_SegmentFile, Path] = field(default_factory=dict)
+    """Segments whose archive this process verified, among the ones last listed."""
+    said: set[str] = field(default_factory=set)
+    """Errors and warnings of this pass, logged once; those of the previous pass are
+    logged again only at DEBUG."""
+    previous_said: set[str] = field(default_factory=set)
+
+    @property
+    def archive_fd(self) -> int:
+        assert self.archive_dir is not None, "Compactor.open() first"
+        return self.archive_dir.fd
 
 
 @dataclass(slots=True)
@@ -211,7 +253,8 @@ class Compactor:
     # -- set-up -----------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the archive directories, lock them, remove stale temporary files."""
+        """Create the archive directories (paths checked: journal._paths), lock them,
+        remove stale temporary files."""
         try:
             for stream in self.streams:
                 if stream.archive.resolve() == stream.journal.resolve():
@@ -220,7 +263,12 @@ class Compactor:
                         "directory itself: choose another --archive"
                     )
                 try:
-                    _make_directory(stream.archive)
+                    stream.archive_dir = open_directory(
+                        stream.archive, create_mode=0o755, own_last=True, durable=True
+                    )
+                except JournalError as error:
+                    raise JournalError(f"archive directory {stream.archive}: {error}") from None
+                try:
                     stream.lock_fd = self._lock(stream)
                     self._remove_temporaries(stream)
                 except OSError as error:
@@ -234,7 +282,8 @@ class Compactor:
     @staticmethod
     def _lock(stream: _Stream) -> int:
         path = stream.archive / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(LOCK_NAME, flags, 0o644, dir_fd=stream.archive_fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -250,9 +299,9 @@ class Compactor:
 
     @staticmethod
     def _remove_temporaries(stream: _Stream) -> None:
-        for name in os.listdir(stream.archive):
+        for name in os.listdir(stream.archive_fd):
             if name.startswith(".") and name.endswith(A.ARCHIVE_SUFFIX + A.TEMPORARY_SUFFIX):
-                os.unlink(stream.archive / name)
+                os.unlink(name, dir_fd=stream.archive_fd)
                 log.info("removed %s, left by an interrupted compactor", stream.archive / name)
 
     def close(self) -> None:
@@ -260,6 +309,10 @@ class Compactor:
             if stream.lock_fd >= 0:
                 os.close(stream.lock_fd)
                 stream.lock_fd = -1
+            for directory in (stream.archive_dir, stream.journal_dir):
+                if directory is not None:
+                    directory.close()
+            stream.archive_dir = stream.journal_dir = None
 
     def __enter__(self) -> Compactor:
         self.open()
@@ -275,21 +328,21 @@ class Compactor:
         report = PassReport()
         sealed = {id(stream): self._sealed(stream, report) for stream in self.streams}
         backlog = [
-            (stream, index, created)
+            (stream, segment)
             for stream in self.streams
-            for index, created in sealed[id(stream)]
-            if not self._is_archived(stream, index, created)
+            for segment in sealed[id(stream)]
+            if segment not in stream.archived
         ]
         started = time.monotonic()
         full: set[int] = set()
-        for done, (stream, index, _created) in enumerate(backlog, start=1):
+        for done, (stream, segment) in enumerate(backlog, start=1):
             if self.stop.is_set():
                 report.stopped = True
                 break
             if id(stream) in full:
                 continue
             try:
-                self._archive(stream, index, f"[{done}/{len(backlog)}]", report)
+                self._archive(stream, segment, f"[{done}/{len(backlog)}]", report)
             except _Stopped:
                 report.stopped = True
                 break
@@ -297,12 +350,12 @@ class Compactor:
                 full.add(id(stream))
                 self._error(stream, report, str(error))
             except (JournalError, OSError) as error:
-                self._error(stream, report, f"segment {index} of {stream.journal}: {error}")
+                self._error(stream, report, f"segment {segment.index} of {stream.journal}: {error}")
             self._remove_old(stream, sealed[id(stream)], report)
         for stream in self.streams:
             if not self.stop.is_set():
                 self._remove_old(stream, sealed[id(stream)], report)
-            stream.previous_errors, stream.errors = stream.errors, set()
+            stream.previous_said, stream.said = stream.said, set()
         if report.archived > 1:
             elapsed = time.monotonic() - started
             log.info(
@@ -318,68 +371,125 @@ class Compactor:
 
     def _error(self, stream: _Stream, report: PassReport, message: str) -> None:
         report.errors.append(message)
-        stream.errors.add(message)
-        if message in stream.previous_errors:
+        self._say(stream, logging.ERROR, message)
+
+    @staticmethod
+    def _say(stream: _Stream, level: int, message: str) -> None:
+        """Log ``message`` once a pass, and at DEBUG if the previous pass said it."""
+        if message in stream.said:
+            return
+        stream.said.add(message)
+        if message in stream.previous_said:
             log.debug("%s (again)", message)
         else:
-            log.error("%s", message)
+            log.log(level, "%s", message)
 
-    def _sealed(self, stream: _Stream, report: PassReport) -> list[tuple[int, int]]:
-        """``(index, created_ns)`` of the stream's sealed segments, oldest first."""
-        if not stream.journal.is_dir():
-            return []
+    def _open_journal(self, stream: _Stream, report: PassReport) -> CheckedDirectory | None:
+        """The journal directory for this pass, its path checked (journal._paths); None
+        if there is none (yet, or any more) or it may not be trusted (an error)."""
+        if stream.journal_dir is not None:
+            stream.journal_dir.close()
+            stream.journal_dir = None
         try:
-            indices = segment_indices(stream.journal)
-        except OSError as error:
-            self._error(stream, report, f"cannot list {stream.journal}: {error}")
-            return []
-        sealed = []
-        for index in indices:
+            directory = open_directory(stream.journal, follow_last=False)
+        except FileNotFoundError:
+            return None
+        except JournalError as error:
+            self._error(
+                stream,
+                report,
+                f"journal directory {stream.journal}: {error}; its segments are neither "
+                "archived nor removed",
+            )
+            return None
+        if stream.journal_identity not in (None, directory.identity):
+            log.info(
+                "%s is another directory now (removed or replaced, then made again): a new "
+                "incarnation of the journal, archived apart from the old one",
+                stream.journal,
+            )
+        stream.journal_identity = directory.identity
+        stream.journal_dir = directory
+        return directory
+
+    def _sealed(self, stream: _Stream, report: PassReport) -> list[_SegmentFile]:
+        """The stream's sealed segment files, oldest first, read through this pass's
+        journal directory descriptor; what is remembered of files no longer listed goes."""
+        directory = self._open_journal(stream, report)
+        sealed: list[_SegmentFile] = []
+        if directory is not None:
             try:
-                with MappedSegment(segment_path(stream.journal, index)) as segment:
-                    if segment.index != index:
-                        raise JournalError(
-                            f"{segment.path}: header says segment_index={segment.index}"
-                        )
-                    if segment.is_sealed():
-                        sealed.append((index, segment.header.created_ns))
-            except FileNotFoundError:
-                continue  # an unused prepared segment its writer removed on closing
-            except (JournalError, OSError) as error:
-                self._error(stream, report, f"segment {index} of {stream.journal}: {error}")
+                # By path: names only. Each file is opened relative to the descriptor
+                # (a name the directory listed no longer holds is simply not found).
+                indices = segment_indices(stream.journal)
+            except OSError as error:
+                self._error(stream, report, f"cannot list {stream.journal}: {error}")
+                indices = []
+            for index in indices:
+                try:
+                    with self._open_segment(stream, directory, index) as segment:
+                        if segment.is_sealed():
+                            sealed.append(_SegmentFile.of(segment))
+                except FileNotFoundError:
+                    continue  # an unused prepared segment its writer removed on closing
+                except (JournalError, OSError) as error:
+                    self._error(stream, report, f"segment {index} of {stream.journal}: {error}")
+        listed = set(sealed)
+        stream.archived = {seg: path for seg, path in stream.archived.items() if seg in listed}
         return sealed
 
     @staticmethod
-    def _is_archived(stream: _Stream, index: int, created_ns: int) -> bool:
-        known = stream.archived.get(index)
-        return known is not None and known.created_ns == created_ns
+    def _open_segment(stream: _Stream, directory: CheckedDirectory, index: int) -> MappedSegment:
+        segment = MappedSegment(segment_path(stream.journal, index), directory_fd=directory.fd)
+        if segment.index != index:
+            segment.close()
+            raise JournalError(f"{segment.path}: header says segment_index={segment.index}")
+        return segment
 
-    def _archive(self, stream: _Stream, index: int, progress: str, report: PassReport) -> None:
-        path = segment_path(stream.journal, index)
-        with MappedSegment(path) as segment:
-            if not segment.is_sealed():
+    def _archive(
+        self, stream: _Stream, listed: _SegmentFile, progress: str, report: PassReport
+    ) -> None:
+        directory = stream.journal_dir
+        assert directory is not None  # listed by this pass
+        try:
+            segment = self._open_segment(stream, directory, listed.index)
+        except FileNotFoundError:
+            raise JournalError(
+                "removed before it was archived (with its journal directory?): its records "
+                "are lost unless a copy exists elsewhere"
+            ) from None
+        with segment:
+            problem = listed.other_file(segment.identity) or listed.other_header(segment.header)
+            if problem is not None:
+                message = (
+                    f"{stream.name} segment {listed.index}: {segment.path} changed since it "
+                    f"was listed ({problem}); left for the next pass to list"
+                )
+                self._say(stream, logging.WARNING, message)
                 return
             started = time.monotonic()
             commit = segment.load_commit_acquire()
-            final = stream.archive / A.archive_name_for(segment, commit)
-            if final.exists():
-                self._check_existing(final, segment)
+            name = A.archive_name_for(segment, commit)
+            final = stream.archive / name
+            if os.path.lexists(final):
+                self._check_existing(stream, name, segment)
                 # A crash may have come between its rename and the fsyncs: make it
                 # durable now, before its segment may be removed.
-                _fsync_file(final)
-                _fsync_directory(stream.archive)
-                stream.archived[index] = _Archived(segment.header.created_ns, final)
+                _fsync_file(name, stream.archive_fd)
+                os.fsync(stream.archive_fd)
+                stream.archived[listed] = final
                 report.already += 1
                 log.info(
                     "%s %s segment %d: already archived as %s",
                     progress,
                     stream.name,
-                    index,
-                    final.name,
+                    listed.index,
+                    name,
                 )
                 return
-            size = self._write(stream, segment, final)
-            stream.archived[index] = _Archived(segment.header.created_ns, final)
+            log.debug("%s segment %d: compressing into %s", stream.name, listed.index, final)
+            size = self._write(stream, segment, name)
+            stream.archived[listed] = final
         elapsed = time.monotonic() - started
         report.archived += 1
         report.raw_bytes += commit
@@ -388,7 +498,7 @@ class Compactor:
             "%s %s segment %d: %.2f MiB -> %.2f MiB (%.1fx) in %.2f s, %.0f MB/s -> %s",
             progress,
             stream.name,
-            index,
+            listed.index,
             commit / 2**20,
             size / 2**20,
             commit / size,
@@ -397,9 +507,15 @@ class Compactor:
             final,
         )
 
-    def _check_existing(self, final: Path, segment: MappedSegment) -> None:
+    @staticmethod
+    def _check_existing(stream: _Stream, name: str, segment: MappedSegment) -> None:
+        final = stream.archive / name
         try:
-            with A.ArchiveReader(final, max_frame_size=segment.header.segment_size) as reader:
+            with A.ArchiveReader(
+                final,
+                max_frame_size=segment.header.segment_size,
+                directory_fd=stream.archive_fd,
+            ) as reader:
                 reader.verify(segment.map)
         except CorruptArchiveError as error:
             raise JournalError(
@@ -407,14 +523,18 @@ class Compactor:
                 "left as they are: move the archive away to have the segment archived again"
             ) from None
 
-    def _write(self, stream: _Stream, segment: MappedSegment, final: Path) -> int:
-        """Steps 2-4: temporary file, fsync, verify, rename, fsync the directory."""
-        temporary = stream.archive / f".{final.name}{A.TEMPORARY_SUFFIX}"
-        mode = stat.S_IMODE(os.stat(segment.path).st_mode) & 0o666
+    def _write(self, stream: _Stream, segment: MappedSegment, name: str) -> int:
+        """Steps 2-4: temporary file, fsync, verify, rename, fsync the directory; all
+        relative to the checked archive directory."""
+        archive_fd = stream.archive_fd
+        temporary = f".{name}{A.TEMPORARY_SUFFIX}"
+        assert stream.journal_dir is not None
+        info = os.stat(segment.path.name, dir_fd=stream.journal_dir.fd, follow_symlinks=False)
+        mode = stat.S_IMODE(info.st_mode) & 0o666
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = -1
         try:
-            fd = os.open(temporary, flags, mode)
+            fd = os.open(temporary, flags, mode, dir_fd=archive_fd)
             os.fchmod(fd, mode)
             summary = A.write_archive(
                 fd, segment, level=self.level, frame_size=self.frame_size, on_frame=self._on_frame
@@ -423,17 +543,21 @@ class Compactor:
             os.close(fd)
             fd = -1
             _crash_point("written")
-            with A.ArchiveReader(temporary, max_frame_size=segment.header.segment_size) as reader:
+            with A.ArchiveReader(
+                stream.archive / temporary,
+                max_frame_size=segment.header.segment_size,
+                directory_fd=archive_fd,
+            ) as reader:
                 reader.verify(segment.map)
             _crash_point("before-rename")
-            os.rename(temporary, final)
+            os.rename(temporary, name, src_dir_fd=archive_fd, dst_dir_fd=archive_fd)
         except BaseException as error:
             if fd >= 0:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+                os.unlink(temporary, dir_fd=archive_fd)
             if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-                free = os.statvfs(stream.archive)
+                free = os.fstatvfs(archive_fd)
                 raise ArchiveFullError(
                     error.errno,
                     f"no room in the archive {stream.archive} for segment {segment.index} of "
@@ -447,7 +571,7 @@ class Compactor:
                     "segment stays in tmpfs"
                 ) from None
             raise
-        _fsync_directory(stream.archive)
+        os.fsync(archive_fd)
         _crash_point("renamed")
         return summary.file_size
 
@@ -456,61 +580,118 @@ class Compactor:
         if self.stop.is_set():
             raise _Stopped
 
-    def _remove_old(
-        self, stream: _Stream, sealed: list[tuple[int, int]], report: PassReport
-    ) -> None:
+    def _remove_old(self, stream: _Stream, sealed: list[_SegmentFile], report: PassReport) -> None:
         """Step 5: remove archived sealed segments beyond the ``keep`` newest, oldest
-        first, stopping at the first one without a verified archive (of that very
-        segment: same index and creation time)."""
-        candidates = sealed[: len(sealed) - self.keep] if self.keep else sealed
-        for index, created_ns in candidates:
-            path = segment_path(stream.journal, index)
-            known = stream.archived.get(index)
-            if not path.exists():
-                stream.archived.pop(index, None)
-                continue
-            if known is None or known.created_ns != created_ns or not known.path.exists():
+        first, stopping at the first one without a verified archive, or that is not
+        the very file archived any more (``_not_removable``). Those gone leave
+        ``sealed`` (the stream's sealed segments in tmpfs)."""
+        candidates = sealed[: len(sealed) - self.keep] if self.keep else sealed[:]
+        for listed in candidates:
+            archive = stream.archived.get(listed)
+            if archive is None:
                 log.debug(
                     "%s segment %d has no verified archive: it and newer ones stay",
                     stream.name,
-                    index,
+                    listed.index,
                 )
                 return
-            _crash_point("before-remove")
             try:
-                os.unlink(path)
+                problem = self._not_removable(stream, listed, archive)
+            except FileNotFoundError:  # gone already (with its directory?)
+                del stream.archived[listed]
+                sealed.remove(listed)
+                continue
+            if problem is not None:
+                message = f"{stream.name} segment {listed.index} stays: {problem}"
+                self._say(stream, logging.WARNING, message)
+                return
+            _crash_point("before-remove")
+            assert stream.journal_dir is not None
+            try:
+                os.unlink(F.segment_name(listed.index), dir_fd=stream.journal_dir.fd)
+            except FileNotFoundError:
+                del stream.archived[listed]
+                sealed.remove(listed)
+                continue
             except OSError as error:
                 # Not ours to remove (another user, read-only): keep going, say so.
                 log.error(
                     "%s segment %d stays in %s: cannot remove it (%s)",
                     stream.name,
-                    index,
+                    listed.index,
                     stream.journal,
                     error.strerror,
                 )
                 return
             _crash_point("removed")
-            del stream.archived[index]
+            del stream.archived[listed]
+            sealed.remove(listed)
             report.removed += 1
             log.info(
                 "%s segment %d removed from %s (archived as %s)",
                 stream.name,
-                index,
+                listed.index,
                 stream.journal,
-                known.path.name,
+                archive.name,
             )
+
+    @staticmethod
+    def _not_removable(stream: _Stream, listed: _SegmentFile, archive: Path) -> str | None:
+        """Why the file at segment ``listed``'s name may not be removed now (None: it
+        may), checked right before the unlink: its archive is there, the journal path
+        still names the directory listed, and the file there is the one archived
+        (``_SegmentFile.differs``). FileNotFoundError: the file is gone already."""
+        directory = stream.journal_dir
+        assert directory is not None
+        try:
+            os.stat(archive.name, dir_fd=stream.archive_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return f"its archive {archive} is gone; archived again on the next pass"
+        try:
+            info = os.stat(stream.journal, follow_symlinks=False)
+        except OSError as error:
+            return (
+                f"the journal directory {stream.journal} is gone ({error.strerror}); nothing "
+                "in the one listed goes"
+            )
+        if (info.st_dev, info.st_ino) != directory.identity:
+            return (
+                f"{stream.journal} is another directory now (removed or replaced since this "
+                "pass listed it); nothing in it goes before a pass has listed it"
+            )
+        path = segment_path(stream.journal, listed.index)
+        try:
+            fd = os.open(path.name, _READ_FLAGS, dir_fd=directory.fd)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            return f"it cannot be opened to check it ({error.strerror})"
+        try:
+            file_info = os.fstat(fd)
+            problem = listed.other_file((file_info.st_dev, file_info.st_ino))
+            if problem is not None:
+                return f"{problem}, not the one archived"
+            header = SegmentHeader.parse(os.pread(fd, F.HEADER_SIZE, 0), str(path))
+        except (JournalError, OSError) as error:
+            return f"its header cannot be read to check it ({error})"
+        finally:
+            os.close(fd)
+        problem = listed.other_header(header)
+        return None if problem is None else f"{problem}: not the one archived"
 
     # -- watching ---------------------------------------------------------------------
 
     def watch(self, poll_s: float = DEFAULT_POLL_S) -> None:
         """Run passes until ``stop`` is set: on new segment files, and every ``poll_s``.
 
-        A journal directory that does not exist yet is waited for by watching its
-        parent (if that exists), so a compactor started before the writer reacts
-        to the first segments at once too.
+        Each journal directory and its parent are watched: the parent so that a
+        journal directory made (or made again) wakes the compactor, which then
+        watches the new directory. A watch dies with its directory, so one whose path
+        names another directory now (another inode: a new incarnation) is replaced.
         """
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
+        from watchdog.observers.api import ObservedWatch
 
         wake = self.wake
         journals = {os.path.abspath(stream.journal) for stream in self.streams}
@@ -530,31 +711,42 @@ class Compactor:
 
         observer: Any = Observer()
         handler = NewSegment()
-        watched: set[str] = set()
+        watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}
+        unwatchable: set[tuple[str, tuple[int, int]]] = set()
 
-        def watch_directory(directory: Path) -> bool:
+        def watch_directory(directory: Path) -> None:
+            """Watch the directory ``directory`` names now, unless it is watched."""
             key = os.path.abspath(directory)
-            if key in watched:
-                return True
             try:
-                observer.schedule(handler, key, recursive=False)
+                info = os.stat(key)
+            except OSError:
+                identity = None  # not there (yet): its parent's watch says when it is
+            else:
+                identity = (info.st_dev, info.st_ino)
+            watched = watches.get(key)
+            if watched is not None and watched[1] == identity:
+                return
+            if watched is not None:
+                with contextlib.suppress(KeyError, OSError):  # its emitter may have died
+                    observer.unschedule(watched[0])
+                del watches[key]
+            if identity is None or (key, identity) in unwatchable:
+                return
+            try:
+                watches[key] = (observer.schedule(handler, key, recursive=False), identity)
             except OSError as error:  # gone again, or out of inotify watches: poll
+                unwatchable.add((key, identity))
                 log.warning("cannot watch %s (%s): polling every %s s", key, error, poll_s)
-                return False
-            watched.add(key)
-            return True
 
         observer.start()
         try:
             while not self.stop.is_set():
-                for stream in self.streams:
-                    if stream.watched:
-                        continue
-                    if stream.journal.is_dir():
-                        stream.watched = watch_directory(stream.journal)
-                    elif stream.journal.parent.is_dir():
-                        watch_directory(stream.journal.parent)
+                # Cleared before the watches are checked: an event from now on is a
+                # reason for another pass, even one about a directory just looked at.
                 self.wake.clear()
+                for stream in self.streams:
+                    watch_directory(stream.journal.parent)
+                    watch_directory(stream.journal)
                 self.run_pass()
                 self.wake.wait(poll_s)
         finally:

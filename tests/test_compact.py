@@ -23,6 +23,7 @@ from journal import _compact as C
 from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
 from tests._procs import LOCAL_NS0, book, check
+from tests._users import NOBODY, as_nobody, shared_directory
 from tests.conftest import REPO, SHM, mounted_tmpfs
 
 SEGMENT = 64 * 1024
@@ -270,7 +271,7 @@ def test_a_recreated_journal_is_not_mistaken_for_the_archived_one(
     with C.Compactor([journal_dir], archive, keep=2, frame_size=4096) as compactor:
         first = compactor.run_pass()
         assert first.errors == [] and first.archived == first.removed + 2 >= 6
-        remembered = sorted(compactor.streams[0].archived)
+        remembered = sorted(segment.index for segment in compactor.streams[0].archived)
         assert len(remembered) == 2
 
         shutil.rmtree(journal_dir)
@@ -469,6 +470,58 @@ def test_archive_disk_full_keeps_the_segments_and_says_so(
     assert room.returncode == 0, room.stderr
     assert len(segment_indices(books)) == 2
     assert every_book(books, tiny_archive_disk / "books") == list(range(BOOKS))
+
+
+# -- paths another user controls ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["symlink", "directory"])
+def test_an_archive_directory_planted_by_another_user_is_refused(
+    books: Path, shm_dir: Path, planted: str
+) -> None:
+    """ARCHIVE is world-writable (root's, 1777, as /dev/shm): nobody plants
+    ARCHIVE/books, a link to a victim directory or a directory of its own."""
+    archive = shared_directory(shm_dir)
+    victim = shm_dir / "victim"
+    victim.mkdir(mode=0o700)
+    if planted == "symlink":
+        as_nobody("ln", "-s", victim, archive / "books")
+        expected = f"{archive / 'books'} is a symlink (to {victim})"
+    else:
+        as_nobody("mkdir", "-m", "0777", archive / "books")
+        expected = f"{archive / 'books'} is owned by uid={NOBODY} (mode 0777), not by this user"
+    before = {index: committed(books, index) for index in segment_indices(books)}
+
+    done = compact(books, "--archive", archive, "--once", "--keep", 0, "--frame-size", FRAME)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert os.listdir(victim) == []
+    assert {index: committed(books, index) for index in segment_indices(books)} == before
+    if planted == "directory":
+        assert os.listdir(archive / "books") == []
+
+
+def test_a_journal_under_a_parent_of_another_user_is_neither_archived_nor_touched(
+    books: Path, shm_dir: Path
+) -> None:
+    """The journal's parent is nobody's (0777): nobody could swap the journal for
+    one of its own, so the compactor reads nothing there and removes nothing."""
+    shared = shared_directory(shm_dir)
+    parent = shared / "attacker-parent"
+    as_nobody("mkdir", "-m", "0777", parent)
+    journal_dir = parent / "books"
+    books.rename(journal_dir)
+    before = {index: committed(journal_dir, index) for index in segment_indices(journal_dir)}
+    archive = shm_dir / "archive"
+
+    done = compact(journal_dir, "--archive", archive, "--once", "--keep", 0)
+    assert done.returncode == 1, done.stderr
+    assert f"refusing {parent}: owned by uid={NOBODY} (mode 0777)" in done.stderr
+    assert "neither archived nor removed" in done.stderr
+    assert files(archive / "books") == {}
+    assert {index: committed(journal_dir, index) for index in segment_indices(journal_dir)} == (
+        before
+    )
 
 
 # -- the command --------------------------------------------------------------------------
