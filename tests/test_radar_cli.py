@@ -5,14 +5,22 @@ message naming the option or path and what is wrong) or said in the summary."""
 
 from __future__ import annotations
 
+import os
+import queue
+import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import journal
 from tests._cpp import program
+from tests.conftest import ASKS, BIDS
 
 EXIT_AT_ONCE_S = 10.0  # a refusal takes milliseconds; this only bounds a broken radar
+DEADLINE_S = 20.0  # for the radar to say or do something; never reached when it works
 
 
 def radar(*args: str, build: str = "release", timeout: float = EXIT_AT_ONCE_S):
@@ -84,3 +92,114 @@ def test_out_of_range_duration_is_refused_before_any_conversion(shm_dir: Path, v
     assert refused.returncode == 2, refused.stderr
     assert f"radar: --duration {value}: " in refused.stderr
     assert "runtime error" not in refused.stderr
+
+
+# -- journal paths ---------------------------------------------------------------------
+
+
+def stderr_lines(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The child's stderr, line by line, read by a thread (None at its end)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: queue.Queue[str | None], text: str, seen: list[str]) -> None:
+    """Until a line containing ``text`` (every line read goes to ``seen``)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            pytest.fail(f"no {text!r} from the radar in {DEADLINE_S} s: {''.join(seen)}")
+        if line is None:
+            pytest.fail(f"the radar ended without saying {text!r}: {''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return
+
+
+def test_missing_journal_is_waited_for_and_said_once(shm_dir: Path) -> None:
+    path = shm_dir / "not-yet" / "books"  # its parent is missing too: the writer makes both
+    proc = subprocess.Popen(
+        [
+            *(str(program("radar")), "--journal", str(path), "--start", "beginning"),
+            *("--quiet", "--max-records", "3", "--duration", str(DEADLINE_S)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines, seen = stderr_lines(proc), []
+        wait_for_line(lines, f"radar: waiting for {path} to be created by its writer", seen)
+        with journal.Writer(path) as writer:
+            for seq in range(3):
+                writer.append_orderbook("upbit", "BTC-KRW", seq, seq + 1, BIDS, ASKS)
+        assert proc.wait(timeout=DEADLINE_S) == 0, "".join(seen)
+        while (line := lines.get(timeout=DEADLINE_S)) is not None:
+            seen.append(line)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = "".join(seen)
+    assert stderr.count("waiting for") == 1, stderr
+    assert "radar summary: 3 books" in stderr
+
+
+def test_empty_journal_directory_is_waited_for_and_said_once(shm_dir: Path) -> None:
+    waited = radar("--journal", str(shm_dir), "--duration", "0.2")
+    assert waited.returncode == 0, waited.stderr
+    assert f"radar: waiting for the writer of {shm_dir}: no segment in it yet" in waited.stderr
+    assert waited.stderr.count("waiting for") == 1
+
+
+def test_regular_file_as_journal_is_refused_at_once(shm_dir: Path) -> None:
+    path = shm_dir / "00000000.journal"
+    with journal.Writer(shm_dir / "books") as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, BIDS, ASKS)
+    shutil.copy(shm_dir / "books" / "00000000.journal", path)  # a segment, not its journal
+    for where in (path, path / "books"):  # the file itself, and a path through it
+        refused = radar("--journal", str(where), "--duration", "0.5")
+        assert refused.returncode == 2, refused.stderr
+        assert f"radar: --journal {where}: " in refused.stderr
+        assert "not a directory" in refused.stderr or "a regular file" in refused.stderr
+        assert "radar summary" not in refused.stderr and "waiting" not in refused.stderr
+
+
+@pytest.mark.parametrize(("bits", "what"), [(0o3, "cannot read"), (0o4, "cannot search")])
+def test_journal_directory_that_cannot_be_read_is_refused_at_once(
+    shm_dir: Path, bits: int, what: str
+) -> None:
+    path = shm_dir / "books"
+    with journal.Writer(path) as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, BIDS, ASKS)
+    shm_dir.chmod(0o711)  # reachable by anyone
+    if os.geteuid() == 0:
+        # root reads any directory: the radar runs as nobody, for whom `bits` are
+        # the "others" permissions.
+        path.chmod(0o700 | bits)
+        run_as: dict = {"user": 65534, "group": 65534, "extra_groups": []}
+    else:
+        path.chmod(bits << 6)
+        run_as = {}
+    refused = subprocess.run(
+        [str(program("radar")), "--journal", str(path), "--duration", "0.5", "--no-metrics"],
+        capture_output=True,
+        text=True,
+        timeout=EXIT_AT_ONCE_S,
+        check=False,
+        **run_as,
+    )
+    path.chmod(0o700)
+    assert refused.returncode == 2, refused.stderr
+    assert f"radar: --journal {path}: is a directory the radar {what}" in refused.stderr
+    assert "radar summary" not in refused.stderr

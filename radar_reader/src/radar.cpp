@@ -5,12 +5,16 @@
 //
 // See `radar --help` and README.md. Exit status: 0 after a clean run, 1 if a journal
 // was corrupt, at start-up or later (reported with file and offset; that journal
-// stops, the others go on), 2 for bad arguments or a journal that cannot be opened.
+// stops, the others go on), 2 for bad arguments or a journal that cannot be opened
+// (a --journal path that is a file, or a directory the radar may not read). A
+// --journal that does not exist yet is waited for, said once on stderr.
 // It registers as a reader of each journal it tails
 // (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
 // journal directory removed and made again by a new writer is followed into its new
 // incarnation, said once on stderr. The summary says how far behind the writers
 // the radar fell.
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -52,7 +56,8 @@ constexpr const char* kUsage =
     "and appends every result to a results journal.\n"
     "\n"
     "options:\n"
-    "  --journal DIR          an order-book journal to tail (repeatable, at least one)\n"
+    "  --journal DIR          an order-book journal to tail (repeatable, at least one);\n"
+    "                         one that does not exist yet is waited for\n"
     "  --results DIR          append every result to this results journal (RDR1)\n"
     "  --start beginning|end  where to start in each journal (default: end)\n"
     "  --notional-krw X       notional of the executable edge in KRW, > 0 (default 10000000)\n"
@@ -196,6 +201,43 @@ Options parse(int argc, char** argv) {
   }
   if (options.journals.empty()) usage_error("at least one --journal DIR is needed");
   return options;
+}
+
+// What the radar makes of a --journal path before it reads anything. A path that
+// does not exist is waited for (a journal may not exist yet: its writer creates it,
+// missing parents included), and said so once. A path that exists but can never be
+// a journal it can read (a file, a directory it may not list or search) is refused
+// at once: waiting on it would only end in "0 books".
+struct JournalPath {
+  bool missing = false;  // not there yet: wait for its writer
+  std::string problem;   // why it can never be read (empty: fine)
+};
+
+JournalPath check_journal_path(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    if (error == ENOENT) return {true, {}};
+    if (error == ENOTDIR)
+      return {false, "a part of the path is a file, not a directory: no journal can be created "
+                     "there"};
+    return {false, std::string("cannot be looked at (") + std::strerror(error) + ")"};
+  }
+  if (!S_ISDIR(info.st_mode)) {
+    const char* kind = S_ISREG(info.st_mode) ? "a regular file" : "not a directory";
+    return {false, std::string("is ") + kind +
+                       ": a journal is a directory of segment files (00000000.journal, ...); "
+                       "give the directory its writer was given"};
+  }
+  DIR* listing = ::opendir(path.c_str());
+  if (listing == nullptr)
+    return {false, std::string("is a directory the radar cannot read (") + std::strerror(errno) +
+                       "): it could never find its segments"};
+  ::closedir(listing);
+  if (::access(path.c_str(), X_OK) != 0)
+    return {false, std::string("is a directory the radar cannot search (") +
+                       std::strerror(errno) + "): it could never open its segments"};
+  return {};
 }
 
 // Encodes a Result as schema/radar.fbs and appends it; the builder is reused.
@@ -429,6 +471,17 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
 
+  std::vector<bool> missing;  // per journal: waited for, said once
+  bool bad_path = false;
+  for (const std::string& journal : options.journals) {
+    const JournalPath checked = check_journal_path(journal);
+    if (!checked.problem.empty())
+      std::fprintf(stderr, "radar: --journal %s: %s\n", journal.c_str(), checked.problem.c_str());
+    bad_path = bad_path || !checked.problem.empty();
+    missing.push_back(checked.missing);
+  }
+  if (bad_path) return 2;
+
   std::vector<radar::JournalReader> readers;
   std::optional<radar::Engine> engine;
   std::optional<ResultsJournal> results;
@@ -450,6 +503,17 @@ int main(int argc, char** argv) {
     }
     engine.emplace(options.engine);
     if (!options.results.empty()) results.emplace(options.results);
+    // Waiting is fine, waiting silently is not: a typo in a path looks just like a
+    // writer that has not started.
+    for (std::size_t i = 0; i < options.journals.size(); ++i) {
+      const std::string& journal = options.journals[i];
+      if (missing[i])
+        std::fprintf(stderr, "radar: waiting for %s to be created by its writer\n",
+                     journal.c_str());
+      else if (radar::segment_indices(journal).empty())
+        std::fprintf(stderr, "radar: waiting for the writer of %s: no segment in it yet\n",
+                     journal.c_str());
+    }
   } catch (const radar::CorruptJournalError& e) {
     std::fprintf(stderr, "radar: corrupt results journal: %s\n", e.what());
     return 1;
