@@ -42,6 +42,7 @@ from typing import Final
 from journal import _metrics_layout as M
 from journal._errors import InvalidRecordError, JournalError, JournalFullError, RecordTooLargeError
 from journal._lock import lock_held
+from journal._paths import open_directory
 from journal._segment import WriterIdentity
 
 log = logging.getLogger("journal.metrics")
@@ -401,17 +402,13 @@ class ReaderMetrics:
 
 def _readers_directory(journal: Path) -> Path:
     """``<journal>/readers``, created with the journal directory's permissions if
-    missing (so whoever may write the journal directory may register)."""
+    missing (so whoever may write the journal directory may register), exactly,
+    whatever the umask. Its path is checked (journal._paths: no parent another user
+    controls, no symlink): a chmod by name could otherwise land wherever a link
+    planted in its place points."""
     directory = journal / M.READERS_DIRECTORY
     mode = stat.S_IMODE(os.stat(journal).st_mode)
-    try:
-        os.mkdir(directory, mode)
-        os.chmod(directory, mode)  # exactly the journal's, whatever the umask
-    except FileExistsError:
-        pass
-    info = os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise JournalError(f"{directory} is not a directory (or is a symbolic link)")
+    open_directory(directory, create_mode=mode, create_parents=False, follow_last=False).close()
     return directory
 
 

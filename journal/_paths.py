@@ -101,6 +101,7 @@ def open_directory(
     path: str | os.PathLike[str],
     *,
     create_mode: int | None = None,
+    create_parents: bool = True,
     follow_last: bool = True,
     own_last: bool = False,
     trusted_uids: Collection[int] | None = None,
@@ -109,7 +110,8 @@ def open_directory(
     """Open the directory ``path`` with every component checked (module docstring).
 
     ``create_mode``: create missing components with this mode (exactly; None: a
-    missing component raises FileNotFoundError naming it). ``follow_last``: False
+    missing component raises FileNotFoundError naming it); ``create_parents`` False:
+    only the last one (as mkdir without -p). ``follow_last``: False
     refuses a symbolic link as the last component. ``own_last``: the directory itself
     must be ours, not a link (we write into it). ``trusted_uids``: owners accepted
     besides root and us (None: ``JOURNAL_TRUSTED_UIDS``). ``durable``: fsync each
@@ -121,6 +123,7 @@ def open_directory(
     walk = _Walk(
         frozenset(trusted_uids_from_environment() if trusted_uids is None else trusted_uids),
         create_mode,
+        create_parents,
         durable,
     )
     try:
@@ -146,10 +149,13 @@ class _Walk:
     """One walk of ``open_directory``: the descriptors held on the way, closed by
     ``close`` (the one returned is handed over, not closed)."""
 
-    def __init__(self, trusted: frozenset[int], create_mode: int | None, durable: bool) -> None:
+    def __init__(
+        self, trusted: frozenset[int], create_mode: int | None, create_parents: bool, durable: bool
+    ) -> None:
         self.euid = os.geteuid()
         self.trusted = trusted | {0, self.euid}
         self.create_mode = create_mode
+        self.create_parents = create_parents
         self.durable = durable
         self.held: list[tuple[int, Path]] = []  # "/" first, the current directory last
         self.links = 0
@@ -183,7 +189,7 @@ class _Walk:
             last = all(part in ("", ".") for part in pending)
             parent_fd, parent = self.held[-1]
             component = parent / name
-            target = self._open(parent_fd, name, component, last and not follow_last)
+            target = self._open(parent_fd, name, component, last, follow_last)
             if isinstance(target, str):  # a link we may follow: walk its target instead
                 if target.startswith("/"):
                     self._start_at_root()
@@ -198,7 +204,9 @@ class _Walk:
         self.held.pop()
         return CheckedDirectory(fd, where)
 
-    def _open(self, parent_fd: int, name: str, component: Path, refuse_link: bool) -> int | str:
+    def _open(
+        self, parent_fd: int, name: str, component: Path, last: bool, follow_last: bool
+    ) -> int | str:
         """The descriptor of ``name`` in the checked ``parent_fd`` (created if missing
         and asked to), or the target of the symbolic link it is."""
         created = False
@@ -207,13 +215,13 @@ class _Walk:
                 fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent_fd)
                 break
             except FileNotFoundError:
-                if self.create_mode is None:
+                if self.create_mode is None or not (last or self.create_parents):
                     raise FileNotFoundError(
                         errno.ENOENT, f"{component} does not exist", str(component)
                     ) from None
                 created = self._create(parent_fd, name, component)
             except NotADirectoryError:  # O_NOFOLLOW|O_DIRECTORY on a link: ENOTDIR
-                return self._link_target(parent_fd, name, component, refuse_link)
+                return self._link_target(parent_fd, name, component, last and not follow_last)
             except OSError as error:
                 raise JournalError(
                     f"cannot open {component}: {error.strerror}; check its permissions"

@@ -61,6 +61,16 @@ def test_a_missing_component_without_create_mode_is_named(shm_dir: Path) -> None
     assert os.listdir(shm_dir) == []
 
 
+def test_without_create_parents_only_the_last_component_is_made(shm_dir: Path) -> None:
+    """As mkdir without -p: a reader makes <journal>/readers, never the journal."""
+    with pytest.raises(FileNotFoundError, match=f"{shm_dir / 'journal'} does not exist"):
+        open_directory(shm_dir / "journal" / "readers", create_mode=0o700, create_parents=False)
+    assert os.listdir(shm_dir) == []
+    (shm_dir / "journal").mkdir()
+    with open_directory(shm_dir / "journal" / "readers", create_mode=0o750, create_parents=False):
+        assert mode_of(shm_dir / "journal" / "readers") == 0o750
+
+
 def test_relative_paths_and_dot_dot_are_walked_physically(
     shm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
