@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import journal
+import journal.symbols
 from tests._cpp import program
 from tests.conftest import ASKS, BIDS
 
@@ -203,3 +204,59 @@ def test_journal_directory_that_cannot_be_read_is_refused_at_once(
     assert refused.returncode == 2, refused.stderr
     assert f"radar: --journal {path}: is a directory the radar {what}" in refused.stderr
     assert "radar summary" not in refused.stderr
+
+
+# -- fees --------------------------------------------------------------------------------
+
+
+def test_known_venues_in_cpp_are_journal_symbols_venues() -> None:
+    printed = radar("--print-venues")
+    assert printed.returncode == 0, printed.stderr
+    names = printed.stdout.split()
+    assert sorted(names) == sorted(journal.symbols.VENUES)
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("upbt=5", "did you mean upbit?"),
+        ("Upbit=5", "did you mean upbit?"),
+        ("binance_futures=4", "did you mean binance-futures?"),
+        ("okx=8", ""),
+    ],
+)
+def test_fee_for_an_unknown_venue_is_refused_with_the_known_names(
+    shm_dir: Path, spec: str, hint: str
+) -> None:
+    refused = radar("--journal", str(shm_dir / "books"), "--duration", "0.5", "--fee", spec)
+    assert refused.returncode == 2, refused.stderr
+    venue = spec.partition("=")[0]
+    first = refused.stderr.splitlines()[0]
+    assert first.startswith(f"radar: --fee {spec}: {venue} is not a venue the journals use")
+    assert ", ".join(sorted(journal.symbols.VENUES)) in first
+    assert hint in first
+    assert "did you mean" in first or not hint
+
+
+def test_fee_given_twice_for_one_venue_is_refused(shm_dir: Path) -> None:
+    refused = radar(
+        *("--journal", str(shm_dir / "books"), "--duration", "0.5"),
+        *("--fee", "upbit=5", "--fee", "upbit=10"),
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "radar: --fee upbit=10: upbit's fee was given already (5)" in refused.stderr
+
+
+def test_fee_for_a_venue_never_read_is_said_in_the_summary(shm_dir: Path) -> None:
+    path = shm_dir / "books"
+    with journal.Writer(path) as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, BIDS, ASKS)
+        writer.append_orderbook("binance", "BTC-USDT", 1, 1, BIDS, ASKS)
+    done = radar(
+        *("--journal", str(path), "--start", "beginning", "--quiet", "--max-records", "2"),
+        *("--fee", "upbit=5", "--fee", "bithumb=4", "--fee", "binance=10"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "fee for bithumb given but no bithumb book was read" in done.stderr
+    assert "fee for upbit" not in done.stderr and "fee for binance" not in done.stderr

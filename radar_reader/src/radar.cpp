@@ -30,12 +30,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "radar_reader/engine.hpp"
 #include "radar_reader/histogram.hpp"
 #include "radar_reader/idle.hpp"
 #include "radar_reader/reader.hpp"
+#include "radar_reader/venues.hpp"
 #include "radar_reader/writer.hpp"
 
 namespace {
@@ -61,7 +63,8 @@ constexpr const char* kUsage =
     "  --results DIR          append every result to this results journal (RDR1)\n"
     "  --start beginning|end  where to start in each journal (default: end)\n"
     "  --notional-krw X       notional of the executable edge in KRW, > 0 (default 10000000)\n"
-    "  --fee VENUE=BPS        a venue's taker fee in basis points (repeatable; default 0)\n"
+    "  --fee VENUE=BPS        a venue's taker fee in basis points (repeatable, once per\n"
+    "                         venue; default 0); VENUE as the journals name it\n"
     "  --fx RATE              fixed KRW per USDT (> 0) instead of the USDT-KRW books\n"
     "  --stale-ms MS          books older than this are left out, > 0 (default 5000)\n"
     "  --idle spin|yield|backoff|futex  how to wait for new books (default backoff)\n"
@@ -71,6 +74,7 @@ constexpr const char* kUsage =
     "  --quiet                no live table, only the summary\n"
     "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
     "  --no-metrics           do not register as a reader (journal top will not show it)\n"
+    "  --print-venues         the venue names --fee takes, one a line, and exit\n"
     "  --help                 this text\n";
 
 struct Options {
@@ -84,7 +88,15 @@ struct Options {
   bool verify = true;
   bool quiet = false;
   std::string metrics_name = "radar";
+  std::vector<std::pair<std::string, double>> fees;  // --fee VENUE=BPS, as given
 };
+
+// "5", "2.5", "-1": a fee as the user gave it.
+std::string bps_text(double bps) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", bps);
+  return text;
+}
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr, "radar: %s\n\n%s", message.c_str(), kUsage);
@@ -139,6 +151,10 @@ Options parse(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    } else if (arg == "--print-venues") {
+      for (const std::string_view venue : radar::kKnownVenues)
+        std::printf("%.*s\n", static_cast<int>(venue.size()), venue.data());
+      std::exit(0);
     } else if (arg == "--journal") {
       options.journals.emplace_back(value());
     } else if (arg == "--results") {
@@ -158,10 +174,23 @@ Options parse(int argc, char** argv) {
       const auto equals = spec.find('=');
       if (equals == std::string::npos || equals == 0)
         usage_error("--fee " + spec + ": expected VENUE=BPS, e.g. upbit=5");
-      options.engine.taker_fee_bps[spec.substr(0, equals)] = parse_number(
+      const std::string venue = spec.substr(0, equals);
+      if (!radar::known_venue(venue)) {
+        const std::string_view nearest = radar::nearest_venue(venue);
+        usage_error("--fee " + spec + ": " + venue + " is not a venue the journals use (" +
+                    radar::known_venues_text() + ")" +
+                    (nearest.empty() ? "" : "; did you mean " + std::string(nearest) + "?"));
+      }
+      const double bps = parse_number(
           arg + " " + spec, spec.c_str() + equals + 1,
           [](double x) { return x > -kFeeLimitBps && x < kFeeLimitBps; },
           "bps, more than -10000 (a rebate) and less than 10000");
+      if (const auto given = options.engine.taker_fee_bps.find(venue);
+          given != options.engine.taker_fee_bps.end())
+        usage_error("--fee " + spec + ": " + venue + "'s fee was given already (" +
+                    bps_text(given->second) + ")");
+      options.engine.taker_fee_bps[venue] = bps;
+      options.fees.emplace_back(venue, bps);
     } else if (arg == "--fx") {
       const char* text = value();
       options.engine.fixed_fx = parse_number(
@@ -632,6 +661,13 @@ int main(int argc, char** argv) {
                  static_cast<double>(latency.max()) / 1e3, latency.count());
     std::fprintf(stderr, "  %s\n", lag.summary().c_str());
   }
+  // A fee that applied to nothing: a venue missing from the journals given (or a
+  // journal missing from the command line), which the edges it was meant for lack.
+  const auto venues_read = streams.updates_per_venue();
+  for (const auto& [venue, bps] : options.fees)
+    if (venues_read.find(venue) == venues_read.end())
+      std::fprintf(stderr, "  fee for %s given but no %s book was read\n", venue.c_str(),
+                   venue.c_str());
   std::uint64_t incarnations = 0;
   for (const auto& reader : readers) incarnations += reader.incarnations();
   if (incarnations)
