@@ -351,6 +351,50 @@ void test_stale_books() {
   CHECK(by_book.stale_results() == 1);
 }
 
+void test_staleness_on_a_clock_of_its_own() {
+  // A replay: books an hour old, read now. On the wall clock both legs are stale;
+  // on the data clock (the latest local_timestamp_ns read) they are 2 s apart, fresh.
+  const std::int64_t hour_ago = 1'700'000'000 * kSecond;
+  const std::int64_t wall = hour_ago + 3600 * kSecond;
+  Engine engine{EngineConfig{}};
+  std::vector<Result> out;
+  engine.update(view_of("upbit", "USDT-KRW", hour_ago, kUsdtKrw1400), wall, hour_ago, out);
+  engine.update(view_of("upbit", "BTC-KRW", hour_ago + 1 * kSecond, kUpbitBtcKrw), wall,
+                hour_ago + 1 * kSecond, out);
+  CHECK(out.empty());
+  engine.update(view_of("binance", "BTC-USDT", hour_ago + 2 * kSecond, kBinanceBtcUsdt), wall,
+                hour_ago + 2 * kSecond, out);
+  CHECK(out.size() == 1);
+  if (out.size() == 1) {
+    const Result& r = out[0];
+    CHECK(!r.stale);  // ages on the data clock: FX 2 s, upbit 1 s, binance 0: all <= 5 s
+    CHECK(r.timestamp_ns == wall);  // stamped with now_ns, not the data clock
+    CHECK_NEAR(r.fx, 1400.0, 0.0);
+    // 150,000,000 / (100,000 * 1400) - 1 = 1/14, as test_premium_with_usdt_krw_book
+    CHECK_NEAR(r.kimchi_premium, 1.0 / 14.0, 1e-15);
+    CHECK(r.source_local_timestamp_ns == hour_ago + 2 * kSecond);
+    // The older leg is upbit's BTC-KRW (the FX book is not a leg).
+    CHECK(r.oldest_leg_local_timestamp_ns == hour_ago + 1 * kSecond);
+  }
+  CHECK(engine.stale_results() == 0);
+  // The same books on the wall clock (update without a clock of its own): stale.
+  out.clear();
+  engine.update(view_of("binance", "BTC-USDT", hour_ago + 2 * kSecond, kBinanceBtcUsdt), wall,
+                out);
+  CHECK(out.size() == 1);
+  if (out.size() == 1) CHECK(out[0].stale && std::isnan(out[0].kimchi_premium));
+  // Data clock 6.5 s after the upbit leg: stale (> 5 s) on it too.
+  out.clear();
+  engine.update(view_of("binance", "BTC-USDT", hour_ago + 7 * kSecond + kSecond / 2,
+                        kBinanceBtcUsdt),
+                wall, hour_ago + 7 * kSecond + kSecond / 2, out);
+  CHECK(out.size() == 1);
+  if (out.size() == 1) {
+    CHECK(out[0].stale);
+    CHECK(out[0].oldest_leg_local_timestamp_ns == hour_ago + 1 * kSecond);
+  }
+}
+
 void test_empty_side() {
   Engine engine{fixed_fx_config(1000)};
   // upbit has bids only; binance both sides. No fees.
@@ -804,6 +848,7 @@ int main() {
   test_missing_fx();
   test_fx_from_another_krw_venue();
   test_stale_books();
+  test_staleness_on_a_clock_of_its_own();
   test_empty_side();
   test_one_result_per_pair();
   test_truncation_and_copy();

@@ -1,8 +1,9 @@
 // The radar's calculation engine: latest books in, kimchi premium and executable
 // edge per (base asset, KRW venue, USDT venue) out.
 //
-// Pure computation: no journal, no FlatBuffers, no clock (the caller passes now_ns),
-// so every number below can be checked by hand in tests/engine_test.cpp.
+// Pure computation: no journal, no FlatBuffers, no clock (the caller passes now_ns,
+// and optionally the clock staleness is measured on), so every number below can be
+// checked by hand in tests/engine_test.cpp.
 //
 // Definitions
 // -----------
@@ -20,7 +21,12 @@
 // symbol (B-USDC, USDT-USDT, no dash, empty parts) is ignored, counted in
 // ignored_updates().
 //
-// Stale. A book is stale when now_ns - local_timestamp_ns > stale_ns (strictly).
+// Stale. A book is stale when clock_ns - local_timestamp_ns > stale_ns (strictly).
+// clock_ns is now_ns unless the caller passes another clock to update(): the radar
+// replaying an old journal passes its data clock (the latest local_timestamp_ns it
+// has read), so that books an hour old are judged against each other, not against
+// the wall clock, and a replay shows premiums rather than only stale pairs.
+// Results are stamped now_ns either way.
 //
 // FX, KRW per USDT, for a pair whose KRW venue is k:
 //   1. config.fixed_fx when set (USDT-KRW books then change nothing);
@@ -146,6 +152,9 @@ struct Result {
   bool stale = false;
   std::int64_t source_local_timestamp_ns = 0;  // of the book that triggered it
   double notional_krw = 0;
+  // Not in schema/radar.fbs (the results journal): for the live view's age column.
+  // local_timestamp_ns of the older of the pair's two books (KRW and USDT legs).
+  std::int64_t oldest_leg_local_timestamp_ns = 0;
 };
 static_assert(std::is_trivially_copyable_v<Result> && std::is_trivially_destructible_v<Result>,
               "a Result is plain data: appending copies it, clearing a vector of them is free");
@@ -388,6 +397,13 @@ class Engine {
   // Stores the book and appends to `out` the results it affects (see the top).
   // `out` is appended to, never cleared: reuse one vector to keep its capacity.
   void update(const BookView& view, std::int64_t now_ns, std::vector<Result>& out) {
+    update(view, now_ns, now_ns, out);
+  }
+
+  // The same, with staleness measured at clock_ns instead of now_ns (see "Stale" at
+  // the top); results are still stamped now_ns.
+  void update(const BookView& view, std::int64_t now_ns, std::int64_t clock_ns,
+              std::vector<Result>& out) {
     ++updates_;
     const detail::NameKey exchange = detail::NameKey::of(view.exchange);
     const detail::NameKey symbol = detail::NameKey::of(view.symbol);
@@ -402,7 +418,7 @@ class Engine {
     }
     const Stream& stream = streams_[index];
     store(*stream.kept, view);
-    Pass pass{now_ns, view.local_timestamp_ns, out, std::nullopt};
+    Pass pass{now_ns, clock_ns, view.local_timestamp_ns, out, std::nullopt};
     switch (stream.role) {
       case Role::kFx:
         if (!config_.fixed_fx) append_all(pass);
@@ -498,10 +514,11 @@ class Engine {
 
   // What the results of one update share.
   struct Pass {
-    std::int64_t now_ns;
+    std::int64_t now_ns;    // stamped on the results
+    std::int64_t clock_ns;  // staleness is measured at this time
     std::int64_t source_ns;
     std::vector<Result>& out;
-    // FX rules 3-4 depend on now_ns only: worked out once per update, when a pair
+    // FX rules 3-4 depend on clock_ns only: worked out once per update, when a pair
     // first needs them (an FX book updates every pair of every base).
     std::optional<Fx> shared_fx;
   };
@@ -629,8 +646,8 @@ class Engine {
     return count > kMaxLevelsPerSide;
   }
 
-  bool is_stale(const Book& book, std::int64_t now_ns) const noexcept {
-    return now_ns - book.local_timestamp_ns > config_.stale_ns;
+  bool is_stale(const Book& book, std::int64_t clock_ns) const noexcept {
+    return clock_ns - book.local_timestamp_ns > config_.stale_ns;
   }
 
   static bool usable_fx(double mid) noexcept { return std::isfinite(mid) && mid > 0; }
@@ -638,10 +655,10 @@ class Engine {
   // FX for a pair whose KRW venue is krw_venue (rules 1-4 at the top).
   Fx resolve_fx(const Venue& krw_venue, Pass& pass) const {
     if (config_.fixed_fx) return {*config_.fixed_fx, FxState::kKnown};
-    if (const Kept* own = krw_venue.fx_book; own != nullptr && !is_stale(own->book, pass.now_ns)) {
+    if (const Kept* own = krw_venue.fx_book; own != nullptr && !is_stale(own->book, pass.clock_ns)) {
       if (usable_fx(own->mid)) return {own->mid, FxState::kKnown};
     }
-    if (!pass.shared_fx) pass.shared_fx = freshest_fx(pass.now_ns);
+    if (!pass.shared_fx) pass.shared_fx = freshest_fx(pass.clock_ns);
     return *pass.shared_fx;
   }
 
@@ -649,12 +666,12 @@ class Engine {
   // by name on a tie: fx_slots_ is by name and only a strictly fresher one wins).
   // The venue's own book, if it is stale, is among them and makes the result
   // "stale FX" rather than "missing FX".
-  Fx freshest_fx(std::int64_t now_ns) const {
+  Fx freshest_fx(std::int64_t clock_ns) const {
     bool saw_stale = false;
     const Kept* freshest = nullptr;
     for (const Slot& slot : fx_slots_) {
       const Kept& kept = *slot.kept;
-      if (is_stale(kept.book, now_ns)) {
+      if (is_stale(kept.book, clock_ns)) {
         saw_stale = true;
       } else if (usable_fx(kept.mid) &&
                  (freshest == nullptr ||
@@ -690,13 +707,15 @@ class Engine {
     result.usdt_exchange = usdt_venue.name;
     result.source_local_timestamp_ns = pass.source_ns;
     result.notional_krw = config_.notional_krw;
+    result.oldest_leg_local_timestamp_ns =
+        std::min(krw_kept.book.local_timestamp_ns, usdt_kept.book.local_timestamp_ns);
     ++results_;
 
     const Fx fx = resolve_fx(krw_venue, pass);
     result.fx = fx.krw_per_usdt;
     if (fx.state == FxState::kMissing) ++missing_fx_;
-    result.stale = is_stale(krw_kept.book, pass.now_ns) ||
-                   is_stale(usdt_kept.book, pass.now_ns) || fx.state == FxState::kStale;
+    result.stale = is_stale(krw_kept.book, pass.clock_ns) ||
+                   is_stale(usdt_kept.book, pass.clock_ns) || fx.state == FxState::kStale;
     if (result.stale) ++stale_results_;
     if (!result.stale && fx.state == FxState::kKnown) fill_in(result, krw, usdt, fx.krw_per_usdt);
     pass.out.push_back(result);
