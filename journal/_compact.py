@@ -596,7 +596,17 @@ class Compactor:
                 )
                 return
             try:
-                problem = self._not_removable(stream, listed, archive)
+                os.stat(archive.name, dir_fd=stream.archive_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                del stream.archived[listed]
+                message = (
+                    f"{stream.name} segment {listed.index} stays: its archive {archive} is "
+                    "gone (removed by someone?); it is archived again on the next pass"
+                )
+                self._say(stream, logging.WARNING, message)
+                return
+            try:
+                problem = self._not_removable(stream, listed)
             except FileNotFoundError:  # gone already (with its directory?)
                 del stream.archived[listed]
                 sealed.remove(listed)
@@ -636,17 +646,13 @@ class Compactor:
             )
 
     @staticmethod
-    def _not_removable(stream: _Stream, listed: _SegmentFile, archive: Path) -> str | None:
+    def _not_removable(stream: _Stream, listed: _SegmentFile) -> str | None:
         """Why the file at segment ``listed``'s name may not be removed now (None: it
-        may), checked right before the unlink: its archive is there, the journal path
-        still names the directory listed, and the file there is the one archived
-        (``_SegmentFile.differs``). FileNotFoundError: the file is gone already."""
+        may), checked right before the unlink: the journal path still names the
+        directory listed, and the file there is the one archived (``other_file``,
+        ``other_header``). FileNotFoundError: the file is gone already."""
         directory = stream.journal_dir
         assert directory is not None
-        try:
-            os.stat(archive.name, dir_fd=stream.archive_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return f"its archive {archive} is gone; archived again on the next pass"
         try:
             info = os.stat(stream.journal, follow_symlinks=False)
         except OSError as error:
@@ -663,7 +669,7 @@ class Compactor:
         try:
             fd = os.open(path.name, _READ_FLAGS, dir_fd=directory.fd)
         except FileNotFoundError:
-            raise
+            raise  # the caller's case: nothing to remove
         except OSError as error:
             return f"it cannot be opened to check it ({error.strerror})"
         try:

@@ -72,13 +72,18 @@ def temporary_created(shm_dir: Path) -> Iterator[tuple[Path, threading.Event]]:
         observer.join(timeout=5)
 
 
+@pytest.mark.parametrize("removed", ["directory", "segments"])
 def test_a_recreated_journal_keeps_its_segments_while_the_old_one_is_compacted(
-    journal_dir: Path, shm_dir: Path, temporary_created: tuple[Path, threading.Event]
+    journal_dir: Path,
+    shm_dir: Path,
+    temporary_created: tuple[Path, threading.Event],
+    removed: str,
 ) -> None:
     """Five big sealed segments, zstd level 19, keep 0. While segment 0 is being
-    compressed the journal directory is removed and a new writer writes 1,000 books
-    into the new segment 0. When the compactor has archived the old segment 0, the
-    file named ``00000000.journal`` is the new one: it must stay, with every book."""
+    compressed the journal directory is removed (or only its segment files: the new
+    journal is in the same directory) and a new writer writes 1,000 books into the
+    new segment 0. When the compactor has archived the old segment 0, the file named
+    ``00000000.journal`` is the new one: it must stay, with every book."""
     archive_books, compressing = temporary_created
     write_incarnation(journal_dir, BIG_SEGMENT, sealed=5)
     old_created, old_incarnation = stamp(journal_dir, 0)
@@ -88,7 +93,11 @@ def test_a_recreated_journal_keeps_its_segments_while_the_old_one_is_compacted(
     )
     try:
         assert compressing.wait(30), f"no temporary archive file appeared:\n{compactor.log}"
-        shutil.rmtree(journal_dir)
+        if removed == "directory":
+            shutil.rmtree(journal_dir)
+        else:
+            for index in segment_indices(journal_dir):
+                segment_path(journal_dir, index).unlink()
         with journal.Writer(journal_dir, segment_size=NEW_SEGMENT) as writer:
             for seq in range(NEW_BOOKS):
                 writer.append_orderbook(*book(seq))
@@ -122,9 +131,12 @@ def test_a_recreated_journal_keeps_its_segments_while_the_old_one_is_compacted(
         assert reader.header.incarnation_ns == old_incarnation
         reader.verify()
     assert A.parse_archive_name(archives[0].name)[1:] == (0, old_created)  # type: ignore[index]
-    # Segments 1-4 went with the directory before they were archived: said, not hidden.
+    # Segments 1-4 went before they were archived: said, not hidden. Why segment 0
+    # stays: the path names another directory, or another file in the same one.
     assert status == 1, compactor.log
     assert re.search(r"segment 1 of .* removed before it was archived", compactor.log)
+    why = "is another directory now" if removed == "directory" else "is another file"
+    assert re.search(f"books segment 0 stays: .*{why}", compactor.log), compactor.log
 
 
 def test_a_watching_compactor_archives_the_new_incarnation_of_a_recreated_journal(
