@@ -1,8 +1,10 @@
 """Walking record frames in a segment: the framing rules every reader applies.
 
 A frame at an 8-aligned offset below the commit is either the end-of-segment marker
-or a size prefix whose FlatBuffer ends at or before the commit. Anything else is
-corruption, reported with the file and offset.
+(its second word zero, the last frame, where the header's end_marker_offset says) or
+a size prefix whose FlatBuffer ends at or before the commit. Anything else is
+corruption, reported with the file and offset. ``data`` is always a whole segment,
+header included.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Final
 
 from journal._errors import CorruptSegmentError
 from journal._layout import (
+    END_MARKER_OFFSET_OFFSET,
     END_MARKER_SIZE,
     END_OF_SEGMENT,
     HEADER_SIZE,
@@ -25,6 +28,7 @@ from journal._layout import (
 )
 
 _U32: Final = struct.Struct("<I")
+_U64: Final = struct.Struct("<Q")
 END: Final = -1
 """What ``frame_at`` returns for the end-of-segment marker."""
 
@@ -50,6 +54,31 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
                 "committed bytes",
                 path=path,
                 offset=offset,
+            )
+        # Stored before the commit that covers the marker (publish_seal): visible.
+        marker_offset = _U64.unpack_from(data, END_MARKER_OFFSET_OFFSET)[0]
+        if 0 < marker_offset < offset:
+            raise CorruptSegmentError(
+                f"end_marker_offset={marker_offset} lies below commit_offset={commit} (a "
+                f"sealed segment's commit is {END_MARKER_SIZE} past it): one of them is "
+                "damaged",
+                path=path,
+                offset=END_MARKER_OFFSET_OFFSET,
+            )
+        if marker_offset != offset:
+            raise CorruptSegmentError(
+                f"an end-of-segment marker is committed here but end_marker_offset="
+                f"{marker_offset} does not point at it: the header says the segment is "
+                "open, and a writer would append after its marker",
+                path=path,
+                offset=offset,
+            )
+        second = _U32.unpack_from(data, offset + SIZE_PREFIX_SIZE)[0]
+        if second:
+            raise CorruptSegmentError(
+                f"end-of-segment marker's second word={second}, must be 0",
+                path=path,
+                offset=offset + SIZE_PREFIX_SIZE,
             )
         return END
     if size < MIN_RECORD_SIZE or offset + SIZE_PREFIX_SIZE + size > commit:

@@ -166,11 +166,13 @@ def segment_indices(directory: Path) -> list[int]:
         return []
     for name in names:
         stem, dot, suffix = name.partition(".")
+        # The canonical name of its index only: at least 8 ASCII digits, no extra zeros.
         if (
             dot
             and "." + suffix == F.SEGMENT_SUFFIX
+            and stem.isascii()
             and stem.isdigit()
-            and len(stem) == len(F.segment_name(0)) - len(F.SEGMENT_SUFFIX)
+            and F.segment_name(int(stem)) == name
         ):
             indices.append(int(stem))
     indices.sort()

@@ -168,6 +168,8 @@ def verify_size_prefixed(
             check(at, field.size, field.size, field.name, slot)
             continue
         check(at, 4, 4, field.name, slot)
+        if not u32(at):
+            fail(f"{field.name}: offset 0 (a string or vector cannot be at its own offset)", at)
         target = at + u32(at)
         check(target, 4, 4, f"{field.name} length", at)
         count = u32(target)

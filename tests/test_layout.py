@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import journal
 from journal import _layout as F
 from journal import _metrics_layout as M
 from journal import _orderbook_layout as OB
+from journal._segment import segment_indices
 from tests.conftest import REPO
 
 
@@ -182,3 +184,14 @@ def test_ten_by_ten_book_is_432_bytes() -> None:
     asks = [[101.0 + i, 1.0] for i in range(10)]
     record = journal.OrderBookEncoder().encode("upbit", "BTC-KRW", 1, 2, bids, asks, 3)
     assert len(record) == 432  # docs/FORMAT.md says so
+
+
+def test_segments_past_ten_to_the_eighth_are_listed(shm_dir: Path) -> None:
+    """Names get a ninth digit at 10**8; the listing takes them, and canonical names only
+    (no extra leading zero, ASCII digits only)."""
+    fullwidth = "\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"
+    names = ["99999999", "100000000", "0100000000", fullwidth, "00000001", "1"]
+    for stem in names:
+        (shm_dir / f"{stem}{F.SEGMENT_SUFFIX}").touch()
+    assert segment_indices(shm_dir) == [1, 99_999_999, 100_000_000]
+    assert F.segment_name(100_000_000) == "100000000.journal"
