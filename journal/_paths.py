@@ -14,9 +14,10 @@ each one before it looks anything up in it:
   ``trusted_uids`` argument; without it, the environment variable
   ``JOURNAL_TRUSTED_UIDS``, uids separated by commas, e.g. ``JOURNAL_TRUSTED_UIDS=1001``
   for a compactor that runs as another user than the writer);
-* **write permission**: a directory writable by group or others must have the sticky
-  bit (as /dev/shm and /tmp, root-owned 1777), unless it is ours: whoever may write
-  a directory without it may rename or replace what is in it;
+* **write permission**: a directory writable by others must have the sticky bit (as
+  /dev/shm and /tmp, root-owned 1777), unless it is ours: whoever may write a
+  directory without it may rename or replace what is in it. Group write is allowed:
+  the owner chose that group (a desk sharing a journal with mode 0o660);
 * **symbolic links** are followed only if the link itself belongs to root, us or a
   trusted uid (a link cannot be changed, only replaced by someone who may write the
   directory holding it, which was checked). Its target is read with readlink
@@ -47,7 +48,9 @@ TRUSTED_UIDS_ENV: Final = "JOURNAL_TRUSTED_UIDS"
 MAX_SYMLINKS: Final = 40
 """Links followed while walking one path (Linux's own limit): a loop is an error."""
 _DIRECTORY_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_WRITABLE_BY_OTHERS: Final = stat.S_IWGRP | stat.S_IWOTH
+_WRITABLE_BY_OTHERS: Final = stat.S_IWOTH
+"""Group write is the owner's choice of whom to trust (a desk's group sharing a
+journal, mode 0o660); write by everyone is nobody's choice."""
 _CREATE_ATTEMPTS: Final = 3
 
 
@@ -300,10 +303,9 @@ class _Walk:
         shared = info.st_mode & _WRITABLE_BY_OTHERS and not info.st_mode & stat.S_ISVTX
         if shared and owner != self.euid:
             raise JournalError(
-                f"refusing {component}: writable by group or others without the sticky "
-                f"bit (mode {mode}, owner uid={owner}); anyone who may write it can rename "
-                "or replace what is under it. Make it chmod go-w or chmod +t, or use "
-                "another directory"
+                f"refusing {component}: writable by others without the sticky bit "
+                f"(mode {mode}, owner uid={owner}); anyone may rename or replace what is "
+                "under it. Make it chmod o-w or chmod +t, or use another directory"
             )
 
 

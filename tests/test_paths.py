@@ -133,7 +133,7 @@ def test_a_world_writable_parent_of_another_user_is_refused(shm_dir: Path) -> No
     assert TRUSTED_UIDS_ENV in message
     assert os.listdir(attacker) == []  # nothing made in it
     # Trusting its owner is not enough: anyone may write it (no sticky bit).
-    with pytest.raises(journal.JournalError, match=r"writable by group or others .*mode 0777"):
+    with pytest.raises(journal.JournalError, match=r"writable by others .*mode 0777"):
         open_directory(journal_dir, create_mode=0o700, trusted_uids={NOBODY})
     assert os.listdir(attacker) == []
 
@@ -148,7 +148,7 @@ def test_a_parent_of_another_user_is_accepted_only_if_trusted(
     with pytest.raises(journal.JournalError, match=f"owned by uid={NOBODY} \\(mode 0755\\)"):
         open_directory(parent / "journals")
     monkeypatch.setenv(TRUSTED_UIDS_ENV, str(NOBODY))
-    with pytest.raises(journal.JournalError, match="writable by group or others"):
+    with pytest.raises(journal.JournalError, match="writable by others"):
         open_directory(parent / "journals")
     with open_directory(parent) as directory:
         assert directory.path == parent
@@ -197,3 +197,15 @@ def test_a_root_owned_sticky_parent_and_our_own_symlink_are_accepted(shm_dir: Pa
 def _identity(path: Path) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_dev, info.st_ino
+
+
+def test_a_group_writable_directory_of_a_trusted_user_is_accepted(
+    shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A desk's group sharing a journal (writer mode 0o660 makes its directory 0770):
+    group write is its owner's choice of whom to trust, unlike write by everyone."""
+    shared = shared_directory(shm_dir)
+    as_nobody("mkdir", "-m", "0770", shared / "desk")
+    monkeypatch.setenv(TRUSTED_UIDS_ENV, str(NOBODY))
+    with open_directory(shared / "desk") as directory:
+        assert directory.path == shared / "desk"
