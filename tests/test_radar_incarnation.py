@@ -171,30 +171,43 @@ def test_a_journal_corrupt_at_start_up_stops_alone(shm_dir: Path) -> None:
 
 
 def test_summary_says_how_far_behind_the_radar_fell(shm_dir: Path) -> None:
+    # A live radar (it reads a book stamped now first) then given a backlog of books
+    # that waited 2 s: it fell behind. (A radar that starts behind, on books already
+    # old, is replaying: tests/test_radar_replay.py.)
     path = shm_dir / "books"
     books = 5000
-    published = time.time_ns() - 2_000_000_000  # books that waited 2 s to be read
     with journal.Writer(path) as writer:
-        for seq in range(books):
-            writer.append_orderbook(*book(seq), published)
-    done = radar(
-        "--journal",
-        str(path),
-        "--start",
-        "beginning",
-        "--max-records",
-        str(books),
-        build="release",
-    )
-    assert done.returncode == 0, done.stderr
+        tailer = subprocess.Popen(
+            [
+                *(str(program("radar")), "--journal", str(path), "--quiet"),
+                *("--stale-ms", "600000", "--max-records", str(books + 1), "--duration", "60"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until_read(tailer, path, 0)  # tailing the live end, registered
+            writer.append_orderbook(*book(0))  # stamped now: live
+            wait_until_read(tailer, path, 1)
+            published = time.time_ns() - 2_000_000_000
+            writer.append_many((*book(seq), published) for seq in range(1, books + 1))
+            _, stderr = tailer.communicate(timeout=60)
+        finally:
+            if tailer.poll() is None:
+                tailer.kill()
+                tailer.communicate()
+    assert tailer.returncode == 0, stderr
     match = re.search(
         r"\n  fell behind: max lag ~([\d,]+) records / (\d+\.\d\d) s at \d\d:\d\d:\d\d UTC\n",
-        done.stderr,
+        stderr,
     )
-    assert match, done.stderr
-    # Sampled at the first book: all the others were committed and unread.
-    assert int(match[1].replace(",", "")) == books - 1
+    assert match, stderr
+    # Sampled every 256 books read: after the 257th, the 256th of the backlog (one
+    # commit: append_many), the other 4,744 were unread.
+    assert int(match[1].replace(",", "")) == books - 256
     assert 2.0 <= float(match[2]) < 60
+    assert "replayed" not in stderr and "n/a" not in stderr  # live all along
 
 
 def test_summary_says_when_the_radar_never_fell_behind(shm_dir: Path) -> None:

@@ -12,7 +12,8 @@
 // (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
 // journal directory removed and made again by a new writer is followed into its new
 // incarnation, said once on stderr. The summary says how far behind the writers
-// the radar fell.
+// the radar fell. The journals are merged in time order; an old journal is
+// replayed on its own clock (ReplayClock), its latency not applicable.
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,7 +76,17 @@ constexpr const char* kUsage =
     "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
     "  --no-metrics           do not register as a reader (journal top will not show it)\n"
     "  --print-venues         the venue names --fee takes, one a line, and exit\n"
-    "  --help                 this text\n";
+    "  --help                 this text\n"
+    "\n"
+    "The journals are merged in time order (local_timestamp_ns). Until it reads a book\n"
+    "within 1 s of its publication the radar is replaying (an old journal read from its\n"
+    "beginning): staleness is then measured on the data clock (the latest\n"
+    "local_timestamp_ns read), and the publish-to-observe latency is not applicable;\n"
+    "once caught up it is live, measured on the wall clock.\n"
+    "\n"
+    "exit status: 0 done, 1 a journal was corrupt (said with file and offset; the\n"
+    "others are read on) or the results journal failed, 2 bad arguments or a journal\n"
+    "that cannot be read (a file, a directory without read permission).\n";
 
 struct Options {
   std::vector<std::string> journals;
@@ -309,61 +320,6 @@ class ResultsJournal {
   std::uint64_t appended_ = 0;
 };
 
-// The live view: the latest result per (base, KRW venue, USDT venue).
-class Table {
- public:
-  explicit Table(bool terminal) : terminal_(terminal) {}
-
-  void update(const radar::Result& r) {
-    // The names are views into the engine (it outlives the table).
-    const std::string key = std::string(r.base) + ' ' + std::string(r.krw_exchange) + ' ' +
-                            std::string(r.usdt_exchange);
-    radar::Result& row = rows_[key];
-    const bool changed = row.kimchi_premium != r.kimchi_premium || row.edge_bps != r.edge_bps ||
-                         row.stale != r.stale || row.fx != r.fx;
-    row = r;
-    if (changed && !terminal_) print_line(r);
-    dirty_ = dirty_ || changed;
-  }
-
-  // Redraws in place on a terminal, at most every 100 ms.
-  void draw(std::chrono::steady_clock::time_point now, const radar::Histogram& latency,
-            std::uint64_t records) {
-    if (!terminal_ || !dirty_ || now - last_draw_ < std::chrono::milliseconds(100)) return;
-    last_draw_ = now;
-    dirty_ = false;
-    std::printf("\x1b[H\x1b[2J");
-    std::printf("radar  %" PRIu64 " books  latency p50 %.1f us  p99 %.1f us\n\n", records,
-                static_cast<double>(latency.percentile(0.5)) / 1e3,
-                static_cast<double>(latency.percentile(0.99)) / 1e3);
-    std::printf("%-6s %-9s %-9s %10s %9s %9s  %-19s %10s\n", "base", "KRW", "USDT", "fx",
-                "premium", "edge bps", "buy -> sell", "fill");
-    for (const auto& [key, r] : rows_) print_row(r);
-    std::fflush(stdout);
-  }
-
- private:
-  static void print_row(const radar::Result& r) {
-    const std::string route = r.buy_exchange.empty() ? std::string("-")
-                                                     : std::string(r.buy_exchange) + " -> " +
-                                                           std::string(r.sell_exchange);
-    std::printf("%-6s %-9s %-9s %10.2f %8.3f%% %9.1f  %-19s %10.4f%s\n",
-                std::string(r.base).c_str(), std::string(r.krw_exchange).c_str(),
-                std::string(r.usdt_exchange).c_str(), r.fx, r.kimchi_premium * 100, r.edge_bps,
-                route.c_str(), r.fill_base_quantity, r.stale ? "  STALE" : "");
-  }
-
-  static void print_line(const radar::Result& r) {
-    std::printf("%" PRId64 " ", r.timestamp_ns);
-    print_row(r);
-  }
-
-  bool terminal_;
-  bool dirty_ = false;
-  std::chrono::steady_clock::time_point last_draw_{};
-  std::map<std::string, radar::Result> rows_;
-};
-
 // Per (venue, symbol) stream: books seen, and sequence numbers that went backwards
 // or repeated (0 means the venue has none, as Upbit and Bithumb). A desk has tens of
 // streams: a linear scan comparing short names beats a map keyed by strings here.
@@ -417,13 +373,16 @@ std::string with_commas(std::uint64_t value) {
   return digits;
 }
 
-// "12 us", "3.4 ms", "1.02 s"
+// "12 us", "3.4 ms", "1.02 s", "2.5 min", "1.0 h", "3.2 days"
 std::string duration_text(std::int64_t ns) {
   char text[32];
   const double value = static_cast<double>(ns);
   if (ns < 1'000'000) std::snprintf(text, sizeof text, "%.0f us", value / 1e3);
   else if (ns < 1'000'000'000) std::snprintf(text, sizeof text, "%.1f ms", value / 1e6);
-  else std::snprintf(text, sizeof text, "%.2f s", value / 1e9);
+  else if (ns < 60'000'000'000) std::snprintf(text, sizeof text, "%.2f s", value / 1e9);
+  else if (ns < 3'600'000'000'000) std::snprintf(text, sizeof text, "%.1f min", value / 6e10);
+  else if (ns < 86'400'000'000'000) std::snprintf(text, sizeof text, "%.1f h", value / 3.6e12);
+  else std::snprintf(text, sizeof text, "%.1f days", value / 8.64e13);
   return text;
 }
 
@@ -471,6 +430,180 @@ class LagTracker {
   std::int64_t max_age_at_ns_ = 0;
   std::uint64_t max_backlog_ = 0;
   bool backlog_is_floor_ = false;
+};
+
+// Replay. A book read long after it was published (an old journal read from its
+// beginning, a backlog the radar started behind) says nothing about the radar's
+// latency, and judging its staleness on the wall clock marks every pair of an
+// hour-old journal stale. So until the radar first reads a book within
+// kLiveWithinNs of its publication it is *replaying*: staleness is measured on the
+// data clock (the latest local_timestamp_ns read: the journals are merged in time
+// order, so this is the replay's "now"), and the books are counted apart from the
+// latency histogram and the lag. Once it has caught up it is live for good: a live
+// radar that falls behind later must see that in its latency and its "fell behind"
+// line, not have it hidden as a replay. A radar reading live books from the start
+// (--start end, or a journal written as it reads) is live from its first book:
+// unchanged.
+class ReplayClock {
+ public:
+  static constexpr std::int64_t kLiveWithinNs = 1'000'000'000;
+
+  // Takes a book read at now_ns; true while replaying (the book is a replayed one).
+  bool replayed(std::int64_t published_ns, std::int64_t now_ns) {
+    if (live_) return false;
+    const std::int64_t age = now_ns - published_ns;
+    if (age <= kLiveWithinNs) {
+      live_ = true;
+      return false;
+    }
+    if (books_ == 0 || published_ns > clock_ns_) clock_ns_ = published_ns;
+    if (books_ == 0 || age < min_age_ns_) min_age_ns_ = age;
+    if (books_ == 0 || age > max_age_ns_) max_age_ns_ = age;
+    ++books_;
+    return true;
+  }
+
+  bool live() const { return live_; }
+  // The replay's "now": the latest local_timestamp_ns read (0 before any book).
+  std::int64_t clock_ns() const { return clock_ns_; }
+  std::uint64_t books() const { return books_; }
+
+  // "read 1.0 h after they were published", "read 1.2 h to 58.3 min after ...".
+  std::string ages_text() const {
+    const std::string oldest = duration_text(max_age_ns_);
+    const std::string newest = duration_text(min_age_ns_);
+    return "read " + (oldest == newest ? oldest : oldest + " to " + newest) +
+           " after they were published";
+  }
+
+ private:
+  bool live_ = false;
+  std::int64_t clock_ns_ = 0;
+  std::int64_t min_age_ns_ = 0;
+  std::int64_t max_age_ns_ = 0;
+  std::uint64_t books_ = 0;
+};
+
+// "10,000,000" for a whole number of KRW, else as given ("2.5e+06", "1234.5").
+std::string amount_text(double value) {
+  if (value >= 0 && value < 1e15 && value == std::floor(value))
+    return with_commas(static_cast<std::uint64_t>(value));
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+// The live view: the latest result per (base, KRW venue, USDT venue). On a
+// terminal it is redrawn in place: the settings in use (fees, notional, FX,
+// staleness), then one row per pair, every column with its unit, a value not
+// computed yet (no FX yet, a stale leg, no depth) shown as "-", never "nan".
+// Otherwise one line per change, under the same header printed once.
+class Table {
+ public:
+  Table(bool terminal, bool lines, const Options& options)
+      : terminal_(terminal), lines_(lines), settings_(settings_text(options)) {}
+
+  // The header of the line-per-change output, at start-up.
+  void start() const {
+    if (!lines_) return;
+    std::printf("%s%-19s %s\n", settings_.c_str(), "time (ns)", columns().c_str());
+    std::fflush(stdout);
+  }
+
+  // clock_ns: the clock ages are measured on (the wall clock, or the replay's).
+  void update(const radar::Result& r, std::int64_t clock_ns) {
+    // The names are views into the engine (it outlives the table).
+    const std::string key = std::string(r.base) + ' ' + std::string(r.krw_exchange) + ' ' +
+                            std::string(r.usdt_exchange);
+    radar::Result& row = rows_[key];
+    const bool changed = !same(row.kimchi_premium, r.kimchi_premium) ||
+                         !same(row.edge_bps, r.edge_bps) || row.stale != r.stale ||
+                         !same(row.fx, r.fx);
+    row = r;
+    if (changed && lines_)
+      std::printf("%-19" PRId64 " %s\n", r.timestamp_ns, row_text(r, clock_ns).c_str());
+    dirty_ = dirty_ || changed;
+  }
+
+  // Whether draw() would redraw now: on a terminal, at most every 100 ms when a
+  // row changed, and every second anyway (the ages move on).
+  bool due(std::chrono::steady_clock::time_point now) const {
+    if (!terminal_) return false;
+    const auto since = now - last_draw_;
+    return (dirty_ && since >= std::chrono::milliseconds(100)) ||
+           (!rows_.empty() && since >= std::chrono::seconds(1));
+  }
+
+  // Redraws in place: `status` (books, latency or replay) on top.
+  void draw(std::chrono::steady_clock::time_point now, const std::string& status,
+            std::int64_t clock_ns) {
+    if (!terminal_) return;
+    last_draw_ = now;
+    dirty_ = false;
+    std::printf("\x1b[H\x1b[2J%s\n%s\n%s\n", status.c_str(), settings_.c_str(),
+                columns().c_str());
+    for (const auto& [key, r] : rows_) std::printf("%s\n", row_text(r, clock_ns).c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  // NaN == NaN here: a pair that stays without a value has not changed.
+  static bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+  // "fees (bps): upbit 5, binance 10" and the other settings, a line each.
+  static std::string settings_text(const Options& options) {
+    std::string text = "fees (bps): ";
+    if (options.fees.empty()) text += "none given (0 for every venue)";
+    for (std::size_t i = 0; i < options.fees.size(); ++i)
+      text += (i ? ", " : "") + options.fees[i].first + " " + bps_text(options.fees[i].second);
+    const radar::EngineConfig& engine = options.engine;
+    text += "\nnotional " + amount_text(engine.notional_krw) + " KRW; fx " +
+            (engine.fixed_fx ? "fixed at " + amount_text(*engine.fixed_fx) + " KRW/USDT"
+                             : std::string("from the USDT-KRW books")) +
+            "; books older than " + amount_text(static_cast<double>(engine.stale_ns) / 1e6) +
+            " ms are stale\n";
+    return text;
+  }
+
+  static std::string columns() {
+    char text[160];
+    std::snprintf(text, sizeof text, "%-6s %-9s %-15s %11s %9s %9s  %-27s %12s %9s", "base",
+                  "KRW venue", "USDT venue", "fx KRW/USDT", "premium %", "edge bps",
+                  "buy -> sell", "fill (base)", "age ms");
+    return text;
+  }
+
+  // A number, or "-" when there is none.
+  static std::string number(double value, const char* format) {
+    if (!std::isfinite(value)) return "-";
+    char text[48];
+    std::snprintf(text, sizeof text, format, value);
+    return text;
+  }
+
+  static std::string row_text(const radar::Result& r, std::int64_t clock_ns) {
+    const bool filled = !r.buy_exchange.empty();
+    const std::string route =
+        filled ? std::string(r.buy_exchange) + " -> " + std::string(r.sell_exchange) : "-";
+    // The age of the older of the pair's two books.
+    const double age_ms = static_cast<double>(clock_ns - r.oldest_leg_local_timestamp_ns) / 1e6;
+    char text[256];
+    std::snprintf(text, sizeof text, "%-6s %-9s %-15s %11s %9s %9s  %-27s %12s %9s%s",
+                  std::string(r.base).c_str(), std::string(r.krw_exchange).c_str(),
+                  std::string(r.usdt_exchange).c_str(), number(r.fx, "%.2f").c_str(),
+                  number(r.kimchi_premium * 100, "%.3f").c_str(),
+                  number(r.edge_bps, "%.1f").c_str(), route.c_str(),
+                  filled ? number(r.fill_base_quantity, "%.6g").c_str() : "-",
+                  number(age_ms, "%.0f").c_str(), r.stale ? "  STALE" : "");
+    return text;
+  }
+
+  bool terminal_;
+  bool lines_;
+  std::string settings_;
+  bool dirty_ = false;
+  std::chrono::steady_clock::time_point last_draw_{};
+  std::map<std::string, radar::Result> rows_;
 };
 
 radar::BookView view_of(const OrderBookData::OrderBook& book) {
@@ -551,11 +684,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  Table table(!options.quiet && ::isatty(STDOUT_FILENO));
-  const bool lines = !options.quiet && !::isatty(STDOUT_FILENO);
+  const bool terminal = !options.quiet && ::isatty(STDOUT_FILENO);
+  Table table(terminal, !options.quiet && !terminal, options);
+  table.start();
   radar::Idler idler(options.idle);
   radar::Histogram latency;
   LagTracker lag;
+  ReplayClock replay;
   StreamStats streams;
   const std::size_t journals = options.journals.size();
   std::uint64_t skipped = 0;  // by readers that have stopped
@@ -567,12 +702,42 @@ int main(int argc, char** argv) {
   const auto deadline =
       started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                     std::chrono::duration<double>(options.duration_s));
+  // The clock ages are measured on: the wall clock, or the replay's.
+  const auto view_clock = [&replay] {
+    return replay.live() ? radar::realtime_ns() : replay.clock_ns();
+  };
+  // The table's top line: books, and the latency, or how old the replayed books are.
+  const auto top_line = [&] {
+    std::string text = "radar  " + with_commas(records) + " books  ";
+    char numbers[96];
+    if (latency.count()) {
+      std::snprintf(numbers, sizeof numbers, "latency p50 %.1f us  p99 %.1f us",
+                    static_cast<double>(latency.percentile(0.5)) / 1e3,
+                    static_cast<double>(latency.percentile(0.99)) / 1e3);
+      text += numbers;
+    }
+    if (!replay.live() && replay.books())
+      text += "replay: data time " + radar::utc_text(replay.clock_ns()) + ", books " +
+              replay.ages_text() + " (latency n/a)";
+    return text;
+  };
 
-  radar::RecordView record;
+  // One record read ahead per journal, and the oldest (local_timestamp_ns) taken
+  // first: the journals are merged in time order. A replay of several journals must
+  // advance them together, or its clock would run ahead of the slower ones and
+  // leave their books stale; live, it costs a comparison per journal. A record's
+  // view stays valid while its reader is not called again.
+  struct ReadAhead {
+    radar::RecordView record;
+    std::int64_t published_ns = 0;
+    bool held = false;
+  };
+  std::vector<ReadAhead> ahead(readers.size());
+  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   while (!stop_requested.load(std::memory_order_relaxed)) {
-    bool any = false;
     for (std::size_t i = 0; i < readers.size(); ++i) {
-      const radar::ReadResult result = readers[i].try_next(record);
+      if (ahead[i].held) continue;
+      const radar::ReadResult result = readers[i].try_next(ahead[i].record);
       if (readers[i].has_notice())  // a recreated journal followed: say so, once
         std::fprintf(stderr, "radar: %s\n", readers[i].take_notice().c_str());
       if (result == radar::ReadResult::kEmpty) continue;
@@ -581,23 +746,38 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "radar: corrupt journal, stopped reading it: %s\n",
                      readers[i].error().c_str());
         skipped += readers[i].skipped();
-        readers.erase(readers.begin() + static_cast<std::ptrdiff_t>(i--));
+        readers.erase(readers.begin() + static_cast<std::ptrdiff_t>(i));
+        ahead.erase(ahead.begin() + static_cast<std::ptrdiff_t>(i--));
         ++corrupt;
         status = 1;
         continue;
       }
-      any = true;
+      ahead[i].held = true;
+      ahead[i].published_ns = ahead[i].record.orderbook()->local_timestamp_ns();
+    }
+    std::size_t next = kNone;
+    for (std::size_t i = 0; i < ahead.size(); ++i)
+      if (ahead[i].held && (next == kNone || ahead[i].published_ns < ahead[next].published_ns))
+        next = i;
+    if (next != kNone) {
+      idle_rounds = 0;
+      ahead[next].held = false;
+      const radar::RecordView& record = ahead[next].record;
       const std::int64_t now = radar::realtime_ns();
       const OrderBookData::OrderBook& book = *record.orderbook();
-      const std::int64_t age = now - book.local_timestamp_ns();
-      latency.record(age);
-      lag.book(age, now);
-      if (records % LagTracker::kBacklogSampleEvery == 0)
-        lag.sample_backlog(readers[i], record.size);
+      const bool replayed = replay.replayed(book.local_timestamp_ns(), now);
+      if (!replayed) {
+        const std::int64_t age = now - book.local_timestamp_ns();
+        latency.record(age);
+        lag.book(age, now);
+        if (records % LagTracker::kBacklogSampleEvery == 0)
+          lag.sample_backlog(readers[next], record.size);
+      }
       const radar::BookView view = view_of(book);
       streams.see(view.exchange, view.symbol, book.sequence());
       produced.clear();
-      engine->update(view, now, produced);
+      const std::int64_t clock = replayed ? replay.clock_ns() : now;
+      engine->update(view, now, clock, produced);
       for (const radar::Result& r : produced) {
         if (results) {
           try {
@@ -611,15 +791,12 @@ int main(int argc, char** argv) {
             status = 1;
           }
         }
-        if (lines || !options.quiet) table.update(r);
+        if (!options.quiet) table.update(r, clock);
       }
       ++records;
       if (options.max_records && records >= options.max_records) stop_requested = true;
-    }
-    if (readers.empty()) break;
-    if (any) {
-      idle_rounds = 0;
     } else {
+      if (readers.empty()) break;
       if (idle_rounds == 0) {
         // Once per journal: registration is best-effort, the radar reads on.
         for (radar::JournalReader& reader : readers)
@@ -630,8 +807,10 @@ int main(int argc, char** argv) {
     }
     const auto now = std::chrono::steady_clock::now();
     if (options.duration_s > 0 && now >= deadline) break;
-    table.draw(now, latency, records);
+    if (table.due(now)) table.draw(now, top_line(), view_clock());
   }
+  // The last state stays on the terminal.
+  if (terminal) table.draw(std::chrono::steady_clock::now(), top_line(), view_clock());
 
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -651,6 +830,7 @@ int main(int argc, char** argv) {
   for (const auto& reader : readers) skipped += reader.skipped();
   std::fprintf(stderr, "  verify failures: %zu journals stopped, %" PRIu64 " records skipped\n",
                corrupt, skipped);
+  // Latency is that of live books; books replayed are counted apart (see ReplayClock).
   if (latency.count()) {
     std::fprintf(stderr,
                  "  publish-to-observe latency: p50 %.2f us, p99 %.2f us, p99.9 %.2f us, "
@@ -659,7 +839,13 @@ int main(int argc, char** argv) {
                  static_cast<double>(latency.percentile(0.99)) / 1e3,
                  static_cast<double>(latency.percentile(0.999)) / 1e3,
                  static_cast<double>(latency.max()) / 1e3, latency.count());
+    if (replay.books())
+      std::fprintf(stderr, "  replayed before catching up: %s books %s (latency n/a)\n",
+                   with_commas(replay.books()).c_str(), replay.ages_text().c_str());
     std::fprintf(stderr, "  %s\n", lag.summary().c_str());
+  } else if (replay.books()) {
+    std::fprintf(stderr, "  publish-to-observe latency: n/a (replay: %s books %s)\n",
+                 with_commas(replay.books()).c_str(), replay.ages_text().c_str());
   }
   // A fee that applied to nothing: a venue missing from the journals given (or a
   // journal missing from the command line), which the edges it was meant for lack.

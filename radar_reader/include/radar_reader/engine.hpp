@@ -655,7 +655,8 @@ class Engine {
   // FX for a pair whose KRW venue is krw_venue (rules 1-4 at the top).
   Fx resolve_fx(const Venue& krw_venue, Pass& pass) const {
     if (config_.fixed_fx) return {*config_.fixed_fx, FxState::kKnown};
-    if (const Kept* own = krw_venue.fx_book; own != nullptr && !is_stale(own->book, pass.clock_ns)) {
+    const Kept* own = krw_venue.fx_book;
+    if (own != nullptr && !is_stale(own->book, pass.clock_ns)) {
       if (usable_fx(own->mid)) return {own->mid, FxState::kKnown};
     }
     if (!pass.shared_fx) pass.shared_fx = freshest_fx(pass.clock_ns);
