@@ -83,8 +83,9 @@ class WriterLock:
 
     __slots__ = ("_fd", "_identity")
 
-    def __init__(self, directory: Path, mode: int) -> None:
-        fd = _open_directory(directory)
+    def __init__(self, directory: Path, mode: int, directory_fd: int | None = None) -> None:
+        # The checked directory's own descriptor when given: not the path, looked up again.
+        fd = _open_directory(directory) if directory_fd is None else os.dup(directory_fd)
         for attempt in range(_ATTEMPTS):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

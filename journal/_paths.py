@@ -135,17 +135,17 @@ def open_directory(
         walk.close()
 
 
-def prepare_journal_directory(path: Path, mode: int) -> None:
+def prepare_journal_directory(path: Path, mode: int) -> CheckedDirectory:
     """Create the journal directory (and missing parents, with the same mode) or
     accept an existing one we own, its parents checked (``open_directory``): a
     journal under a directory another user controls could be moved or replaced
-    under its writer. Modes are set exactly, whatever the umask."""
+    under its writer. Modes are set exactly, whatever the umask. The caller locks
+    the directory returned (never the path again) and closes it."""
     directory_mode = mode | ((mode & 0o444) >> 2)  # search permission wherever read is
     try:
-        directory = open_directory(path, create_mode=directory_mode, own_last=True)
+        return open_directory(path, create_mode=directory_mode, own_last=True)
     except JournalError as error:
         raise JournalError(f"journal directory {path}: {error}") from None
-    directory.close()
 
 
 class _Walk:

@@ -201,8 +201,8 @@ class Writer:
         self._gone: str | None = None  # what happened to the journal, once it is gone
         self._next_check_ns = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
-        prepare_journal_directory(self.path, mode)
-        self._lock = WriterLock(self.path, mode)
+        with prepare_journal_directory(self.path, mode) as checked:
+            self._lock = WriterLock(self.path, mode, checked.fd)
         # The worker creates segments relative to the locked directory: removed or
         # replaced, it gets none. Its own descriptor, closed by its last job.
         self._segments.directory_fd = os.dup(self._lock.directory_fd)

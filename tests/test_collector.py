@@ -23,6 +23,7 @@ from journal._layout import segment_name
 from journal._monitor import read_writer
 from journal.collector import BookPublisher, PublishStats, Refusal
 from tests.conftest import ASKS, BIDS, REPO, mounted_tmpfs
+from tests.test_file_safety import wait_for
 
 SEGMENT = 1 << 20
 """Small segments: these tests write a few books, and some compare whole files."""
@@ -353,6 +354,8 @@ def test_a_journal_removed_under_the_publisher_is_created_again_and_publishing_g
     try:
         for sequence in range(100):
             assert publisher.publish(book(sequence=sequence)) is not None
+        # Not while the writer's worker builds the next segment (rm -rf would race it).
+        wait_for(journal_dir / segment_name(publisher.writer.position[0] + 1))
         shutil.rmtree(journal_dir)
         deadline = time.monotonic() + 30
         sequence = 100
@@ -385,6 +388,7 @@ def test_a_journal_that_cannot_be_created_again_is_refused_counted_and_retried(
     publisher = BookPublisher(path, segment_size=64 * 1024, full_retry_s=0.05)
     try:
         assert publisher.publish(book(sequence=0)) is not None
+        wait_for(path / segment_name(1))
         shutil.rmtree(parent)
         parent.write_bytes(b"")  # a file where the parent directory was: cannot create
         deadline = time.monotonic() + 30

@@ -13,6 +13,7 @@ import pytest
 import journal
 from journal import _layout as F
 from tests._procs import Children, book
+from tests.test_file_safety import wait_for
 
 
 def test_deleting_writer_lock_does_not_let_a_second_writer_in(
@@ -42,6 +43,7 @@ def test_removed_directory_stops_the_writer_with_journal_gone(journal_dir: Path)
     writer = journal.Writer(journal_dir, segment_size=64 * 1024)
     try:
         writer.append_orderbook(*book(0))
+        wait_for(journal_dir / F.segment_name(1))  # the worker's segment built, not racing
         shutil.rmtree(journal_dir)
         errors: list[Exception] = []
         for seq in range(1, 1_000_000):
@@ -73,6 +75,7 @@ def test_writer_never_recreates_segments_in_a_replaced_directory(journal_dir: Pa
     writer = journal.Writer(journal_dir, segment_size=64 * 1024)
     try:
         writer.append_orderbook(*book(0))
+        wait_for(journal_dir / F.segment_name(1))  # the worker's segment built, not racing
         shutil.rmtree(journal_dir)
         journal_dir.mkdir(mode=0o700)
         with pytest.raises(journal.JournalGoneError, match="removed or replaced"):
