@@ -496,8 +496,10 @@ std::string amount_text(double value) {
 // The live view: the latest result per (base, KRW venue, USDT venue). On a
 // terminal it is redrawn in place: the settings in use (fees, notional, FX,
 // staleness), then one row per pair, every column with its unit, a value not
-// computed yet (no FX yet, a stale leg, no depth) shown as "-", never "nan".
-// Otherwise one line per change, under the same header printed once.
+// computed (no FX yet, a stale leg, no depth) shown as "-", never "nan", and why
+// at the end of the row (STALE, no FX). "age ms" is the age of the older of the
+// pair's two books, on the wall clock (the replay's while replaying). Otherwise
+// one line per change, under the same header printed once, the time first.
 class Table {
  public:
   Table(bool terminal, bool lines, const Options& options)
@@ -515,8 +517,9 @@ class Table {
     // The names are views into the engine (it outlives the table).
     const std::string key = std::string(r.base) + ' ' + std::string(r.krw_exchange) + ' ' +
                             std::string(r.usdt_exchange);
-    radar::Result& row = rows_[key];
-    const bool changed = !same(row.kimchi_premium, r.kimchi_premium) ||
+    const auto [at, added] = rows_.try_emplace(key);
+    radar::Result& row = at->second;
+    const bool changed = added || !same(row.kimchi_premium, r.kimchi_premium) ||
                          !same(row.edge_bps, r.edge_bps) || row.stale != r.stale ||
                          !same(row.fx, r.fx);
     row = r;
@@ -594,7 +597,8 @@ class Table {
                   number(r.kimchi_premium * 100, "%.3f").c_str(),
                   number(r.edge_bps, "%.1f").c_str(), route.c_str(),
                   filled ? number(r.fill_base_quantity, "%.6g").c_str() : "-",
-                  number(age_ms, "%.0f").c_str(), r.stale ? "  STALE" : "");
+                  number(age_ms, "%.0f").c_str(),
+                  r.stale ? "  STALE" : std::isnan(r.fx) ? "  no FX" : "");
     return text;
   }
 
