@@ -154,6 +154,7 @@ def test_missing_journal_is_waited_for_and_said_once(shm_dir: Path) -> None:
     stderr = "".join(seen)
     assert stderr.count("waiting for") == 1, stderr
     assert "radar summary: 3 books" in stderr
+    assert "waited for the whole run" not in stderr
 
 
 def test_empty_journal_directory_is_waited_for_and_said_once(shm_dir: Path) -> None:
@@ -161,6 +162,9 @@ def test_empty_journal_directory_is_waited_for_and_said_once(shm_dir: Path) -> N
     assert waited.returncode == 0, waited.stderr
     assert f"radar: waiting for the writer of {shm_dir}: no segment in it yet" in waited.stderr
     assert waited.stderr.count("waiting for") == 1
+    assert f"  {shm_dir}: waited for the whole run, no writer created a segment in it\n" in (
+        waited.stderr
+    )
 
 
 def test_regular_file_as_journal_is_refused_at_once(shm_dir: Path) -> None:

@@ -851,6 +851,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "  publish-to-observe latency: n/a (replay: %s books %s)\n",
                  with_commas(replay.books()).c_str(), replay.ages_text().c_str());
   }
+  // A journal waited for the whole run: a writer that never started, or a path
+  // that is not the one the writer was given.
+  for (const auto& reader : readers)
+    if (!reader.started())
+      std::fprintf(stderr, "  %s: waited for the whole run, no writer created a segment in it\n",
+                   reader.directory().c_str());
   // A fee that applied to nothing: a venue missing from the journals given (or a
   // journal missing from the command line), which the edges it was meant for lack.
   const auto venues_read = streams.updates_per_venue();
