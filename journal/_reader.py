@@ -45,6 +45,7 @@ from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, frame_at, walk_frames
 from journal._metrics import ReaderMetrics
+from journal._paths import open_directory
 from journal._publish import (
     SLEEPERS_WORD,
     is_sealed,
@@ -317,6 +318,8 @@ class Reader:
         start = self._start
         if not indices and (not stream or start == "end"):
             return False
+        if indices:
+            _check_path(self.path)
         if start == "beginning":
             if stream:
                 self._open_stream_segment(stream[0], F.HEADER_SIZE)
@@ -810,6 +813,14 @@ class Reader:
         anchor = ctypes.c_char.from_buffer(self._futex_header, F.COMMIT_OFFSET_OFFSET)
         self._futex_address = ctypes.addressof(anchor)
         del anchor
+
+
+def _check_path(path: Path) -> None:
+    """JournalError unless every directory on the journal's path is trusted
+    (journal._paths): records under a directory another user controls could be
+    anyone's, planted for this reader."""
+    with open_directory(path):
+        pass
 
 
 def _schema_of(payload_id: bytes, path: str) -> TableSchema:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,3 +210,15 @@ def test_a_group_writable_directory_of_a_trusted_user_is_accepted(
     monkeypatch.setenv(TRUSTED_UIDS_ENV, str(NOBODY))
     with open_directory(shared / "desk") as directory:
         assert directory.path == shared / "desk"
+
+
+def test_a_reader_refuses_a_journal_under_a_foreign_directory(shm_dir: Path) -> None:
+    """Books under a directory another user controls could be planted: not read."""
+    shared = shared_directory(shm_dir)
+    as_nobody("mkdir", "-m", "0777", shared / "planted")
+    journal_dir = shared / "planted" / "books"
+    with journal.Writer(shm_dir / "real", segment_size=64 * 1024) as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, [[1.0, 1.0]], [[2.0, 1.0]])
+    shutil.copytree(shm_dir / "real", journal_dir)  # ours, but under nobody's directory
+    with pytest.raises(journal.JournalError, match=f"owned by uid={NOBODY}"):
+        journal.Reader(journal_dir, metrics=False)
