@@ -190,6 +190,18 @@ void futex_arming() {
   CHECK(std::chrono::steady_clock::now() - before >= std::chrono::milliseconds(15));
 }
 
+// Names get a ninth digit at 10^8; only canonical names of an index are segments.
+void lists_segments_past_ten_to_the_eighth() {
+  TempJournal journal;
+  fs::create_directories(journal.path);
+  for (const char* name : {"99999999.journal", "100000000.journal", "0100000000.journal",
+                           "00000001.journal", "1.journal", "0000000x.journal"})
+    std::fclose(std::fopen((journal.path + "/" + name).c_str(), "w"));
+  const std::vector<std::uint64_t> expected{1, 99'999'999, 100'000'000};
+  CHECK(radar::segment_indices(journal.path) == expected);
+  CHECK(radar::segment_file_name(100'000'000) == "100000000.journal");
+}
+
 }  // namespace
 
 int main() {
@@ -199,5 +211,6 @@ int main() {
   corruption_is_reported_with_its_offset();
   one_writer_per_journal();
   futex_arming();
+  lists_segments_past_ten_to_the_eighth();
   TEST_MAIN_END("reader_test");
 }

@@ -45,13 +45,18 @@ inline std::vector<std::uint64_t> segment_indices(const std::string& directory) 
   if (dir == nullptr) return indices;
   const std::string_view suffix = layout::kSegmentSuffix;
   while (const dirent* entry = ::readdir(dir)) {
+    // The canonical name of its index only: at least kSegmentNameDigits ASCII digits
+    // (more past 10^8), no extra leading zero, at most 19 digits (fits a u64).
     const std::string_view name = entry->d_name;
-    if (name.size() != layout::kSegmentNameDigits + suffix.size()) continue;
-    if (name.substr(layout::kSegmentNameDigits) != suffix) continue;
-    const std::string_view digits = name.substr(0, layout::kSegmentNameDigits);
+    if (name.size() < layout::kSegmentNameDigits + suffix.size()) continue;
+    const std::size_t length = name.size() - suffix.size();
+    if (name.substr(length) != suffix || length > 19) continue;
+    const std::string_view digits = name.substr(0, length);
     if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
       continue;
-    indices.push_back(std::stoull(std::string(digits)));
+    const std::uint64_t index = std::stoull(std::string(digits));
+    if (segment_file_name(index) != name) continue;
+    indices.push_back(index);
   }
   ::closedir(dir);
   std::sort(indices.begin(), indices.end());
