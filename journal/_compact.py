@@ -430,6 +430,15 @@ class Compactor:
                     with self._open_segment(stream, directory, index) as segment:
                         if segment.is_sealed():
                             sealed.append(_SegmentFile.of(segment))
+                        else:
+                            log.debug(
+                                "%s segment %d: skipped, not sealed (the writer's open "
+                                "segment, or the one prepared for its next roll; a writer "
+                                "that stopped without close(seal=True) leaves it open): "
+                                "archived once sealed",
+                                stream.name,
+                                index,
+                            )
                 except FileNotFoundError:
                     continue  # an unused prepared segment its writer removed on closing
                 except (JournalError, OSError) as error:
@@ -824,6 +833,10 @@ def run(args: argparse.Namespace) -> int:
     step = os.environ.get(CRASH_ENV)
     if step and step not in CRASH_STEPS:
         log.warning("%s=%s is not one of %s", CRASH_ENV, step, ", ".join(CRASH_STEPS))
+    problem = _journal_paths_problem(args.journals, once=args.once)
+    if problem:
+        log.error("%s", problem)
+        return 2
     try:
         compactor = Compactor(
             args.journals,
@@ -867,6 +880,24 @@ def run(args: argparse.Namespace) -> int:
         compactor.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _journal_paths_problem(journals: Sequence[str], *, once: bool) -> str | None:
+    """Why the journal paths cannot be compacted, checked before anything is created:
+    a path that is not a directory; with ``once``, one that does not exist (nothing to
+    archive: a typo). Watching, a missing journal is waited for, said once."""
+    for journal in journals:
+        path = Path(journal)
+        if path.exists() and not path.is_dir():
+            return f"journal {path} is not a directory: pass journal directories"
+        if not path.exists():
+            if once:
+                return (
+                    f"journal {path} does not exist: nothing to compact (check the path; "
+                    "without --once the compactor waits for its writer to create it)"
+                )
+            log.info("%s does not exist yet: waiting for its writer to create it", path)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

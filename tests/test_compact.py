@@ -551,3 +551,27 @@ def test_tools_compact_runs_as_a_script_with_any_python3() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "--archive DIR" in done.stdout and "--keep K" in done.stdout
+
+
+def test_a_journal_that_does_not_exist_is_refused_once_and_nothing_created(
+    shm_dir: Path,
+) -> None:
+    archive = shm_dir / "archive"
+    done = compact(shm_dir / "missing", "--archive", archive, "--once", via="journal")
+    assert done.returncode == 2
+    assert f"journal {shm_dir / 'missing'} does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not archive.exists(), "an archive directory was made for a typo"
+    (shm_dir / "a-file").write_text("")
+    done = compact(shm_dir / "a-file", "--archive", archive, "--once")
+    assert done.returncode == 2 and "is not a directory" in done.stderr
+    assert not archive.exists()
+
+
+def test_verbose_says_why_a_segment_is_not_archived(journal_dir: Path, shm_dir: Path) -> None:
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        writer.append_orderbook(*book(0))
+    done = compact(journal_dir, "--archive", shm_dir / "archive", "--once", "-v")
+    assert done.returncode == 0, done.stderr
+    assert "books segment 0: skipped, not sealed" in done.stderr
+    assert "close(seal=True)" in done.stderr
