@@ -16,6 +16,7 @@ from journal._decode import read_record
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
 from journal._lock import writer_alive
+from journal._monitor import journal_absence
 from journal._publish import is_sealed, load_commit_acquire, load_end_marker_offset
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError
@@ -255,10 +256,11 @@ def open_segments(
 
 
 def _require_journal(directory: Path) -> None:
-    if not directory.is_dir():
-        raise JournalError(f"{directory} is not a journal directory (no such directory)")
-    if not segment_indices(directory):
-        raise JournalError(f"{directory} holds no segment files (*{F.SEGMENT_SUFFIX})")
+    """JournalError naming ``directory`` and what it is, unless it holds segments:
+    there is nothing to show or verify yet, which is not "0 records, OK"."""
+    absence = journal_absence(directory)
+    if absence is not None:
+        raise JournalError(absence)
 
 
 def summarize(directory: str | os.PathLike[str]) -> JournalSummary:

@@ -21,6 +21,7 @@ import dataclasses
 import math
 import mmap
 import os
+import stat
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -134,34 +135,77 @@ def is_journal(path: Path) -> bool:
     )
 
 
+def journals_in(directory: Path) -> list[Path]:
+    """The journals directly inside ``directory`` (a root such as /dev/shm/books)."""
+    return sorted(child for child in directory.iterdir() if is_journal(child))
+
+
+def journal_absence(path: Path) -> str | None:
+    """Why there is no journal at ``path`` yet, or None if it holds segments.
+
+    What is returned (the path does not exist, or is a directory without segments)
+    is what a writer creating the journal there changes: ``journal dump --follow``
+    may wait for it, the other commands refuse it. What no writer changes raises
+    JournalError: a path that is not a directory, or a directory of journals (the
+    root /dev/shm/books given for its journal /dev/shm/books/upbit). An OSError
+    (no permission) is left to the caller, which names the path with it.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{path} is not a journal directory: it does not exist"
+    if not stat.S_ISDIR(info.st_mode):
+        raise JournalError(
+            f"{path} is not a directory: give the journal directory, the one holding the "
+            f"*{F.SEGMENT_SUFFIX} segment files"
+        )
+    if segment_indices(path):
+        return None
+    inside = journals_in(path)
+    if inside:
+        raise JournalError(
+            f"{path} is not a journal directory but holds journals "
+            f"({', '.join(journal.name for journal in inside)}): give one of them, "
+            f"e.g. {inside[0]}"
+        )
+    return f"{path} is not a journal directory: it holds no segment files (*{F.SEGMENT_SUFFIX})"
+
+
 def add_journals_argument(parser: argparse.ArgumentParser) -> None:
-    """The JOURNAL_DIR... that ``journal top`` and ``journal metrics`` both take."""
+    """The JOURNAL... that ``journal top`` and ``journal metrics`` both take."""
     parser.add_argument(
         "journals",
         nargs="+",
-        metavar="JOURNAL_DIR",
-        help="journal directories, or directories holding journals (e.g. /dev/shm/books)",
+        metavar="JOURNAL",
+        help="journal directories, or directories holding journals (/dev/shm/books: "
+        "each journal in it)",
     )
 
 
 def find_journals(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Each path that is a journal, or the journals directly inside it (a root such
-    as /dev/shm/books). JournalError names a path with neither."""
+    as /dev/shm/books). JournalError names a path with neither, and what it is; an
+    OSError (a path through a file, no permission) is left to the caller."""
     found: list[Path] = []
     for given in paths:
         path = Path(given)
         if is_journal(path):
             found.append(path)
             continue
-        inside = []
-        if path.is_dir():
-            inside = sorted(child for child in path.iterdir() if is_journal(child))
+        give = "give journal directories or the directory they are in"
+        try:
+            directory = stat.S_ISDIR(path.stat().st_mode)
+        except FileNotFoundError:
+            raise JournalError(f"{path} does not exist: {give}") from None
+        inside = journals_in(path) if directory else []
         if not inside:
-            raise JournalError(
-                f"{path} is not a journal (no *{F.SEGMENT_SUFFIX}, {F.LOCK_FILE_NAME} or "
-                f"{M.WRITER_METRICS_NAME}) and holds none: give journal directories or "
-                "the directory they are in"
+            what = (
+                f"is not a journal (no *{F.SEGMENT_SUFFIX}, {F.LOCK_FILE_NAME} or "
+                f"{M.WRITER_METRICS_NAME}) and holds none"
+                if directory
+                else "is not a directory"
             )
+            raise JournalError(f"{path} {what}: {give}")
         found.extend(inside)
     return found
 

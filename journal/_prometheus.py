@@ -1,4 +1,4 @@
-"""``journal metrics JOURNAL_DIR...``: the journals' metrics in Prometheus text format.
+"""``journal metrics JOURNAL...``: the journals' metrics in Prometheus text format.
 
 Text exposition format 0.0.4: per metric family a ``# HELP`` and a ``# TYPE`` line,
 then its samples; labels ``journal`` (the directory name, or its path where two
@@ -13,6 +13,7 @@ node_exporter's textfile collector: ``--output FILE`` replaces FILE atomically).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from journal import _metrics_layout as M
+from journal._errors import JournalError
 from journal._monitor import (
     REFUSAL_REASONS,
     JournalSnapshot,
@@ -298,7 +300,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit status 0; JournalError (a path that is not a journal) is the caller's."""
+    """Exit status 0; JournalError (a path that is not a journal, an --output that
+    cannot be written) is the caller's."""
+    output = None if args.output is None else Path(args.output)
+    if output is not None:
+        _check_output(output)  # before the journals are read, not after
     journals = find_journals(args.journals)
     labels = journal_labels(journals)
     snapshots = [snapshot(journal, labels[journal]) for journal in journals]
@@ -306,11 +312,33 @@ def run(args: argparse.Namespace) -> int:
         for problem in shot.problems:
             print(f"journal metrics: {problem}", file=sys.stderr)
     text = render(snapshots)
-    if args.output is None:
+    if output is None:
         sys.stdout.write(text)
         return 0
-    output = Path(args.output)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, output)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, output)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise JournalError(
+            f"--output {output}: {error.strerror} writing {temporary.name} next to it (to "
+            "rename it over FILE): give a FILE in a directory this user may write"
+        ) from None
     return 0
+
+
+def _check_output(output: Path) -> None:
+    """JournalError unless ``output`` can be replaced by a file: its directory exists
+    and it is not a directory itself. Said with FILE's name, where the write would
+    name only the temporary file next to it."""
+    if output.is_dir():
+        raise JournalError(
+            f"--output {output} is a directory: give a file name, e.g. {output / 'journal.prom'}"
+        )
+    if not output.parent.is_dir():
+        raise JournalError(
+            f"--output {output}: the directory {output.parent} does not exist (or is not a "
+            "directory): create it, or give a FILE in an existing directory"
+        )
