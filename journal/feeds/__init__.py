@@ -11,6 +11,9 @@ describes the rules and what the recorded captures contain.
     book.stats                                           # books, gaps, resyncs, ...
 
     import_captures(["BINANCE.ws.1.0", "BINANCE.http.0.0"], "/dev/shm/books/captures")
+
+``venue_sequence(exchange)`` says what a venue's journaled sequence is, and whether
+consecutive books' differ by 1 (a larger step then is a gap) or only increase.
 """
 
 from journal.feeds._binance import BinanceFuturesBook, BinanceSpotBook
@@ -21,10 +24,19 @@ from journal.feeds._errors import CaptureFormatError, FeedError, MessageError
 from journal.feeds._import import import_captures
 from journal.feeds._replay import CaptureReplay
 from journal.feeds._report import ImportReport
+from journal.feeds._sequences import (
+    UNKNOWN_VENUE,
+    VENUE_SEQUENCES,
+    SequenceRule,
+    VenueSequence,
+    venue_sequence,
+)
 from journal.feeds._upbit import UpbitBook
 
 __all__ = [
     "TOP_LEVELS",
+    "UNKNOWN_VENUE",
+    "VENUE_SEQUENCES",
     "BinanceFuturesBook",
     "BinanceSpotBook",
     "BookBuilder",
@@ -36,9 +48,12 @@ __all__ = [
     "ImportReport",
     "LineKind",
     "MessageError",
+    "SequenceRule",
     "StreamStats",
     "TopOfBook",
     "UpbitBook",
+    "VenueSequence",
     "import_captures",
     "read_capture",
+    "venue_sequence",
 ]
