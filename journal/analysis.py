@@ -44,6 +44,11 @@ So does a journal whose segments do not chain: each must be sealed but the newes
 (and the open one before an empty newest: a roll under way), else the one left open
 had its commit cut short, and reading up to it would skip records without a word;
 likewise an archive of an unsealed segment.
+A stream's segments are checked together, wherever they come from (archives and its
+live journal): a segment missing between two that are there (the compactor keeps a
+segment it could not archive in tmpfs, so a hole in the archive that tmpfs fills is
+none) would drop its books without a word, so it raises MissingSegmentsError unless
+``allow_gaps=True``, which reads around it and lists it in ``Books.gaps``.
 The time range ``[start_ns, end_ns)`` is on ``local_timestamp_ns`` (the collector
 clock, which the archive's time index covers). Rows come in source order, each source
 in segment order; a segment present both in an archive and in tmpfs (the compactor
@@ -83,7 +88,7 @@ from journal._inspect import SegmentState, chain_break, load_states, open_segmen
 from journal._segment import segment_indices
 from journal._verify import VerificationError
 
-__all__ = ["DEFAULT_DEPTH", "Books", "load_books"]
+__all__ = ["DEFAULT_DEPTH", "Books", "MissingSegmentsError", "SegmentGap", "load_books"]
 
 DEFAULT_DEPTH: Final = 10
 _BLOCK: Final = 32768
@@ -131,6 +136,36 @@ _FEW_GROUPS: Final = 32
 """...when there are at most this many (each costs a pass to find its first)."""
 
 
+@dataclass(frozen=True)
+class SegmentGap:
+    """Segments ``first..last`` of one incarnation of a stream, absent from every source
+    although segments before and after them are there: their books are not loaded.
+    ``stream``: the journal's name (the archive's ``ARCHIVE/<stream>`` directory)."""
+
+    stream: str
+    incarnation_ns: int
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        which = f"{self.first}" if self.first == self.last else f"{self.first}..{self.last}"
+        plural = "" if self.first == self.last else "s"
+        return f"stream {self.stream}: segment{plural} {which} missing"
+
+
+class MissingSegmentsError(JournalError):
+    """Segments of a stream are missing between others loaded (``gaps``)."""
+
+    def __init__(self, gaps: Sequence[SegmentGap]) -> None:
+        super().__init__(
+            "; ".join(map(str, gaps))
+            + " (neither archived nor in the live journal among the sources): their books "
+            "would be skipped. Add the archive or journal that holds them, or read around "
+            "them with allow_gaps=True (journal analyze/export --allow-gaps)"
+        )
+        self.gaps = tuple(gaps)
+
+
 @dataclass
 class Books:
     """Order books as columns; row ``i`` is one book.
@@ -139,7 +174,8 @@ class Books:
     ``sequence``: int64. ``exchange_code``/``symbol_code``: int32 indices into
     ``exchanges``/``symbols``. ``bid_price``, ``bid_qty``, ``ask_price``,
     ``ask_qty``: (n, depth) float64, best level first, NaN beyond a book's depth.
-    ``segment``/``offset``: where each record is (its ``position``).
+    ``segment``/``offset``: where each record is (its ``position``). ``gaps``: the
+    segments missing in the middle of a stream, read around (``allow_gaps=True``).
     """
 
     timestamp: np.ndarray
@@ -155,6 +191,7 @@ class Books:
     offset: np.ndarray
     exchanges: list[str] = field(default_factory=list)
     symbols: list[str] = field(default_factory=list)
+    gaps: tuple[SegmentGap, ...] = ()
 
     COLUMNS: Final = (  # type: ignore[misc]
         "timestamp",
@@ -180,7 +217,7 @@ class Books:
     def select(self, rows: np.ndarray) -> Books:
         """The books at ``rows`` (a boolean mask or indices); names lists are shared."""
         columns = {name: getattr(self, name)[rows] for name in self.COLUMNS}
-        return Books(**columns, exchanges=self.exchanges, symbols=self.symbols)
+        return Books(**columns, exchanges=self.exchanges, symbols=self.symbols, gaps=self.gaps)
 
     def where(self, exchange: str | None = None, symbol: str | None = None) -> Books:
         """The books of one exchange and/or symbol."""
@@ -318,14 +355,19 @@ class _Chunk:
 
 class _InlineExecutor(concurrent.futures.Executor):
     """Runs each task at once in the calling thread (``threads=0``): the same code
-    path as the workers', in one thread."""
+    path as the workers', in one thread. A task's error is raised by ``result()``, as
+    a worker's would be; a KeyboardInterrupt (Ctrl-C) is the caller's, not the task's,
+    and is raised at once (kept in the future, it could land after the result was set
+    and the future refuse it: InvalidStateError instead of the interrupt)."""
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
         future: concurrent.futures.Future[object] = concurrent.futures.Future()
         try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # raised by result(), as a worker's would be
+            result = fn(*args, **kwargs)
+        except Exception as error:
             future.set_exception(error)
+        else:
+            future.set_result(result)
         return future
 
 
@@ -358,7 +400,9 @@ class _Loader:
     ``failure``, raised at the end, was met). ``filled``: the output rows given to
     the blocks decoded so far; ``queued``: blocks waiting for the output columns to be
     allocated (once every walk is done: allocated once, for all the rows), each with
-    the executor that writes it (``writes``: the blocks being written).
+    the executor that writes it (``writes``: the blocks being written). ``streams``:
+    every segment planned, by stream name, as ``(created_ns, index, incarnation_ns)``,
+    to find the ones missing (_stream_gaps); ``gaps``: those read around.
     """
 
     start_ns: int | None
@@ -367,6 +411,9 @@ class _Loader:
     exchanges: _Names
     symbols: _Names
     threads: int
+    allow_gaps: bool
+    streams: dict[str, set[tuple[int, int, int]]] = field(default_factory=dict)
+    gaps: tuple[SegmentGap, ...] = ()
     out: dict[str, np.ndarray] = field(default_factory=dict)
     filled: int = 0
     seen: set[tuple[int, ...]] = field(default_factory=set)
@@ -402,6 +449,10 @@ class _Loader:
                     self._plan_source(Path(source), stack)
             except Exception as error:  # raised below, after the sources before it
                 self.failure = error
+            else:  # (a failed plan lacks the sources after it: no gaps to tell)
+                self.gaps = _stream_gaps(self.streams)
+                if self.gaps and not self.allow_gaps:
+                    raise MissingSegmentsError(self.gaps)
             self.cut = len(self.plan)
             self._decode_plan()
         if self.failure is not None:
@@ -430,7 +481,10 @@ class _Loader:
         else:
             raise JournalError(f"{path}: no such file or directory")
 
-    def _first_time(self, key: tuple[int, ...]) -> bool:
+    def _first_time(self, key: tuple[int, ...], stream: str, incarnation_ns: int) -> bool:
+        """Whether the segment ``key`` (index, created_ns, writer) is new to this load;
+        recorded as a segment of ``stream`` either way."""
+        self.streams.setdefault(stream, set()).add((key[1], key[0], incarnation_ns))
         if key in self.seen:
             return False
         self.seen.add(key)
@@ -449,20 +503,21 @@ class _Loader:
         broken = chain_break(states)
         for position, state in enumerate(states):
             state.check_commit()
-            self._plan_segment(state)
+            self._plan_segment(state, directory.name)
             if broken is not None and broken[0] == position:
                 raise broken[1]  # after the walks before it: their errors come first
         if failure is not None:
             raise failure
 
-    def _plan_segment(self, state: SegmentState) -> None:
-        """A segment walked by a worker, unless an archive planned gave its records."""
+    def _plan_segment(self, state: SegmentState, stream: str) -> None:
+        """A segment of ``stream`` walked by a worker, unless an archive planned gave
+        its records."""
         segment = state.segment
         header = segment.header
         if header.payload_id != OB.PAYLOAD_ID:
             raise JournalError(f"{segment.path}: payload_id={header.payload_id!r}, not order books")
         key = (segment.index, header.created_ns, header.writer.pid, header.writer.started_ns)
-        if not self._first_time(key):
+        if not self._first_time(key, stream, header.incarnation_ns):
             return
         u8 = np.frombuffer(segment.map, np.uint8, state.commit - F.HEADER_SIZE, F.HEADER_SIZE)
         origin = _Origin(str(segment.path), segment.index, F.HEADER_SIZE)
@@ -470,7 +525,8 @@ class _Loader:
         self.plan.append(_Walking(u8, origin, walk))
 
     def _plan_archive(self, path: Path) -> None:
-        """Read the archive's index: which frames to decompress, in which buffers."""
+        """Read the archive's index: which frames to decompress, in which buffers. Its
+        stream is its directory's name (the compactor's ``ARCHIVE/<stream>``)."""
         with ArchiveReader(path) as reader:
             header = reader.header
             if header.payload_id != OB.PAYLOAD_ID:
@@ -481,7 +537,7 @@ class _Loader:
                 header.writer_pid,
                 header.writer_started_ns,
             )
-            if not self._first_time(key):
+            if not self._first_time(key, path.parent.name, header.incarnation_ns):
                 return
             if not header.sealed:
                 raise CorruptArchiveError(
@@ -665,7 +721,35 @@ class _Loader:
             columns["exchange_code"] = columns["symbol_code"] = np.zeros(0, np.int32)
             for name in ("bid_price", "bid_qty", "ask_price", "ask_qty"):
                 columns[name] = np.zeros((0, self.depth))
-        return Books(**columns, exchanges=self.exchanges.names, symbols=self.symbols.names)
+        return Books(
+            **columns, exchanges=self.exchanges.names, symbols=self.symbols.names, gaps=self.gaps
+        )
+
+
+def _stream_gaps(streams: dict[str, set[tuple[int, int, int]]]) -> tuple[SegmentGap, ...]:
+    """The segments missing from each stream's ``(created_ns, index, incarnation_ns)``.
+
+    In creation order a stream's segments are its incarnations one after the other
+    (a journal made again starts at segment 0; journal._archive.StreamSegment), each
+    a run of increasing indices. A new incarnation starts where the index does not
+    increase or the incarnation_ns (0: unknown, in older archives) changes. Missing
+    are the indices skipped inside a run, and the first ones of every incarnation
+    but the stream's first (before that, the stream's history simply starts later:
+    the compactor removed it, or the caller did not ask for it).
+    """
+    gaps = []
+    for stream, found in sorted(streams.items()):
+        before: tuple[int, int, int] | None = None
+        for created, index, incarnation in sorted(found):
+            if before is not None:
+                last, was = before[1], before[2]
+                if index > last and not (incarnation and was and incarnation != was):
+                    if index > last + 1:
+                        gaps.append(SegmentGap(stream, incarnation or was, last + 1, index - 1))
+                elif index:
+                    gaps.append(SegmentGap(stream, incarnation, 0, index - 1))
+            before = (created, index, incarnation)
+    return tuple(gaps)
 
 
 # -- archives: planning, decompressing, checking against the index ----------------------------
@@ -1282,6 +1366,7 @@ def load_books(
     depth: int = DEFAULT_DEPTH,
     *,
     threads: int | None = None,
+    allow_gaps: bool = False,
 ) -> Books:
     """Load order books into numpy columns (see Books).
 
@@ -1295,6 +1380,8 @@ def load_books(
     that walk live segments and decompress archive frames while this one decodes, one
     more writing the columns of live segments (default: one fewer than the CPUs, at
     least 1, at most 4; 0: everything in this thread); the result is the same.
+    ``allow_gaps``: read around segments missing in the middle of a stream (listed in
+    ``Books.gaps``) instead of raising MissingSegmentsError.
     """
     if depth < 1:
         raise ValueError(f"depth={depth}: must be at least 1")
@@ -1304,6 +1391,8 @@ def load_books(
         raise ValueError(f"threads={threads}: must be 0 or more")
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
-    loader = _Loader(start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads)
+    loader = _Loader(
+        start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps
+    )
     loader.load(sources)
     return loader.books()
