@@ -1,29 +1,89 @@
 """``journal analyze`` and ``journal export``: summaries, charts and Parquet from
-journal.analysis.load_books."""
+journal.analysis.load_books.
+
+What a trader reads off them has to be true: sequence gaps are counted only where the
+venue makes its sequence contiguous (journal.feeds.venue_sequence; elsewhere a
+sequence that goes back or repeats is counted instead), the header describes the
+books in range, and the kimchi premium is shown against UTC clock time beside the
+executable edge (from the radar's results journal when one is among the sources,
+else from the books for a notional, without fees, and labelled so).
+
+Outputs appear whole or not at all: each file is written under a temporary name and
+renamed, so Ctrl-C (exit 130, "interrupted") or an error leaves no partial file.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import numpy as np
 
+from journal._errors import JournalError
+from journal._segment import MappedSegment, segment_indices, segment_path
+from journal._verify import RADAR_RESULT_SCHEMA
 from journal.analysis import DEFAULT_DEPTH, Books, load_books
+from journal.feeds import SequenceRule, venue_sequence
 
 KRW, USDT = "KRW", "USDT"
 FX_SYMBOL = "USDT-KRW"
+EDGE_NOTIONAL_KRW: Final = 10_000_000.0
+"""The notional of the executable edge computed from the books: the radar's default
+(``--notional-krw``), so that the two can be compared."""
+CHART_BUCKETS: Final = 1500
+"""Time buckets a chart line is drawn with at most (about one per pixel): a bucket
+keeps its lowest and highest value, so no spike is lost and a day of updates draws
+as fast as a minute."""
+PARQUET_ROW_GROUP: Final = 1 << 20
+"""Rows per Parquet row group (pyarrow's default), written one at a time so that
+Ctrl-C is answered between two."""
+INTERRUPTED: Final = 130
+"""Exit status after Ctrl-C, as a shell reports a process killed by SIGINT."""
 
 
 # -- per exchange and symbol ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SequenceCheck:
+    """One stream's sequence, checked by its venue's rule (journal.feeds.venue_sequence).
+
+    ``steps``: pairs of consecutive books that both carry a sequence (0 is none).
+    ``gaps``: steps of more than 1, None where the venue's sequence is not contiguous
+    (a larger step is normal there). ``backwards``: steps below 0 (out of order);
+    ``repeated``: steps of 0.
+    """
+
+    rule: SequenceRule
+    steps: int
+    gaps: int | None
+    backwards: int
+    repeated: int
+
+
+def check_sequence(exchange: str, sequence: np.ndarray) -> SequenceCheck:
+    """The steps of ``sequence`` (one stream's, in time order) under the venue's rule."""
+    rule = venue_sequence(exchange).rule
+    both = (sequence[1:] != 0) & (sequence[:-1] != 0)
+    step = np.diff(sequence)[both]
+    gaps = int(np.count_nonzero(step > 1)) if rule is SequenceRule.CONTIGUOUS else None
+    return SequenceCheck(
+        rule, len(step), gaps, int(np.count_nonzero(step < 0)), int(np.count_nonzero(step == 0))
+    )
+
+
 @dataclass
 class SeriesStats:
+    """One stream's figures: books, their rate, spread (bps), sequence, delay (ms)."""
+
     exchange: str
     symbol: str
     books: int
@@ -31,7 +91,7 @@ class SeriesStats:
     rate_per_s: float
     spread_median_bps: float
     spread_p99_bps: float
-    sequence_gaps: int
+    sequence: SequenceCheck
     delay_p50_ms: float
     delay_p99_ms: float
     delay_max_ms: float
@@ -42,52 +102,65 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def series_stats(books: Books) -> list[SeriesStats]:
-    """Update rate, spread, sequence gaps and exchange-to-local delay per series."""
-    result = []
+def _streams(books: Books) -> list[tuple[int, int]]:
+    """The (exchange code, symbol code) of every stream that has books (the names of
+    records filtered out or out of range are in ``books.exchanges``/``symbols`` too)."""
     pairs = np.unique(np.stack([books.exchange_code, books.symbol_code], axis=1), axis=0)
-    for exchange_code, symbol_code in pairs.tolist():
-        rows = np.flatnonzero(
-            (books.exchange_code == exchange_code) & (books.symbol_code == symbol_code)
-        )
-        rows = rows[np.argsort(books.local_timestamp_ns[rows], kind="stable")]
+    return [(int(e), int(s)) for e, s in pairs.tolist()]
+
+
+def _stream_rows(books: Books, exchange_code: int, symbol_code: int) -> np.ndarray:
+    """The rows of one stream in local time order (rows come in source order)."""
+    rows = np.flatnonzero(
+        (books.exchange_code == exchange_code) & (books.symbol_code == symbol_code)
+    )
+    return rows[np.argsort(books.local_timestamp_ns[rows], kind="stable")]
+
+
+def series_stats(books: Books) -> list[SeriesStats]:
+    """Update rate, spread, sequence check and exchange-to-local delay per series, in
+    the order exchange, then symbol."""
+    result = []
+    for exchange_code, symbol_code in _streams(books):
+        rows = _stream_rows(books, exchange_code, symbol_code)
         local = books.local_timestamp_ns[rows]
         seconds = (int(local[-1]) - int(local[0])) / 1e9
         spread = books.select(rows).spread_bps
-        sequence = books.sequence[rows]
-        both = (sequence[1:] != 0) & (sequence[:-1] != 0)
-        gaps = int(np.count_nonzero(both & (np.diff(sequence) != 1)))
         delay_ms = (local - books.timestamp[rows] * 1_000_000) / 1e6
+        exchange = books.exchanges[exchange_code]
         result.append(
             SeriesStats(
-                books.exchanges[exchange_code],
+                exchange,
                 books.symbols[symbol_code],
                 len(rows),
                 seconds,
                 (len(rows) - 1) / seconds if seconds > 0 else float("nan"),
                 _percentile(spread, 50),
                 _percentile(spread, 99),
-                gaps,
+                check_sequence(exchange, books.sequence[rows]),
                 _percentile(delay_ms, 50),
                 _percentile(delay_ms, 99),
                 float(delay_ms.max()),
             )
         )
-    return result
+    return sorted(result, key=lambda s: (s.exchange, s.symbol))
 
 
-# -- kimchi premium ----------------------------------------------------------------------------
+# -- kimchi premium and executable edge ---------------------------------------------------------
 
 
 @dataclass
 class Premium:
-    """``mid_KRW / (mid_USDT * fx) - 1`` of one base asset on one venue pair, over time."""
+    """One base asset on one (KRW venue, USDT venue) pair, at every update of either
+    book (local time, ns): ``premium`` = mid_KRW / (mid_USDT * fx) - 1 and ``edge``,
+    the executable edge of those books (executable_edge, no fees), both fractions."""
 
     base: str
     krw_exchange: str
     usdt_exchange: str
     time_ns: np.ndarray
     premium: np.ndarray
+    edge: np.ndarray
 
     def summary(self) -> dict[str, float]:
         p = self.premium * 100
@@ -97,23 +170,39 @@ class Premium:
             "min_pct": float(np.min(p)),
             "max_pct": float(np.max(p)),
             "last_pct": float(p[-1]),
+            **_edge_summary(self.time_ns, self.edge),
         }
 
 
-def _mid_series(books: Books, exchange: str, symbol: str) -> tuple[np.ndarray, np.ndarray]:
-    """(local times, mids) of one series in time order, books without a mid left out."""
-    one = books.where(exchange, symbol)
-    order = np.argsort(one.local_timestamp_ns, kind="stable")
-    time_ns, mid = one.local_timestamp_ns[order], one.mid[order]
-    finite = np.isfinite(mid)
-    return time_ns[finite], mid[finite]
+def _edge_summary(time_ns: np.ndarray, edge: np.ndarray) -> dict[str, float]:
+    """Median and highest edge (%), and the share of the time (%) it was positive:
+    each value holds until the next one (the series' last instant counts for none)."""
+    filled = np.isfinite(edge)
+    held = np.diff(time_ns, append=time_ns[-1]).astype(np.float64)
+    total = held.sum()
+    positive = held[filled & (edge > 0)].sum()
+    e = edge[filled] * 100
+    return {
+        "edge_median_pct": float(np.median(e)) if len(e) else float("nan"),
+        "edge_max_pct": float(e.max()) if len(e) else float("nan"),
+        "edge_positive_time_pct": float(100 * positive / total) if total > 0 else float("nan"),
+    }
 
 
-def _as_of(times: np.ndarray, series: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The series' latest value at or before each of ``times`` (NaN before its first)."""
-    series_time, value = series
-    index = np.searchsorted(series_time, times, side="right") - 1
-    return np.where(index >= 0, value[np.maximum(index, 0)], np.nan)
+def _stream(
+    books: Books, mid: np.ndarray, exchange: str, symbol: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(local times, rows) of one stream's two-sided books (those with a mid), in time
+    order."""
+    rows = _stream_rows(books, books.exchanges.index(exchange), books.symbols.index(symbol))
+    rows = rows[np.isfinite(mid[rows])]
+    return books.local_timestamp_ns[rows], rows
+
+
+def _as_of(times: np.ndarray, series_time: np.ndarray) -> np.ndarray:
+    """For each of ``times``, the index of the series' latest point at or before it
+    (-1 before its first)."""
+    return np.searchsorted(series_time, times, side="right") - 1
 
 
 def _split(symbol: str) -> tuple[str, str]:
@@ -133,41 +222,153 @@ def fx_source(books: Books) -> str | None:
 
 
 def kimchi_premiums(books: Books, fixed_fx: float | None = None) -> tuple[list[Premium], str]:
-    """Premium per base asset and (KRW venue, USDT venue) pair, aligned by local time:
-    at every update of either book, the as-of mids of both and of the fx book.
-    Returns the premiums and where fx came from."""
+    """Premium and executable edge (for EDGE_NOTIONAL_KRW) per base asset and (KRW
+    venue, USDT venue) pair, aligned by local time: at every update of either book,
+    the latest books of both and the latest fx. Returns them and where fx came from."""
+    if not len(books):
+        return [], "no books"
+    mid = books.mid
     if fixed_fx is not None:
-        fx_series = (np.array([np.iinfo(np.int64).min]), np.array([fixed_fx]))
+        fx_time, fx_values = np.array([np.iinfo(np.int64).min]), np.array([fixed_fx])
         fx_text = f"fixed {fixed_fx:g} KRW/USDT"
     else:
         venue = fx_source(books)
         if venue is None:
             return [], f"no {FX_SYMBOL} book on a KRW venue (give --fx)"
-        fx_series = _mid_series(books, venue, FX_SYMBOL)
+        fx_time, fx_rows = _stream(books, mid, venue, FX_SYMBOL)
+        fx_values = mid[fx_rows]
         fx_text = f"{FX_SYMBOL} mid on {venue}"
-    present = {
-        (books.exchanges[e], books.symbols[s])
-        for e, s in set(zip(books.exchange_code.tolist(), books.symbol_code.tolist(), strict=True))
-    }
-    krw = sorted((e, _split(s)[0]) for e, s in present if _split(s)[1] == KRW)
-    usdt = sorted((e, _split(s)[0]) for e, s in present if _split(s)[1] == USDT)
+    present = [(books.exchanges[e], books.symbols[s]) for e, s in _streams(books)]
+    krw = sorted((_split(s)[0], e) for e, s in present if _split(s)[1] == KRW)
+    usdt = sorted((_split(s)[0], e) for e, s in present if _split(s)[1] == USDT)
     result = []
-    for krw_exchange, base in krw:
-        if base == USDT:
-            continue
-        for usdt_exchange, other in usdt:
-            if other != base:
+    for base, krw_exchange in krw:
+        for usdt_exchange in (e for b, e in usdt if b == base and base != USDT):
+            k_time, k_rows = _stream(books, mid, krw_exchange, f"{base}-{KRW}")
+            u_time, u_rows = _stream(books, mid, usdt_exchange, f"{base}-{USDT}")
+            times = np.union1d(k_time, u_time)
+            k, u, f = _as_of(times, k_time), _as_of(times, u_time), _as_of(times, fx_time)
+            fx = np.where(f >= 0, fx_values[np.maximum(f, 0)], np.nan)
+            valid = (k >= 0) & (u >= 0) & np.isfinite(fx)
+            if not valid.any():
                 continue
-            k = _mid_series(books, krw_exchange, f"{base}-{KRW}")
-            u = _mid_series(books, usdt_exchange, f"{base}-{USDT}")
-            times = np.union1d(k[0], u[0])
-            premium = _as_of(times, k) / (_as_of(times, u) * _as_of(times, fx_series)) - 1
-            valid = np.isfinite(premium)
-            if valid.any():
-                result.append(
-                    Premium(base, krw_exchange, usdt_exchange, times[valid], premium[valid])
-                )
+            k, u, fx = k_rows[k[valid]], u_rows[u[valid]], fx[valid]
+            premium = mid[k] / (mid[u] * fx) - 1
+            edge = executable_edge(books, k, u, fx, EDGE_NOTIONAL_KRW)
+            result.append(Premium(base, krw_exchange, usdt_exchange, times[valid], premium, edge))
     return result, fx_text
+
+
+def executable_edge(
+    books: Books, krw_rows: np.ndarray, usdt_rows: np.ndarray, fx: np.ndarray, notional_krw: float
+) -> np.ndarray:
+    """The radar's executable edge (radar_reader/include/radar_reader/engine.hpp) with
+    no fees, a fraction, for each pair of books: buy ``notional_krw`` walking one
+    venue's asks, sell that quantity (or what the other's bids hold) into the other's
+    bids, USDT prices times ``fx``; the better of the two directions, NaN when
+    neither fills. Only the levels loaded (``depth``) are walked."""
+    k_bid = (books.bid_price[krw_rows], books.bid_qty[krw_rows])
+    k_ask = (books.ask_price[krw_rows], books.ask_qty[krw_rows])
+    u_bid = (books.bid_price[usdt_rows] * fx[:, None], books.bid_qty[usdt_rows])
+    u_ask = (books.ask_price[usdt_rows] * fx[:, None], books.ask_qty[usdt_rows])
+    return np.fmax(_edge(u_ask, k_bid, notional_krw), _edge(k_ask, u_bid, notional_krw))
+
+
+def _edge(
+    asks: tuple[np.ndarray, np.ndarray], bids: tuple[np.ndarray, np.ndarray], notional: float
+) -> np.ndarray:
+    """(proceeds - cost) / cost of buying with ``notional`` on ``asks`` and selling the
+    same quantity into ``bids``, each side (prices, quantities), NaN past its depth."""
+    ask_price, ask_qty = _levels_there(*asks)
+    bid_price, bid_qty = _levels_there(*bids)
+    cost = ask_price * ask_qty
+    spent_before = np.cumsum(cost, axis=1) - cost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        affordable = np.where(ask_qty > 0, (notional - spent_before) / ask_price, 0.0)
+        quantity = np.minimum(np.clip(affordable, 0, ask_qty).sum(axis=1), bid_qty.sum(axis=1))
+        paid = _walk(ask_price, ask_qty, quantity)
+        edge = (_walk(bid_price, bid_qty, quantity) - paid) / paid
+    return np.where(quantity > 0, edge, np.nan)
+
+
+def _levels_there(price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The levels with zeros where there is none (NaN price or quantity)."""
+    there = np.isfinite(price) & np.isfinite(qty)
+    return np.where(there, price, 0.0), np.where(there, qty, 0.0)
+
+
+def _walk(price: np.ndarray, qty: np.ndarray, quantity: np.ndarray) -> np.ndarray:
+    """The value of ``quantity`` (per row) taken from the best level on."""
+    before = np.cumsum(qty, axis=1) - qty
+    return (np.clip(quantity[:, None] - before, 0, qty) * price).sum(axis=1)
+
+
+# -- the radar's results ------------------------------------------------------------------------
+
+
+@dataclass
+class RadarEdge:
+    """The radar's results for one pair: ``edge`` after the taker fees it was run with
+    (``radar --fee``), a fraction, NaN when stale or unfilled, for ``notional_krw``,
+    at the local time of the book that triggered each result."""
+
+    base: str
+    krw_exchange: str
+    usdt_exchange: str
+    time_ns: np.ndarray
+    edge: np.ndarray
+    notional_krw: float
+
+    def summary(self) -> dict[str, float]:
+        return _edge_summary(self.time_ns, self.edge)
+
+
+def is_results_journal(source: str | os.PathLike[str]) -> bool:
+    """Whether ``source`` is a journal directory of the radar's results (payload RDR1)."""
+    path = Path(source)
+    indices = segment_indices(path) if path.is_dir() else []
+    if not indices:
+        return False
+    try:
+        with MappedSegment(segment_path(path, indices[-1])) as segment:
+            return segment.header.payload_id == RADAR_RESULT_SCHEMA.payload_id
+    except (OSError, JournalError):  # load_books says what is wrong with it
+        return False
+
+
+def radar_edges(
+    paths: Iterable[str | os.PathLike[str]],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    exchanges: Iterable[str] | None = None,
+) -> list[RadarEdge]:
+    """The results journals' edges per pair, in the time range (on the triggering
+    book's local time) and, given ``exchanges``, for the pairs of those venues."""
+    from journal._reader import Reader
+
+    allowed = None if exchanges is None else set(exchanges)
+    found: dict[tuple[str, str, str], tuple[list[int], list[float], float]] = {}
+    for path in paths:
+        with Reader(path, metrics=False) as reader:
+            for record in reader.available():
+                r = record.fields  # type: ignore[union-attr]
+                local = r["source_local_timestamp_ns"]
+                if (start_ns is not None and local < start_ns) or (
+                    end_ns is not None and local >= end_ns
+                ):
+                    continue
+                if allowed is not None and not {r["krw_exchange"], r["usdt_exchange"]} <= allowed:
+                    continue
+                key = (r["base"], r["krw_exchange"], r["usdt_exchange"])
+                times, edges, _ = found.setdefault(key, ([], [], r["notional_krw"]))
+                times.append(local)
+                edges.append(r["edge_bps"] / 1e4)
+    result = []
+    for (base, krw, usdt), (times, edges, notional) in sorted(found.items()):
+        order = np.argsort(np.array(times, np.int64), kind="stable")
+        time_ns = np.array(times, np.int64)[order]
+        result.append(RadarEdge(base, krw, usdt, time_ns, np.array(edges)[order], notional))
+    return result
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -177,45 +378,200 @@ def _time_text(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 2) -> list[str]:
+    """Lines of a text table, each column as wide as its widest cell; the first
+    ``left`` columns aligned left, the others right."""
+    cells = [list(header), *(list(row) for row in rows)]
+    widths = [max(len(row[c]) for row in cells) for c in range(len(header))]
+    return [
+        "  ".join(
+            cell.ljust(width) if c < left else cell.rjust(width)
+            for c, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in cells
+    ]
+
+
+def _gaps_text(books: Books) -> str:
+    return "segments missing, read around (--allow-gaps): " + "; ".join(map(str, books.gaps))
+
+
+def _number(value: float, digits: int) -> str:
+    return "-" if not np.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _count(value: int | None, checked: bool) -> str:
+    return "-" if value is None or not checked else f"{value:,}"
+
+
+def _sequence_notes(stats: list[SeriesStats]) -> list[str]:
+    """Per venue, what its sequence is and so what the seq columns count."""
+    lines = []
+    venues = sorted({s.exchange for s in stats})
+    width = max(map(len, venues))
+    for venue in venues:
+        known = venue_sequence(venue)
+        if not any(s.sequence.steps for s in stats if s.exchange == venue):
+            what = "no sequence in these books (0): not checked"
+        elif known.rule is SequenceRule.CONTIGUOUS:
+            what = f"{known.stored}: contiguous, a step of more than 1 is a gap"
+        else:
+            what = f"{known.stored}: not contiguous, gaps not counted"
+        lines.append(f"  {venue.ljust(width)}  {what}")
+    return lines
+
+
 def print_summary(
-    books: Books, stats: list[SeriesStats], premiums: list[Premium], fx_text: str, out: TextIO
+    books: Books,
+    stats: list[SeriesStats],
+    premiums: list[Premium],
+    fx_text: str,
+    out: TextIO,
+    radar: Sequence[RadarEdge] = (),
 ) -> None:
+    """The text report: the books in range (header, a row per stream, what each
+    venue's sequence is, the kimchi premiums), then the radar's results if any."""
     write = out.write
-    if not len(books):
+    if len(books):
+        _print_books(books, stats, premiums, fx_text, write)
+    else:
         write("no books in the sources for this range and filter\n")
-        return
+    if radar:
+        _print_radar(radar, write)
+
+
+def _print_books(
+    books: Books,
+    stats: list[SeriesStats],
+    premiums: list[Premium],
+    fx_text: str,
+    write: Callable[[str], Any],
+) -> None:
     local = books.local_timestamp_ns
     write(
         f"{len(books):,} books, {_time_text(int(local.min()))} .. {_time_text(int(local.max()))}"
-        f", {len(books.exchanges)} exchanges, {len(books.symbols)} symbols\n\n"
+        f", {len(np.unique(books.exchange_code))} exchanges, "
+        f"{len(np.unique(books.symbol_code))} symbols\n"
     )
-    write(
-        f"{'exchange':<10} {'symbol':<12} {'books':>9} {'rate/s':>9} {'spread bps':>11} "
-        f"{'p99 bps':>9} {'seq gaps':>9} {'delay p50 ms':>13} {'p99 ms':>9} {'max ms':>9}\n"
-    )
+    if books.gaps:
+        write(_gaps_text(books) + "\n")
+    header = ("exchange", "symbol", "books", "rate/s", "spread bps", "p99 bps")
+    header += ("seq gaps", "seq back", "seq repeat", "delay p50 ms", "p99 ms", "max ms")
+    rows = []
     for s in stats:
-        write(
-            f"{s.exchange:<10} {s.symbol:<12} {s.books:>9,} {s.rate_per_s:>9.2f} "
-            f"{s.spread_median_bps:>11.3f} {s.spread_p99_bps:>9.3f} {s.sequence_gaps:>9,} "
-            f"{s.delay_p50_ms:>13.3f} {s.delay_p99_ms:>9.3f} {s.delay_max_ms:>9.3f}\n"
+        checked = s.sequence.steps > 0
+        rows.append(
+            (
+                s.exchange,
+                s.symbol,
+                f"{s.books:,}",
+                _number(s.rate_per_s, 2),
+                _number(s.spread_median_bps, 3),
+                _number(s.spread_p99_bps, 3),
+                _count(s.sequence.gaps, checked),
+                _count(s.sequence.backwards, checked),
+                _count(s.sequence.repeated, checked),
+                _number(s.delay_p50_ms, 3),
+                _number(s.delay_p99_ms, 3),
+                _number(s.delay_max_ms, 3),
+            )
         )
-    write(f"\nkimchi premium (fx: {fx_text})\n")
+    write("\n" + "\n".join(_table(header, rows)) + "\n")
+    write(
+        "\nsequence per venue (seq back: lower than the book before, out of order; seq "
+        "repeat: the same; -: not counted):\n" + "\n".join(_sequence_notes(stats)) + "\n"
+    )
+    write(f"\nkimchi premium, % (fx: {fx_text})\n")
     if not premiums:
         write("  none: needs a BASE-KRW and a BASE-USDT book of the same base asset\n")
+    else:
+        _print_premiums(premiums, write)
+
+
+def _print_premiums(premiums: list[Premium], write: Callable[[str], Any]) -> None:
+    header = ("base", "KRW venue / USDT venue", "points", "mean", "median", "min", "max")
+    header += ("last", "edge p50", "edge max", "edge>0 time")
+    rows = []
     for p in premiums:
         s = p.summary()
-        write(
-            f"  {p.base:<6} {p.krw_exchange}/{p.usdt_exchange:<10} points={len(p.premium):>8,} "
-            f"mean={s['mean_pct']:+.3f}% median={s['median_pct']:+.3f}% "
-            f"min={s['min_pct']:+.3f}% max={s['max_pct']:+.3f}% last={s['last_pct']:+.3f}%\n"
+        rows.append(
+            (
+                p.base,
+                f"{p.krw_exchange} / {p.usdt_exchange}",
+                f"{len(p.premium):,}",
+                *(
+                    _signed(s[key])
+                    for key in ("mean_pct", "median_pct", "min_pct", "max_pct", "last_pct")
+                ),
+                _signed(s["edge_median_pct"]),
+                _signed(s["edge_max_pct"]),
+                _number(s["edge_positive_time_pct"], 1),
+            )
         )
+    write("\n".join("  " + line for line in _table(header, rows)) + "\n")
+    write(
+        f"  edge: executable edge from the books for {EDGE_NOTIONAL_KRW:,.0f} KRW, the better "
+        "direction, NO FEES (the radar's definition); edge>0 time: % of the time it was "
+        "positive\n"
+    )
+
+
+def _signed(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:+.3f}"
+
+
+def _print_radar(radar: Sequence[RadarEdge], write: Callable[[str], Any]) -> None:
+    header = ("base", "KRW venue / USDT venue", "results", "no edge", "edge p50", "edge max")
+    header += ("edge>0 time", "notional KRW")
+    rows = []
+    for r in radar:
+        s = r.summary()
+        rows.append(
+            (
+                r.base,
+                f"{r.krw_exchange} / {r.usdt_exchange}",
+                f"{len(r.edge):,}",
+                f"{int(np.count_nonzero(~np.isfinite(r.edge))):,}",
+                _signed(s["edge_median_pct"]),
+                _signed(s["edge_max_pct"]),
+                _number(s["edge_positive_time_pct"], 1),
+                f"{r.notional_krw:,.0f}",
+            )
+        )
+    write("\nradar results: executable edge after the radar's taker fees, %\n")
+    write("\n".join("  " + line for line in _table(header, rows)) + "\n")
+    write("  no edge: stale books or fx, or no fill (the radar's NaN)\n")
+
+
+# -- charts ---------------------------------------------------------------------------------------
+
+
+_STYLE: Final = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 11,
+    "figure.titlesize": 14,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "timezone": "UTC",
+}
 
 
 def write_charts(
-    books: Books, stats: list[SeriesStats], premiums: list[Premium], directory: Path
+    books: Books,
+    stats: list[SeriesStats],
+    premiums: list[Premium],
+    directory: Path,
+    *,
+    radar: Sequence[RadarEdge] = (),
+    fx_text: str | None = None,
 ) -> list[Path]:
-    """kimchi.png (premium over time), spread.png and delay.png (per series).
-    Raises ImportError without matplotlib."""
+    """kimchi.png (premium and executable edge over UTC time; only if there is a
+    premium), spread.png and delay.png (per stream). Raises ImportError without
+    matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,55 +579,245 @@ def write_charts(
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-
-    # One panel per base asset, a line per (KRW venue, USDT venue): sixteen lines
-    # on one panel hide the one that moves.
-    bases = sorted({p.base for p in premiums}) or [""]
-    start_ns = min((int(p.time_ns[0]) for p in premiums), default=0)
-    figure, panels = plt.subplots(
-        len(bases), 1, figsize=(11, 2.2 + 2.2 * len(bases)), sharex=True, squeeze=False
-    )
-    for axes, base in zip(panels[:, 0], bases, strict=True):
-        for p in (p for p in premiums if p.base == base):
-            axes.plot(
-                (p.time_ns - start_ns) / 1e9,
-                p.premium * 100,
-                lw=0.8,
-                label=f"{p.krw_exchange}/{p.usdt_exchange}",
-            )
-        axes.set(ylabel=f"{base} premium %")
-        axes.grid(alpha=0.3)
+    with plt.rc_context(_STYLE):
         if premiums:
-            axes.legend(fontsize=7, loc="upper left", ncol=4)
-    panels[0, 0].set_title("Kimchi premium per base asset (KRW venue / USDT venue)")
-    panels[-1, 0].set_xlabel("seconds from the first point")
-    written.append(_save(figure, directory / "kimchi.png", plt))
-
-    labels = [f"{s.exchange}\n{s.symbol}" for s in stats]
-    figure, axes = plt.subplots(figsize=(max(6, len(stats) * 0.9), 5))
-    x = np.arange(len(stats))
-    axes.bar(x - 0.2, [s.spread_median_bps for s in stats], 0.4, label="median")
-    axes.bar(x + 0.2, [s.spread_p99_bps for s in stats], 0.4, label="p99")
-    axes.set_xticks(x, labels, fontsize=7)
-    axes.set(ylabel="spread bps", title="Spread per exchange and symbol")
-    axes.legend()
-    written.append(_save(figure, directory / "spread.png", plt))
-
-    figure, axes = plt.subplots(figsize=(max(6, len(stats) * 0.9), 5))
-    axes.bar(x - 0.2, [s.delay_p50_ms for s in stats], 0.4, label="p50")
-    axes.bar(x + 0.2, [s.delay_p99_ms for s in stats], 0.4, label="p99")
-    axes.set_xticks(x, labels, fontsize=7)
-    axes.set(ylabel="ms", title="Exchange-to-local delay")
-    axes.legend()
-    written.append(_save(figure, directory / "delay.png", plt))
+            figure = _kimchi_figure(plt, premiums, radar, fx_text)
+            written.append(_save(plt, figure, directory / "kimchi.png"))
+        if stats:
+            spread = [(s.spread_median_bps, s.spread_p99_bps, np.nan) for s in stats]
+            figure = _dot_figure(
+                plt,
+                stats,
+                spread,
+                "Bid-ask spread per stream: median (dot) to p99 (bar end)",
+                "spread, bps (log scale)",
+                log=True,
+            )
+            written.append(_save(plt, figure, directory / "spread.png"))
+            delay = [(s.delay_p50_ms, s.delay_p99_ms, s.delay_max_ms) for s in stats]
+            figure = _dot_figure(
+                plt,
+                stats,
+                delay,
+                "Exchange time to local receive time: p50 (dot) to p99 (bar end), max (x)",
+                "delay, ms (negative: the clocks disagree)",
+                log=False,
+            )
+            written.append(_save(plt, figure, directory / "delay.png"))
     return written
 
 
-def _save(figure: Any, path: Path, plt: Any) -> Path:
+def _kimchi_figure(
+    plt: Any, premiums: list[Premium], radar: Sequence[RadarEdge], fx_text: str | None
+) -> Any:
+    """A row per base asset: the mid premium on the left, the executable edge on the
+    right (the radar's if given, else the books'), both in % on one scale so that the
+    two compare at a glance, against UTC time; one colour per venue pair."""
+    pairs = sorted({(p.krw_exchange, p.usdt_exchange) for p in premiums})
+    pairs += sorted({(r.krw_exchange, r.usdt_exchange) for r in radar} - set(pairs))
+    palette = plt.get_cmap("tab10" if len(pairs) <= 10 else "tab20").colors
+    colour = {pair: palette[k % len(palette)] for k, pair in enumerate(pairs)}
+    bases = sorted({p.base for p in premiums})
+    figure, panels = plt.subplots(
+        len(bases),
+        2,
+        figsize=(15, 1.6 + 2.7 * len(bases)),
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
+    if radar:
+        notional = ", ".join(sorted({f"{r.notional_krw:,.0f}" for r in radar}))
+        edge_title = f"Executable edge after the radar's taker fees, {notional} KRW (radar)"
+        edges: Sequence[Premium | RadarEdge] = radar
+    else:
+        edge_title = f"Executable edge for {EDGE_NOTIONAL_KRW:,.0f} KRW, NO FEES (from the books)"
+        edges = premiums
+    for row, base in zip(panels, bases, strict=True):
+        left, right = row
+        for p in (p for p in premiums if p.base == base):
+            _line(left, p.time_ns, p.premium * 100, colour[p.krw_exchange, p.usdt_exchange])
+        for e in (e for e in edges if e.base == base):
+            _line(right, e.time_ns, e.edge * 100, colour[e.krw_exchange, e.usdt_exchange])
+        low, high = right.get_ylim()
+        if low < 0 < high:  # break-even, where it is in view (not squeezing the lines)
+            right.axhline(0, color="black", lw=1.0, ls="--")
+            right.set_ylim(low, high)
+        left.set_ylabel(f"{base}, %", fontsize=13, fontweight="bold")
+        right.tick_params(labelleft=True)
+    panels[0, 0].set_title("Kimchi premium, mid: KRW mid / (USDT mid x fx) - 1")
+    panels[0, 1].set_title(edge_title)
+    times = np.concatenate([p.time_ns[[0, -1]] for p in premiums])
+    for axes in panels[-1]:
+        _time_axis(axes, times)
+    handles = [
+        plt.Line2D([], [], color=colour[pair], lw=3, label=f"{pair[0]} / {pair[1]}")
+        for pair in pairs
+    ]
+    title = "Kimchi premium per base asset, KRW venue / USDT venue: " + _span_text(times)
+    figure.suptitle(title + (f"  (fx: {fx_text})" if fx_text else ""))
+    figure.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=min(len(handles), 6),
+        bbox_to_anchor=(0.5, 1 - 0.45 / figure.get_figheight()),
+        frameon=False,
+    )
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.75 / figure.get_figheight()))
+    return figure
+
+
+def _span_text(times: np.ndarray) -> str:
+    """``2026-12-04 21:14:34 .. 21:15:04 UTC`` (the end's date only if another day, ms
+    if the span is under a minute)."""
+    first, last = (datetime.fromtimestamp(int(t) / 1e9, UTC) for t in (times.min(), times.max()))
+    cut = -3 if (last - first).total_seconds() < 60 else -7
+    end = last.strftime("%H:%M:%S.%f" if last.date() == first.date() else "%Y-%m-%d %H:%M:%S.%f")
+    return f"{first:%Y-%m-%d %H:%M:%S.%f}"[:cut] + f" .. {end[:cut]} UTC"
+
+
+def _line(axes: Any, time_ns: np.ndarray, values: np.ndarray, colour: Any) -> None:
+    """A series against UTC time, as a step line (each value holds until the next),
+    thinned to CHART_BUCKETS buckets keeping each one's low and high."""
+    time_ns, values = _thin(time_ns, values, CHART_BUCKETS)
+    x = time_ns.astype("datetime64[ns]")
+    axes.plot(x, values, color=colour, lw=1.0, alpha=0.85, drawstyle="steps-post")
+
+
+def _thin(time_ns: np.ndarray, values: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points of the lowest and highest value of each of ``buckets`` equal time
+    buckets, and the first NaN of each run of them (so a series that goes dark shows
+    a hole), in time order."""
+    if len(time_ns) <= 2 * buckets:
+        return time_ns, values
+    span = max(int(time_ns[-1]) - int(time_ns[0]), 1)
+    bucket = ((time_ns - time_ns[0]) * (buckets / span)).astype(np.int64)
+    finite = np.isfinite(values)
+    keep = ~finite & np.append(True, finite[:-1])
+    points = np.flatnonzero(finite)
+    by_value = points[np.lexsort((values[points], bucket[points]))]  # in each bucket
+    lowest = np.flatnonzero(np.diff(bucket[by_value], prepend=-1))
+    highest = np.append(lowest[1:], len(by_value)) - 1
+    keep[by_value[lowest]] = keep[by_value[highest]] = True
+    return time_ns[keep], values[keep]
+
+
+def _time_axis(axes: Any, times: np.ndarray) -> None:
+    """Clock times as a trader reads them (``21:14:35``; ms under a 5 s span, the
+    date at each tick across days), the day in the label."""
+    import matplotlib.dates as mdates
+    from matplotlib.ticker import FuncFormatter
+
+    first, last = (datetime.fromtimestamp(int(t) / 1e9, UTC) for t in (times.min(), times.max()))
+    seconds = (last - first).total_seconds()
+    if first.date() != last.date():
+        text, label = "%m-%d %H:%M", "time, UTC"
+    else:
+        text = "%H:%M:%S.%f" if seconds < 5 else "%H:%M:%S" if seconds < 3 * 3600 else "%H:%M"
+        label = f"time, UTC, {first:%Y-%m-%d}"
+    cut = -3 if text.endswith("%f") else None  # microseconds to milliseconds
+    axes.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=8))
+    axes.xaxis.set_major_formatter(
+        FuncFormatter(lambda x, _: mdates.num2date(x, UTC).strftime(text)[:cut])
+    )
+    axes.set_xlabel(label)
+
+
+def _dot_figure(
+    plt: Any,
+    stats: list[SeriesStats],
+    values: list[tuple[float, float, float]],
+    title: str,
+    xlabel: str,
+    *,
+    log: bool,
+) -> Any:
+    """A row per stream, grouped by symbol: a dot at the typical value, a bar to the
+    p99, an x at the extreme (NaN: none), coloured by venue, the typical and p99
+    values written beside them. Horizontal, so that the names stay readable however
+    many streams there are."""
+    order = sorted(range(len(stats)), key=lambda k: (stats[k].symbol, stats[k].exchange))
+    venues = sorted({s.exchange for s in stats})
+    palette = plt.get_cmap("tab10").colors
+    colour = {venue: palette[k % len(palette)] for k, venue in enumerate(venues)}
+    figure, axes = plt.subplots(figsize=(12, 1.4 + 0.5 * len(stats)))
+    for y, k in enumerate(order):
+        typical, tail, extreme = values[k]
+        c = colour[stats[k].exchange]
+        if log and not typical > 0:
+            axes.annotate("0 or none", (1, y), xycoords=("axes fraction", "data"), ha="right")
+            continue
+        axes.plot([typical, tail], [y, y], color=c, lw=4, alpha=0.45, solid_capstyle="butt")
+        axes.plot([typical], [y], "o", color=c, ms=8)
+        if np.isfinite(extreme):
+            axes.plot([extreme], [y], "x", color=c, ms=8, mew=2)
+        axes.annotate(
+            _short(typical), (typical, y), xytext=(0, 5), textcoords="offset points", ha="center"
+        )
+        if np.isfinite(tail):
+            axes.annotate(
+                f"p99 {_short(tail)}",
+                (tail, y),
+                xytext=(0, -6),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                color="dimgrey",
+                fontsize=9,
+            )
+    labels = [f"{stats[k].symbol}  {stats[k].exchange}" for k in order]
+    axes.set_yticks(range(len(order)), labels)
+    for y in range(1, len(order)):
+        if stats[order[y]].symbol != stats[order[y - 1]].symbol:
+            axes.axhline(y - 0.5, color="grey", lw=0.8)
+    axes.set_ylim(len(order) - 0.5, -0.7)
+    axes.margins(x=0.06)  # room for the labels at the ends
+    if log:
+        from matplotlib.ticker import FuncFormatter
+
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.set_xlabel(xlabel)
+    axes.set_title(title, pad=34)
+    axes.grid(axis="y", visible=False)
+    handles = [plt.Line2D([], [], color=colour[v], marker="o", lw=0, label=v) for v in venues]
+    axes.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=len(venues),
+        frameon=False,
+    )
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    return figure
+
+
+def _short(value: float) -> str:
+    """3 significant digits, whole numbers from 100 on (1,470, not 1.47e+03)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    try:
+        with _replacing(path) as temporary:
+            figure.savefig(temporary, dpi=110, format="png")
+    finally:
+        plt.close(figure)
     return path
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; renamed to ``path`` once written,
+    removed if anything (Ctrl-C included) stops the writing: ``path`` is the whole
+    new file, or what it was."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 # -- Parquet -----------------------------------------------------------------------------------
@@ -308,49 +854,108 @@ def to_arrow(books: Books) -> Any:
         "journal.depth": str(depth),
         "journal.exchanges": json.dumps(books.exchanges),
         "journal.symbols": json.dumps(books.symbols),
+        "journal.gaps": json.dumps([str(gap) for gap in books.gaps]),
     }
     return pa.table(columns).replace_schema_metadata(metadata)
 
 
 def write_parquet(books: Books, path: Path) -> None:
+    """zstd Parquet, a row group at a time, under a temporary name until complete."""
     import pyarrow.parquet as pq
 
-    pq.write_table(to_arrow(books), path, compression="zstd")
+    table = to_arrow(books)
+    with (
+        _replacing(path) as temporary,
+        pq.ParquetWriter(temporary, table.schema, compression="zstd") as writer,
+    ):
+        for start in range(0, max(len(books), 1), PARQUET_ROW_GROUP):
+            writer.write_table(table.slice(start, PARQUET_ROW_GROUP))
 
 
 # -- the commands --------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace) -> Books:
+def _load(args: argparse.Namespace, sources: Sequence[str]) -> Books:
     return load_books(
-        args.sources,
+        sources,
         start_ns=args.start,
         end_ns=args.end,
         exchanges=args.exchange,
         symbols=args.symbol,
         depth=args.depth,
+        allow_gaps=args.allow_gaps,
     )
 
 
+def _interruptible(command: str, run: Callable[[], int]) -> int:
+    """``run()``, or after Ctrl-C one line and INTERRUPTED: the loader's threads are
+    stopped and the partial outputs removed by then (load_books, _replacing)."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print(f"journal {command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _output_problem(path: Path, option: str, *, directory: bool) -> str | None:
+    """Why ``path`` (a file to write, or a ``directory`` to write files in, made if
+    missing) cannot be written, checked before anything is loaded; None if it can."""
+    if directory:
+        if path.exists() and not path.is_dir():
+            return f"{option} {path}: not a directory; give a directory for the files"
+        existing = next(p for p in (path, *path.parents) if p.exists())
+    else:
+        if path.is_dir():
+            return f"{option} {path}: a directory; give a file, e.g. {path / 'books.parquet'}"
+        existing = path.parent
+        if not existing.is_dir():
+            what = "is not a directory" if existing.exists() else "does not exist"
+            return f"{option} {path}: {existing} {what}; create the directory or write elsewhere"
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"{option} {path}: cannot write in {existing}; give a path you can write to"
+    return None
+
+
 def run_analyze(args: argparse.Namespace) -> int:
-    books = _load(args)
+    if args.charts and (problem := _output_problem(Path(args.charts), "--charts", directory=True)):
+        print(f"journal analyze: {problem}", file=sys.stderr)
+        return 2
+    return _interruptible("analyze", lambda: _analyze(args))
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    results = [s for s in args.sources if is_results_journal(s)]
+    sources = [s for s in args.sources if s not in results]
+    books = _load(args, sources)
+    radar = radar_edges(results, args.start, args.end, args.exchange) if results else []
     stats = series_stats(books) if len(books) else []
-    premiums, fx_text = kimchi_premiums(books, args.fx) if len(books) else ([], "")
-    print_summary(books, stats, premiums, fx_text, sys.stdout)
-    if args.charts:
-        try:
-            written = write_charts(books, stats, premiums, Path(args.charts))
-        except ImportError:
-            print(
-                "\ncharts not written: matplotlib is not installed "
-                "(pip install 'orderbook-journal[analysis]')"
-            )
-            return 0
-        print("\ncharts: " + ", ".join(str(path) for path in written))
+    premiums, fx_text = kimchi_premiums(books, args.fx)
+    print_summary(books, stats, premiums, fx_text, sys.stdout, radar)
+    if not args.charts:
+        return 0
+    if not len(books):
+        print("\ncharts not written: no books to draw")
+        return 0
+    try:
+        written = write_charts(
+            books, stats, premiums, Path(args.charts), radar=radar, fx_text=fx_text
+        )
+    except ImportError:
+        print(
+            "\ncharts not written: matplotlib is not installed "
+            "(pip install 'orderbook-journal[analysis]')"
+        )
+        return 0
+    print("\ncharts: " + ", ".join(str(path) for path in written))
+    if not premiums:
+        print("kimchi.png not written: no kimchi premium to draw (see above)")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    if problem := _output_problem(Path(args.parquet), "--parquet", directory=False):
+        print(f"journal export: {problem}", file=sys.stderr)
+        return 2
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -359,7 +964,13 @@ def run_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    books = _load(args)
+    return _interruptible("export", lambda: _export(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    books = _load(args, args.sources)
+    if books.gaps:
+        print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
     write_parquet(books, Path(args.parquet))
     print(f"{len(books):,} books -> {args.parquet}")
     return 0
@@ -370,7 +981,8 @@ def add_source_arguments(parser: argparse.ArgumentParser, parse_time: Any) -> No
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="archive files, ARCHIVE/<stream> or ARCHIVE directories, journal directories",
+        help="archive files, ARCHIVE/<stream> or ARCHIVE directories, journal directories "
+        "(analyze: also the radar's results journal, for its executable edges)",
     )
     parser.add_argument(
         "--from",
@@ -390,4 +1002,10 @@ def add_source_arguments(parser: argparse.ArgumentParser, parse_time: Any) -> No
         type=int,
         default=DEFAULT_DEPTH,
         help=f"levels per side (default {DEFAULT_DEPTH})",
+    )
+    parser.add_argument(
+        "--allow-gaps",
+        action="store_true",
+        help="read around segments missing in the middle of a stream (said in the output) "
+        "instead of refusing",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import struct
 import sys
 import time
@@ -252,7 +253,8 @@ def _flat(mid: float, count: int = 3) -> tuple[list[list[float]], list[list[floa
 
 def write_market(root: Path) -> list[Path]:
     """Upbit (BTC-KRW, USDT-KRW) and Binance (BTC-USDT) with a +0.5% kimchi premium,
-    Binance with one sequence gap and a 5 ms exchange-to-local delay."""
+    Binance with a 5 ms exchange-to-local delay and update ids that skip 5 once (a
+    diff of 6 updates: no gap, Binance's ids are not contiguous)."""
     upbit, binance = root / "upbit", root / "binance"
     t0 = LOCAL_NS0
     with journal.Writer(upbit, segment_size=SEGMENT) as writer:
@@ -274,6 +276,19 @@ def write_market(root: Path) -> list[Path]:
     return [upbit, binance]
 
 
+def premium_row(out: str, base: str, pair: str) -> dict[str, str]:
+    """The kimchi premium table's row of ``base`` on ``pair``, by column name (cells are
+    two or more spaces apart, names have single spaces)."""
+    lines = out.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("kimchi premium"))
+    header = re.split(r"\s{2,}", lines[start + 1].strip())
+    for line in lines[start + 2 :]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells[:2] == [base, pair]:
+            return dict(zip(header, cells, strict=True))
+    raise AssertionError(f"no {base} {pair} row in:\n{out}")
+
+
 def test_analyze_prints_summary(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sources = [str(p) for p in write_market(shm_dir)]
     assert cli.main(["analyze", *sources]) == 0
@@ -283,12 +298,12 @@ def test_analyze_prints_summary(shm_dir: Path, capsys: pytest.CaptureFixture[str
     binance = lines[("binance", "BTC-USDT")]
     assert binance[2] == "200" and binance[3] == "200.00"  # books, rate per second
     assert float(binance[4]) == pytest.approx(1.0, rel=1e-6)  # median spread bps
-    assert binance[6] == "1"  # one sequence gap
-    assert 5.0 <= float(binance[7]) < 6.0  # delay p50 ms
-    assert lines[("upbit", "BTC-KRW")][6] == "0"  # no sequence numbers: no gaps
+    assert binance[6:9] == ["-", "0", "0"]  # gaps not defined; none back, none repeated
+    assert 5.0 <= float(binance[9]) < 6.0  # delay p50 ms
+    assert lines[("upbit", "BTC-KRW")][6:9] == ["-", "-", "-"]  # no sequence numbers
     assert "USDT-KRW mid on upbit" in out
-    premium = next(line for line in out.splitlines() if "upbit/binance" in line)
-    assert "mean=+0.500%" in premium and "last=+0.500%" in premium
+    premium = premium_row(out, "BTC", "upbit / binance")
+    assert premium["mean"] == premium["last"] == "+0.500"
 
 
 def test_analyze_time_range_and_fixed_fx(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -297,7 +312,8 @@ def test_analyze_time_range_and_fixed_fx(shm_dir: Path, capsys: pytest.CaptureFi
     assert cli.main(["analyze", *sources, "--to", str(end), "--fx", "1407"]) == 0
     out = capsys.readouterr().out
     assert "200 books" in out  # 50 + 50 on upbit, 100 on binance
-    assert "fixed 1407 KRW/USDT" in out and "mean=+0.000%" in out
+    assert "fixed 1407 KRW/USDT" in out
+    assert premium_row(out, "BTC", "upbit / binance")["mean"] == "+0.000"
 
 
 def test_analyze_writes_charts(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

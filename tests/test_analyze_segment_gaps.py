@@ -4,7 +4,10 @@ and the live journal of a stream considered together."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +122,44 @@ def test_a_new_incarnation_without_its_first_segments_is_a_gap(
     with pytest.raises(MissingSegmentsError) as raised:
         load_books([stream, journal_dir])
     assert raised.value.gaps == (SegmentGap("books", born, 0, 1),)
+
+
+def test_journal_analyze_says_which_segments_are_missing(stream: Path, journal_dir: Path) -> None:
+    """Exit 2 and one line naming the stream and segment; --allow-gaps reads around it
+    and says so in the summary."""
+    archive_of(stream, 3).unlink()
+    for index in (0, 1, 2, 3):
+        segment_path(journal_dir, index).unlink()
+    command = [sys.executable, "-m", "journal.cli", "analyze", str(stream), str(journal_dir)]
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2, failed.stderr
+    assert failed.stderr.startswith("journal analyze: stream books: segment 3 missing")
+    assert len(failed.stderr.splitlines()) == 1 and not failed.stdout
+    allowed = subprocess.run([*command, "--allow-gaps"], capture_output=True, text=True, timeout=60)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "missing, read around (--allow-gaps): stream books: segment 3 missing" in allowed.stdout
+
+
+def test_journal_export_refuses_or_reads_around_missing_segments(
+    stream: Path, journal_dir: Path, shm_dir: Path
+) -> None:
+    """As analyze; what --allow-gaps read around is said on stderr and kept in the
+    Parquet file's metadata (journal.gaps)."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') is not installed")
+    archive_of(stream, 3).unlink()
+    for index in (0, 1, 2, 3):
+        segment_path(journal_dir, index).unlink()
+    out = shm_dir / "books.parquet"
+    command = [sys.executable, "-m", "journal.cli", "export", str(stream), str(journal_dir)]
+    command += ["--parquet", str(out)]
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 2 and not out.exists()
+    assert failed.stderr.startswith("journal export: stream books: segment 3 missing")
+    allowed = subprocess.run([*command, "--allow-gaps"], capture_output=True, text=True, timeout=60)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stderr == (
+        "journal export: segments missing, read around (--allow-gaps): "
+        "stream books: segment 3 missing\n"
+    )
+    metadata = pq.read_schema(out).metadata
+    assert json.loads(metadata[b"journal.gaps"]) == ["stream books: segment 3 missing"]
