@@ -4,6 +4,7 @@ stops the process cleanly (one line, exit 130, no partial file), real processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -58,8 +59,11 @@ def wait_until_mapped(process: subprocess.Popen[str], directory: Path) -> None:
     (it maps every segment while planning, before decoding any)."""
     maps = Path(f"/proc/{process.pid}/maps")
     deadline = time.monotonic() + 60
-    while str(directory) not in maps.read_text():
+    while True:
         assert process.poll() is None, process.communicate()
+        with contextlib.suppress(FileNotFoundError):  # it exited since: said just above
+            if str(directory) in maps.read_text():
+                return
         assert time.monotonic() < deadline, "the load never started"
         time.sleep(0.001)
 
