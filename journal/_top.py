@@ -1,4 +1,4 @@
-"""``journal top JOURNAL_DIR...``: writers and readers of journals, live.
+"""``journal top JOURNAL...``: writers and readers of journals, live.
 
 Every ``--interval`` seconds it takes a snapshot of each journal (journal._monitor)
 and shows, per journal: the writer (alive or not, its pid), records, records/s and
@@ -36,6 +36,7 @@ from journal._monitor import (
     latency_percentile,
     snapshot,
 )
+from journal.cli import positive_number
 
 DEFAULT_INTERVAL_S: Final = 1.0
 _CLEAR: Final = "\x1b[H\x1b[2J"
@@ -263,18 +264,11 @@ def log_lines(rows: Sequence[JournalRow]) -> str:
 # -- the command -------------------------------------------------------------------------
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be > 0 seconds")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_journals_argument(parser)
     parser.add_argument(
         "--interval",
-        type=_positive,
+        type=positive_number,
         default=DEFAULT_INTERVAL_S,
         metavar="SECONDS",
         help=f"refresh every SECONDS (default {DEFAULT_INTERVAL_S:g}); rates are over it",

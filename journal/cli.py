@@ -1,45 +1,95 @@
-"""The ``journal`` command: inspect, demo, compact, analyze, export, import and monitor journals."""
+"""The ``journal`` command: inspect, demo, compact, analyze, export, import and monitor journals.
+
+Usage errors (a path that is not a journal, a file where a directory is needed, no
+permission, a bad option value) are one line on stderr naming the path or value and
+what is wrong with it, exit status 2; damage found in a journal or an archive is
+exit status 1, as ``journal verify`` and the radar have it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.metadata
 import json
+import math
+import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Final
 
-from journal._errors import JournalError
+from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._reader import IDLE_STRATEGIES, Reader, Start
+
+_POSITION: Final = re.compile(r"(\d+):(\d+)", re.ASCII)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+START_FORMS: Final = (
+    "beginning, end, SEGMENT:OFFSET (a position dump printed), ns since the epoch, or an "
+    "ISO-8601 time with its zone such as 2026-11-29T15:00:00+00:00"
+)
 
 
 def _parse_start(text: str) -> Start:
-    """``beginning``, ``end``, ``SEGMENT:OFFSET``, ns since the epoch, or ISO-8601 time."""
+    """A ``--from`` or ``--to`` value in one of START_FORMS, the same in every command
+    (argparse names the option in its error). An ISO time becomes exact ns: float
+    seconds would move a microsecond-precise time by one."""
     if text in ("beginning", "end"):
         return text  # type: ignore[return-value]
-    if ":" in text and text.replace(":", "").isdigit():
-        segment, offset = text.split(":")
-        return (int(segment), int(offset))
-    if text.isdigit():
+    if position := _POSITION.fullmatch(text):
+        return (int(position[1]), int(position[2]))
+    if text.isascii() and text.isdecimal():
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--from {text!r}: use beginning, end, SEGMENT:OFFSET, ns since the epoch or "
-            "an ISO-8601 time such as 2026-11-29T15:00:00+00:00"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r}: use {START_FORMS}") from None
     if moment.tzinfo is None:
         raise argparse.ArgumentTypeError(
-            f"--from {text!r}: give the time zone (e.g. +00:00), times are not guessed"
+            f"{text!r}: give the time zone (e.g. +00:00), times are not guessed"
         )
-    return int(moment.timestamp() * 1_000_000_000)
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def positive_number(text: str) -> float:
+    """A finite number above 0 (``--duration``, ``--interval``, ``--fx``): 0 or less
+    would never wait or price nothing, and time.sleep refuses infinity."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number above 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of 1 or more (``--limit``, ``--rate``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
+def _existing_directory(text: str) -> Path:
+    """``dump --archive DIR``: a root the compactor wrote, never a typo read as an
+    archive that holds nothing."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text} {what}: give the compactor's --archive directory")
+    return path
 
 
 def _info(args: argparse.Namespace) -> int:
     from journal._inspect import summarize
 
-    summary = summarize(args.path)
+    summary = summarize(args.journal)
     alive = {True: "alive", False: "not running", None: "never started"}[summary.writer_alive]
     newest = summary.segments[-1].header
     print(f"journal {summary.path}")
@@ -63,15 +113,27 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _dump(args: argparse.Namespace) -> int:
+    from journal._archive import archive_files
+    from journal._monitor import journal_absence
+
     write = sys.stdout.write
     count = 0
+    absence = journal_absence(Path(args.journal))
     with Reader(
-        args.path,
+        args.journal,
         start=args.start,
         verify=not args.no_verify,
         idle=args.idle,
         archive=args.archive,
     ) as reader:
+        if absence is not None and not (reader.archive_dir and archive_files(reader.archive_dir)):
+            if not args.follow:
+                raise JournalError(absence)
+            print(
+                f"journal dump: {absence}; waiting for a writer to create it (Ctrl-C stops)",
+                file=sys.stderr,
+                flush=True,
+            )
         records = iter(reader) if args.follow else reader.available()
         for record in records:
             write(json.dumps(record.to_dict(), separators=(",", ":")) + "\n")
@@ -86,9 +148,9 @@ def _dump(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from journal._inspect import verify
 
-    report = verify(args.path)
+    report = verify(args.journal)
     if report.first_error is None:
-        print(f"OK: {report.records:,} records in {report.segments} segments of {args.path}")
+        print(f"OK: {report.records:,} records in {report.segments} segments of {args.journal}")
         for note in report.notes:
             print(f"  {note}")
         return 0
@@ -118,61 +180,141 @@ def _compact(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
-    return value
+def _check_source_arguments(args: argparse.Namespace) -> None:
+    """analyze's and export's ``--from``/``--to`` made what load_books takes (ns or
+    None), and ``--depth`` checked: a usage error said here, not a traceback there.
 
-
-def _parse_time(text: str) -> int:
-    """ns since the epoch, or an ISO-8601 time with its zone."""
-    start = _parse_start(text)
-    if not isinstance(start, int):
-        raise argparse.ArgumentTypeError(f"{text!r}: give ns since the epoch or an ISO-8601 time")
-    return start
+    They take dump's forms where these mean something for books selected by time
+    across journals and archives: ns and ISO times, as in dump; ``--from beginning``
+    and ``--to end`` are the open ends (as leaving them out). ``--from end``,
+    ``--to beginning`` (nothing selected) and positions (SEGMENT:OFFSET: a place in
+    one journal, where these read several) are refused, as is an empty range.
+    """
+    for option, open_end, value in (("--from", "beginning", args.start), ("--to", "end", args.end)):
+        if value in (None, open_end) or isinstance(value, int):
+            continue
+        if isinstance(value, tuple):
+            raise JournalError(
+                f"{option} {value[0]}:{value[1]}: a position names a place in one journal; "
+                f"{args.command} selects books by time in all its sources: give ns since "
+                "the epoch or an ISO-8601 time"
+            )
+        raise JournalError(
+            f"{option} {value}: selects nothing; give a time, or leave {option} out "
+            f"(it is the {open_end} then)"
+        )
+    args.start = args.start if isinstance(args.start, int) else None
+    args.end = args.end if isinstance(args.end, int) else None
+    if args.start is not None and args.end is not None and args.start >= args.end:
+        raise JournalError(
+            f"--from ({args.start} ns) is not before --to ({args.end} ns): the range "
+            "[from, to) is empty"
+        )
+    if args.depth < 1:
+        raise JournalError(f"--depth {args.depth}: give 1 or more levels per side")
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from journal._analyze import run_analyze
 
+    _check_source_arguments(args)
     return run_analyze(args)
 
 
 def _export(args: argparse.Namespace) -> int:
     from journal._analyze import run_export
 
+    _check_source_arguments(args)
     return run_export(args)
+
+
+def _add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    exit_statuses: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does and how it exits: a script
+    needs the statuses, a new user the paragraph."""
+    return commands.add_parser(
+        name, help=summary, description=description, epilog=f"exit status: {exit_statuses}"
+    )
+
+
+def _add_journal_argument(parser: argparse.ArgumentParser) -> None:
+    """The JOURNAL of info, dump and verify (top and metrics take JOURNAL...)."""
+    parser.add_argument(
+        "journal", metavar="JOURNAL", help="the journal directory, e.g. /dev/shm/books/upbit"
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("orderbook-journal")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (the package is not installed: pip install -e .)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="journal",
-        description="Order-book journals: inspect, demo, compact, analyze, import, monitor.",
+        description="Order-book journals: inspect, demo, compact, analyze, import, monitor. "
+        "A journal (JOURNAL) is a directory of *.journal segment files, one writer's, "
+        "such as /dev/shm/books/upbit.",
+        epilog="journal COMMAND --help says what a command does and its exit statuses.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = commands.add_parser("info", help="segments, commit offsets, records, writer state")
-    info.add_argument("path", help="journal directory")
+    info = _add_command(
+        commands,
+        "info",
+        "segments, commit offsets, records, writer state",
+        "Show JOURNAL's segments (size, commit offset, share used, records, sealed or "
+        "open), its payload and record count, and its writer: alive, not running, or never "
+        "started, with the pid, host and start time of the last one. Every committed frame "
+        "is walked, so framing damage is found; records are not verified (journal verify).",
+        "0 shown; 1 damage in a segment, said with its file and offset; 2 JOURNAL is not a "
+        "journal directory, or it cannot be read.",
+    )
+    _add_journal_argument(info)
     info.set_defaults(run=_info)
 
-    dump = commands.add_parser("dump", help="print records as JSON lines")
-    dump.add_argument("path", help="journal directory")
+    dump = _add_command(
+        commands,
+        "dump",
+        "print records as JSON lines",
+        "Print JOURNAL's records as JSON lines, each with its position, from --from to "
+        "the last record committed, or with --follow on as the writer commits more. "
+        "--from takes the same forms in every command: beginning (the oldest segment "
+        "kept), end (records committed from now on), SEGMENT:OFFSET (a position printed "
+        "before: dump resumes at that record), ns since the epoch or an ISO-8601 time with "
+        "its zone (the first record whose local_timestamp_ns is at or after it). A "
+        "JOURNAL that does not exist, or holds no segment, is an error; with --follow "
+        "dump says so once on stderr and waits for its writer to create it.",
+        "0 the records were printed; 1 damage, said with its file and offset after the "
+        "records before it; 2 JOURNAL is not a journal (without --follow), a bad --from, "
+        "or it cannot be read; 130 interrupted (Ctrl-C).",
+    )
+    _add_journal_argument(dump)
     dump.add_argument(
         "--from",
         dest="start",
         type=_parse_start,
         default="beginning",
-        help="beginning (default), end, SEGMENT:OFFSET, ns since the epoch, or ISO-8601 time",
+        metavar="START",
+        help=f"where to start (default beginning): {START_FORMS}",
     )
     dump.add_argument(
         "--archive",
         metavar="DIR",
+        type=_existing_directory,
         help="the compactor's archive root: read segments gone from tmpfs from "
         "DIR/<journal name>/, then the live ones",
     )
     dump.add_argument("--follow", action="store_true", help="keep printing new records")
-    dump.add_argument("--limit", type=int, help="stop after this many records")
+    dump.add_argument("--limit", type=_positive_int, help="stop after this many records")
     dump.add_argument("--no-verify", action="store_true", help="skip FlatBuffers verification")
     dump.add_argument(
         "--idle",
@@ -182,35 +324,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dump.set_defaults(run=_dump)
 
-    check = commands.add_parser(
+    check = _add_command(
+        commands,
         "verify",
-        help="check every record; exit 1 at the first corrupt position",
-        description="Check every segment header, every record (framing, FlatBuffers "
+        "check every record; exit 1 at the first corrupt position",
+        "Check every segment header, every record (framing, FlatBuffers "
         "verification, decoding) and the chain of segments: each one sealed but the one "
         "being written (and the empty one a writer prepares after it). What a writer "
         "leaves when it is killed and repairs when it opens the journal (a roll or a "
         "seal it did not finish) is not damage: notes after the OK line say what was "
         "found, and the exit status is 0.",
-        epilog="exit status: 0 every committed record is readable (notes say what a "
-        "writer will repair); 1 damage, reported with its file and offset after the "
-        "number of good records before it; 2 not a journal, or it cannot be read.",
+        "0 every committed record is readable (notes say what a writer will repair); "
+        "1 damage, reported with its file and offset after the number of good records "
+        "before it; 2 not a journal, or it cannot be read.",
     )
-    check.add_argument("path", help="journal directory")
+    _add_journal_argument(check)
     check.set_defaults(run=_verify)
 
     from journal._demo import DEFAULT_RADAR
 
-    demo = commands.add_parser(
+    demo = _add_command(
+        commands,
         "demo",
-        help="the whole pipeline: demo feed -> journal -> radar, compactor, analysis",
-        description="Run the synthetic multi-exchange feed into a journal in /dev/shm, the "
+        "the whole pipeline: demo feed -> journal -> radar, compactor, analysis",
+        "Run the synthetic multi-exchange feed into a journal in /dev/shm, the "
         "radar tailing it and the compactor archiving it; then stop them in order, check "
-        "that every book was read and archived, and print a summary and a chart.",
+        "that every book was read and archived, and print a summary and a chart. Logs, "
+        "the archive and the charts stay in a new run-* directory of --output.",
+        "0 every book was read by the radar and archived; 1 a problem, said in a PROBLEM "
+        "line (the logs are in the run directory); 2 the radar is not built (make setup) "
+        "or an argument is wrong; 130 interrupted (Ctrl-C).",
     )
     demo.add_argument(
-        "--duration", type=_positive_float, default=30.0, help="seconds to run (default 30)"
+        "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
     )
-    demo.add_argument("--rate", type=int, default=5000, help="books per second (default 5000)")
+    demo.add_argument(
+        "--rate", type=_positive_int, default=5000, help="books per second (default 5000)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="the feed's random seed (default 7)")
     demo.add_argument(
         "--output",
@@ -234,63 +384,147 @@ def build_parser() -> argparse.ArgumentParser:
 
     from journal._compact import add_arguments as compact_arguments
 
-    compact = commands.add_parser(
+    compact = _add_command(
+        commands,
         "compact",
-        help="archive sealed segments as verified zstd files (what tools/compact runs)",
-        description="Archive sealed segments of each JOURNAL_DIR into DIR/<journal name>/ "
-        "(docs/FORMAT.md, 'Archive files'), then remove them from tmpfs beyond the K newest.",
+        "archive sealed segments as verified zstd files (what tools/compact runs)",
+        "Archive the sealed segments of each journal into DIR/<journal name>/ "
+        "(docs/FORMAT.md, 'Archive files'): written to a temporary file, verified "
+        "against the segment, fsynced and renamed; then remove them from tmpfs beyond "
+        "the K newest. --once makes one pass; otherwise it watches the journals (also "
+        "ones not created yet) until SIGINT or SIGTERM.",
+        "0 done, or stopped by a signal; 1 with --once, a segment could not be archived "
+        "(it stays in tmpfs); 2 could not start: a bad argument, or another compactor "
+        "on the archive.",
     )
     compact_arguments(compact)
     compact.set_defaults(run=_compact)
 
     from journal._analyze import add_source_arguments
 
-    analyze = commands.add_parser(
+    analyze = _add_command(
+        commands,
         "analyze",
-        help="update rates, spreads, sequence gaps, delays and kimchi premium; PNG charts",
+        "update rates, spreads, sequence gaps, delays and kimchi premium; PNG charts",
+        "Load the books of every SOURCE (journal directories and archives, in any mix) "
+        "and print per exchange and symbol the books, update rate, spread, sequence gaps "
+        "and exchange-to-local delay, then the kimchi premium per base asset and venue "
+        "pair; with --charts, PNG charts too. --from and --to select books by local time "
+        "in [from, to): ns since the epoch or an ISO-8601 time with its zone, as in "
+        "dump; --from beginning and --to end are the open ends (the default). Positions "
+        "(SEGMENT:OFFSET) are refused: they name a place in one journal.",
+        "0 the summary was printed (also when no book is selected); 1 damage in a "
+        "source, said with its file and offset; 2 a bad argument, a SOURCE that is "
+        "neither a journal nor an archive or cannot be read, or segments missing "
+        "between those given (see --allow-gaps); 130 interrupted (Ctrl-C).",
     )
-    add_source_arguments(analyze, _parse_time)
+    add_source_arguments(analyze, _parse_start)
     analyze.add_argument("--charts", metavar="DIR", help="write PNG charts here (matplotlib)")
     analyze.add_argument(
-        "--fx", type=float, help="fixed KRW per USDT (default: a USDT-KRW book of a KRW venue)"
+        "--fx",
+        type=positive_number,
+        help="fixed KRW per USDT (default: a USDT-KRW book of a KRW venue)",
     )
     analyze.set_defaults(run=_analyze)
 
     from journal.feeds import _import
 
-    captures = commands.add_parser(
+    captures = _add_command(
+        commands,
         "import-captures",
-        help="replay exchange capture files into a journal: real books, gaps and resyncs",
-        description="Rebuild each stream's book from the captured websocket messages "
+        "replay exchange capture files into a journal: real books, gaps and resyncs",
+        "Rebuild each stream's book from the captured websocket messages "
         "and REST snapshots (docs/FEEDS.md) and append every top-10 book, with its "
         "recorded times, to a new journal; report per stream books, gaps and resyncs.",
+        "0 imported; 2 a capture file that cannot be read or parsed (its name and line), "
+        "or a journal that cannot be created or already holds records.",
     )
     _import.add_arguments(captures)
     captures.set_defaults(run=_import.run)
 
     from journal import _prometheus, _top
 
-    top = commands.add_parser("top", help="writers and readers of journals, live: rate, lag")
+    top = _add_command(
+        commands,
+        "top",
+        "writers and readers of journals, live: rate, lag",
+        "Show every --interval seconds each journal's writer (alive, pid, records, "
+        "records/s, MB/s, segment, rolls, refused appends, append latency p50 and p99, "
+        "idle time) and its registered readers (alive, records/s, lag in records and in "
+        "time, position), and how much of tmpfs the segments take. On a terminal it "
+        "redraws in place until Ctrl-C; into a pipe or a file it prints key=value lines.",
+        "0 after --once, or on Ctrl-C; 2 a JOURNAL that is neither a journal nor a "
+        "directory holding journals, or that cannot be read.",
+    )
     _top.add_arguments(top)
     top.set_defaults(run=_top.run)
 
-    metrics = commands.add_parser(
-        "metrics", help="writer and reader metrics in the Prometheus text format"
+    metrics = _add_command(
+        commands,
+        "metrics",
+        "writer and reader metrics in the Prometheus text format",
+        "Print the writer and reader metrics of each journal in the Prometheus text "
+        "format 0.0.4 (records, bytes, rolls, refused appends, the append latency "
+        "histogram, each reader's position and lag), for a scrape or, with --output, "
+        "node_exporter's textfile collector. A metrics file that cannot be read is said "
+        "on stderr and left out; the rest is printed.",
+        "0 printed or written (problems with single metrics files on stderr); 2 a "
+        "JOURNAL that is neither a journal nor holds journals, or cannot be read, or an "
+        "--output that cannot be written.",
     )
     _prometheus.add_arguments(metrics)
     metrics.set_defaults(run=_prometheus.run)
 
-    export = commands.add_parser("export", help="write the books as Parquet (pyarrow)")
-    add_source_arguments(export, _parse_time)
+    export = _add_command(
+        commands,
+        "export",
+        "write the books as Parquet (pyarrow)",
+        "Write the books of every SOURCE, selected as analyze selects them (--from, "
+        "--to, --exchange, --symbol, --depth), to one Parquet file (zstd): a row per "
+        "book with its times, sequence, exchange, symbol and its levels as lists.",
+        "0 written; 1 damage in a source, said with its file and offset; 2 a bad "
+        "argument, a SOURCE that cannot be read, segments missing between those given "
+        "(see --allow-gaps), an OUT that cannot be written, or pyarrow not installed; "
+        "130 interrupted (Ctrl-C).",
+    )
+    add_source_arguments(export, _parse_start)
     export.add_argument("--parquet", required=True, metavar="OUT", help="the Parquet file")
     export.set_defaults(run=_export)
     return parser
+
+
+_OS_ERROR_ADVICE: Final = {
+    errno.EACCES: "run as a user allowed there, such as the journal writer's, or change "
+    "its permissions",
+    errno.EPERM: "run as a user allowed there, or change its permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EISDIR: "give a file, not a directory",
+    errno.EEXIST: "something is in the way there: give another path",
+    errno.EROFS: "the filesystem is read-only",
+    errno.ENOSPC: "the filesystem is full",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError on a path: the path, what the system said, and what
+    to do, instead of a traceback for what is not a bug but the path given."""
+    if error.filename is None:
+        return str(error)  # pyarrow and the like put the path in the text
+    where = os.fsdecode(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {os.fsdecode(error.filename2)}"
+    text = f"{where}: {error.strerror or error}"
+    advice = _OS_ERROR_ADVICE.get(error.errno or 0)
+    return f"{text} ({advice})" if advice else text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except (CorruptSegmentError, CorruptArchiveError) as error:
+        print(f"journal {args.command}: {error}", file=sys.stderr)
+        return 1
     except JournalError as error:
         print(f"journal {args.command}: {error}", file=sys.stderr)
         return 2
@@ -299,6 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # the reader of our output went away (| head): not an error
         return 0
+    except OSError as error:
+        print(f"journal {args.command}: {describe_os_error(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
