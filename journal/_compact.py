@@ -1,6 +1,6 @@
 """``tools/compact`` and ``journal compact``: sealed segments become verified zstd archives.
 
-    tools/compact JOURNAL_DIR... --archive DIR [--once] [--keep K]
+    tools/compact JOURNAL... --archive DIR [--once] [--keep K]
 
 Each journal directory is a stream; its archives go to ``DIR/<stream>/`` (the
 journal directory's name), one file per sealed segment (journal._archive). The open
@@ -780,7 +780,7 @@ def _non_negative(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("journals", nargs="+", metavar="JOURNAL_DIR", help="journal directories")
+    parser.add_argument("journals", nargs="+", metavar="JOURNAL", help="journal directories")
     parser.add_argument(
         "--archive",
         required=True,
@@ -867,6 +867,11 @@ def run(args: argparse.Namespace) -> int:
             compactor.level,
             "" if args.once else ", watching",
         )
+        for stream in compactor.streams:
+            if not stream.journal.exists():
+                log.info(
+                    "%s does not exist yet: waiting for its writer to create it", stream.journal
+                )
         if args.once:
             report = compactor.run_pass()
             if report.stopped:
@@ -885,18 +890,16 @@ def run(args: argparse.Namespace) -> int:
 def _journal_paths_problem(journals: Sequence[str], *, once: bool) -> str | None:
     """Why the journal paths cannot be compacted, checked before anything is created:
     a path that is not a directory; with ``once``, one that does not exist (nothing to
-    archive: a typo). Watching, a missing journal is waited for, said once."""
+    archive: a typo). Watching, a missing journal is waited for (said at the start)."""
     for journal in journals:
         path = Path(journal)
         if path.exists() and not path.is_dir():
             return f"journal {path} is not a directory: pass journal directories"
-        if not path.exists():
-            if once:
-                return (
-                    f"journal {path} does not exist: nothing to compact (check the path; "
-                    "without --once the compactor waits for its writer to create it)"
-                )
-            log.info("%s does not exist yet: waiting for its writer to create it", path)
+        if once and not path.exists():
+            return (
+                f"journal {path} does not exist: nothing to compact (check the path; "
+                "without --once the compactor waits for its writer to create it)"
+            )
     return None
 
 

@@ -93,16 +93,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--journal",
         required=True,
-        metavar="DIR",
+        metavar="JOURNAL",
         help="the journal to write (created; an existing one must hold no records)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the per-stream table; exit 2 with the file and line of a bad capture."""
+    """Print the per-stream table; exit 2 with the file and line of a bad capture (an
+    OSError on a path goes to the journal command, which says it in one line)."""
     try:
         report = import_captures(args.captures, args.journal)
-    except (JournalError, OSError) as error:
+    except JournalError as error:
         print(f"journal import-captures: {error}", file=sys.stderr)
         return 2
     print(report.table())
