@@ -61,11 +61,11 @@ from _machine import ROOT, commit, cpu_model, load
 from OrderBookData import OrderBook as GeneratedOrderBook
 
 import journal
-from journal import _compact
-from journal._analyze import write_parquet
-from journal._archive import archive_files, parse_archive_name
 from journal._inspect import summarize
 from journal.analysis import Books, load_books
+from journal.analysis._report import write_parquet
+from journal.archive import compact as _compact
+from journal.archive._archive import archive_files, parse_archive_name
 
 SHM = Path("/dev/shm")
 SEGMENT_SIZE = 4 * 1024 * 1024

@@ -32,6 +32,9 @@ from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._reader import Reader
 from journal._writer import DEFAULT_SEGMENT_SIZE, RecoveryReport, Writer
 
+# Registers the archive's narrow interface for Reader(archive=...) (journal._archived).
+import journal.archive  # noqa: F401  isort: skip
+
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
     "FORMAT_VERSION",

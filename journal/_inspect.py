@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from journal import _layout as F
+from journal import _metrics_layout as M
 from journal._decode import read_record
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
 from journal._lock import writer_alive
-from journal._monitor import journal_absence
 from journal._publish import is_sealed, load_commit_acquire, load_end_marker_offset
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError
@@ -391,3 +392,50 @@ def _verify_record(segment: MappedSegment, offset: int, end: int, schema: TableS
             path=str(segment.path),
             offset=offset,
         ) from None
+
+
+def is_journal(path: Path) -> bool:
+    """A directory with segments, a writer lock or writer metrics."""
+    if not path.is_dir():
+        return False
+    return bool(
+        segment_indices(path)
+        or (path / F.LOCK_FILE_NAME).exists()
+        or (path / M.WRITER_METRICS_NAME).exists()
+    )
+
+
+def journals_in(directory: Path) -> list[Path]:
+    """The journals directly inside ``directory`` (a root such as /dev/shm/books)."""
+    return sorted(child for child in directory.iterdir() if is_journal(child))
+
+
+def journal_absence(path: Path) -> str | None:
+    """Why there is no journal at ``path`` yet, or None if it holds segments.
+
+    What is returned (the path does not exist, or is a directory without segments)
+    is what a writer creating the journal there changes: ``journal dump --follow``
+    may wait for it, the other commands refuse it. What no writer changes raises
+    JournalError: a path that is not a directory, or a directory of journals (the
+    root /dev/shm/books given for its journal /dev/shm/books/upbit). An OSError
+    (no permission) is left to the caller, which names the path with it.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"{path} is not a journal directory: it does not exist"
+    if not stat.S_ISDIR(info.st_mode):
+        raise JournalError(
+            f"{path} is not a directory: give the journal directory, the one holding the "
+            f"*{F.SEGMENT_SUFFIX} segment files"
+        )
+    if segment_indices(path):
+        return None
+    inside = journals_in(path)
+    if inside:
+        raise JournalError(
+            f"{path} is not a journal directory but holds journals "
+            f"({', '.join(journal.name for journal in inside)}): give one of them, "
+            f"e.g. {inside[0]}"
+        )
+    return f"{path} is not a journal directory: it holds no segment files (*{F.SEGMENT_SUFFIX})"

@@ -14,7 +14,7 @@ A file is built under a hidden temporary name (allocated in full with
 ``posix_fallocate``, so a full tmpfs is an error now rather than a SIGBUS on a
 later store, and its header written) and only then given its name, so a file
 under its final name always has a complete header. docs/FORMAT.md, "Metrics
-files", is the layout; journal._monitor reads the files.
+files", is the layout; journal.monitor._snapshot reads the files.
 
 A reader's file is ``flock``-ed by its owner for its whole life: a file whose lock
 is free belongs to a dead reader. Registration is best-effort: a reader that cannot
@@ -194,7 +194,7 @@ class WriterMetrics:
     def use_segment(self, index: int, bytes_base: int) -> None:
         """The writer now appends to segment ``index``: bytes_total is ``bytes_base``
         plus its commit. A sequence lock: x86-64 keeps these stores in order, and
-        readers load the sequence before and after the two words (journal._monitor)."""
+        readers load the sequence before and after the two words (journal.monitor._snapshot)."""
         counters = self.counters
         counters[_SEGMENT_SEQUENCE_WORD] += 1  # odd: being changed
         counters[_SEGMENT_WORD] = index

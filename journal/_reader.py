@@ -34,12 +34,12 @@ import numpy as np
 
 from journal import _futex
 from journal import _layout as F
-from journal._archive import (
-    ArchiveReader,
+from journal._archived import (
+    ArchivedSegment,
     StreamSegment,
+    archive_access,
     following_segment,
     newest_incarnation,
-    stream_segments,
 )
 from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
@@ -150,7 +150,7 @@ class Reader:
         self._futex_header: mmap.mmap | None = None
         self._futex_address = 0
         self.archive_dir = None if archive is None else Path(archive) / self.path.resolve().name
-        self._archive: ArchiveReader | None = None  # while reading an archived segment
+        self._archive: ArchivedSegment | None = None  # while reading an archived segment
         self._archived: Iterator[Record] = iter(())
         self._archived_next: Record | None = None
         self._start_in_archive = archive is not None
@@ -417,7 +417,7 @@ class Reader:
             if live:
                 for segment in reversed(stream[:live]):
                     assert segment.archive is not None
-                    with ArchiveReader(segment.archive) as archive:
+                    with archive_access().open(segment.archive) as archive:
                         if archive.record_count and archive.min_time_ns <= not_before_ns:
                             break
                 else:
@@ -634,9 +634,9 @@ class Reader:
 
     def _stream_segments(self) -> list[StreamSegment]:
         """The stream's segments, archived and in tmpfs, every incarnation of the
-        journal in the order written (journal._archive.StreamSegment)."""
+        journal in the order written (journal._archived.StreamSegment)."""
         assert self.archive_dir is not None
-        return stream_segments(self.archive_dir, self.path)
+        return archive_access().stream_segments(self.archive_dir, self.path)
 
     def _reading(self) -> tuple[int, int] | None:
         """``(created_ns, index)`` of the segment being read, None before the start."""
@@ -671,7 +671,7 @@ class Reader:
     def _open_archive_file(self, path: Path, index: int, offset: int) -> None:
         """Read segment ``index`` from archive ``path``, from record boundary ``offset``
         (or from the first book at or after ``_not_before_ns``, if set)."""
-        archive = ArchiveReader(path)
+        archive = archive_access().open(path)
         try:
             header = archive.header
             if header.segment_index != index:

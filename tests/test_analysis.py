@@ -19,12 +19,13 @@ import pytest
 import zstandard
 
 import journal
-from journal import _archive as A
 from journal import _layout as F
-from journal import analysis, cli
+from journal import cli
 from journal._inspect import verify
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.analysis import Books, load_books
+from journal.analysis import _load as analysis
+from journal.archive import _archive as A
 from tests._books import Book, build_official
 from tests._procs import LOCAL_NS0, Children, book
 from tests.test_archive import _assemble, _header, _marker_frame

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal.analysis import _INLINE
+from journal.analysis._load import _INLINE
 from tests.conftest import SHM
 
 BOOKS = 400_000

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 import journal
-from journal._analyze import (
+from journal.analysis import load_books
+from journal.analysis._report import (
     _dot_figure,
     _kimchi_figure,
     executable_edge,
     kimchi_premiums,
     series_stats,
 )
-from journal.analysis import load_books
 from tests._cpp import program
 from tests._procs import LOCAL_NS0
 from tests.test_analysis import premium_row, write_market

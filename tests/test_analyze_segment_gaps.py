@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import journal
-from journal import _archive as A
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.analysis import MissingSegmentsError, SegmentGap, load_books
+from journal.archive import _archive as A
 from tests._procs import book
 from tests.test_analysis import archive_sealed, reader_records
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import journal
-from journal._analyze import check_sequence
 from journal.analysis import load_books
+from journal.analysis._report import check_sequence
 from journal.feeds import (
     BinanceFuturesBook,
     BinanceSpotBook,
@@ -85,7 +85,7 @@ def test_the_demo_feed_has_no_gap(journal_dir: Path) -> None:
     in 14,249 BTC-USDT books), Bybit's by one; Upbit and Bithumb journal 0 (none)."""
     feed = subprocess.run(
         [
-            *(sys.executable, "-m", "journal.demo_feed", "--journal", str(journal_dir)),
+            *(sys.executable, "-m", "journal.demo.feed", "--journal", str(journal_dir)),
             *("--rate", "0", "--duration", "1", "--segment-size", str(4 << 20)),
         ],
         capture_output=True,

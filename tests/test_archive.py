@@ -20,9 +20,9 @@ import zstandard
 from RadarData import RadarResult as RR
 
 import journal
-from journal import _archive as A
 from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
+from journal.archive import _archive as A
 from tests._books import Book, build_official
 from tests._procs import LOCAL_NS0, book
 from tests.conftest import REPO

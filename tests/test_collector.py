@@ -20,8 +20,8 @@ import pytest
 import journal
 from journal._inspect import summarize
 from journal._layout import segment_name
-from journal._monitor import read_writer
 from journal.collector import BookPublisher, PublishStats, Refusal
+from journal.monitor._snapshot import read_writer
 from tests.conftest import ASKS, BIDS, REPO, mounted_tmpfs
 from tests.test_file_safety import wait_for
 

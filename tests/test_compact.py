@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal import _archive as A
-from journal import _compact as C
 from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
+from journal.archive import _archive as A
+from journal.archive import compact as C
 from tests._procs import LOCAL_NS0, book, check
 from tests._users import NOBODY, as_nobody, shared_directory
 from tests.conftest import REPO, SHM, mounted_tmpfs

@@ -20,9 +20,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 import journal
-from journal import _archive as A
 from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
+from journal.archive import _archive as A
 from tests._compactor import CompactorProcess
 from tests._procs import book, check
 

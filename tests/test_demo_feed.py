@@ -1,4 +1,4 @@
-"""journal.demo_feed: the synthetic books themselves, then run_feed into real journals."""
+"""journal.demo.feed: the synthetic books themselves, then run_feed into real journals."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 import journal
 from journal._inspect import summarize, verify
 from journal.collector import BookPublisher, Refusal
-from journal.demo_feed import (
+from journal.demo.feed import (
     MARKETS,
     PREMIUM_LIMITS,
     UPBIT_KRW_TICKS,
@@ -255,7 +255,7 @@ def test_sigterm_stops_the_feed_cleanly_leaving_a_readable_journal(journal_dir: 
         [
             sys.executable,
             "-m",
-            "journal.demo_feed",
+            "journal.demo.feed",
             "--journal",
             str(journal_dir),
             "--rate",

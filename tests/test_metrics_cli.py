@@ -19,8 +19,8 @@ import pytest
 
 import journal
 from journal import _metrics_layout as M
-from journal._compact import Compactor
-from journal._monitor import reader_files, snapshot
+from journal.archive.compact import Compactor
+from journal.monitor._snapshot import reader_files, snapshot
 from tests._cpp import program
 from tests._procs import book
 from tests.conftest import ASKS, BIDS, REPO

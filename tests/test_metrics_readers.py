@@ -19,9 +19,9 @@ import pytest
 
 import journal
 from journal import _metrics_layout as M
-from journal import _monitor
 from journal._metrics import remove_dead_readers
-from journal._monitor import read_reader, reader_files, snapshot
+from journal.monitor import _snapshot as _monitor
+from journal.monitor._snapshot import read_reader, reader_files, snapshot
 from tests._procs import book
 from tests.conftest import REPO
 

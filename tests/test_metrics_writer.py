@@ -1,7 +1,7 @@
 """The writer's counters in ``writer.metrics``: what was written is what they say.
 
 Records, bytes, rolls, refusals by reason and the latency histogram, read back the
-way ``journal top`` reads them (journal._monitor) and, once, from another process.
+way ``journal top`` reads them (journal.monitor._snapshot) and, once, from another process.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 import journal
 from journal import _metrics_layout as M
-from journal._monitor import latency_percentile, read_writer, snapshot
+from journal.monitor._snapshot import latency_percentile, read_writer, snapshot
 from tests._procs import book
 from tests.conftest import ASKS, BIDS, mounted_tmpfs
 
@@ -176,7 +176,7 @@ def test_metrics_off_makes_no_file(journal_dir: Path) -> None:
 READ_FROM_ANOTHER_PROCESS = """
 import json, sys
 from pathlib import Path
-from journal._monitor import read_writer
+from journal.monitor._snapshot import read_writer
 figures = read_writer(Path(sys.argv[1]))
 print(json.dumps({"records": figures.records, "bytes": figures.bytes, "pid": figures.pid}))
 """

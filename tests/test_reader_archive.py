@@ -1,6 +1,6 @@
 """journal.Reader(archive=...) and journal dump --archive: archived and live segments
 read as one stream, on real journals in /dev/shm compacted by the real compactor
-(journal._compact in-process, tools/compact as a process): every record once, in
+(journal.archive.compact in-process, tools/compact as a process): every record once, in
 order, the same positions as the segments had, from the beginning, a saved
 position, a time, and for a live reader that falls behind the compactor."""
 
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal import _archive as A
-from journal import _compact as C
 from journal import _layout as F
 from journal._segment import segment_indices
+from journal.archive import _archive as A
+from journal.archive import compact as C
 from tests._procs import LOCAL_NS0, book, check
 from tests.conftest import REPO
 

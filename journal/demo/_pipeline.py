@@ -28,12 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from journal import _archive
 from journal._errors import JournalError
-from journal._monitor import ReaderFigures, read_reader, read_writer, reader_files
 from journal._reader import Reader
+from journal.archive import _archive
+from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, reader_files
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_RADAR = REPO / "build" / "release" / "radar"
 SEGMENT_SIZE = 4 * 1024 * 1024
 KEEP_SEGMENTS = 2
@@ -285,7 +285,7 @@ def _start(
     children.start(
         "feed",
         _python(
-            "journal.demo_feed",
+            "journal.demo.feed",
             "--journal",
             str(books),
             "--rate",
@@ -460,8 +460,8 @@ def _premiums_seen(results: Path) -> list[PremiumSeen]:
 
 def _analyze(archive: Path, run_dir: Path) -> Path | None:
     """The offline analysis of the archive: kimchi.png, spread.png, delay.png."""
-    from journal._analyze import kimchi_premiums, series_stats, write_charts
     from journal.analysis import load_books
+    from journal.analysis._report import kimchi_premiums, series_stats, write_charts
 
     sources = [str(path) for path in sorted(archive.iterdir())] if archive.is_dir() else []
     if not sources:

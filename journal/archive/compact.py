@@ -3,7 +3,7 @@
     tools/compact JOURNAL... --archive DIR [--once] [--keep K]
 
 Each journal directory is a stream; its archives go to ``DIR/<stream>/`` (the
-journal directory's name), one file per sealed segment (journal._archive). The open
+journal directory's name), one file per sealed segment (journal.archive._archive). The open
 segment, and the empty one a writer prepares for its next roll, are never touched:
 a segment is archived only once its header says it is sealed.
 
@@ -83,12 +83,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from journal import _archive as A
 from journal import _layout as F
 from journal._errors import ArchiveFullError, CorruptArchiveError, JournalError
 from journal._names import check_stream_name
 from journal._paths import CheckedDirectory, open_directory
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
+from journal.archive import _archive as A
 
 log = logging.getLogger("journal.compact")
 

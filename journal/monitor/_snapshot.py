@@ -34,6 +34,7 @@ from journal import _metrics_layout as M
 from journal._decode import Position, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import END, frame_at
+from journal._inspect import is_journal, journals_in
 from journal._lock import writer_alive
 from journal._metrics import reader_alive
 from journal._reader import Reader
@@ -122,53 +123,6 @@ class JournalSnapshot:
 
 
 # -- finding journals ------------------------------------------------------------------
-
-
-def is_journal(path: Path) -> bool:
-    """A directory with segments, a writer lock or writer metrics."""
-    if not path.is_dir():
-        return False
-    return bool(
-        segment_indices(path)
-        or (path / F.LOCK_FILE_NAME).exists()
-        or (path / M.WRITER_METRICS_NAME).exists()
-    )
-
-
-def journals_in(directory: Path) -> list[Path]:
-    """The journals directly inside ``directory`` (a root such as /dev/shm/books)."""
-    return sorted(child for child in directory.iterdir() if is_journal(child))
-
-
-def journal_absence(path: Path) -> str | None:
-    """Why there is no journal at ``path`` yet, or None if it holds segments.
-
-    What is returned (the path does not exist, or is a directory without segments)
-    is what a writer creating the journal there changes: ``journal dump --follow``
-    may wait for it, the other commands refuse it. What no writer changes raises
-    JournalError: a path that is not a directory, or a directory of journals (the
-    root /dev/shm/books given for its journal /dev/shm/books/upbit). An OSError
-    (no permission) is left to the caller, which names the path with it.
-    """
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return f"{path} is not a journal directory: it does not exist"
-    if not stat.S_ISDIR(info.st_mode):
-        raise JournalError(
-            f"{path} is not a directory: give the journal directory, the one holding the "
-            f"*{F.SEGMENT_SUFFIX} segment files"
-        )
-    if segment_indices(path):
-        return None
-    inside = journals_in(path)
-    if inside:
-        raise JournalError(
-            f"{path} is not a journal directory but holds journals "
-            f"({', '.join(journal.name for journal in inside)}): give one of them, "
-            f"e.g. {inside[0]}"
-        )
-    return f"{path} is not a journal directory: it holds no segment files (*{F.SEGMENT_SUFFIX})"
 
 
 def add_journals_argument(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,6 @@ import argparse
 import errno
 import importlib.metadata
 import json
-import math
 import os
 import re
 import sys
@@ -21,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+from journal._arguments import positive_number
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._reader import IDLE_STRATEGIES, Reader, Start
 
@@ -51,18 +51,6 @@ def _parse_start(text: str) -> Start:
             f"{text!r}: give the time zone (e.g. +00:00), times are not guessed"
         )
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def positive_number(text: str) -> float:
-    """A finite number above 0 (``--duration``, ``--interval``, ``--fx``): 0 or less
-    would never wait or price nothing, and time.sleep refuses infinity."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number above 0")
-    return value
 
 
 def _positive_int(text: str) -> int:
@@ -113,8 +101,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _dump(args: argparse.Namespace) -> int:
-    from journal._archive import archive_files
-    from journal._monitor import journal_absence
+    from journal._inspect import journal_absence
+    from journal.archive._archive import archive_files
 
     write = sys.stdout.write
     count = 0
@@ -159,7 +147,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from journal import _demo
+    from journal.demo import _pipeline as _demo
 
     return _demo.run_demo(
         _demo.DemoOptions(
@@ -175,7 +163,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from journal._compact import run
+    from journal.archive.compact import run
 
     return run(args)
 
@@ -215,14 +203,14 @@ def _check_source_arguments(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from journal._analyze import run_analyze
+    from journal.analysis._report import run_analyze
 
     _check_source_arguments(args)
     return run_analyze(args)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from journal._analyze import run_export
+    from journal.analysis._report import run_export
 
     _check_source_arguments(args)
     return run_export(args)
@@ -341,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_journal_argument(check)
     check.set_defaults(run=_verify)
 
-    from journal._demo import DEFAULT_RADAR
+    from journal.demo._pipeline import DEFAULT_RADAR
 
     demo = _add_command(
         commands,
@@ -382,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
-    from journal._compact import add_arguments as compact_arguments
+    from journal.archive.compact import add_arguments as compact_arguments
 
     compact = _add_command(
         commands,
@@ -400,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     compact_arguments(compact)
     compact.set_defaults(run=_compact)
 
-    from journal._analyze import add_source_arguments
+    from journal.analysis._report import add_source_arguments
 
     analyze = _add_command(
         commands,
@@ -442,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     _import.add_arguments(captures)
     captures.set_defaults(run=_import.run)
 
-    from journal import _prometheus, _top
+    from journal.monitor import _prometheus, _top
 
     top = _add_command(
         commands,
@@ -536,7 +524,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"journal {args.command}: {describe_os_error(error)}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

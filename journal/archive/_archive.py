@@ -32,7 +32,6 @@ allocation.
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 import stat
@@ -40,7 +39,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -50,6 +49,7 @@ import zstandard
 
 from journal import _layout as F
 from journal import _orderbook_layout as OB
+from journal._archived import StreamSegment
 from journal._decode import Record, read_record
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
@@ -1137,25 +1137,6 @@ def _first_difference(a: bytes, b: bytes) -> int:
 # -- a stream's segments, across incarnations of its journal --------------------------------
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class StreamSegment:
-    """One segment of a stream, wherever it is; ordered by creation, then index.
-
-    A journal deleted and written again (a reboot emptied tmpfs, or ``rm -r``) starts
-    again at segment 0: segments of one index from two *incarnations* differ by
-    ``created_ns`` (CLOCK_REALTIME when the writer created the file). Sorted by it,
-    a stream's segments are its incarnations one after the other, each a run of
-    increasing indices; an index that does not increase starts the next incarnation.
-    ``archive`` is the segment's archive file (None if none), ``in_tmpfs`` whether the
-    journal directory still holds this very segment (same index and created_ns).
-    """
-
-    created_ns: int
-    index: int
-    archive: Path | None = field(default=None, compare=False)
-    in_tmpfs: bool = field(default=False, compare=False)
-
-
 def stream_segments(archive_dir: Path | None, journal_dir: Path) -> list[StreamSegment]:
     """Every segment of a stream, archived (in ``archive_dir``) or in ``journal_dir``,
     in stream order (see StreamSegment); one entry for a segment in both."""
@@ -1178,24 +1159,3 @@ def stream_segments(archive_dir: Path | None, journal_dir: Path) -> list[StreamS
         path = None if archived is None else archived.archive
         found[created, index] = StreamSegment(created, index, path, in_tmpfs=True)
     return sorted(found.values())
-
-
-def newest_incarnation(segments: list[StreamSegment]) -> list[StreamSegment]:
-    """The segments of the stream's last incarnation (the live one, if tmpfs has one)."""
-    start = 0
-    for k in range(1, len(segments)):
-        if segments[k].index <= segments[k - 1].index:
-            start = k
-    return segments[start:]
-
-
-def following_segment(
-    segments: list[StreamSegment], created_ns: int, index: int
-) -> StreamSegment | None:
-    """The segment read after segment ``index`` created at ``created_ns``: the next in
-    stream order. It is ``index + 1`` of the same incarnation, or (an index not above
-    ``index``) the oldest segment left of the next incarnation; a larger index means
-    the ones between are neither in tmpfs nor archived (the caller reports the gap).
-    None: nothing after it yet."""
-    after = bisect.bisect_right(segments, StreamSegment(created_ns, index))
-    return segments[after] if after < len(segments) else None

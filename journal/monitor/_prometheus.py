@@ -23,7 +23,7 @@ from typing import Final
 
 from journal import _metrics_layout as M
 from journal._errors import JournalError
-from journal._monitor import (
+from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
     add_journals_argument,

@@ -1,6 +1,6 @@
 """``journal top JOURNAL...``: writers and readers of journals, live.
 
-Every ``--interval`` seconds it takes a snapshot of each journal (journal._monitor)
+Every ``--interval`` seconds it takes a snapshot of each journal (journal.monitor._snapshot)
 and shows, per journal: the writer (alive or not, its pid), records, records/s and
 MB/s over the interval, the segment it writes, rolls, refused appends (invalid /
 too large / journal full), append latency p50 and p99 of the appends timed in the
@@ -25,8 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, TextIO
 
+from journal._arguments import positive_number
 from journal._metrics import remove_dead_readers
-from journal._monitor import (
+from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
     ReaderFigures,
@@ -36,7 +37,6 @@ from journal._monitor import (
     latency_percentile,
     snapshot,
 )
-from journal.cli import positive_number
 
 DEFAULT_INTERVAL_S: Final = 1.0
 _CLEAR: Final = "\x1b[H\x1b[2J"

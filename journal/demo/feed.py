@@ -32,7 +32,7 @@ them, 1e-8 on Upbit, 1e-4 on Bithumb.
 
 ``DemoFeed(seed).books(rate, start_ns)`` is deterministic for tests;
 ``run_feed`` publishes through journal.collector at a paced rate until a duration
-passes or SIGINT/SIGTERM; ``python -m journal.demo_feed --journal DIR --rate R
+passes or SIGINT/SIGTERM; ``python -m journal.demo.feed --journal DIR --rate R
 --duration S`` runs it.
 """
 
@@ -661,7 +661,7 @@ def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m journal.demo_feed",
+        prog="python -m journal.demo.feed",
         description="Publish synthetic Binance, Bybit, Upbit and Bithumb books to a journal.",
     )
     parser.add_argument("--journal", required=True, help="journal directory (created)")

@@ -72,7 +72,12 @@ import numpy as np
 
 from journal import _layout as F
 from journal import _orderbook_layout as OB
-from journal._archive import (
+from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
+from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
+from journal._inspect import SegmentState, chain_break, load_states, open_segments
+from journal._segment import segment_indices
+from journal._verify import VerificationError
+from journal.archive._archive import (
     ARCHIVE_SUFFIX,
     END_MARKER_OFFSET_OFFSET,
     MIN_VALUE_FRAME,
@@ -82,11 +87,6 @@ from journal._archive import (
     archive_files,
     plane_values,
 )
-from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
-from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
-from journal._inspect import SegmentState, chain_break, load_states, open_segments
-from journal._segment import segment_indices
-from journal._verify import VerificationError
 
 __all__ = ["DEFAULT_DEPTH", "Books", "MissingSegmentsError", "SegmentGap", "load_books"]
 
@@ -730,7 +730,7 @@ def _stream_gaps(streams: dict[str, set[tuple[int, int, int]]]) -> tuple[Segment
     """The segments missing from each stream's ``(created_ns, index, incarnation_ns)``.
 
     In creation order a stream's segments are its incarnations one after the other
-    (a journal made again starts at segment 0; journal._archive.StreamSegment), each
+    (a journal made again starts at segment 0; journal._archived.StreamSegment), each
     a run of increasing indices. A new incarnation starts where the index does not
     increase or the incarnation_ns (0: unknown, in older archives) changes. Missing
     are the indices skipped inside a run, and the first ones of every incarnation
