@@ -20,6 +20,7 @@ first bad field and value. Nothing is written before every check has passed.
 from __future__ import annotations
 
 import decimal
+import linecache
 import math
 import numbers
 import struct
@@ -115,14 +116,12 @@ def write(buffer, offset, timestamp, sequence, local_timestamp_ns, bids, asks):
 """
 
 
-def _generate_write(
-    n_bids: int,
-    n_asks: int,
-    size: int,
-    pack_into: Callable[..., None],
-    constants: dict[str, bytes],
-) -> WriteFunction:
-    """Source for one shape's write function; see the module docstring for why."""
+def writer_source(n_bids: int, n_asks: int) -> str:
+    """The Python source of the write function generated for books of ``n_bids`` x
+    ``n_asks`` levels, for reading and debugging: ``python -c "from journal._encode
+    import writer_source; print(writer_source(10, 10))"``. Tracebacks through a
+    generated writer show its lines: the source is registered with linecache under
+    the function's file name, as dataclasses and attrs register theirs."""
     bid_levels = [f"b{i}" for i in range(n_bids)]
     ask_levels = [f"a{i}" for i in range(n_asks)]
     levels = bid_levels + ask_levels
@@ -163,6 +162,23 @@ def _generate_write(
         bid_values="".join(f"{n}p, {n}q, " for n in bid_levels),
         ask_values="".join(f"{n}p, {n}q, " for n in ask_levels),
     )
+    return source
+
+
+def _generate_write(
+    n_bids: int,
+    n_asks: int,
+    size: int,
+    pack_into: Callable[..., None],
+    constants: dict[str, bytes],
+) -> WriteFunction:
+    """One shape's write function, compiled from ``writer_source``; see the module
+    docstring for why."""
+    source = writer_source(n_bids, n_asks)
+    filename = f"<order book writer {n_bids}x{n_asks}>"
+    # One entry per shape (the same source for every book of it), mtime None: never
+    # checked against a file, never dropped by linecache.checkcache.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace: dict[str, Any] = {
         "pack_into": pack_into,
         "validate_slowly": validate_slowly,
@@ -172,7 +188,7 @@ def _generate_write(
         "zeros": bytes(size),
         **constants,
     }
-    exec(compile(source, f"<order book writer {n_bids}x{n_asks}>", "exec"), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     return namespace["write"]
 
 
