@@ -16,16 +16,18 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from journal import _metrics_layout as M
 from journal._errors import JournalError
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
+    ReaderFigures,
+    WriterFigures,
     add_journals_argument,
     find_journals,
     journal_labels,
@@ -78,198 +80,215 @@ def render(snapshots: Sequence[JournalSnapshot]) -> str:
 
 
 _Sample = tuple[str, str, str, dict[str, str], float, str]
+"""name, type, help, labels, value, suffix of the name (``_bucket``, ``_sum``, ...)."""
+
+_Source = TypeVar("_Source")
 
 
-def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
-    journal = {"journal": shot.name}
-    if shot.writer_alive is not None:
-        yield (
-            "journal_writer_up",
-            "gauge",
-            "1 if a process holds the journal's writer lock, else 0.",
-            journal,
-            int(shot.writer_alive),
-            "",
-        )
-    yield (
+@dataclass(frozen=True, slots=True)
+class _Metric(Generic[_Source]):
+    """A metric family defined once: its name (with its unit: ``_bytes``,
+    ``_seconds``, ``_total``), type and help, and how its value is read off a
+    source (a journal's snapshot, its writer's figures, one reader's figures).
+
+    ``read`` gives the value, None where the source has none (the sample is left
+    out), or with ``label`` a value per label value (a sample each, in its order).
+    ``in_ns``: the source counts ns, the metric is in seconds, as Prometheus
+    prefers."""
+
+    name: str
+    kind: str
+    help: str
+    read: Callable[[_Source], float | Mapping[str, float] | None]
+    in_ns: bool = False
+    label: str | None = None
+
+    def samples(self, source: _Source, labels: dict[str, str]) -> Iterator[_Sample]:
+        value = self.read(source)
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            assert self.label is not None
+            for label, each in value.items():
+                yield self._sample({**labels, self.label: label}, each)
+        else:
+            yield self._sample(labels, value)
+
+    def _sample(self, labels: dict[str, str], value: float) -> _Sample:
+        return (self.name, self.kind, self.help, labels, value / 1e9 if self.in_ns else value, "")
+
+
+def _table_samples(
+    table: Sequence[_Metric[_Source]], source: _Source, labels: dict[str, str]
+) -> Iterator[_Sample]:
+    for metric in table:
+        yield from metric.samples(source, labels)
+
+
+_JOURNAL_METRICS: Final[tuple[_Metric[JournalSnapshot], ...]] = (
+    _Metric(
+        "journal_writer_up",
+        "gauge",
+        "1 if a process holds the journal's writer lock, else 0.",
+        lambda shot: None if shot.writer_alive is None else int(shot.writer_alive),
+    ),
+    _Metric(
         "journal_segments",
         "gauge",
         "Segment files of the journal in tmpfs.",
-        journal,
-        shot.segments,
-        "",
-    )
-    yield (
+        lambda shot: shot.segments,
+    ),
+    _Metric(
         "journal_segment_bytes",
         "gauge",
         "Bytes of tmpfs allocated to the journal's segment files.",
-        journal,
-        shot.segment_bytes,
-        "",
-    )
-    yield (
+        lambda shot: shot.segment_bytes,
+    ),
+    _Metric(
         "journal_filesystem_size_bytes",
         "gauge",
         "Size of the filesystem (tmpfs) holding the journal.",
-        journal,
-        shot.filesystem_bytes,
-        "",
-    )
-    yield (
+        lambda shot: shot.filesystem_bytes,
+    ),
+    _Metric(
         "journal_filesystem_free_bytes",
         "gauge",
         "Bytes still free for the journal's writer on its filesystem.",
-        journal,
-        shot.filesystem_free_bytes,
-        "",
-    )
-    if shot.end is not None:
-        yield (
-            "journal_commit_offset_bytes",
-            "gauge",
-            "Commit offset of the segment being written (segment header).",
-            journal,
-            shot.end[1],
-            "",
-        )
-    writer = shot.writer
-    if writer is not None:
-        yield from _writer_samples(shot, journal)
-    for reader in shot.readers:
-        labels = {**journal, "reader": reader.label}
-        yield (
-            "journal_reader_up",
-            "gauge",
-            "1 while the reader holds the lock of its metrics file, 0 once it died.",
-            labels,
-            int(reader.alive),
-            "",
-        )
-        yield (
-            "journal_reader_records_total",
-            "counter",
-            "Records the reader has read since it started.",
-            labels,
-            reader.records,
-            "",
-        )
-        yield (
-            "journal_reader_position_segment",
-            "gauge",
-            "Segment of the reader's next record.",
-            labels,
-            reader.position[0],
-            "",
-        )
-        yield (
-            "journal_reader_last_record_timestamp_seconds",
-            "gauge",
-            "Time field (local_timestamp_ns) of the last record the reader read.",
-            labels,
-            reader.last_record_ns / 1e9,
-            "",
-        )
-        yield (
-            "journal_reader_last_poll_timestamp_seconds",
-            "gauge",
-            "When the reader last found nothing new to read (0: never).",
-            labels,
-            reader.last_poll_ns / 1e9,
-            "",
-        )
-        if reader.lag is None:
-            continue
-        yield (
-            "journal_reader_lag_records",
-            "gauge",
-            "Records committed that the reader has not read (estimated beyond 20000).",
-            labels,
-            reader.lag.records,
-            "",
-        )
-        yield (
-            "journal_reader_lag_bytes",
-            "gauge",
-            "Committed bytes the reader has not read.",
-            labels,
-            reader.lag.bytes,
-            "",
-        )
-        if reader.lag.ns is not None:
-            yield (
-                "journal_reader_lag_seconds",
-                "gauge",
-                "How long the oldest record the reader has not read has been published.",
-                labels,
-                reader.lag.ns / 1e9,
-                "",
-            )
+        lambda shot: shot.filesystem_free_bytes,
+    ),
+    _Metric(
+        "journal_commit_offset_bytes",
+        "gauge",
+        "Commit offset of the segment being written (segment header).",
+        lambda shot: None if shot.end is None else shot.end[1],
+    ),
+)
+"""Of every journal, in this order."""
 
-
-def _writer_samples(shot: JournalSnapshot, journal: dict[str, str]) -> Iterator[_Sample]:
-    writer = shot.writer
-    assert writer is not None
-    yield (
+_WRITER_METRICS: Final[tuple[_Metric[WriterFigures], ...]] = (
+    _Metric(
         "journal_writer_start_time_seconds",
         "gauge",
         "When the writer whose counters these are opened the journal.",
-        journal,
-        writer.started_ns / 1e9,
-        "",
-    )
-    yield (
+        lambda writer: writer.started_ns,
+        in_ns=True,
+    ),
+    _Metric(
         "journal_records_total",
         "counter",
         "Records appended by the writer since it opened the journal.",
-        journal,
-        writer.records,
-        "",
-    )
-    yield (
+        lambda writer: writer.records,
+    ),
+    _Metric(
         "journal_bytes_total",
         "counter",
         "Bytes of records (frames with padding) appended by the writer.",
-        journal,
-        writer.bytes,
-        "",
-    )
-    yield (
+        lambda writer: writer.bytes,
+    ),
+    _Metric(
         "journal_rolls_total",
         "counter",
         "Segments the writer sealed and moved on from.",
-        journal,
-        writer.rolls,
-        "",
-    )
-    for reason in REFUSAL_REASONS:
-        yield (
-            "journal_refusals_total",
-            "counter",
-            "Appends refused: invalid book, record too large, journal full (tmpfs).",
-            {**journal, "reason": reason},
-            writer.refused[reason],
-            "",
-        )
-    yield (
+        lambda writer: writer.rolls,
+    ),
+    _Metric(
+        "journal_refusals_total",
+        "counter",
+        "Appends refused: invalid book, record too large, journal full (tmpfs).",
+        lambda writer: {reason: writer.refused[reason] for reason in REFUSAL_REASONS},
+        label="reason",
+    ),
+    _Metric(
         "journal_segment",
         "gauge",
         "Index of the segment the writer appends to.",
-        journal,
-        writer.segment,
-        "",
-    )
-    yield (
+        lambda writer: writer.segment,
+    ),
+    _Metric(
         "journal_last_publish_timestamp_seconds",
         "gauge",
         "Time of the writer's last commit (the book's local_timestamp_ns).",
-        journal,
-        writer.last_publish_ns / 1e9,
-        "",
-    )
-    name = "journal_append_latency_seconds"
-    help_text = (
+        lambda writer: writer.last_publish_ns,
+        in_ns=True,
+    ),
+)
+"""Of a journal whose writer left its counters; the latency histogram follows."""
+
+_READER_METRICS: Final[tuple[_Metric[ReaderFigures], ...]] = (
+    _Metric(
+        "journal_reader_up",
+        "gauge",
+        "1 while the reader holds the lock of its metrics file, 0 once it died.",
+        lambda reader: int(reader.alive),
+    ),
+    _Metric(
+        "journal_reader_records_total",
+        "counter",
+        "Records the reader has read since it started.",
+        lambda reader: reader.records,
+    ),
+    _Metric(
+        "journal_reader_position_segment",
+        "gauge",
+        "Segment of the reader's next record.",
+        lambda reader: reader.position[0],
+    ),
+    _Metric(
+        "journal_reader_last_record_timestamp_seconds",
+        "gauge",
+        "Time field (local_timestamp_ns) of the last record the reader read.",
+        lambda reader: reader.last_record_ns,
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_reader_last_poll_timestamp_seconds",
+        "gauge",
+        "When the reader last found nothing new to read (0: never).",
+        lambda reader: reader.last_poll_ns,
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_reader_lag_records",
+        "gauge",
+        "Records committed that the reader has not read (estimated beyond 20000).",
+        lambda reader: None if reader.lag is None else reader.lag.records,
+    ),
+    _Metric(
+        "journal_reader_lag_bytes",
+        "gauge",
+        "Committed bytes the reader has not read.",
+        lambda reader: None if reader.lag is None else reader.lag.bytes,
+    ),
+    _Metric(
+        "journal_reader_lag_seconds",
+        "gauge",
+        "How long the oldest record the reader has not read has been published.",
+        lambda reader: None if reader.lag is None else reader.lag.ns,
+        in_ns=True,
+    ),
+)
+"""Of every reader registered in a journal, labelled with its ``reader``."""
+
+
+def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
+    """A journal's samples: its own, its writer's, then each reader's."""
+    journal = {"journal": shot.name}
+    yield from _table_samples(_JOURNAL_METRICS, shot, journal)
+    if shot.writer is not None:
+        yield from _table_samples(_WRITER_METRICS, shot.writer, journal)
+        yield from _latency_samples(shot.writer, journal)
+    for reader in shot.readers:
+        yield from _table_samples(_READER_METRICS, reader, {**journal, "reader": reader.label})
+
+
+def _latency_samples(writer: WriterFigures, journal: dict[str, str]) -> Iterator[_Sample]:
+    """The append latency histogram: a cumulative bucket per octave, ``+Inf``, then
+    ``_sum`` and ``_count``. Its help names the writer's sample period."""
+    head = (
+        "journal_append_latency_seconds",
+        "histogram",
         f"append_orderbook latency, one call in {writer.sample_period} timed "
-        "(entry to commit published)."
+        "(entry to commit published).",
     )
     seen = 0
     counts = writer.latency_counts
@@ -278,12 +297,11 @@ def _writer_samples(shot: JournalSnapshot, journal: dict[str, str]) -> Iterator[
         seen += sum(counts[previous : index + 1])
         previous = index + 1
         upper_ns = M.latency_bucket_bounds(index)[1]
-        le = {**journal, "le": repr(upper_ns / 1e9)}
-        yield (name, "histogram", help_text, le, seen, "_bucket")
+        yield (*head, {**journal, "le": repr(upper_ns / 1e9)}, seen, "_bucket")
     total = sum(counts)
-    yield (name, "histogram", help_text, {**journal, "le": "+Inf"}, total, "_bucket")
-    yield (name, "histogram", help_text, journal, writer.latency_sum_ns / 1e9, "_sum")
-    yield (name, "histogram", help_text, journal, total, "_count")
+    yield (*head, {**journal, "le": "+Inf"}, total, "_bucket")
+    yield (*head, journal, writer.latency_sum_ns / 1e9, "_sum")
+    yield (*head, journal, total, "_count")
 
 
 # -- the command -------------------------------------------------------------------------
