@@ -20,15 +20,17 @@ _ROOT = struct.Struct("<I")
 _SOFFSET = struct.Struct("<i")
 _VTABLE_HEAD = struct.Struct("<H")
 _FULL_VTABLE = struct.Struct(f"<HH{OB.FIELD_COUNT}H")
+_VTABLE_HEAD_ITEMS = OB.VTABLE_HEAD_SIZE // OB.VTABLE_ENTRY_SIZE
+"""The u16 items before the slots: the vtable's size and the table's."""
 _I64 = struct.Struct("<q")
 _U32 = struct.Struct("<I")
 _LEVEL_DTYPE: Final = np.dtype("<f8")
 _NO_LEVELS: Final = np.zeros((0, 2), dtype=_LEVEL_DTYPE)
 _NO_LEVELS.flags.writeable = False
 
-# The encoder's own layout (journal._orderbook_layout): the record's first 80 bytes
-# unpacked at once, and the fixed part they must match.
-_CANONICAL = struct.Struct(f"<II4sHH{OB.FIELD_COUNT}H2xiIqqqIIII")
+# The encoder's own layout (journal._orderbook_layout): the record's head (up to its
+# first bid level) unpacked at once, and the fixed part it must match.
+_CANONICAL = OB.HEAD_STRUCT
 _CANONICAL_FIXED = (
     OB.TABLE_POS - OB.ROOT_OFFSET_POS,
     OB.PAYLOAD_ID,
@@ -37,7 +39,10 @@ _CANONICAL_FIXED = (
     *OB.VTABLE_FIELDS,
     OB.TABLE_POS - OB.VTABLE_POS,
 )
-_CANONICAL_FIXED_END = 1 + len(_CANONICAL_FIXED)
+# Items of the unpacked head, in HEAD_STRUCT's order: the size prefix, the fixed part,
+# then the offsets and values that depend on the book.
+_SIZE_PREFIX = 0
+_CANONICAL_FIXED_ITEMS = slice(_SIZE_PREFIX + 1, _SIZE_PREFIX + 1 + len(_CANONICAL_FIXED))
 (
     _EXCHANGE_OFFSET,
     _TIMESTAMP,
@@ -47,13 +52,12 @@ _CANONICAL_FIXED_END = 1 + len(_CANONICAL_FIXED)
     _BIDS_OFFSET,
     _ASKS_OFFSET,
     _N_BIDS,
-) = range(_CANONICAL_FIXED_END, _CANONICAL_FIXED_END + 8)
-_EXCHANGE_FIELD_AT = OB.TABLE_POS + OB.EXCHANGE_NAME_FIELD
-_SYMBOL_FIELD_AT = OB.TABLE_POS + OB.SYMBOL_FIELD
-_ASKS_FIELD_AT = OB.TABLE_POS + OB.ASKS_FIELD
-_CANONICAL_BIDS_OFFSET = OB.BIDS_VECTOR_POS - (OB.TABLE_POS + OB.BIDS_FIELD)
-_CANONICAL_ASKS = OB.BIDS_VECTOR_POS + 4 + 4
-"""Offset of len(asks) when there are no bids: after len(bids) and 4 bytes of padding."""
+) = range(_CANONICAL_FIXED_ITEMS.stop, len(_CANONICAL.unpack(bytes(_CANONICAL.size))))
+_CANONICAL_BIDS_OFFSET = OB.BIDS_VECTOR_POS - OB.BIDS_POS
+_CANONICAL_ASKS = OB.asks_vector_pos(0)
+"""Offset of len(asks) when there are no bids: after len(bids) and the padding."""
+_LENGTH = OB.UOFFSET_SIZE
+"""The u32 length before a string's bytes or a vector's items."""
 
 Position = tuple[int, int]
 
@@ -150,38 +154,40 @@ def _read_own_layout(
         return None
     head = _CANONICAL.unpack_from(data, offset)
     if (
-        head[1:_CANONICAL_FIXED_END] != _CANONICAL_FIXED
+        head[_CANONICAL_FIXED_ITEMS] != _CANONICAL_FIXED
         or head[_BIDS_OFFSET] != _CANONICAL_BIDS_OFFSET
     ):
         return None
-    size = head[0] + SIZE_PREFIX_SIZE
+    size = head[_SIZE_PREFIX] + SIZE_PREFIX_SIZE
     n_bids = head[_N_BIDS]
     asks_at = _CANONICAL_ASKS + OB.LEVEL_SIZE * n_bids
-    if size > end - offset or asks_at + 4 > size:
+    if size > end - offset or asks_at + _LENGTH > size:
         return None
     n_asks = _U32.unpack_from(data, offset + asks_at)[0]
-    exchange_at = asks_at + 4 + OB.LEVEL_SIZE * n_asks
+    exchange_at = asks_at + _LENGTH + OB.LEVEL_SIZE * n_asks
     if (
-        head[_ASKS_OFFSET] != asks_at - _ASKS_FIELD_AT
-        or head[_EXCHANGE_OFFSET] != exchange_at - _EXCHANGE_FIELD_AT
-        or exchange_at + 4 > size
+        head[_ASKS_OFFSET] != asks_at - OB.ASKS_POS
+        or head[_EXCHANGE_OFFSET] != exchange_at - OB.EXCHANGE_NAME_POS
+        or exchange_at + _LENGTH > size
     ):
         return None
-    exchange_end = exchange_at + 4 + _U32.unpack_from(data, offset + exchange_at)[0]
-    symbol_at = _SYMBOL_FIELD_AT + head[_SYMBOL_OFFSET]
-    if symbol_at <= exchange_end or symbol_at & 3 or symbol_at + 4 > size:
+    exchange_end = exchange_at + _LENGTH + _U32.unpack_from(data, offset + exchange_at)[0]
+    symbol_at = OB.SYMBOL_POS + head[_SYMBOL_OFFSET]
+    if symbol_at <= exchange_end or symbol_at % _LENGTH or symbol_at + _LENGTH > size:
         return None
-    symbol_end = symbol_at + 4 + _U32.unpack_from(data, offset + symbol_at)[0]
+    symbol_end = symbol_at + _LENGTH + _U32.unpack_from(data, offset + symbol_at)[0]
     if symbol_end >= size or data[offset + exchange_end] or data[offset + symbol_end]:
         return None
     record = OrderBookRecord()
-    record.exchange_name = str(data[offset + exchange_at + 4 : offset + exchange_end], "utf-8")
-    record.symbol = str(data[offset + symbol_at + 4 : offset + symbol_end], "utf-8")
+    record.exchange_name = str(
+        data[offset + exchange_at + _LENGTH : offset + exchange_end], "utf-8"
+    )
+    record.symbol = str(data[offset + symbol_at + _LENGTH : offset + symbol_end], "utf-8")
     record.timestamp = head[_TIMESTAMP]
     record.sequence = head[_SEQUENCE]
     record.local_timestamp_ns = head[_LOCAL_TIMESTAMP_NS]
-    record.bids = _level_view(data, pinned, offset + OB.BIDS_VECTOR_POS + 4, n_bids)
-    record.asks = _level_view(data, pinned, offset + asks_at + 4, n_asks)
+    record.bids = _level_view(data, pinned, offset + OB.BIDS_LEVELS_POS, n_bids)
+    record.asks = _level_view(data, pinned, offset + asks_at + _LENGTH, n_asks)
     record.size = size
     return record
 
@@ -193,10 +199,10 @@ def _decode_any_layout(data: Any, offset: int, pinned: np.ndarray | None) -> Ord
     vtable = table - _SOFFSET.unpack_from(data, table)[0]
     vtable_size = _VTABLE_HEAD.unpack_from(data, vtable)[0]
     if vtable_size >= _FULL_VTABLE.size:
-        slots = _FULL_VTABLE.unpack_from(data, vtable)[2:]
+        slots = _FULL_VTABLE.unpack_from(data, vtable)[_VTABLE_HEAD_ITEMS:]
     else:
-        present = (vtable_size - 4) // 2
-        slots = struct.unpack_from(f"<{present}H", data, vtable + 4) + (0,) * (
+        present = (vtable_size - OB.VTABLE_HEAD_SIZE) // OB.VTABLE_ENTRY_SIZE
+        slots = struct.unpack_from(f"<{present}H", data, vtable + OB.VTABLE_HEAD_SIZE) + (0,) * (
             OB.FIELD_COUNT - present
         )
     record = OrderBookRecord()
@@ -221,7 +227,7 @@ def _string(data: Any, table: int, field: int) -> str:
     at = table + field
     at += _U32.unpack_from(data, at)[0]
     length = _U32.unpack_from(data, at)[0]
-    return str(data[at + 4 : at + 4 + length], "utf-8")
+    return str(data[at + _LENGTH : at + _LENGTH + length], "utf-8")
 
 
 def _levels(data: Any, pinned: np.ndarray | None, table: int, field: int) -> np.ndarray:
@@ -229,7 +235,7 @@ def _levels(data: Any, pinned: np.ndarray | None, table: int, field: int) -> np.
         return _NO_LEVELS
     at = table + field
     at += _U32.unpack_from(data, at)[0]
-    return _level_view(data, pinned, at + 4, _U32.unpack_from(data, at)[0])
+    return _level_view(data, pinned, at + _LENGTH, _U32.unpack_from(data, at)[0])
 
 
 def _level_view(data: Any, pinned: np.ndarray | None, at: int, count: int) -> np.ndarray:
@@ -282,7 +288,7 @@ def read_table(
     vtable_size = _VTABLE_HEAD.unpack_from(data, vtable)[0]
     fields: dict[str, Any] = {}
     for field in schema.fields:
-        entry = 4 + 2 * field.slot
+        entry = OB.vtable_entry(field.slot)
         at = _VTABLE_HEAD.unpack_from(data, vtable + entry)[0] if entry < vtable_size else 0
         if field.kind == "string":
             fields[field.name] = _string(data, table, at)
