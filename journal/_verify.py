@@ -15,11 +15,20 @@ from dataclasses import dataclass
 from typing import Final
 
 from journal import _orderbook_layout as OB
-from journal._layout import MIN_RECORD_SIZE, SIZE_PREFIX_SIZE
+from journal._layout import (
+    MIN_RECORD_SIZE,
+    PAYLOAD_ID_SIZE,
+    RECORD_PAYLOAD_ID_OFFSET,
+    SIZE_PREFIX_SIZE,
+)
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
+_VTABLE_HEAD = struct.Struct("<HH")
+_UOFFSET: Final = OB.UOFFSET_SIZE
+_VTABLE_HEAD_SIZE: Final = OB.VTABLE_HEAD_SIZE
+_VTABLE_ENTRY_SIZE: Final = OB.VTABLE_ENTRY_SIZE
 _MAX_BUFFER_SIZE: Final = (1 << 31) - 1
 
 
@@ -49,11 +58,13 @@ ORDERBOOK_SCHEMA: Final = TableSchema(
     (
         Field("exchange_name", OB.FIELD_EXCHANGE_NAME, "string"),
         Field("symbol", OB.FIELD_SYMBOL, "string"),
-        Field("timestamp", OB.FIELD_TIMESTAMP, "scalar", 8, format="q"),
-        Field("sequence", OB.FIELD_SEQUENCE, "scalar", 8, format="q"),
-        Field("bids", OB.FIELD_BIDS, "struct_vector", OB.LEVEL_SIZE, 8),
-        Field("asks", OB.FIELD_ASKS, "struct_vector", OB.LEVEL_SIZE, 8),
-        Field("local_timestamp_ns", OB.FIELD_LOCAL_TIMESTAMP_NS, "scalar", 8, format="q"),
+        Field("timestamp", OB.FIELD_TIMESTAMP, "scalar", OB.VALUE_SIZE, format="q"),
+        Field("sequence", OB.FIELD_SEQUENCE, "scalar", OB.VALUE_SIZE, format="q"),
+        Field("bids", OB.FIELD_BIDS, "struct_vector", OB.LEVEL_SIZE, OB.LEVEL_ALIGNMENT),
+        Field("asks", OB.FIELD_ASKS, "struct_vector", OB.LEVEL_SIZE, OB.LEVEL_ALIGNMENT),
+        Field(
+            "local_timestamp_ns", OB.FIELD_LOCAL_TIMESTAMP_NS, "scalar", OB.VALUE_SIZE, format="q"
+        ),
     ),
     time_field="local_timestamp_ns",
 )
@@ -108,74 +119,135 @@ def verify_size_prefixed(
     ``end`` is the limit the buffer must fit in (the record's frame); offsets in
     errors are relative to ``start``, the size prefix. Raises VerificationError.
     """
-    limit = end - start
+    buffer = _Buffer(data, start, end - start)
+    _check_size_prefix(buffer)
+    _check_identifier(buffer, schema)
+    table, table_size, vtable, vtable_size = _check_tables(buffer, schema)
+    for field in schema.fields:
+        _check_field(buffer, field, table, table_size, vtable, vtable_size)
 
-    def fail(message: str, at: int) -> None:
-        raise VerificationError(message, at)
 
-    def place(at: int, source: int) -> int:
+class _Buffer:
+    """The bytes being verified, ``data[start:start + limit]``: every offset here is
+    from ``start`` (the size prefix), and every read is checked against ``limit``."""
+
+    __slots__ = ("data", "limit", "start")
+
+    def __init__(self, data: bytes | memoryview, start: int, limit: int) -> None:
+        self.data = data
+        self.start = start
+        self.limit = limit
+
+    def u32(self, at: int) -> int:
+        return _U32.unpack_from(self.data, self.start + at)[0]
+
+    def place(self, at: int, source: int) -> int:
         """Where to look: ``at`` if it is in the buffer, else ``source``, the word
         that points there (so an offset in an error is always inside the record)."""
-        return at if 0 <= at < limit else source
+        return at if 0 <= at < self.limit else source
 
-    def check(at: int, size: int, alignment: int, what: str, source: int) -> None:
-        if at < 0 or at + size > limit:
-            fail(
-                f"{what}: {size} bytes at {at} outside the buffer of {limit} bytes",
-                place(at, source),
+    def check(self, at: int, size: int, alignment: int, what: str, source: int) -> None:
+        """``size`` bytes at ``at`` (pointed to from ``source``) are inside the buffer
+        and aligned to ``alignment``."""
+        if at < 0 or at + size > self.limit:
+            raise VerificationError(
+                f"{what}: {size} bytes at {at} outside the buffer of {self.limit} bytes",
+                self.place(at, source),
             )
         if at & (alignment - 1):
-            fail(f"{what}: offset {at} not aligned to {alignment}", place(at, source))
-
-    def u32(at: int) -> int:
-        return _U32.unpack_from(data, start + at)[0]
-
-    if limit < SIZE_PREFIX_SIZE + MIN_RECORD_SIZE:
-        fail(f"buffer of {limit} bytes is shorter than a size prefix and a root", 0)
-    size = u32(0)
-    if size + SIZE_PREFIX_SIZE > limit or size > _MAX_BUFFER_SIZE:
-        fail(f"size prefix={size} runs past the buffer of {limit} bytes", 0)
-    if size < MIN_RECORD_SIZE:
-        fail(f"size prefix={size} is smaller than a root offset and identifier", 0)
-    limit = size + SIZE_PREFIX_SIZE
-    identifier = bytes(data[start + 8 : start + 12])
-    if identifier != schema.payload_id:
-        fail(f"file_identifier={identifier!r}, expected {schema.payload_id!r}", 8)
-    table = SIZE_PREFIX_SIZE + u32(SIZE_PREFIX_SIZE)
-    check(table, 4, 4, f"{schema.name} root table", SIZE_PREFIX_SIZE)
-    vtable = table - _I32.unpack_from(data, start + table)[0]
-    check(vtable, 4, 2, f"{schema.name} vtable", table)
-    vtable_size, table_size = struct.unpack_from("<HH", data, start + vtable)
-    if vtable_size & 1 or vtable_size < 4:
-        fail(f"{schema.name} vtable size={vtable_size} is odd or below 4", vtable)
-    check(vtable, vtable_size, 2, f"{schema.name} vtable", vtable)
-    check(table, table_size, 4, f"{schema.name} table", vtable + 2)
-    for field in schema.fields:
-        entry = 4 + 2 * field.slot
-        if entry >= vtable_size:
-            continue
-        offset = _U16.unpack_from(data, start + vtable + entry)[0]
-        if offset == 0:
-            continue
-        at = table + offset
-        slot = vtable + entry
-        if offset + (field.size if field.kind == "scalar" else 4) > table_size:
-            fail(
-                f"{field.name}: field at table+{offset} past table size={table_size}",
-                place(at, slot),
+            raise VerificationError(
+                f"{what}: offset {at} not aligned to {alignment}", self.place(at, source)
             )
-        if field.kind == "scalar":
-            check(at, field.size, field.size, field.name, slot)
-            continue
-        check(at, 4, 4, field.name, slot)
-        if not u32(at):
-            fail(f"{field.name}: offset 0 (a string or vector cannot be at its own offset)", at)
-        target = at + u32(at)
-        check(target, 4, 4, f"{field.name} length", at)
-        count = u32(target)
-        if field.kind == "string":
-            check(target + 4, count + 1, 1, field.name, target)
-            if data[start + target + 4 + count] != 0:
-                fail(f"{field.name}: string of length {count} is not NUL-terminated", target)
-        else:
-            check(target + 4, count * field.size, field.alignment, field.name, target)
+
+
+def _check_size_prefix(buffer: _Buffer) -> None:
+    """The size prefix fits the frame and holds a root and identifier; from then on
+    the buffer is what the prefix says (``buffer.limit``)."""
+    limit = buffer.limit
+    if limit < SIZE_PREFIX_SIZE + MIN_RECORD_SIZE:
+        raise VerificationError(
+            f"buffer of {limit} bytes is shorter than a size prefix and a root", 0
+        )
+    size = buffer.u32(0)
+    if size + SIZE_PREFIX_SIZE > limit or size > _MAX_BUFFER_SIZE:
+        raise VerificationError(f"size prefix={size} runs past the buffer of {limit} bytes", 0)
+    if size < MIN_RECORD_SIZE:
+        raise VerificationError(
+            f"size prefix={size} is smaller than a root offset and identifier", 0
+        )
+    buffer.limit = size + SIZE_PREFIX_SIZE
+
+
+def _check_identifier(buffer: _Buffer, schema: TableSchema) -> None:
+    at = buffer.start + RECORD_PAYLOAD_ID_OFFSET
+    identifier = bytes(buffer.data[at : at + PAYLOAD_ID_SIZE])
+    if identifier != schema.payload_id:
+        raise VerificationError(
+            f"file_identifier={identifier!r}, expected {schema.payload_id!r}",
+            RECORD_PAYLOAD_ID_OFFSET,
+        )
+
+
+def _check_tables(buffer: _Buffer, schema: TableSchema) -> tuple[int, int, int, int]:
+    """The root table and its vtable inside the buffer, aligned, of sound sizes:
+    ``(table, table_size, vtable, vtable_size)``."""
+    table = SIZE_PREFIX_SIZE + buffer.u32(SIZE_PREFIX_SIZE)
+    buffer.check(table, _I32.size, _I32.size, f"{schema.name} root table", SIZE_PREFIX_SIZE)
+    vtable = table - _I32.unpack_from(buffer.data, buffer.start + table)[0]
+    buffer.check(vtable, _VTABLE_HEAD_SIZE, _U16.size, f"{schema.name} vtable", table)
+    vtable_size, table_size = _VTABLE_HEAD.unpack_from(buffer.data, buffer.start + vtable)
+    if vtable_size % _VTABLE_ENTRY_SIZE or vtable_size < _VTABLE_HEAD_SIZE:
+        raise VerificationError(
+            f"{schema.name} vtable size={vtable_size} is odd or below {_VTABLE_HEAD_SIZE}",
+            vtable,
+        )
+    buffer.check(vtable, vtable_size, _U16.size, f"{schema.name} vtable", vtable)
+    table_size_at = vtable + _U16.size
+    buffer.check(table, table_size, _I32.size, f"{schema.name} table", table_size_at)
+    return table, table_size, vtable, vtable_size
+
+
+def _check_field(
+    buffer: _Buffer, field: Field, table: int, table_size: int, vtable: int, vtable_size: int
+) -> None:
+    """A field present in the vtable lies inside the table, aligned; a string or
+    vector it points to, inside the buffer (_check_reference)."""
+    entry = _VTABLE_HEAD_SIZE + _VTABLE_ENTRY_SIZE * field.slot  # OB.vtable_entry
+    if entry >= vtable_size:
+        return
+    offset = _U16.unpack_from(buffer.data, buffer.start + vtable + entry)[0]
+    if offset == 0:
+        return
+    at = table + offset
+    slot = vtable + entry
+    if offset + (field.size if field.kind == "scalar" else _UOFFSET) > table_size:
+        raise VerificationError(
+            f"{field.name}: field at table+{offset} past table size={table_size}",
+            buffer.place(at, slot),
+        )
+    if field.kind == "scalar":
+        buffer.check(at, field.size, field.size, field.name, slot)
+    else:
+        _check_reference(buffer, field, at, slot)
+
+
+def _check_reference(buffer: _Buffer, field: Field, at: int, slot: int) -> None:
+    """The string or vector of structs the offset at ``at`` points to: its length
+    and its bytes inside the buffer, a string NUL-terminated."""
+    buffer.check(at, _UOFFSET, _UOFFSET, field.name, slot)
+    if not buffer.u32(at):
+        raise VerificationError(
+            f"{field.name}: offset 0 (a string or vector cannot be at its own offset)", at
+        )
+    target = at + buffer.u32(at)
+    buffer.check(target, _UOFFSET, _UOFFSET, f"{field.name} length", at)
+    count = buffer.u32(target)
+    items = target + _UOFFSET
+    if field.kind == "string":
+        buffer.check(items, count + 1, 1, field.name, target)
+        if buffer.data[buffer.start + items + count] != 0:
+            raise VerificationError(
+                f"{field.name}: string of length {count} is not NUL-terminated", target
+            )
+    else:
+        buffer.check(items, count * field.size, field.alignment, field.name, target)
