@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
 
 from journal._arguments import positive_number
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
@@ -216,8 +216,12 @@ def _export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""Where build_parser adds its subcommands, one function each (_add_info, ...)."""
+
+
 def _add_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    commands: _Commands,
     name: str,
     summary: str,
     description: str,
@@ -245,6 +249,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The journal command: its own options, then its subcommands, one function
+    each, in the order ``journal --help`` lists them."""
     parser = argparse.ArgumentParser(
         prog="journal",
         description="Order-book journals: inspect, demo, compact, analyze, import, monitor. "
@@ -254,7 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_info,
+        _add_dump,
+        _add_verify,
+        _add_demo,
+        _add_compact,
+        _add_analyze,
+        _add_import_captures,
+        _add_top,
+        _add_metrics,
+        _add_export,
+    ):
+        add(commands)
+    return parser
 
+
+def _add_info(commands: _Commands) -> None:
     info = _add_command(
         commands,
         "info",
@@ -269,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_journal_argument(info)
     info.set_defaults(run=_info)
 
+
+def _add_dump(commands: _Commands) -> None:
     dump = _add_command(
         commands,
         "dump",
@@ -312,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dump.set_defaults(run=_dump)
 
+
+def _add_verify(commands: _Commands) -> None:
     check = _add_command(
         commands,
         "verify",
@@ -329,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_journal_argument(check)
     check.set_defaults(run=_verify)
 
+
+def _add_demo(commands: _Commands) -> None:
     from journal.demo._pipeline import DEFAULT_RADAR
 
     demo = _add_command(
@@ -370,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
+
+def _add_compact(commands: _Commands) -> None:
     from journal.archive.compact import add_arguments as compact_arguments
 
     compact = _add_command(
@@ -388,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     compact_arguments(compact)
     compact.set_defaults(run=_compact)
 
+
+def _add_analyze(commands: _Commands) -> None:
     from journal.analysis._report import add_source_arguments
 
     analyze = _add_command(
@@ -415,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     analyze.set_defaults(run=_analyze)
 
+
+def _add_import_captures(commands: _Commands) -> None:
     from journal.feeds import _import
 
     captures = _add_command(
@@ -430,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     _import.add_arguments(captures)
     captures.set_defaults(run=_import.run)
 
-    from journal.monitor import _prometheus, _top
+
+def _add_top(commands: _Commands) -> None:
+    from journal.monitor import _top
 
     top = _add_command(
         commands,
@@ -446,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _top.add_arguments(top)
     top.set_defaults(run=_top.run)
+
+
+def _add_metrics(commands: _Commands) -> None:
+    from journal.monitor import _prometheus
 
     metrics = _add_command(
         commands,
@@ -463,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     _prometheus.add_arguments(metrics)
     metrics.set_defaults(run=_prometheus.run)
 
+
+def _add_export(commands: _Commands) -> None:
+    from journal.analysis._report import add_source_arguments
+
     export = _add_command(
         commands,
         "export",
@@ -478,7 +522,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_arguments(export, _parse_start)
     export.add_argument("--parquet", required=True, metavar="OUT", help="the Parquet file")
     export.set_defaults(run=_export)
-    return parser
 
 
 _OS_ERROR_ADVICE: Final = {
