@@ -48,6 +48,8 @@ Levels = Sequence[Sequence[float]] | np.ndarray
 WriteFunction = Callable[[Any, int, int, int, int, Any, Any], None]
 _FLOAT64_INTEGERS: Final = 1 << 53
 """Every int of at most this magnitude is exactly a double."""
+_LEVEL_DOUBLES: Final = L.LEVEL_SIZE // struct.calcsize("d")
+"""A level's price and quantity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,38 +196,41 @@ def _generate_write(
 
 def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> BookShape:
     """Lay out a record of this shape and generate its write function."""
-    asks_len_pos = L.BIDS_VECTOR_POS + 4 + L.LEVEL_SIZE * n_bids + 4
-    exchange_pos = asks_len_pos + 4 + L.LEVEL_SIZE * n_asks
+    asks_len_pos = L.asks_vector_pos(n_bids)
+    exchange_pos = asks_len_pos + L.UOFFSET_SIZE + L.LEVEL_SIZE * n_asks
     exchange_block = struct.pack("<I", len(exchange)) + exchange + b"\0"
-    exchange_block += b"\0" * _pad(len(exchange_block), 4)
+    exchange_block += b"\0" * _pad(len(exchange_block), L.UOFFSET_SIZE)
     symbol_pos = exchange_pos + len(exchange_block)
     symbol_block = struct.pack("<I", len(symbol)) + symbol + b"\0"
     size = symbol_pos + len(symbol_block)
     symbol_block += b"\0" * _pad(size, RECORD_ALIGNMENT)
     size += _pad(size, RECORD_ALIGNMENT)
 
-    table = L.TABLE_POS
     head = (
         struct.pack("<I", size - SIZE_PREFIX_SIZE)
         + L.FIXED_HEAD
-        + struct.pack("<I", exchange_pos - (table + L.EXCHANGE_NAME_FIELD))
+        + struct.pack("<I", exchange_pos - L.EXCHANGE_NAME_POS)
     )
     middle = struct.pack(
         "<IIII",
-        symbol_pos - (table + L.SYMBOL_FIELD),
-        L.BIDS_VECTOR_POS - (table + L.BIDS_FIELD),
-        asks_len_pos - (table + L.ASKS_FIELD),
+        symbol_pos - L.SYMBOL_POS,
+        L.BIDS_VECTOR_POS - L.BIDS_POS,
+        asks_len_pos - L.ASKS_POS,
         n_bids,
     )
+    # head, the three values, middle: the record up to its first bid level.
+    assert len(head) == L.VALUES_POS and L.VALUES_END + len(middle) == L.BIDS_LEVELS_POS
+    asks_count = struct.pack(f"<{L.ASKS_PADDING}xI", n_asks)
     tail = exchange_block + symbol_block
     packer = struct.Struct(
-        f"@{len(head)}sqqq{len(middle)}s{2 * n_bids}d8s{2 * n_asks}d{len(tail)}s"
+        f"@{len(head)}sqqq{len(middle)}s{_LEVEL_DOUBLES * n_bids}d{len(asks_count)}s"
+        f"{_LEVEL_DOUBLES * n_asks}d{len(tail)}s"
     )
     assert packer.size == size, (packer.size, size)
     constants = {
         "head": head,
         "middle": middle,
-        "asks_count": struct.pack("<4xI", n_asks),
+        "asks_count": asks_count,
         "tail": tail,
     }
     if max(n_bids, n_asks) > _GENERATED_MAX_LEVELS:
