@@ -32,6 +32,7 @@ Commands:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import faulthandler
 import json
@@ -43,11 +44,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import journal
 import journal._layout
+import journal._lock
 import journal._segment
 
 EXCHANGES = ("upbit", "binance", "bybit")
@@ -101,6 +104,23 @@ def check(record: journal.OrderBookRecord, seq: int, *, deterministic_time: bool
     if problems:
         return f"seq={seq} at {record.position}: " + ", ".join(problems)
     return ""
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``condition`` (every 5 ms) until it is true: the readiness signal of another
+    process or thread, with a deadline instead of a sleep that hopes it was long
+    enough. AssertionError naming ``what`` if it is not true within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.005)
+
+
+def reader_registered(journal_dir: Path, pid: int) -> bool:
+    """Whether process ``pid`` has a Reader registered in ``journal_dir/readers``: made
+    on its first record or empty poll, so after the reader opened at its start."""
+    return any((journal_dir / "readers").glob(f"*-{pid}.metrics"))
 
 
 def emit(**fields: Any) -> None:
@@ -184,8 +204,13 @@ def cmd_read(path: str, count: str, verify: str, timeout: str) -> int:
             return 1
         segments.add(record.position[0])
         expected += 1
-    # The writer closes after its last book: nothing may follow it.
-    time.sleep(0.2)
+    # The writer closes after its last book: nothing may follow it. Once its lock is
+    # free it has closed, so anything it could still have published is committed.
+    wait_until(
+        lambda: not journal._lock.writer_alive(Path(path)),
+        max(deadline - time.monotonic(), 10.0),
+        "the writer closing its journal",
+    )
     extra = reader.try_next()
     emit(
         ok=extra is None,
@@ -366,9 +391,12 @@ def cmd_fill_then_free(path: str, segment_size: str) -> int:
 
     def next_prepared(index: int) -> bool:
         """Whether segment index+1 got created (False: there was no room for it)."""
-        # The roll started its preparation; this thread idles, so by now it is done
-        # (this is what makes "no file, no .creating, no room" mean it failed).
-        time.sleep(0.2)
+        # The roll (or the opening) handed the preparation to the writer's worker: once
+        # that is done, "no file, no .creating, no room" means it failed.
+        preparation = writer._preparation
+        if preparation is not None:
+            concurrent.futures.wait([preparation], timeout=10)
+            assert preparation.done(), "the writer never finished preparing the next segment"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if (root / journal._layout.segment_name(index + 1)).exists():

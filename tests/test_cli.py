@@ -8,7 +8,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import journal
 from journal import _layout as F
 from journal._segment import segment_path
 from journal.analysis import load_books
-from tests._procs import Children
+from tests._procs import Children, reader_registered, wait_until
 from tests.conftest import ASKS, BIDS
 from tests.test_file_safety import wait_for
 from tests.test_verify import open_at, set_header_word
@@ -91,8 +90,15 @@ def test_dump_follow_prints_books_as_they_are_published(journal_dir: Path) -> No
         stdout=subprocess.PIPE,
         text=True,
     )
+
+    def ready() -> bool:
+        """Its reader, opened at the end, has registered (on its first empty poll):
+        every book published from now on comes after its start."""
+        assert follower.poll() is None, f"dump --follow exited ({follower.returncode})"
+        return reader_registered(journal_dir, follower.pid)
+
     try:
-        time.sleep(1.0)
+        wait_until(ready, 30, "dump --follow to open the journal")
         with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
             writer.append_orderbook("bithumb", "ETH-KRW", 7, 70, BIDS, ASKS, 1)
             writer.append_orderbook("bithumb", "ETH-KRW", 8, 80, BIDS, ASKS, 2)
