@@ -26,9 +26,9 @@ from journal._layout import (
     SIZE_PREFIX_SIZE,
     align_record,
 )
+from journal._publish import load_end_marker_offset_from
 
 _U32: Final = struct.Struct("<I")
-_U64: Final = struct.Struct("<Q")
 END: Final = -1
 """What ``frame_at`` returns for the end-of-segment marker."""
 
@@ -56,7 +56,7 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
                 offset=offset,
             )
         # Stored before the commit that covers the marker (publish_seal): visible.
-        marker_offset = _U64.unpack_from(data, END_MARKER_OFFSET_OFFSET)[0]
+        marker_offset = load_end_marker_offset_from(data)
         if 0 < marker_offset < offset:
             raise CorruptSegmentError(
                 f"end_marker_offset={marker_offset} lies below commit_offset={commit} (a "

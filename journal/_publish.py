@@ -1,8 +1,14 @@
-"""The two shared-memory accesses of the protocol: publishing and loading the commit.
+"""Every access to a header word shared with another process, with its ordering.
 
-Every other access to a segment is ordered by these. ``commit_words`` is the header
-viewed as native unsigned 64-bit words (``memoryview.cast("Q")``); the commit offset
-is word ``COMMIT_WORD``, alone on its cache-line pair.
+The commit offset is the protocol: publishing it (the writer) and loading it (the
+readers) order every other access to a segment. Around it, two more words are shared
+and are touched only through the functions here: ``end_marker_offset`` (stored by a
+writer's seal before the commit that covers the marker) and ``futex_sleepers`` (raised
+by a reader about to sleep, cleared by the writer that wakes it). Each function's
+docstring names the access it pairs with; radar_reader's atomics.hpp has the same
+functions for C++. ``commit_words`` is the header viewed as native unsigned 64-bit
+words (``memoryview.cast("Q")``), the commit offset word ``COMMIT_WORD``, alone on its
+cache-line pair; ``sleepers_words`` the header viewed as 32-bit words (``cast("I")``).
 
 Why a plain store is a release store here (x86-64 only, see ``require_x86_64``):
 ``memoryview`` item assignment of format ``Q`` compiles to one aligned 8-byte
@@ -18,8 +24,9 @@ that Python cannot emit, so the journal refuses to run there.
 from __future__ import annotations
 
 import platform
+import struct
 import sys
-from typing import Final
+from typing import Any, Final
 
 from journal._errors import UnsupportedPlatformError
 from journal._layout import (
@@ -35,6 +42,7 @@ END_MARKER_WORD: Final = END_MARKER_OFFSET_OFFSET // 8
 """Index of end_marker_offset in the header viewed as u64 words."""
 SLEEPERS_WORD: Final = FUTEX_SLEEPERS_OFFSET // 4
 """Index of the futex sleepers flag in the header viewed as u32 words."""
+_END_MARKER_OFFSET: Final = struct.Struct("<Q")
 
 
 def require_x86_64() -> None:
@@ -82,10 +90,19 @@ def load_end_marker_offset(commit_words: memoryview) -> int:
     return commit_words[END_MARKER_WORD]
 
 
+def load_end_marker_offset_from(segment: Any) -> int:
+    """``load_end_marker_offset`` for a segment's bytes from its start, given as any
+    buffer (a mapping, or bytes read from it) rather than a word view: pairs with
+    ``publish_seal`` the same way, once a commit covering the marker was loaded."""
+    return _END_MARKER_OFFSET.unpack_from(segment, END_MARKER_OFFSET_OFFSET)[0]
+
+
 def clear_interrupted_seal(commit_words: memoryview) -> None:
     """Undo the first store of a seal that a crash interrupted (``end_marker_offset``
     equal to the commit, which was never moved past the marker): the segment is
-    open again. Only the recovering writer calls it, under the writer lock."""
+    open again. Only the recovering writer calls it, under the writer lock; pairs
+    with ``load_end_marker_offset`` in readers, which take such a marker for a seal
+    under way until they see it gone."""
     commit_words[END_MARKER_WORD] = 0
 
 
@@ -96,3 +113,34 @@ def is_sealed(commit_words: memoryview, commit: int) -> bool:
     """
     marker = load_end_marker_offset(commit_words)
     return marker != 0 and commit == marker + END_MARKER_SIZE
+
+
+# -- the futex sleepers flag (FORMAT.md, "Futex wait" and "Memory ordering") -------------
+
+
+def raise_sleepers_flag(sleepers_words: memoryview) -> None:
+    """A reader about to sleep on the commit word: set ``futex_sleepers``, then load
+    the commit (``load_commit_acquire``) and sleep only if it has not moved.
+
+    Pairs with ``load_sleepers`` (then ``clear_sleepers``) in the writer after each
+    ``publish_commit``, and with ``announce_sleeper`` / ``take_sleepers`` in
+    radar_reader's atomics.hpp. The store and the commit load need a StoreLoad fence
+    that Python cannot emit: a wake can in rare cases be missed, so readers sleep
+    with a timeout.
+    """
+    sleepers_words[SLEEPERS_WORD] = 1
+
+
+def load_sleepers(sleepers_words: memoryview) -> int:
+    """The writer, after ``publish_commit`` or ``publish_seal``: non-zero if a reader
+    said it sleeps (``raise_sleepers_flag``; C++ ``announce_sleeper``), then
+    ``clear_sleepers`` and wake. Without a fence between the commit store and this
+    load (Python has none), a reader's flag can be missed: see raise_sleepers_flag."""
+    return sleepers_words[SLEEPERS_WORD]
+
+
+def clear_sleepers(sleepers_words: memoryview) -> None:
+    """The writer, before ``FUTEX_WAKE``: lower the flag ``load_sleepers`` found raised.
+    Readers raise it again (``raise_sleepers_flag``) before each sleep, so a wake
+    racing a new sleeper costs that sleeper at most its timeout."""
+    sleepers_words[SLEEPERS_WORD] = 0

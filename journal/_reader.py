@@ -47,10 +47,10 @@ from journal._frames import END, check_commit, frame_at, walk_frames
 from journal._metrics import ReaderMetrics
 from journal._paths import open_directory
 from journal._publish import (
-    SLEEPERS_WORD,
     is_sealed,
     load_commit_acquire,
     load_end_marker_offset,
+    raise_sleepers_flag,
     require_x86_64,
 )
 from journal._segment import MappedSegment, segment_indices, segment_path
@@ -788,7 +788,7 @@ class Reader:
             self._map_futex_header()
         assert self._futex_header is not None
         sleepers = memoryview(self._futex_header).cast("I")
-        sleepers[SLEEPERS_WORD] = 1
+        raise_sleepers_flag(sleepers)  # pairs with the writer's load_sleepers
         sleepers.release()
         # Pairs with publish_commit; a commit after this load changes the futex
         # word, so the kernel refuses to sleep on the stale value.

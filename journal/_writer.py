@@ -62,11 +62,12 @@ from journal._orderbook_layout import LOCAL_TIMESTAMP_NS_POS
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._paths import prepare_journal_directory
 from journal._publish import (
-    SLEEPERS_WORD,
     clear_interrupted_seal,
+    clear_sleepers,
     is_sealed,
     load_commit_acquire,
     load_end_marker_offset,
+    load_sleepers,
     publish_commit,
     publish_seal,
     require_x86_64,
@@ -286,7 +287,7 @@ class Writer:
             )
         self._position = end
         publish_commit(self._words, end)
-        if self._sleepers[SLEEPERS_WORD]:
+        if load_sleepers(self._sleepers):
             self._wake_sleepers()
         counters = self._counters
         if counters is not None:
@@ -533,7 +534,7 @@ class Writer:
                 cursor += framed
             self._position = end
             publish_commit(self._words, end)
-            if self._sleepers[SLEEPERS_WORD]:
+            if load_sleepers(self._sleepers):
                 self._wake_sleepers()
             counters = self._counters
             if counters is not None:
@@ -551,7 +552,7 @@ class Writer:
             self._check_journal()  # the directory went after the check above: say so
             raise
         self._seal(self._map, self._words, self._position)
-        if self._sleepers[SLEEPERS_WORD]:
+        if load_sleepers(self._sleepers):
             self._wake_sleepers()
         sealed = self._detach_segment()
         self._bytes_base += self._position - F.HEADER_SIZE  # still counted after the roll
@@ -617,7 +618,7 @@ class Writer:
         Readers raise the flag again before each sleep and wait with a timeout, so a
         wake racing a new sleeper costs that sleeper at most its timeout.
         """
-        self._sleepers[SLEEPERS_WORD] = 0
+        clear_sleepers(self._sleepers)
         if self._commit_address is None:
             anchor = ctypes.c_char.from_buffer(self._map, F.COMMIT_OFFSET_OFFSET)
             self._commit_address = ctypes.addressof(anchor)
