@@ -305,7 +305,7 @@ def cmd_serve(path: str, segment_size: str) -> int:
         positions = []
         first = seq
         if op == "publish":
-            time.sleep(command.get("delay", 0))
+            time.sleep(command.get("delay", 0))  # asked for: a reader is left waiting
             local = command.get("local_ns")
             for k in range(command["count"]):
                 if local == "now":

@@ -197,7 +197,7 @@ def test_a_summary_is_logged_once_its_interval_has_passed(
         for _ in range(3):
             publisher.publish(book(sequence="x"))
         assert len(caplog.records) == 1
-        time.sleep(0.06)
+        time.sleep(0.06)  # the summary interval (0.05 s) must pass: no process to wait for
         publisher.publish(book(sequence="x"))
         assert len(caplog.records) == 2
         assert "refused 3 more books" in caplog.records[1].getMessage()
@@ -234,7 +234,7 @@ def test_a_full_tmpfs_is_counted_logged_and_retried_after_room_is_freed(
         # Free room as the compactor would, wait out the back-off: books go in again.
         oldest = sorted(path.glob("*.journal"))[0]
         oldest.unlink()
-        time.sleep(0.25)
+        time.sleep(0.25)  # the 0.2 s back-off, timed by the publisher: nothing to wait on
         assert publisher.publish(book(sequence=sequence)) is not None
         assert "the journal has room again; 1001 books were refused" in caplog.text
         publisher.close()

@@ -22,9 +22,10 @@ from journal import _layout as F
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.archive import _archive as A
 from journal.archive import compact as C
-from tests._procs import LOCAL_NS0, book, check
+from tests._procs import LOCAL_NS0, book, check, wait_until
 from tests._users import NOBODY, as_nobody, shared_directory
 from tests.conftest import REPO, SHM, mounted_tmpfs
+from tests.test_file_safety import wait_for
 
 SEGMENT = 64 * 1024
 BOOKS = 2200  # ~7 sealed segments of 64 KiB and an open one
@@ -52,6 +53,20 @@ def compact(
         text=True,
         timeout=timeout,
     )
+
+
+def inotify_watched(pid: int) -> set[int]:
+    """The inodes process ``pid`` watches with inotify (watchdog's observer), from
+    /proc/PID/fdinfo: a watch is there once ``observer.schedule`` has returned."""
+    watched = set()
+    with contextlib.suppress(FileNotFoundError):  # the process or an fd went meanwhile
+        for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
+                    if line.startswith("inotify wd:"):
+                        fields = dict(field.split(":", 1) for field in line.split()[1:])
+                        watched.add(int(fields["ino"], 16))
+    return watched
 
 
 def start_compact(*args: object) -> subprocess.Popen[str]:
@@ -239,7 +254,8 @@ def test_the_open_segment_is_never_touched(journal_dir: Path, shm_dir: Path) -> 
         for seq in range(1500):
             writer.append_orderbook(*book(seq))
         open_index = writer.position[0]
-        time.sleep(0.2)  # the writer prepares segment open_index + 1 in the background
+        # The writer prepares segment open_index + 1 in the background: until it is done.
+        wait_for(segment_path(journal_dir, open_index + 1))
         assert segment_indices(journal_dir)[-2:] == [open_index, open_index + 1]
         before = {
             index: segment_path(journal_dir, index).read_bytes()
@@ -366,7 +382,14 @@ def test_watch_mode_archives_a_live_writer_and_stops_on_sigterm(
     try:
         assert child.stderr is not None
         assert "watching" in child.stderr.readline()
-        time.sleep(0.3)  # the first pass: nothing there yet
+        # Its watch on the journal's parent is set before its first pass: from then on
+        # the journal directory made below wakes it (the first pass finds nothing).
+        parent = shm_dir.stat().st_ino
+        wait_until(
+            lambda: child.poll() is None and parent in inotify_watched(child.pid),
+            20,
+            f"the compactor to watch {shm_dir}",
+        )
         assert not journal_dir.exists()
         seq = 0
         with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
@@ -375,7 +398,7 @@ def test_watch_mode_archives_a_live_writer_and_stops_on_sigterm(
                 for _ in range(50):
                     writer.append_orderbook(*book(seq))
                     seq += 1
-                time.sleep(0.01)
+                time.sleep(0.01)  # a writer that pauses between bursts, not a wait
                 assert time.monotonic() < deadline
             # All sealed segments archived, all but the newest sealed one removed.
             open_index = writer.position[0]

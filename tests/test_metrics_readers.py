@@ -143,7 +143,7 @@ def test_lag_of_a_reader_process_is_seen_from_another_process(journal_dir: Path)
         write_books(writer, 0, 1000)
         with reader_process(journal_dir, "slow", 400) as slow:
             position = slow.report()["position"]
-            time.sleep(0.05)
+            time.sleep(0.05)  # lag.ns must show this time passing: a duration, not a wait
             (reader,) = snapshot(journal_dir).readers
             assert reader.label == f"slow-{slow.proc.pid}"
             assert reader.alive and reader.records == 400

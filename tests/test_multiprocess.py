@@ -386,7 +386,7 @@ def test_kill9_torture_loses_no_acknowledged_book(
                 if iteration and rng.random() < 0.15:
                     # While it starts up or recovers, sometimes.
                     stats["early kills"] += 1
-                    time.sleep(rng.uniform(0.0, 0.4))
+                    time.sleep(rng.uniform(0.0, 0.4))  # a random moment to kill at, not a wait
                 else:
                     ready = child.read_json(30)
                     report = journal.RecoveryReport(
@@ -401,7 +401,7 @@ def test_kill9_torture_loses_no_acknowledged_book(
                     elif iteration:  # this test closed the journal cleanly
                         assert report.cleared_bytes == 0, (where, report)
                         assert report.removed_unfinished == (), (where, report)
-                    time.sleep(rng.uniform(0.0, 0.25))
+                    time.sleep(rng.uniform(0.0, 0.25))  # it appends meanwhile; then SIGKILL
                 child.proc.send_signal(signal.SIGKILL)
                 status = child.proc.wait(10)
             finally:
