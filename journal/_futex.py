@@ -29,7 +29,7 @@ _syscall = libc.syscall
 
 def wake_all(address: int) -> int:
     """Wake every process waiting on the u32 at ``address``; returns how many woke."""
-    woken = _syscall(_SYS_FUTEX, ctypes.c_void_p(address), FUTEX_WAKE, _WAKE_EVERYONE, None)
+    woken: int = _syscall(_SYS_FUTEX, ctypes.c_void_p(address), FUTEX_WAKE, _WAKE_EVERYONE, None)
     if woken < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"futex wake at address=0x{address:x}: {os.strerror(err)}")

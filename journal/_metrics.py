@@ -320,7 +320,7 @@ class ReaderMetrics:
         self._records = 0
         self._empty_polls = 0
         self._incarnations = 0
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[int, mmap.mmap, Path], ReaderMetrics] | None = None
         self.path: Path | None = None
 
     def read(self, segment: int, offset: int, record_time_ns: int) -> None:

@@ -184,6 +184,7 @@ class Reader:
                 if time.monotonic() >= self._next_check_s:
                     return self._check_journal()
                 return None
+            assert self.payload_id is not None and self.schema is not None  # segment open
             size = frame_at(self._map, offset, commit, self.payload_id, self._path_text)
             if size == END:
                 if not self._open_next_segment():
@@ -375,6 +376,7 @@ class Reader:
             # Past the end marker: the next record is the next segment's first.
             self._open_segment(index + 1, F.HEADER_SIZE)
             return
+        assert self.payload_id is not None  # set by _open_segment
         boundaries = {
             at for at, _ in walk_frames(self._map, commit, self.payload_id, self._path_text)
         }
@@ -415,14 +417,14 @@ class Reader:
             stream = self._stream_segments()
             live = next((k for k, segment in enumerate(stream) if segment.in_tmpfs), len(stream))
             if live:
-                for segment in reversed(stream[:live]):
-                    assert segment.archive is not None
-                    with archive_access().open(segment.archive) as archive:
+                for archived in reversed(stream[:live]):
+                    assert archived.archive is not None
+                    with archive_access().open(archived.archive) as archive:
                         if archive.record_count and archive.min_time_ns <= not_before_ns:
                             break
                 else:
-                    segment = stream[0]
-                self._open_stream_segment(segment, F.HEADER_SIZE)
+                    archived = stream[0]
+                self._open_stream_segment(archived, F.HEADER_SIZE)
                 return
         self._open_segment(chosen, F.HEADER_SIZE)
 
@@ -640,10 +642,11 @@ class Reader:
 
     def _reading(self) -> tuple[int, int] | None:
         """``(created_ns, index)`` of the segment being read, None before the start."""
-        current = self._archive.header if self._archive is not None else None
-        if current is None and self._segment is not None:
-            current = self._segment.header
-        return None if current is None else (current.created_ns, self._index)
+        if self._archive is not None:
+            return (self._archive.header.created_ns, self._index)
+        if self._segment is not None:
+            return (self._segment.header.created_ns, self._index)
+        return None
 
     def _open_stream_segment(self, segment: StreamSegment, offset: int) -> None:
         if segment.in_tmpfs:
@@ -735,17 +738,17 @@ class Reader:
                 return record
             reading = self._reading()
             assert reading is not None
-            following = following_segment(self._stream_segments(), *reading)
-            if following is None:
+            next_segment = following_segment(self._stream_segments(), *reading)
+            if next_segment is None:
                 # The newest segment of the stream, and tmpfs holds none after it: its
                 # journal was lost with tmpfs (the open segment, never sealed, with it).
                 # A new writer's first segment is read when it comes.
                 return None
-            if following.index > self._index + 1:  # neither in tmpfs nor archived
+            if next_segment.index > self._index + 1:  # neither in tmpfs nor archived
                 self._open_archived(self._index + 1, F.HEADER_SIZE)  # reports the gap
             # The next of this incarnation, or the first of the next incarnation (tmpfs
             # may hold a segment of this index from a later incarnation: not this one).
-            self._open_stream_segment(following, F.HEADER_SIZE)
+            self._open_stream_segment(next_segment, F.HEADER_SIZE)
             if self._segment is not None:
                 return self.try_next()
 

@@ -386,7 +386,8 @@ class MappedSegment:
     def _advise(self, advice: int) -> bool:
         anchor = ctypes.c_char.from_buffer(self.map)
         try:
-            return libc.madvise(ctypes.addressof(anchor), len(self.map), advice) == 0
+            status: int = libc.madvise(ctypes.addressof(anchor), len(self.map), advice)
+            return status == 0
         finally:
             del anchor
 

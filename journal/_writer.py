@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import os
 import struct
 import time
@@ -157,6 +158,16 @@ class Writer:
         "recovery",
         "segment_size",
     )
+    # Set by _use_segment (the segment appended to), not in __init__.
+    _map: mmap.mmap
+    _words: memoryview  # its commit word
+    _sleepers: memoryview  # its futex sleepers flag
+    _index: int
+    _position: int  # where the next record goes
+    _segment_limit: int  # no record may end past it (room for the end marker)
+    _limit: int  # _segment_limit; 0 or -1 for the slow path that checks or refuses
+    _last_position: Position
+    _commit_address: int | None  # of the commit word, for FUTEX_WAKE (once needed)
 
     def __init__(
         self,
@@ -260,7 +271,7 @@ class Writer:
             except (KeyError, TypeError):  # a new shape, or names to refuse
                 shape = self._shape(exchange_name, symbol, len(bids), len(asks))
             stamp = local_timestamp_ns is None
-            if stamp:
+            if local_timestamp_ns is None:
                 local_timestamp_ns = 0  # stamped below, once the record is laid out
             position = self._position
             end = position + shape.size
@@ -297,6 +308,7 @@ class Writer:
             counters[RECORDS_WORD] = records
             counters[LAST_PUBLISH_WORD] = local_timestamp_ns
             if started:
+                assert self._metrics is not None  # counters are its words
                 self._metrics.sample_latency(perf_counter_ns() - started)
                 self._time_next = False
             elif not records & LATENCY_SAMPLE_MASK:
