@@ -21,8 +21,10 @@ from RadarData import RadarResult as RR
 
 import journal
 from journal import _layout as F
+from journal import _orderbook_layout as OB
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.archive import _archive as A
+from journal.archive import _layout as AL
 from tests._books import Book, build_official
 from tests._procs import LOCAL_NS0, book
 from tests.conftest import REPO
@@ -133,9 +135,9 @@ def _doc_tables() -> list[list[tuple[int, int, str]]]:
 @pytest.mark.parametrize(
     ("table", "fields", "struct_", "total"),
     [
-        (0, A.HEADER_FIELDS, A.HEADER_STRUCT, A.ARCHIVE_HEADER_SIZE),
-        (1, A.INDEX_ENTRY_FIELDS, A.INDEX_ENTRY_STRUCT, A.INDEX_ENTRY_SIZE),
-        (2, A.TRAILER_FIELDS, A.TRAILER_STRUCT, A.TRAILER_SIZE),
+        (0, AL.HEADER_FIELDS, AL.HEADER_STRUCT, AL.ARCHIVE_HEADER_SIZE),
+        (1, AL.INDEX_ENTRY_FIELDS, AL.INDEX_ENTRY_STRUCT, AL.INDEX_ENTRY_SIZE),
+        (2, AL.TRAILER_FIELDS, AL.TRAILER_STRUCT, AL.TRAILER_SIZE),
     ],
     ids=["header", "index entry", "trailer"],
 )
@@ -159,26 +161,114 @@ def test_format_md_tables_match_the_constants(
     assert items == [(offset, size) for offset, size, _ in rows if offset < struct_.size]
 
 
+_NAMED_FIELDS: dict[str, dict[str, tuple[int, int]]] = {
+    "header": {
+        "magic": (AL.MAGIC_OFFSET, len(AL.ARCHIVE_MAGIC)),
+        "archive_version": (AL.ARCHIVE_VERSION_OFFSET, 4),
+        "header_size": (AL.HEADER_SIZE_OFFSET, 4),
+        "payload_id": (AL.PAYLOAD_ID_OFFSET, F.PAYLOAD_ID_SIZE),
+        "segment_format_version": (AL.SEGMENT_FORMAT_VERSION_OFFSET, 4),
+        "segment_index": (AL.SEGMENT_INDEX_OFFSET, 8),
+        "segment_size": (AL.SEGMENT_SIZE_OFFSET, 8),
+        "created_ns": (AL.CREATED_NS_OFFSET, 8),
+        "writer_pid": (AL.WRITER_PID_OFFSET, 4),
+        "writer_started_ns": (AL.WRITER_STARTED_NS_OFFSET, 8),
+        "writer_host": (AL.WRITER_HOST_OFFSET, F.WRITER_HOST_SIZE),
+        "commit_offset": (AL.COMMIT_OFFSET_OFFSET, 8),
+        "end_marker_offset": (AL.END_MARKER_OFFSET_OFFSET, 8),
+        "frame_size": (AL.FRAME_SIZE_OFFSET, 4),
+        "zstd_level": (AL.ZSTD_LEVEL_OFFSET, 4),
+        "incarnation_ns": (AL.INCARNATION_NS_OFFSET, 8),
+    },
+    "index entry": {
+        "file_offset": (AL.ENTRY_FILE_OFFSET_OFFSET, 8),
+        "compressed_size": (AL.ENTRY_COMPRESSED_SIZE_OFFSET, 8),
+        "segment_offset": (AL.ENTRY_SEGMENT_OFFSET_OFFSET, 8),
+        "raw_size": (AL.ENTRY_RAW_SIZE_OFFSET, 8),
+        "record_count": (AL.ENTRY_RECORD_COUNT_OFFSET, 4),
+        "value_count": (AL.ENTRY_VALUE_COUNT_OFFSET, 4),
+        "min_time_ns": (AL.ENTRY_MIN_TIME_NS_OFFSET, 8),
+        "max_time_ns": (AL.ENTRY_MAX_TIME_NS_OFFSET, 8),
+    },
+    "trailer": {
+        "index_offset": (AL.TRAILER_INDEX_OFFSET_OFFSET, 8),
+        "frame_count": (AL.TRAILER_FRAME_COUNT_OFFSET, 8),
+        "record_count": (AL.TRAILER_RECORD_COUNT_OFFSET, 8),
+        "min_time_ns": (AL.TRAILER_MIN_TIME_NS_OFFSET, 8),
+        "max_time_ns": (AL.TRAILER_MAX_TIME_NS_OFFSET, 8),
+        "header_crc32": (AL.TRAILER_HEADER_CRC32_OFFSET, 4),
+        "index_crc32": (AL.TRAILER_INDEX_CRC32_OFFSET, 4),
+        "trailer_crc32": (AL.TRAILER_CRC32_OFFSET, 4),
+        "end_magic": (AL.TRAILER_END_MAGIC_OFFSET, len(AL.ARCHIVE_END_MAGIC)),
+    },
+}
+"""Every field of the archive tables of docs/FORMAT.md, by the name of its offset in
+journal/archive/_layout.py (as tests/test_layout.py names the segment header's)."""
+_RESERVED: dict[str, list[tuple[int, int]]] = {
+    "header": [
+        (AL.HEADER_RESERVED_OFFSET, 4),
+        (AL.HEADER_STRUCT_END, AL.ARCHIVE_HEADER_SIZE - AL.HEADER_STRUCT_END),
+    ],
+    "index entry": [],
+    "trailer": [(AL.TRAILER_RESERVED_OFFSET, 4)],
+}
+
+
+@pytest.mark.parametrize("table", list(_NAMED_FIELDS))
+def test_format_md_tables_match_the_named_offsets(table: str) -> None:
+    """Each documented field at the offset and of the size the layout module names,
+    the reserved rows where the module says; and the module's field tuples (which the
+    reader and writer use) are these names."""
+    rows = _doc_tables()[list(_NAMED_FIELDS).index(table)]
+    documented = {name: (offset, size) for offset, size, name in rows if name != "reserved"}
+    assert documented == _NAMED_FIELDS[table]
+    assert [(offset, size) for offset, size, name in rows if name == "reserved"] == (
+        _RESERVED[table]
+    )
+    fields = {"header": AL.HEADER_FIELDS, "index entry": AL.INDEX_ENTRY_FIELDS}.get(
+        table, AL.TRAILER_FIELDS
+    )
+    assert {name: (offset, size) for name, offset, size in fields} == _NAMED_FIELDS[table]
+
+
+def test_value_planes_are_named_from_the_record_layout() -> None:
+    """The words an archive moves are the order-book record's value fields, by name."""
+    assert AL.VALUE_WORDS.tolist() == [
+        OB.word(OB.TIMESTAMP_POS),
+        OB.word(OB.SEQUENCE_POS),
+        OB.word(OB.LOCAL_TIMESTAMP_NS_POS),
+    ]
+    assert AL.MIN_VALUE_FRAME == OB.LOCAL_TIMESTAMP_NS_POS + 8 == OB.VALUES_END
+    assert AL.VALUE_BYTES == OB.VALUES_END - OB.VALUES_POS
+    section = (REPO / "docs" / "FORMAT.md").read_text().split("## Archive files")[1]
+    assert (
+        f"of {AL.MIN_VALUE_FRAME} bytes or more, bytes {OB.VALUES_POS}..{OB.VALUES_END}"
+        in " ".join(section.split())
+    )
+    words = ", ".join(str(w) for w in OB.VALUE_WORDS[:-1]) + f", {OB.VALUE_WORDS[-1]}"
+    assert f"for word `w` of {words}" in section
+
+
 def test_format_md_names_the_constants() -> None:
     section = (REPO / "docs" / "FORMAT.md").read_text().split("## Archive files")[1]
-    assert f'"{A.ARCHIVE_MAGIC.decode()}"' in section
-    assert f'"{A.ARCHIVE_END_MAGIC.decode()}"' in section
-    assert A.ARCHIVE_SUFFIX in section
-    assert f"archive_version        {A.ARCHIVE_VERSION}" in section
-    assert f"header_size            {A.ARCHIVE_HEADER_SIZE}" in section
-    assert f"trailer bytes 0..{A.TRAILER_CRC_COVERS - 1}" in section
-    assert A.NO_TIME_MIN == 2**63 - 1 and A.NO_TIME_MAX == -(2**63)
+    assert f'"{AL.ARCHIVE_MAGIC.decode()}"' in section
+    assert f'"{AL.ARCHIVE_END_MAGIC.decode()}"' in section
+    assert AL.ARCHIVE_SUFFIX in section
+    assert f"archive_version        {AL.ARCHIVE_VERSION}" in section
+    assert f"header_size            {AL.ARCHIVE_HEADER_SIZE}" in section
+    assert f"trailer bytes 0..{AL.TRAILER_CRC_COVERS - 1}" in section
+    assert AL.NO_TIME_MIN == 2**63 - 1 and AL.NO_TIME_MAX == -(2**63)
     assert "2^63-1 if no record" in section and "-2^63 if no record" in section
 
 
 def test_pinned_constants() -> None:
-    assert A.ARCHIVE_MAGIC == b"OBJARCHV"
-    assert A.ARCHIVE_END_MAGIC == b"OBJAREND"
-    assert A.ARCHIVE_VERSION == 2 and A.READABLE_VERSIONS == (1, 2)
-    assert (A.VALUE_BYTES, A.MIN_VALUE_FRAME) == (24, 64)
-    assert A.VALUE_WORDS.tolist() == [5, 6, 7]
-    assert (A.ARCHIVE_HEADER_SIZE, A.INDEX_ENTRY_SIZE, A.TRAILER_SIZE) == (256, 56, 64)
-    assert A.ARCHIVE_SUFFIX == ".jzst"
+    assert AL.ARCHIVE_MAGIC == b"OBJARCHV"
+    assert AL.ARCHIVE_END_MAGIC == b"OBJAREND"
+    assert AL.ARCHIVE_VERSION == 2 and AL.READABLE_VERSIONS == (1, 2)
+    assert (AL.VALUE_BYTES, AL.MIN_VALUE_FRAME) == (24, 64)
+    assert AL.VALUE_WORDS.tolist() == [5, 6, 7]
+    assert (AL.ARCHIVE_HEADER_SIZE, AL.INDEX_ENTRY_SIZE, AL.TRAILER_SIZE) == (256, 56, 64)
+    assert AL.ARCHIVE_SUFFIX == ".jzst"
     assert issubclass(journal.CorruptArchiveError, journal.JournalError)
     assert {"CorruptArchiveError", "ArchiveFullError"} <= set(journal.__all__)
 
@@ -260,8 +350,8 @@ def test_incarnation_ns_is_archived_and_put_back(books_journal: Path, shm_dir: P
     old_segment.write_bytes(data)
     path = archive(old_segment, shm_dir / "old")
     raw = bytearray(path.read_bytes())
-    assert struct.unpack_from("<q", raw, A.INCARNATION_NS_OFFSET)[0] == 0
-    assert not any(raw[A.INCARNATION_NS_OFFSET : A.ARCHIVE_HEADER_SIZE])
+    assert struct.unpack_from("<q", raw, AL.INCARNATION_NS_OFFSET)[0] == 0
+    assert not any(raw[AL.INCARNATION_NS_OFFSET : AL.ARCHIVE_HEADER_SIZE])
     with A.ArchiveReader(path) as reader, MappedSegment(old_segment) as segment:
         assert reader.header.incarnation_ns == 0
         reader.verify(segment.map)
@@ -398,7 +488,7 @@ def test_flipped_bits_are_refused_or_harmless(
     positions = sorted(
         {
             *range(0, len(data), 13),
-            *range(A.ARCHIVE_HEADER_SIZE + 20),
+            *range(AL.ARCHIVE_HEADER_SIZE + 20),
             *range(len(data) - 200, len(data)),
         }
     )
@@ -420,7 +510,7 @@ def _assemble(path: Path, header: A.ArchiveHeader, frames: list[tuple[bytes, int
     entries = []
     position, segment_at = len(packed), F.HEADER_SIZE
     for compressed, raw_size, records in frames:
-        low, high = (LOCAL_NS0, LOCAL_NS0) if records else (A.NO_TIME_MIN, A.NO_TIME_MAX)
+        low, high = (LOCAL_NS0, LOCAL_NS0) if records else (AL.NO_TIME_MIN, AL.NO_TIME_MAX)
         entries.append(
             A.FrameEntry(position, len(compressed), segment_at, raw_size, records, low, high)
         )
@@ -505,10 +595,10 @@ def test_hostile_sizes_are_refused_before_any_allocation(shm_dir: Path) -> None:
     # A frame count far beyond what the file holds: refused from the trailer alone.
     path = _assemble(shm_dir / "ok.jzst", _header(F.HEADER_SIZE + 4096), [(honest, 4096, 0)])
     data = bytearray(path.read_bytes())
-    trailer_at = len(data) - A.TRAILER_SIZE
+    trailer_at = len(data) - AL.TRAILER_SIZE
     struct.pack_into("<Q", data, trailer_at + 8, 1 << 60)
-    crc = zlib.crc32(data[trailer_at : trailer_at + A.TRAILER_CRC_COVERS])
-    struct.pack_into("<I", data, trailer_at + A.TRAILER_CRC_COVERS, crc)
+    crc = zlib.crc32(data[trailer_at : trailer_at + AL.TRAILER_CRC_COVERS])
+    struct.pack_into("<I", data, trailer_at + AL.TRAILER_CRC_COVERS, crc)
     path.write_bytes(data)
     with pytest.raises(journal.CorruptArchiveError, match="do not fill the file"):
         A.ArchiveReader(path)
@@ -668,11 +758,11 @@ def test_value_planes_restore_every_byte_and_their_count_is_checked(
     segment_file = sealed_segments(books_journal)[0]
     path = archive(segment_file, shm_dir / "a", frame_size=SMALL_FRAMES)
     with A.ArchiveReader(path) as reader:
-        assert reader.header.archive_version == A.ARCHIVE_VERSION == 2
+        assert reader.header.archive_version == AL.ARCHIVE_VERSION == 2
         entry = reader.frames[0]
         assert entry.value_count == entry.record_count > 0
         content = reader.decompress_frame(0)
-        assert len(content) == entry.raw_size + A.VALUE_BYTES * entry.value_count
+        assert len(content) == entry.raw_size + AL.VALUE_BYTES * entry.value_count
         # The records in the content have their values zeroed; the frame has them back.
         original = committed(segment_file)[
             entry.segment_offset : entry.segment_offset + entry.raw_size
@@ -681,13 +771,13 @@ def test_value_planes_restore_every_byte_and_their_count_is_checked(
         assert reader.read_frame(0) == original
     # An index whose value_count disagrees with the records (CRCs made right): refused.
     data = bytearray(path.read_bytes())
-    trailer_at = len(data) - A.TRAILER_SIZE
+    trailer_at = len(data) - AL.TRAILER_SIZE
     index_offset = struct.unpack_from("<Q", data, trailer_at)[0]
     struct.pack_into("<I", data, index_offset + 36, entry.value_count - 1)
     index = data[index_offset:trailer_at]
     struct.pack_into("<I", data, trailer_at + 44, zlib.crc32(index))
-    crc = zlib.crc32(data[trailer_at : trailer_at + A.TRAILER_CRC_COVERS])
-    struct.pack_into("<I", data, trailer_at + A.TRAILER_CRC_COVERS, crc)
+    crc = zlib.crc32(data[trailer_at : trailer_at + AL.TRAILER_CRC_COVERS])
+    struct.pack_into("<I", data, trailer_at + AL.TRAILER_CRC_COVERS, crc)
     damaged = shm_dir / "values.jzst"
     damaged.write_bytes(data)
     with (
@@ -716,9 +806,9 @@ def test_plane_values_are_the_values_split_values_moved() -> None:
     rng = np.random.default_rng(5)
     frame = rng.integers(0, 1 << 63, 64, dtype=np.uint64).view(np.uint8)
     starts = np.array([0, 64, 200, 360], np.int64)
-    original = frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].T.copy()
+    original = frame.view("<u8")[starts[:, None] // 8 + AL.VALUE_WORDS].T.copy()
     planes = A.split_values(frame, starts)
-    assert not frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].any()
+    assert not frame.view("<u8")[starts[:, None] // 8 + AL.VALUE_WORDS].any()
     assert np.array_equal(A.plane_values(planes, len(starts)), original)
     A.restore_values(frame, planes, starts)
-    assert np.array_equal(frame.view("<u8")[starts[:, None] // 8 + A.VALUE_WORDS].T, original)
+    assert np.array_equal(frame.view("<u8")[starts[:, None] // 8 + AL.VALUE_WORDS].T, original)

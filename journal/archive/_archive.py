@@ -1,15 +1,15 @@
 """Archive files: one sealed segment as independent zstd frames plus a time index.
 
-docs/FORMAT.md ("Archive files") is the specification; the numbers here mirror it
-and tests/test_archive.py pins them against the document. All integers are
-little-endian. File ``ARCHIVE/<stream>/<time>-<segment index>-<created_ns>.jzst``
-(``created_ns`` tells apart the segments of one index from two incarnations of a
-journal: StreamSegment)::
+docs/FORMAT.md ("Archive files") is the specification; its numbers are named in
+journal/archive/_layout.py, which tests/test_archive.py pins against the document.
+All integers are little-endian. File
+``ARCHIVE/<stream>/<time>-<segment index>-<created_ns>.jzst`` (``created_ns`` tells
+apart the segments of one index from two incarnations of a journal: StreamSegment)::
 
     offset
          0  header (256 bytes): magic, version, the segment header's fields, commit
-       256  zstd frame 0: segment bytes [4096, ...), whole record frames only, words
-            5-7 of each record moved to value planes after them (split_values)
+       256  zstd frame 0: segment bytes [4096, ...), whole record frames only, the
+            value words of each record moved to value planes after them (split_values)
        ...  zstd frame 1, 2, ...: the last one ends with the end-of-segment marker
             index: one 56-byte entry per zstd frame (where it is, its sizes, the
                    segment offset of its first byte, record and value counts,
@@ -53,98 +53,40 @@ from journal._archived import StreamSegment
 from journal._decode import Record, read_record
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._frames import END, check_commit, walk_frames
+from journal._publish import load_end_marker_offset_from
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import SCHEMAS, TableSchema, VerificationError, verify_size_prefixed
-
-# -- the layout (docs/FORMAT.md, "Archive files") -------------------------------------
-
-ARCHIVE_MAGIC: Final = b"OBJARCHV"
-ARCHIVE_END_MAGIC: Final = b"OBJAREND"
-ARCHIVE_VERSION: Final = 2
-"""Written by this compactor. Version 1 (frames of plain segment bytes, no value
-planes) is still read; any other version is refused."""
-READABLE_VERSIONS: Final = (1, 2)
-ARCHIVE_HEADER_SIZE: Final = 256
-ARCHIVE_SUFFIX: Final = ".jzst"
-TEMPORARY_SUFFIX: Final = ".tmp"
-"""A file being written is ``.<final name>.tmp``: hidden, never an archive."""
-
-# Header fields: (name, offset, size).
-MAGIC_OFFSET: Final = 0
-VERSION_OFFSET: Final = 8
-HEADER_SIZE_OFFSET: Final = 12
-PAYLOAD_ID_OFFSET: Final = 16
-SEGMENT_FORMAT_VERSION_OFFSET: Final = 20
-SEGMENT_INDEX_OFFSET: Final = 24
-SEGMENT_SIZE_OFFSET: Final = 32
-CREATED_NS_OFFSET: Final = 40
-WRITER_PID_OFFSET: Final = 48
-WRITER_STARTED_NS_OFFSET: Final = 56
-WRITER_HOST_OFFSET: Final = 64
-COMMIT_OFFSET_OFFSET: Final = 128
-END_MARKER_OFFSET_OFFSET: Final = 136
-FRAME_SIZE_OFFSET: Final = 144
-ZSTD_LEVEL_OFFSET: Final = 148
-INCARNATION_NS_OFFSET: Final = 152
-"""The segment's incarnation_ns (FORMAT.md, "Incarnations"): bytes that were reserved,
-so archives written before it read as 0 (unknown), as segments of that time do."""
-HEADER_FIELDS: Final = (
-    ("magic", MAGIC_OFFSET, 8),
-    ("archive_version", VERSION_OFFSET, 4),
-    ("header_size", HEADER_SIZE_OFFSET, 4),
-    ("payload_id", PAYLOAD_ID_OFFSET, 4),
-    ("segment_format_version", SEGMENT_FORMAT_VERSION_OFFSET, 4),
-    ("segment_index", SEGMENT_INDEX_OFFSET, 8),
-    ("segment_size", SEGMENT_SIZE_OFFSET, 8),
-    ("created_ns", CREATED_NS_OFFSET, 8),
-    ("writer_pid", WRITER_PID_OFFSET, 4),
-    ("writer_started_ns", WRITER_STARTED_NS_OFFSET, 8),
-    ("writer_host", WRITER_HOST_OFFSET, F.WRITER_HOST_SIZE),
-    ("commit_offset", COMMIT_OFFSET_OFFSET, 8),
-    ("end_marker_offset", END_MARKER_OFFSET_OFFSET, 8),
-    ("frame_size", FRAME_SIZE_OFFSET, 4),
-    ("zstd_level", ZSTD_LEVEL_OFFSET, 4),
-    ("incarnation_ns", INCARNATION_NS_OFFSET, 8),
+from journal.archive._layout import (
+    ARCHIVE_END_MAGIC,
+    ARCHIVE_HEADER_SIZE,
+    ARCHIVE_MAGIC,
+    ARCHIVE_SUFFIX,
+    ARCHIVE_VERSION,
+    ARCHIVE_VERSION_OFFSET,
+    COMMIT_OFFSET_OFFSET,
+    END_MARKER_OFFSET_OFFSET,
+    HEADER_RESERVED_OFFSET,
+    HEADER_SIZE_OFFSET,
+    HEADER_STRUCT,
+    INDEX_ENTRY_SIZE,
+    INDEX_ENTRY_STRUCT,
+    MIN_VALUE_FRAME,
+    NO_TIME_MAX,
+    NO_TIME_MIN,
+    READABLE_VERSIONS,
+    SEGMENT_FORMAT_VERSION_OFFSET,
+    SEGMENT_SIZE_OFFSET,
+    TRAILER_CRC32_OFFSET,
+    TRAILER_CRC_COVERS,
+    TRAILER_END_MAGIC_OFFSET,
+    TRAILER_RESERVED_OFFSET,
+    TRAILER_SIZE,
+    TRAILER_STRUCT,
+    VALUE_BYTES,
+    VALUE_SIZE,
+    VALUE_WORDS,
 )
-HEADER_STRUCT: Final = struct.Struct("<8sII4sIQQqIIq64sQQIiq")
-"""The header fields in order (with the reserved u32 at 52); reserved zero after."""
-
-INDEX_ENTRY_SIZE: Final = 56
-INDEX_ENTRY_FIELDS: Final = (
-    ("file_offset", 0, 8),
-    ("compressed_size", 8, 8),
-    ("segment_offset", 16, 8),
-    ("raw_size", 24, 8),
-    ("record_count", 32, 4),
-    ("value_count", 36, 4),
-    ("min_time_ns", 40, 8),
-    ("max_time_ns", 48, 8),
-)
-INDEX_ENTRY_STRUCT: Final = struct.Struct("<QQQQIIqq")
-
-TRAILER_SIZE: Final = 64
-TRAILER_FIELDS: Final = (
-    ("index_offset", 0, 8),
-    ("frame_count", 8, 8),
-    ("record_count", 16, 8),
-    ("min_time_ns", 24, 8),
-    ("max_time_ns", 32, 8),
-    ("header_crc32", 40, 4),
-    ("index_crc32", 44, 4),
-    ("trailer_crc32", 52, 4),
-    ("end_magic", 56, 8),
-)
-TRAILER_STRUCT: Final = struct.Struct("<QQQqqIIII8s")
-TRAILER_CRC_COVERS: Final = 52
-"""trailer_crc32 is the CRC-32 of the trailer's first 52 bytes."""
-
-NO_TIME_MIN: Final = (1 << 63) - 1
-NO_TIME_MAX: Final = -(1 << 63)
-"""min/max_time_ns of a frame (or archive) without records: an empty range."""
-
-assert HEADER_STRUCT.size == INCARNATION_NS_OFFSET + 8 <= ARCHIVE_HEADER_SIZE
-assert INDEX_ENTRY_STRUCT.size == INDEX_ENTRY_SIZE
-assert TRAILER_STRUCT.size == TRAILER_SIZE
+from journal.archive._layout import TEMPORARY_SUFFIX as TEMPORARY_SUFFIX  # compact's
 
 # -- what the compactor writes, and what readers accept --------------------------------
 
@@ -168,6 +110,11 @@ _CANONICAL_HEAD: Final = OB.FIXED_HEAD
 vtable and the table's soffset. Behind them, local_timestamp_ns is at a fixed place."""
 _CANONICAL_HEAD_END: Final = OB.ROOT_OFFSET_POS + len(_CANONICAL_HEAD)
 _SLEEPERS = slice(F.FUTEX_SLEEPERS_OFFSET, F.FUTEX_SLEEPERS_OFFSET + 4)
+_WORD: Final = OB.WORD_SIZE
+"""Record frames are 8-aligned: the value planes view them as u64 words."""
+_ID: Final = F.RECORD_PAYLOAD_ID_OFFSET
+_ID_END: Final = F.RECORD_PAYLOAD_ID_OFFSET + F.PAYLOAD_ID_SIZE
+"""Where a record frame's file_identifier is."""
 
 # -- file names -------------------------------------------------------------------------
 
@@ -252,7 +199,7 @@ def record_time(data: Any, offset: int, end: int, schema: TableSchema) -> int:
     """
     if (
         schema.payload_id == OB.PAYLOAD_ID
-        and end - offset >= OB.LOCAL_TIMESTAMP_NS_POS + 8
+        and end - offset >= OB.LOCAL_TIMESTAMP_NS_POS + _I64.size
         and data[offset + OB.ROOT_OFFSET_POS : offset + _CANONICAL_HEAD_END] == _CANONICAL_HEAD
     ):
         return _I64.unpack_from(data, offset + OB.LOCAL_TIMESTAMP_NS_POS)[0]
@@ -260,7 +207,7 @@ def record_time(data: Any, offset: int, end: int, schema: TableSchema) -> int:
     base = offset + F.SIZE_PREFIX_SIZE
     table = base + _U32.unpack_from(data, base)[0]
     vtable = table - _I32.unpack_from(data, table)[0]
-    entry = 4 + 2 * _TIME_SLOTS[schema.payload_id]
+    entry = OB.vtable_entry(_TIME_SLOTS[schema.payload_id])
     if entry >= _U16.unpack_from(data, vtable)[0]:
         return 0
     field = _U16.unpack_from(data, vtable + entry)[0]
@@ -345,7 +292,7 @@ class ArchiveHeader:
         (_m, version, _hs, size, index, payload, _mr, created, pid, _r, started, host) = (
             F.HEADER_STRUCT.unpack_from(data, 0)
         )
-        marker = _I64.unpack_from(data, F.END_MARKER_OFFSET_OFFSET)[0]
+        marker = load_end_marker_offset_from(data)  # after write_archive's commit load
         incarnation = _I64.unpack_from(data, F.INCARNATION_NS_OFFSET)[0]
         return cls(
             payload,
@@ -418,10 +365,12 @@ class ArchiveHeader:
             raise bad(
                 f"archive_version={version}: this reader knows versions {known}; read it "
                 "with the journal release that wrote it",
-                VERSION_OFFSET,
+                ARCHIVE_VERSION_OFFSET,
             )
         if header_size != ARCHIVE_HEADER_SIZE:
-            raise bad(f"header_size={header_size}, expected {ARCHIVE_HEADER_SIZE}", 12)
+            raise bad(
+                f"header_size={header_size}, expected {ARCHIVE_HEADER_SIZE}", HEADER_SIZE_OFFSET
+            )
         if segment_version != F.FORMAT_VERSION:
             raise bad(
                 f"segment_format_version={segment_version}, this reader knows {F.FORMAT_VERSION}",
@@ -441,7 +390,7 @@ class ArchiveHeader:
                 END_MARKER_OFFSET_OFFSET,
             )
         if reserved or any(data[HEADER_STRUCT.size : ARCHIVE_HEADER_SIZE]):
-            raise bad("reserved header bytes are not zero", WRITER_PID_OFFSET + 4)
+            raise bad("reserved header bytes are not zero", HEADER_RESERVED_OFFSET)
         return cls(
             payload,
             segment_version,
@@ -541,52 +490,44 @@ def pack_index_and_trailer(header: bytes, entries: list[FrameEntry], index_offse
         ARCHIVE_END_MAGIC,
     )
     crc = zlib.crc32(head[:TRAILER_CRC_COVERS])
-    trailer = head[:TRAILER_CRC_COVERS] + _U32.pack(crc) + head[TRAILER_CRC_COVERS + 4 :]
+    trailer = head[:TRAILER_CRC32_OFFSET] + _U32.pack(crc) + head[TRAILER_END_MAGIC_OFFSET:]
     return index + trailer
 
 
-# -- value planes (version 2) ------------------------------------------------------------
-
-VALUE_WORDS: Final = np.array([5, 6, 7])
-"""Words 5-7 (bytes 40..64) of a record frame: in the writer's OrderBook layout its
-timestamp, sequence and local_timestamp_ns, the three int64 that change with every
-book. Moved out, the rest of a book repeats the previous book of its market for
-longer stretches, and zstd finds longer matches."""
-VALUE_BYTES: Final = 8 * len(VALUE_WORDS)
-MIN_VALUE_FRAME: Final = 64
-"""Record frames (size prefix, FlatBuffer, padding) of at least this many bytes have
-their words 5-7 moved; smaller ones stay as they are."""
+# -- value planes (version 2; the layout: journal.archive._layout) ------------------
 
 
 def split_values(frame: np.ndarray, starts: np.ndarray) -> bytes:
-    """Zero words 5-7 of the record frames at ``starts`` (byte offsets, 8-aligned) of
-    the writable uint8 ``frame`` and return them as value planes: per word, the
-    differences from the previous record's (mod 2^64), as 8 byte planes (the low
-    bytes of all records, then the next bytes...), so small steps are long runs."""
+    """Zero the VALUE_WORDS of the record frames at ``starts`` (byte offsets,
+    8-aligned) of the writable uint8 ``frame`` and return them as value planes: per
+    word, the differences from the previous record's (mod 2^64), as VALUE_SIZE byte
+    planes (the low bytes of all records, then the next bytes...), so small steps are
+    long runs."""
     words = frame.view("<u8")
-    at = starts[:, None] // 8 + VALUE_WORDS
+    at = starts[:, None] // _WORD + VALUE_WORDS
     values = words[at]
     words[at] = 0
     deltas = values.copy()
     deltas[1:] -= values[:-1]
-    planes = deltas.T.copy().view(np.uint8).reshape(len(VALUE_WORDS), len(starts), 8)
+    planes = deltas.T.copy().view(np.uint8).reshape(len(VALUE_WORDS), len(starts), VALUE_SIZE)
     return np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes()
 
 
 def plane_values(planes: Any, count: int) -> np.ndarray:
-    """The values the planes of ``count`` records hold: (3, count) uint64, words 5, 6
-    and 7 of each record frame in turn (the differences added up, modulo 2^64).
-    Apart from restore_values so that a reader can restore them where it wants."""
-    stacked = np.frombuffer(planes, np.uint8).reshape(len(VALUE_WORDS), 8, count)
+    """The values the planes of ``count`` records hold: (len(VALUE_WORDS), count)
+    uint64, each of the VALUE_WORDS of each record frame in turn (the differences added
+    up, modulo 2^64). Apart from restore_values so that a reader can restore them
+    where it wants."""
+    stacked = np.frombuffer(planes, np.uint8).reshape(len(VALUE_WORDS), VALUE_SIZE, count)
     deltas = np.ascontiguousarray(stacked.transpose(0, 2, 1)).view("<u8")[:, :, 0]
     return np.cumsum(deltas, axis=1)
 
 
 def restore_values(frame: np.ndarray, planes: Any, starts: np.ndarray) -> None:
-    """The inverse of split_values: words 5-7 of the record frames at ``starts`` of
-    ``frame`` (writable uint8) set from the value planes."""
+    """The inverse of split_values: the VALUE_WORDS of the record frames at ``starts``
+    of ``frame`` (writable uint8) set from the value planes."""
     values = plane_values(planes, len(starts))
-    frame.view("<u8")[starts[:, None] // 8 + VALUE_WORDS] = values.T
+    frame.view("<u8")[starts[:, None] // _WORD + VALUE_WORDS] = values.T
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -775,12 +716,14 @@ class ArchiveReader:
             raise self._corrupt(
                 f"end_magic={end_magic!r}, expected {ARCHIVE_END_MAGIC!r}: the file is "
                 "truncated or not an archive",
-                trailer_at + 56,
+                trailer_at + TRAILER_END_MAGIC_OFFSET,
             )
         if zlib.crc32(trailer[:TRAILER_CRC_COVERS]) != trailer_crc:
             raise self._corrupt("trailer fails its CRC-32", trailer_at)
         if reserved:
-            raise self._corrupt(f"trailer reserved={reserved}, expected 0", trailer_at + 48)
+            raise self._corrupt(
+                f"trailer reserved={reserved}, expected 0", trailer_at + TRAILER_RESERVED_OFFSET
+            )
         if zlib.crc32(header_bytes) != header_crc:
             # Say what is wrong with the header if it is that obvious, else the CRC.
             ArchiveHeader.parse(header_bytes, self.path)
@@ -953,9 +896,9 @@ class ArchiveReader:
                 marker = True
             elif size < F.MIN_RECORD_SIZE or offset + F.SIZE_PREFIX_SIZE + size > end:
                 problem = f"size prefix={size} runs past the end of the zstd frame"
-            elif data[offset + 8 : offset + 8 + F.PAYLOAD_ID_SIZE] != payload_id:
+            elif data[offset + _ID : offset + _ID_END] != payload_id:
                 problem = (
-                    f"file_identifier={data[offset + 8 : offset + 12]!r}, the archive "
+                    f"file_identifier={data[offset + _ID : offset + _ID_END]!r}, the archive "
                     f"holds {payload_id!r}"
                 )
             if problem:
