@@ -634,6 +634,22 @@ def write_archive(
 # -- reading ------------------------------------------------------------------------------
 
 
+class _Trailer(NamedTuple):
+    """An archive's trailer, field by field (journal.archive._layout.TRAILER_FIELDS,
+    with the reserved word)."""
+
+    index_offset: int
+    frame_count: int
+    record_count: int
+    min_time_ns: int
+    max_time_ns: int
+    header_crc32: int
+    index_crc32: int
+    reserved: int
+    trailer_crc32: int
+    end_magic: bytes
+
+
 class ArchiveReader:
     """An archive file, checked when opened; frames are decompressed on demand.
 
@@ -691,6 +707,22 @@ class ArchiveReader:
         return data
 
     def _load(self, file_size: int) -> None:
+        """Check the file's parts, in this order, before any zstd frame is touched:
+        its ends (the trailer), the header, the index, each index entry, the totals."""
+        trailer_at = file_size - TRAILER_SIZE
+        header_bytes, trailer = self._read_ends(file_size)
+        self.header = self._checked_header(header_bytes, trailer)
+        index = self._read_index(trailer, trailer_at)
+        frames = self._checked_entries(index, trailer.index_offset)
+        self._check_totals(frames, trailer, trailer_at)
+        self.frames: tuple[FrameEntry, ...] = tuple(frames)
+        self.record_count: int = trailer.record_count
+        self.min_time_ns: int = trailer.min_time_ns
+        self.max_time_ns: int = trailer.max_time_ns
+
+    def _read_ends(self, file_size: int) -> tuple[bytes, _Trailer]:
+        """The header's bytes and the trailer, the trailer checked on its own (end
+        magic, CRC-32, reserved word)."""
         minimum = ARCHIVE_HEADER_SIZE + TRAILER_SIZE
         if file_size < minimum:
             raise self._corrupt(
@@ -699,101 +731,120 @@ class ArchiveReader:
             )
         header_bytes = self._pread(ARCHIVE_HEADER_SIZE, 0)
         trailer_at = file_size - TRAILER_SIZE
-        trailer = self._pread(TRAILER_SIZE, trailer_at)
-        (
-            index_offset,
-            frame_count,
-            record_count,
-            min_time,
-            max_time,
-            header_crc,
-            index_crc,
-            reserved,
-            trailer_crc,
-            end_magic,
-        ) = TRAILER_STRUCT.unpack(trailer)
-        if end_magic != ARCHIVE_END_MAGIC:
+        trailer_bytes = self._pread(TRAILER_SIZE, trailer_at)
+        trailer = _Trailer._make(TRAILER_STRUCT.unpack(trailer_bytes))
+        if trailer.end_magic != ARCHIVE_END_MAGIC:
             raise self._corrupt(
-                f"end_magic={end_magic!r}, expected {ARCHIVE_END_MAGIC!r}: the file is "
+                f"end_magic={trailer.end_magic!r}, expected {ARCHIVE_END_MAGIC!r}: the file is "
                 "truncated or not an archive",
                 trailer_at + TRAILER_END_MAGIC_OFFSET,
             )
-        if zlib.crc32(trailer[:TRAILER_CRC_COVERS]) != trailer_crc:
+        if zlib.crc32(trailer_bytes[:TRAILER_CRC_COVERS]) != trailer.trailer_crc32:
             raise self._corrupt("trailer fails its CRC-32", trailer_at)
-        if reserved:
+        if trailer.reserved:
             raise self._corrupt(
-                f"trailer reserved={reserved}, expected 0", trailer_at + TRAILER_RESERVED_OFFSET
+                f"trailer reserved={trailer.reserved}, expected 0",
+                trailer_at + TRAILER_RESERVED_OFFSET,
             )
-        if zlib.crc32(header_bytes) != header_crc:
+        return header_bytes, trailer
+
+    def _checked_header(self, header_bytes: bytes, trailer: _Trailer) -> ArchiveHeader:
+        """The header, against the trailer's CRC-32 and field by field."""
+        if zlib.crc32(header_bytes) != trailer.header_crc32:
             # Say what is wrong with the header if it is that obvious, else the CRC.
             ArchiveHeader.parse(header_bytes, self.path)
             raise self._corrupt("header fails its CRC-32", 0)
-        self.header = header = ArchiveHeader.parse(header_bytes, self.path)
-        index_size = file_size - TRAILER_SIZE - index_offset
+        return ArchiveHeader.parse(header_bytes, self.path)
+
+    def _read_index(self, trailer: _Trailer, trailer_at: int) -> bytes:
+        """The index's bytes: exactly between the zstd frames and the trailer, checked
+        against the trailer's CRC-32."""
+        index_offset, frame_count = trailer.index_offset, trailer.frame_count
+        index_size = trailer_at - index_offset
         if not ARCHIVE_HEADER_SIZE <= index_offset <= trailer_at or (
             index_size != frame_count * INDEX_ENTRY_SIZE
         ):
             raise self._corrupt(
                 f"index_offset={index_offset} frame_count={frame_count} do not fill the "
-                f"file between the header and the trailer ({file_size} bytes)",
+                f"file between the header and the trailer ({trailer_at + TRAILER_SIZE} bytes)",
                 trailer_at,
             )
         index = self._pread(index_size, index_offset)
-        if zlib.crc32(index) != index_crc:
+        if zlib.crc32(index) != trailer.index_crc32:
             raise self._corrupt("index fails its CRC-32", index_offset)
+        return index
+
+    def _checked_entries(self, index: bytes, index_offset: int) -> list[FrameEntry]:
+        """The index entries, each sound on its own (_entry_problem) and following the
+        one before it, the frames filling the file up to the index and the segment
+        from its header to its commit offset."""
         frames = []
         file_at, segment_at = ARCHIVE_HEADER_SIZE, F.HEADER_SIZE
         for i, fields in enumerate(INDEX_ENTRY_STRUCT.iter_unpack(index)):
-            entry_at = index_offset + i * INDEX_ENTRY_SIZE
             offset, compressed, segment_offset, raw, records, values, low, high = fields
             entry = FrameEntry(offset, compressed, segment_offset, raw, records, low, high, values)
-            problem = None
-            if offset != file_at or compressed == 0 or offset + compressed > index_offset:
-                problem = (
-                    f"zstd frame {i}: file_offset={offset} compressed_size={compressed} "
-                    f"(expected to start at {file_at}, end by {index_offset})"
-                )
-            elif segment_offset != segment_at or raw % F.RECORD_ALIGNMENT:
-                problem = (
-                    f"zstd frame {i}: segment_offset={segment_offset} raw_size={raw} "
-                    f"(expected to start at {segment_at}, 8-aligned)"
-                )
-            elif not 0 < raw <= self.max_frame_size:
-                problem = (
-                    f"zstd frame {i}: raw_size={raw} is outside 1..max_frame_size="
-                    f"{self.max_frame_size}"
-                )
-            elif records > raw // (F.SIZE_PREFIX_SIZE + F.MIN_RECORD_SIZE):
-                problem = f"zstd frame {i}: record_count={records} cannot fit raw_size={raw}"
-            elif values > records or (values and header.archive_version < 2):
-                problem = (
-                    f"zstd frame {i}: value_count={values} with record_count={records} in "
-                    f"an archive of version {header.archive_version}"
-                )
-            elif records and low > high:
-                problem = f"zstd frame {i}: min_time_ns={low} > max_time_ns={high}"
+            problem = self._entry_problem(i, entry, file_at, segment_at, index_offset)
             if problem:
-                raise self._corrupt(problem, entry_at)
+                raise self._corrupt(problem, index_offset + i * INDEX_ENTRY_SIZE)
             frames.append(entry)
             file_at, segment_at = offset + compressed, segment_offset + raw
-        if file_at != index_offset or segment_at != header.commit_offset:
+        commit = self.header.commit_offset
+        if file_at != index_offset or segment_at != commit:
             raise self._corrupt(
                 f"the zstd frames end at file offset {file_at} and segment offset "
                 f"{segment_at}, not at index_offset={index_offset} and "
-                f"commit_offset={header.commit_offset}",
+                f"commit_offset={commit}",
                 index_offset,
             )
+        return frames
+
+    def _entry_problem(
+        self, i: int, entry: FrameEntry, file_at: int, segment_at: int, index_offset: int
+    ) -> str | None:
+        """What is wrong with index entry ``i``, expected to start at ``file_at`` in the
+        file and ``segment_at`` in the segment; None if nothing."""
+        offset, compressed = entry.file_offset, entry.compressed_size
+        segment_offset, raw = entry.segment_offset, entry.raw_size
+        records, values = entry.record_count, entry.value_count
+        version = self.header.archive_version
+        if offset != file_at or compressed == 0 or offset + compressed > index_offset:
+            return (
+                f"zstd frame {i}: file_offset={offset} compressed_size={compressed} "
+                f"(expected to start at {file_at}, end by {index_offset})"
+            )
+        if segment_offset != segment_at or raw % F.RECORD_ALIGNMENT:
+            return (
+                f"zstd frame {i}: segment_offset={segment_offset} raw_size={raw} "
+                f"(expected to start at {segment_at}, 8-aligned)"
+            )
+        if not 0 < raw <= self.max_frame_size:
+            return (
+                f"zstd frame {i}: raw_size={raw} is outside 1..max_frame_size={self.max_frame_size}"
+            )
+        if records > raw // (F.SIZE_PREFIX_SIZE + F.MIN_RECORD_SIZE):
+            return f"zstd frame {i}: record_count={records} cannot fit raw_size={raw}"
+        if values > records or (values and version < 2):
+            return (
+                f"zstd frame {i}: value_count={values} with record_count={records} in "
+                f"an archive of version {version}"
+            )
+        if records and entry.min_time_ns > entry.max_time_ns:
+            return (
+                f"zstd frame {i}: min_time_ns={entry.min_time_ns} > max_time_ns={entry.max_time_ns}"
+            )
+        return None
+
+    def _check_totals(self, frames: list[FrameEntry], trailer: _Trailer, trailer_at: int) -> None:
+        """The trailer's record count and time range are the index's."""
         with_records = [entry for entry in frames if entry.record_count]
         if (
-            record_count != sum(entry.record_count for entry in frames)
-            or min_time != min((e.min_time_ns for e in with_records), default=NO_TIME_MIN)
-            or max_time != max((e.max_time_ns for e in with_records), default=NO_TIME_MAX)
+            trailer.record_count != sum(entry.record_count for entry in frames)
+            or trailer.min_time_ns
+            != min((e.min_time_ns for e in with_records), default=NO_TIME_MIN)
+            or trailer.max_time_ns
+            != max((e.max_time_ns for e in with_records), default=NO_TIME_MAX)
         ):
             raise self._corrupt("trailer totals disagree with the index", trailer_at)
-        self.frames: tuple[FrameEntry, ...] = tuple(frames)
-        self.record_count: int = record_count
-        self.min_time_ns: int = min_time
-        self.max_time_ns: int = max_time
 
     # -- frames ---------------------------------------------------------------------------
 
