@@ -77,15 +77,12 @@ from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalErr
 from journal._inspect import SegmentState, chain_break, load_states, open_segments
 from journal._segment import segment_indices
 from journal._verify import VerificationError
-from journal.archive._archive import (
+from journal.archive._archive import ArchiveReader, FrameEntry, archive_files, plane_values
+from journal.archive._layout import (
     ARCHIVE_SUFFIX,
     END_MARKER_OFFSET_OFFSET,
     MIN_VALUE_FRAME,
     VALUE_WORDS,
-    ArchiveReader,
-    FrameEntry,
-    archive_files,
-    plane_values,
 )
 
 __all__ = ["DEFAULT_DEPTH", "Books", "MissingSegmentsError", "SegmentGap", "load_books"]
@@ -110,17 +107,50 @@ _PAYLOAD_U32: Final = struct.unpack("<I", OB.PAYLOAD_ID)[0]
 _MOVED_SIZE: Final = MIN_VALUE_FRAME - F.SIZE_PREFIX_SIZE - (F.RECORD_ALIGNMENT - 1)
 """The smallest size prefix of a record frame (padded to 8 bytes) of MIN_VALUE_FRAME
 bytes or more: one whose values an archive moves to its value planes."""
-_HEAD_WORDS: Final = (OB.BIDS_VECTOR_POS + 4) // 8
-"""The fixed head of the writer's own layout, through len(bids): 80 bytes, 10 words.
-Word 0 is the size prefix and root offset, words 1-3 the identifier and the vtable
-(the same in every record), word 4 the table's soffset and the exchange name's
-offset, words 5-7 the values (timestamp, sequence, local_timestamp_ns), word 8 the
-symbol's and the bids' offsets, word 9 the asks' offset and len(bids)."""
-_HEAD_SIZE: Final = 8 * _HEAD_WORDS
-_FIXED_WORDS: Final = np.frombuffer(OB.FIXED_HEAD, "<u8", 3, 4)
-"""Words 1-3 of every record in the writer's layout: identifier, vtable, padding."""
-_VALUES: Final = slice(5, 8)
-_EXCHANGE_FIELD_AT: Final = OB.TABLE_POS + OB.EXCHANGE_NAME_FIELD
+
+# Records are read as u64 words (journal._orderbook_layout names them): a record at
+# word ``slot`` of a buffer has its word ``w`` at ``slot + w``.
+_WORD: Final = OB.WORD_SIZE
+_U32_SIZE: Final = np.dtype("<u4").itemsize
+_U32_PER_WORD: Final = _WORD // _U32_SIZE
+_ID_WORD: Final = OB.word(F.RECORD_PAYLOAD_ID_OFFSET)
+"""The identifier is the low half of this word of a record (u32 ``2 slot + 2``)."""
+assert OB.word_shift(F.RECORD_PAYLOAD_ID_OFFSET) == 0
+_HEAD_WORDS: Final = OB.HEAD_WORDS
+"""The head of the writer's own layout, through len(bids) (OB.HEAD_STRUCT): the size
+prefix and root offset, OB.FIXED_WORDS (identifier and vtable, the same in every
+record), the table's soffset and the exchange name's offset, OB.VALUE_WORDS
+(timestamp, sequence, local_timestamp_ns), the symbol's and the bids' offsets, the
+asks' offset and len(bids)."""
+_HEAD_SIZE: Final = OB.HEAD_SIZE
+_FIXED_WORDS: Final = np.frombuffer(OB.FIXED_WORDS_BYTES, "<u8")
+"""OB.FIXED_WORDS of every record in the writer's layout: identifier, vtable, padding."""
+_VALUES: Final = slice(OB.VALUE_WORDS[0], OB.VALUE_WORDS[-1] + 1)
+_KEY_HEAD_WORDS: Final = tuple(
+    w for w in range(_HEAD_WORDS) if w not in OB.FIXED_WORDS and w not in OB.VALUE_WORDS
+)
+"""The head words that tell shapes apart (_shapes): the size prefix and root offset,
+the exchange name's offset, the symbol's, the bids' and the asks' offsets, len(bids)."""
+_KEY_FIXED_COLUMNS: Final = len(_KEY_HEAD_WORDS) + 1
+"""Key columns before the tail words: the head's, then the word holding len(asks)."""
+
+
+def _high_u32(pos: int) -> tuple[int, np.uint64]:
+    """The word holding the u32 at record byte ``pos`` and the shift that brings it
+    down: it is the word's high half, so no mask is needed."""
+    shift = OB.word_shift(pos)
+    assert shift + 8 * OB.UOFFSET_SIZE == 8 * _WORD
+    return OB.word(pos), np.uint64(shift)
+
+
+_EXCHANGE_WORD, _EXCHANGE_SHIFT = _high_u32(OB.EXCHANGE_NAME_POS)
+"""The exchange name's offset (from OB.EXCHANGE_NAME_POS)."""
+_N_BIDS_WORD, _N_BIDS_SHIFT = _high_u32(OB.BIDS_VECTOR_POS)
+"""len(bids)."""
+_ASKS_LENGTH_WORD: Final = OB.word(OB.asks_vector_pos(0))
+"""The word holding len(asks) in a record without bids; OB.LEVEL_WORDS more per bid."""
+_BIDS_WORD: Final = OB.word(OB.BIDS_LEVELS_POS)
+"""The first bid level."""
 _MAX_TAIL_WORDS: Final = 32
 """Words from the exchange name's length to a record's end (names, NULs, padding)
 compared for grouping; records with longer names are read by the verifying decoder."""
@@ -639,7 +669,7 @@ class _Loader:
         block.find_shapes()
         block.read_others()
         block.assign_names(self.exchanges, self.symbols)
-        lts = block.values[2]
+        _, _, lts = block.values  # OB.VALUE_WORDS: timestamp, sequence, local_timestamp_ns
         if time_bounds is not None:
             block.check_times(lts, *time_bounds)
         keep = (block.exchange_code >= 0) & (block.symbol_code >= 0)
@@ -926,15 +956,15 @@ class _BlockDecoder:
         self.exchange_code = np.empty(k, np.int32)
         self.symbol_code = np.empty(k, np.int32)
         self.planes = planes  # the values from an archive's value planes, if any
-        # timestamp, sequence, local_timestamp_ns of each record
-        self.values = np.empty((3, k), np.int64) if planes is None else planes
+        # timestamp, sequence, local_timestamp_ns of each record (OB.VALUE_WORDS)
+        self.values = np.empty((len(OB.VALUE_WORDS), k), np.int64) if planes is None else planes
 
     def find_shapes(self) -> None:
-        """Group the records that have a head (80 bytes or more) by shape (_shapes);
-        the values of every headed record come from its head."""
+        """Group the records that have a head (_HEAD_SIZE bytes or more) by shape
+        (_shapes); the values of every headed record come from its head."""
         headed = np.flatnonzero(self.totals >= _HEAD_SIZE)
         every = len(headed) == len(self.starts)
-        slots = self.starts // 8 if every else self.starts[headed] // 8
+        slots = self.starts // _WORD if every else self.starts[headed] // _WORD
         head = _head(self.u8, slots)
         if self.planes is not None:
             pass  # the values are the planes'; zero in the records
@@ -948,7 +978,9 @@ class _BlockDecoder:
         for g, (row, key) in enumerate(zip(firsts.tolist(), keys, strict=True)):
             shape = self.known.get(key, _UNSEEN)
             if shape is _UNSEEN:
-                shape = self.known[key] = self._read_shape(int(slots[row]) * 8, int(totals[row]))
+                shape = self.known[key] = self._read_shape(
+                    int(slots[row]) * _WORD, int(totals[row])
+                )
             if shape is not None:  # else not the writer's layout: the decoder says what
                 renumber[g] = len(self.shapes)
                 self.shapes.append((int(row if every else headed[row]), shape))
@@ -976,7 +1008,7 @@ class _BlockDecoder:
         for j in np.flatnonzero(self.group < 0).tolist():
             at = int(self.starts[j])
             if self.planes is not None and F.align_record(self.totals[j]) >= MIN_VALUE_FRAME:
-                u8.view("<u8")[at // 8 + VALUE_WORDS] = self.planes[:, j]
+                u8.view("<u8")[at // _WORD + VALUE_WORDS] = self.planes[:, j]
             position = (origin.segment_index, origin.segment_offset + at)
             try:
                 record = read_orderbook(u8, at, at + int(self.totals[j]), position)
@@ -1057,13 +1089,13 @@ class _BlockDecoder:
         whole = destination is None and not self.others and len(by_depths) == 1
         for (n_bids, n_asks), groups in by_depths.items():
             if whole:  # every record, one depth pair: rows in order
-                mine, to = self.starts // 8, rows
+                mine, to = self.starts // _WORD, rows
             else:
                 members = np.flatnonzero(np.isin(self.group, groups) & keep)
-                mine = self.starts[members] // 8
+                mine = self.starts[members] // _WORD
                 to = destination[members] if destination is not None else members + rows.start
-            _levels(self.u8, mine + _HEAD_WORDS, n_bids, bid_price, bid_qty, to)
-            asks_word = _HEAD_WORDS + 2 * n_bids + 1
+            _levels(self.u8, mine + _BIDS_WORD, n_bids, bid_price, bid_qty, to)
+            asks_word = OB.word(OB.asks_vector_pos(n_bids) + OB.UOFFSET_SIZE)
             _levels(self.u8, mine + asks_word, n_asks, ask_price, ask_qty, to)
         for j, record in self.others.items():
             if keep[j]:
@@ -1100,25 +1132,26 @@ def _walk(
     """Byte offsets and size prefixes of the records of a buffer, and whether it ends
     with the end-of-segment marker.
 
-    Candidates are the 8-aligned places whose bytes ``+8..+12`` are the payload
-    identifier; they are the records exactly when the first is at 0 and each size
+    Candidates are the 8-aligned places whose bytes at ``RECORD_PAYLOAD_ID_OFFSET``
+    are the payload identifier; they are the records exactly when the first is at 0 and each size
     prefix leads to the next, the last to the end (or to the end-of-segment marker).
     First tried: the places where the identifier is followed by the writer's own
     vtable head (one comparison of whole words, the fastest); then any identifier;
     otherwise (corrupt bytes, or an identifier inside a record's data) the frames are
     walked one by one, which finds the records or raises at the first bad frame.
     """
-    if len(u8) % 8:
-        raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of 8", 0)
+    if len(u8) % _WORD:
+        raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of {_WORD}", 0)
     if not len(u8):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), False
     u32 = u8.view("<u4")
-    own = np.flatnonzero(u8.view("<u8")[1:] == _FIXED_WORDS[0])  # word slot + 1
+    first_fixed = OB.FIXED_WORDS[0]  # a hit at index k is word k + first_fixed: slot k
+    own = np.flatnonzero(u8.view("<u8")[first_fixed:] == _FIXED_WORDS[0])
     chained = _chain(u32, own, marker_allowed)
     if chained is None:
-        # The identifier is the u32 at 2 * slot + 2 of a record at slot (8 bytes each).
+        # The identifier is the low u32 of word _ID_WORD of a record at slot.
         hits = np.flatnonzero(u32 == _PAYLOAD_U32)
-        slots = hits[(hits & 1) == 0] // 2 - 1
+        slots = hits[hits % _U32_PER_WORD == 0] // _U32_PER_WORD - _ID_WORD
         chained = _chain(u32, slots[slots >= 0], marker_allowed)
     if chained is None:
         return _walk_slowly(u8, u32, origin, marker_allowed)
@@ -1130,28 +1163,29 @@ def _chain(
 ) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """``(offsets, size prefixes, marker)`` if the records at ``slots`` (8-byte words)
     chain from the buffer's start to its end (or its end marker), else None."""
-    n8 = len(u32) // 2
+    n8 = len(u32) // _U32_PER_WORD
     if not len(slots):
-        if marker_allowed and n8 == 1 and u32[0] == F.END_OF_SEGMENT and u32[1] == 0:
+        if marker_allowed and n8 == 1 and _is_end_marker(u32, 0):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), True
         return None
-    sizes = u32[2 * slots].astype(np.int64)
-    following = slots + ((sizes + (F.SIZE_PREFIX_SIZE + 7)) >> 3)
+    sizes = u32[_U32_PER_WORD * slots].astype(np.int64)
+    following = slots + (sizes + (F.SIZE_PREFIX_SIZE + _WORD - 1)) // _WORD
     last = int(following[-1])
-    marker = bool(
-        marker_allowed
-        and last == n8 - 1
-        and u32[2 * last] == F.END_OF_SEGMENT
-        and u32[2 * last + 1] == 0
-    )
+    marker = bool(marker_allowed and last == n8 - 1 and _is_end_marker(u32, last))
     if (
         slots[0] == 0
         and (last == n8 or marker)
         and np.array_equal(following[:-1], slots[1:])
         and sizes.min() >= F.MIN_RECORD_SIZE
     ):
-        return slots * 8, sizes, marker
+        return slots * _WORD, sizes, marker
     return None
+
+
+def _is_end_marker(u32: np.ndarray, slot: int) -> bool:
+    """Whether word ``slot`` of the buffer (as u32s) is the end-of-segment marker."""
+    first = _U32_PER_WORD * slot
+    return bool(u32[first] == F.END_OF_SEGMENT and u32[first + 1] == 0)
 
 
 def _walk_slowly(
@@ -1161,16 +1195,20 @@ def _walk_slowly(
     starts = []
     offset, end = 0, len(u8)
     while offset < end:
-        size = int(u32[offset // 4])
+        size = int(u32[offset // _U32_SIZE])
         if size == F.END_OF_SEGMENT:
-            if not marker_allowed or offset + F.END_MARKER_SIZE != end or u32[offset // 4 + 1]:
+            second = offset // _U32_SIZE + 1
+            if not marker_allowed or offset + F.END_MARKER_SIZE != end or u32[second]:
                 raise origin.corrupt("end-of-segment marker that is not the end", offset)
             return *_walked(starts, u32), True
         if size < F.MIN_RECORD_SIZE or offset + F.SIZE_PREFIX_SIZE + size > end:
             raise origin.corrupt(f"size prefix={size} runs past the end of the records", offset)
-        identifier = bytes(u8[offset + 8 : offset + 12])
+        at = offset + F.RECORD_PAYLOAD_ID_OFFSET
+        identifier = bytes(u8[at : at + F.PAYLOAD_ID_SIZE])
         if identifier != OB.PAYLOAD_ID:
-            raise origin.corrupt(f"file_identifier={identifier!r}, expected b'OBK1'", offset)
+            raise origin.corrupt(
+                f"file_identifier={identifier!r}, expected {OB.PAYLOAD_ID!r}", offset
+            )
         starts.append(offset)
         offset = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
     return *_walked(starts, u32), False
@@ -1178,28 +1216,30 @@ def _walk_slowly(
 
 def _walked(starts: list[int], u32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.array(starts, np.int64)
-    return offsets, u32[offsets // 4].astype(np.int64)
+    return offsets, u32[offsets // _U32_SIZE].astype(np.int64)
 
 
 def _shapes(
     u8: np.ndarray, slots: np.ndarray, totals: np.ndarray, head: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """``(group of each record, first record of each group, its key's bytes)`` for
-    the records at ``slots`` (words; ``totals``: their bytes; ``head``: their first
-    10 words, _head); group -1 for a record that cannot be in the writer's layout.
+    the records at ``slots`` (words; ``totals``: their bytes; ``head``: their
+    _HEAD_WORDS, _head); group -1 for a record that cannot be in the writer's layout.
 
     A record's key is every word journal._decode._read_own_layout reads but the
-    values (timestamps, sequence) and the levels: words 0, 4, 8, 9 of the head, the
+    values (timestamps, sequence) and the levels: the head's _KEY_HEAD_WORDS, the
     word holding len(asks) and every word from the exchange name's length to the
-    frame's end (names, NULs, padding); words 1-3 must be the layout's fixed words.
+    frame's end (names, NULs, padding); OB.FIXED_WORDS must be the layout's fixed
+    words.
     Records with equal keys are equal on every byte that reader checks, so its
     verdict on one record of a group (or a record of an earlier block with the same
     key) is its verdict on all of them. Keys are grouped by their hash, then each
     compared with its group's first, word for word (_distinct).
     """
     m = len(slots)
-    frame_words = (totals + 7) >> 3
-    exchange_word = ((head[4] >> np.uint64(32)).view(np.int64) + _EXCHANGE_FIELD_AT) >> 3
+    frame_words = (totals + _WORD - 1) // _WORD
+    exchange_offset = (head[_EXCHANGE_WORD] >> _EXCHANGE_SHIFT).view(np.int64)
+    exchange_word = (exchange_offset + OB.EXCHANGE_NAME_POS) // _WORD
     tail_words = frame_words - exchange_word
     # The last T words of every frame are inside the buffer: slots[0] is the lowest.
     cap = min(_MAX_TAIL_WORDS, int(slots[0] + frame_words[0]))
@@ -1212,9 +1252,9 @@ def _shapes(
         head = head[:, rows]
     columns = _key_columns(u8, slots, frame_words, tail_words, head)
     firsts, inverse = _distinct(columns)
-    t = len(columns) - 5
+    fixed, tail = columns[:_KEY_FIXED_COLUMNS], columns[_KEY_FIXED_COLUMNS:]
     keys = [
-        np.array([c[r] for c in columns[:5] + columns[5 + t - int(tail_words[r]) :]]).tobytes()
+        np.array([c[r] for c in fixed + tail[len(tail) - int(tail_words[r]) :]]).tobytes()
         for r in firsts.tolist()
     ]
     if rows is None:
@@ -1225,9 +1265,9 @@ def _shapes(
 
 
 def _own_candidates(head: np.ndarray, tail_words: np.ndarray, cap: int) -> np.ndarray | None:
-    """Which records can be in the writer's layout: words 1-3 its fixed words, a tail
-    of 1..``cap`` words. None when all can (the usual block: a few reductions)."""
-    fixed = [(head[1 + j], _FIXED_WORDS[j]) for j in range(len(_FIXED_WORDS))]
+    """Which records can be in the writer's layout: OB.FIXED_WORDS its fixed words, a
+    tail of 1..``cap`` words. None when all can (the usual block: a few reductions)."""
+    fixed = [(head[w], value) for w, value in zip(OB.FIXED_WORDS, _FIXED_WORDS, strict=True)]
     if (
         all(row.min() == value == row.max() for row, value in fixed)
         and tail_words.min() > 0
@@ -1247,14 +1287,14 @@ def _key_columns(
     tail_words: np.ndarray,
     head: np.ndarray,
 ) -> list[np.ndarray]:
-    """The words of every record's key (_shapes), one array per word: head words 0,
-    4, 8, 9, the word holding len(asks), then the frame's last T words (T: the
+    """The words of every record's key (_shapes), one array per word: the head words
+    _KEY_HEAD_WORDS, the word holding len(asks), then the frame's last T words (T: the
     longest tail), those before a record's own tail zeroed."""
     words = u8.view("<u8")
-    n_bids = (head[9] >> np.uint64(32)).view(np.int64)
+    n_bids = (head[_N_BIDS_WORD] >> _N_BIDS_SHIFT).view(np.int64)
     # Only a record of the writer's layout has len(asks) there; others read any word.
-    asks = np.take(words, slots + _HEAD_WORDS + 2 * n_bids, mode="clip")
-    columns = [head[0], head[4], head[8], head[9], asks]
+    asks = np.take(words, slots + _ASKS_LENGTH_WORD + OB.LEVEL_WORDS * n_bids, mode="clip")
+    columns = [*(head[w] for w in _KEY_HEAD_WORDS), asks]
     end = slots + frame_words
     shortest = int(tail_words.min())
     for back in range(int(tail_words.max()), 0, -1):
@@ -1266,18 +1306,18 @@ def _key_columns(
 
 
 def _head(u8: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """(10, n) uint64: the first 10 words of the records at word ``slots`` (each at
-    least 80 bytes), row ``j`` word ``j`` of every record: one block copy per record
-    (the fastest gather), seen transposed."""
+    """(_HEAD_WORDS, n) uint64: the head words of the records at word ``slots`` (each
+    at least _HEAD_SIZE bytes), row ``j`` word ``j`` of every record: one block copy
+    per record (the fastest gather), seen transposed."""
     return _words_at(u8, slots, _HEAD_WORDS).T
 
 
 def _words_at(u8: np.ndarray, first_word: np.ndarray, count: int) -> np.ndarray:
     """(n, count) uint64: ``count`` words from word ``first_word[i]`` of ``u8`` (each
     block inside the buffer), one block copy per row."""
-    nbytes = 8 * count
-    # Overlapping blocks of nbytes, one every 8 bytes: a void element each.
-    window = np.ndarray(((len(u8) - nbytes) // 8 + 1,), np.dtype(f"V{nbytes}"), u8, 0, (8,))
+    nbytes = _WORD * count
+    # Overlapping blocks of nbytes, one every word: a void element each.
+    window = np.ndarray(((len(u8) - nbytes) // _WORD + 1,), np.dtype(f"V{nbytes}"), u8, 0, (_WORD,))
     return window[first_word].view("<u8").reshape(len(first_word), count)
 
 
@@ -1345,7 +1385,7 @@ def _levels(
     depth = price.shape[1]
     d = min(count, depth)
     if d:
-        words = _words_at(u8, first_word, OB.LEVEL_SIZE // 8 * d)
+        words = _words_at(u8, first_word, OB.LEVEL_WORDS * d)
         pairs = words.view("<f8").reshape(len(first_word), d, 2)
         price[rows, :d] = pairs[:, :, 0]
         qty[rows, :d] = pairs[:, :, 1]
