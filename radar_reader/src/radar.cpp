@@ -151,6 +151,45 @@ std::uint64_t parse_count(const std::string& option, const char* text) {
   return value;
 }
 
+// parse_number for `option text`, named so in its message.
+double option_number(const std::string& option, const char* text, bool (*in_range)(double),
+                     const char* range) {
+  return parse_number(option + " " + text, text, in_range, range);
+}
+
+// --start beginning|end.
+radar::StartAt parse_start(const std::string& where) {
+  if (where == "beginning") return radar::StartAt::beginning();
+  if (where == "end") return radar::StartAt::end();
+  usage_error("--start " + where + ": beginning or end");
+}
+
+// --fee VENUE=BPS: a venue the journals name, a fee in range, once per venue.
+void add_fee(Options& options, const std::string& spec) {
+  const auto equals = spec.find('=');
+  if (equals == std::string::npos || equals == 0)
+    usage_error("--fee " + spec + ": expected VENUE=BPS, e.g. upbit=5");
+  const std::string venue = spec.substr(0, equals);
+  if (!radar::known_venue(venue)) {
+    const std::string_view nearest = radar::nearest_venue(venue);
+    usage_error("--fee " + spec + ": " + venue + " is not a venue the journals use (" +
+                radar::known_venues_text() + ")" +
+                (nearest.empty() ? "" : "; did you mean " + std::string(nearest) + "?"));
+  }
+  const double bps = parse_number(
+      "--fee " + spec, spec.c_str() + equals + 1,
+      [](double x) { return x > -kFeeLimitBps && x < kFeeLimitBps; },
+      "bps, more than -10000 (a rebate) and less than 10000");
+  if (const auto given = options.engine.taker_fee_bps.find(venue);
+      given != options.engine.taker_fee_bps.end())
+    usage_error("--fee " + spec + ": " + venue + "'s fee was given already (" +
+                bps_text(given->second) + ")");
+  options.engine.taker_fee_bps[venue] = bps;
+  options.fees.emplace_back(venue, bps);
+}
+
+// The command line, or exit: 0 after --help or --print-venues, 2 (usage_error) for
+// anything not understood or out of range.
 Options parse(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
@@ -171,46 +210,20 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--results") {
       options.results = value();
     } else if (arg == "--start") {
-      const std::string where = value();
-      if (where == "beginning") options.start = radar::StartAt::beginning();
-      else if (where == "end") options.start = radar::StartAt::end();
-      else usage_error("--start " + where + ": beginning or end");
+      options.start = parse_start(value());
     } else if (arg == "--notional-krw") {
-      const char* text = value();
-      options.engine.notional_krw = parse_number(
-          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxNotionalKrw; },
+      options.engine.notional_krw = option_number(
+          arg, value(), [](double x) { return x > 0 && x <= kMaxNotionalKrw; },
           "KRW, more than 0 and at most 1e15");
     } else if (arg == "--fee") {
-      const std::string spec = value();
-      const auto equals = spec.find('=');
-      if (equals == std::string::npos || equals == 0)
-        usage_error("--fee " + spec + ": expected VENUE=BPS, e.g. upbit=5");
-      const std::string venue = spec.substr(0, equals);
-      if (!radar::known_venue(venue)) {
-        const std::string_view nearest = radar::nearest_venue(venue);
-        usage_error("--fee " + spec + ": " + venue + " is not a venue the journals use (" +
-                    radar::known_venues_text() + ")" +
-                    (nearest.empty() ? "" : "; did you mean " + std::string(nearest) + "?"));
-      }
-      const double bps = parse_number(
-          arg + " " + spec, spec.c_str() + equals + 1,
-          [](double x) { return x > -kFeeLimitBps && x < kFeeLimitBps; },
-          "bps, more than -10000 (a rebate) and less than 10000");
-      if (const auto given = options.engine.taker_fee_bps.find(venue);
-          given != options.engine.taker_fee_bps.end())
-        usage_error("--fee " + spec + ": " + venue + "'s fee was given already (" +
-                    bps_text(given->second) + ")");
-      options.engine.taker_fee_bps[venue] = bps;
-      options.fees.emplace_back(venue, bps);
+      add_fee(options, value());
     } else if (arg == "--fx") {
-      const char* text = value();
-      options.engine.fixed_fx = parse_number(
-          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxFxKrwPerUsdt; },
+      options.engine.fixed_fx = option_number(
+          arg, value(), [](double x) { return x > 0 && x <= kMaxFxKrwPerUsdt; },
           "KRW per USDT, more than 0 and at most 1e9");
     } else if (arg == "--stale-ms") {
-      const char* text = value();
-      const double ms = parse_number(
-          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxStaleMs; },
+      const double ms = option_number(
+          arg, value(), [](double x) { return x > 0 && x <= kMaxStaleMs; },
           "milliseconds, more than 0 and at most 9e12, about 285 years");
       options.engine.stale_ns = static_cast<std::int64_t>(ms * 1e6);
     } else if (arg == "--idle") {
@@ -218,9 +231,8 @@ Options parse(int argc, char** argv) {
       if (!radar::parse_idle(kind, options.idle))
         usage_error("--idle " + kind + ": spin, yield, backoff or futex");
     } else if (arg == "--duration") {
-      const char* text = value();
-      options.duration_s = parse_number(
-          arg + " " + text, text, [](double x) { return x > 0 && x <= kMaxDurationS; },
+      options.duration_s = option_number(
+          arg, value(), [](double x) { return x > 0 && x <= kMaxDurationS; },
           "seconds, more than 0 and at most 1e9, about 31 years");
     } else if (arg == "--max-records") {
       options.max_records = parse_count(arg, value());
