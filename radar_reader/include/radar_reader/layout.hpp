@@ -44,7 +44,7 @@ inline constexpr std::uint32_t kFormatVersion = 1;
 inline constexpr std::uint32_t kHeaderSize = 4096;
 
 inline constexpr std::size_t kMagicOffset = 0;
-inline constexpr std::size_t kFormatVersionOffset = kMagicOffset + 8;
+inline constexpr std::size_t kFormatVersionOffset = kMagicOffset + sizeof kMagic;
 inline constexpr std::size_t kHeaderSizeOffset = kFormatVersionOffset + 4;
 inline constexpr std::size_t kSegmentSizeOffset = kHeaderSizeOffset + 4;
 inline constexpr std::size_t kSegmentIndexOffset = kSegmentSizeOffset + 8;
@@ -82,20 +82,25 @@ inline constexpr std::uint64_t kPageSize = 4096;
 inline constexpr const char* kSegmentSuffix = ".journal";
 inline constexpr int kSegmentNameDigits = 8;
 inline constexpr const char* kLockFileName = "writer.lock";
+// A segment being created is ".<segment name>.creating" until linked into place.
+inline constexpr const char* kCreatingSuffix = ".creating";
 
-// Payload identifiers (FlatBuffers file_identifier) of the two record schemas.
-inline constexpr char kOrderBookPayloadId[4] = {'O', 'B', 'K', '1'};
-inline constexpr char kRadarResultPayloadId[4] = {'R', 'D', 'R', '1'};
+// Payload identifiers (FlatBuffers file_identifier) of the two record schemas: the
+// only place C++ spells them (journal/_orderbook_layout.py PAYLOAD_ID, and
+// journal/_verify.py for RDR1, are Python's).
+inline constexpr char kOrderBookPayloadId[kPayloadIdSize] = {'O', 'B', 'K', '1'};
+inline constexpr char kRadarResultPayloadId[kPayloadIdSize] = {'R', 'D', 'R', '1'};
 
-// The header as a struct, for reading fixed fields; the shared words (commit,
-// end marker, sleepers) are only ever accessed through radar_reader/atomics.hpp.
+// The header as a struct, for reading and writing the write-once fields; the shared
+// words (commit, end marker, sleepers) are only ever accessed through
+// radar_reader/atomics.hpp.
 struct SegmentHeader {
-  char magic[8];
+  char magic[sizeof kMagic];
   std::uint32_t format_version;
   std::uint32_t header_size;
   std::uint64_t segment_size;
   std::uint64_t segment_index;
-  char payload_id[4];
+  char payload_id[kPayloadIdSize];
   std::uint32_t max_record_size;
   std::int64_t created_ns;
   std::uint32_t writer_pid;

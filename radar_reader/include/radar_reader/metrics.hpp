@@ -107,14 +107,14 @@ inline constexpr std::size_t kReaderIncarnationsTotalOffset = kReaderLastPollNsO
 inline constexpr std::uint64_t kPollHeartbeatEvery = 64;
 
 struct WriterMetricsFile {
-  char magic[8];
+  char magic[sizeof kWriterMetricsMagic];
   std::uint32_t metrics_version;
   std::uint32_t file_size;
   std::uint32_t writer_pid;
   std::uint32_t latency_sample_period;
   std::int64_t writer_started_ns;
   char writer_host[kMetricsHostSize];
-  char payload_id[4];
+  char payload_id[layout::kPayloadIdSize];
   std::uint32_t latency_buckets;
   std::uint8_t reserved0[kMetricsCountersOffset - kLatencyBucketsOffset - 4];
   std::int64_t records_total;
@@ -156,7 +156,7 @@ static_assert(offsetof(WriterMetricsFile, latency_sum_ns) == kLatencySumNsOffset
 static_assert(offsetof(WriterMetricsFile, latency_counts) == kLatencyCountsOffset);
 
 struct ReaderMetricsFile {
-  char magic[8];
+  char magic[sizeof kReaderMetricsMagic];
   std::uint32_t metrics_version;
   std::uint32_t file_size;
   std::uint32_t reader_pid;

@@ -53,7 +53,7 @@ namespace radar {
 
 // How to check and date a record of one schema (journals hold one payload each).
 struct Payload {
-  char id[4];
+  const char (&id)[layout::kPayloadIdSize];  // layout::k...PayloadId
   // The FlatBuffers Verifier on a size-prefixed buffer of `size` bytes.
   bool (*verify)(const std::uint8_t* record, std::size_t size);
   // The record's time in ns (collector or radar clock), for starting at a time.
@@ -61,7 +61,7 @@ struct Payload {
 };
 
 inline const Payload kOrderBookPayload{
-    {'O', 'B', 'K', '1'},
+    layout::kOrderBookPayloadId,
     [](const std::uint8_t* record, std::size_t size) {
       flatbuffers::Verifier verifier(record, size);
       return OrderBookData::VerifySizePrefixedOrderBookBuffer(verifier);
@@ -71,7 +71,7 @@ inline const Payload kOrderBookPayload{
     }};
 
 inline const Payload kRadarResultPayload{
-    {'R', 'D', 'R', '1'},
+    layout::kRadarResultPayloadId,
     [](const std::uint8_t* record, std::size_t size) {
       flatbuffers::Verifier verifier(record, size);
       return RadarData::VerifySizePrefixedRadarResultBuffer(verifier);

@@ -91,7 +91,8 @@ class Segment {
   // payload or format version); a missing file throws too unless `missing_ok`,
   // which returns an empty Segment.
   static Segment open(const std::string& directory, std::uint64_t index,
-                      const char (&payload_id)[4], bool missing_ok = false) {
+                      const char (&payload_id)[layout::kPayloadIdSize],
+                      bool missing_ok = false) {
     const std::string path = segment_path(directory, index);
     FileDescriptor fd = FileDescriptor::open(path, O_RDONLY, 0, missing_ok);
     if (!fd.valid()) return Segment{};
@@ -150,7 +151,7 @@ class Segment {
   }
 
  private:
-  void check_header(std::uint64_t index, const char (&payload_id)[4]) const {
+  void check_header(std::uint64_t index, const char (&payload_id)[layout::kPayloadIdSize]) const {
     const layout::SegmentHeader& h = header();
     auto fail = [&](const std::string& what, std::size_t offset) {
       throw CorruptJournalError(path_ + ": " + what + " (offset=" + std::to_string(offset) +
@@ -178,8 +179,8 @@ class Segment {
                std::to_string(index),
            layout::kSegmentIndexOffset);
     if (std::memcmp(h.payload_id, payload_id, sizeof h.payload_id) != 0)
-      refuse("payload_id=" + std::string(h.payload_id, 4) + ", expected " +
-               std::string(payload_id, 4),
+      refuse("payload_id=" + std::string(h.payload_id, layout::kPayloadIdSize) + ", expected " +
+               std::string(payload_id, layout::kPayloadIdSize),
            layout::kPayloadIdOffset);
     if (h.max_record_size != layout::max_record_size(h.segment_size))
       fail("max_record_size=" + std::to_string(h.max_record_size), layout::kMaxRecordSizeOffset);

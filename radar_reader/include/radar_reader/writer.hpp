@@ -53,14 +53,16 @@ class JournalWriter {
  public:
   // Creates or reopens journal `directory` for records of `payload_id`; throws
   // JournalError (another live writer, a full tmpfs, a corrupt newest segment).
-  JournalWriter(std::string directory, const char (&payload_id)[4],
+  JournalWriter(std::string directory, const char (&payload_id)[layout::kPayloadIdSize],
                 std::uint64_t segment_size = 16 * 1024 * 1024, mode_t mode = 0600)
       : directory_(std::move(directory)), segment_size_(segment_size), mode_(mode) {
     std::memcpy(payload_id_, payload_id, sizeof payload_id_);
     if (segment_size_ % layout::kPageSize != 0 || segment_size_ < layout::kMinSegmentSize ||
         segment_size_ >= layout::kMaxSegmentSize)
-      throw JournalError("segment_size=" + std::to_string(segment_size_) +
-                         ": a multiple of 4096 in 64 KiB .. 4 GiB");
+      throw JournalError("segment_size=" + std::to_string(segment_size_) + ": a multiple of " +
+                         std::to_string(layout::kPageSize) + " in " +
+                         std::to_string(layout::kMinSegmentSize >> 10) + " KiB .. " +
+                         std::to_string(layout::kMaxSegmentSize >> 30) + " GiB");
     make_directory();
     lock_directory();
     write_holder();
@@ -194,7 +196,7 @@ class JournalWriter {
       if (!segment_exists(index + 1)) create(index + 1);
       use(map_segment(index + 1, /*same_incarnation=*/true));
     } else {
-      reinterpret_cast<layout::SegmentHeader*>(map_.data())->end_marker_offset = 0;
+      atomics::clear_interrupted_seal(map_.data());  // pairs with load_end_marker_offset
     }
   }
 
@@ -204,7 +206,9 @@ class JournalWriter {
     if (dir == nullptr) return;
     while (const dirent* entry = ::readdir(dir)) {
       const std::string_view name = entry->d_name;
-      if (name.size() > 10 && name.front() == '.' && name.substr(name.size() - 9) == ".creating")
+      const std::string_view creating = layout::kCreatingSuffix;
+      if (name.size() > creating.size() + 1 && name.front() == '.' &&
+          name.substr(name.size() - creating.size()) == creating)
         ::unlinkat(::dirfd(dir), entry->d_name, 0);
     }
     ::closedir(dir);
@@ -254,7 +258,8 @@ class JournalWriter {
   // is complete whenever it exists under its name.
   void create(std::uint64_t index) {
     const std::string path = segment_path(directory_, index);
-    const std::string temporary = directory_ + "/." + segment_file_name(index) + ".creating";
+    const std::string temporary =
+        directory_ + "/." + segment_file_name(index) + layout::kCreatingSuffix;
     ::unlink(temporary.c_str());  // a crashed writer's leftover; we hold the lock
     FileDescriptor fd = FileDescriptor::open(temporary, O_RDWR | O_CREAT | O_EXCL, mode_);
     ::fchmod(fd.get(), mode_);
@@ -295,6 +300,7 @@ class JournalWriter {
     Mapped next = map_segment(index_ + 1, /*same_incarnation=*/true);
     std::uint8_t* marker = map_.data() + position_;
     const std::uint32_t words[2] = {layout::kEndOfSegment, 0};
+    static_assert(sizeof words == layout::kEndMarkerSize);
     std::memcpy(marker, words, sizeof words);
     atomics::publish_seal(map_.data(), position_);  // pairs with is_sealed
     wake_sleepers();
@@ -308,7 +314,7 @@ class JournalWriter {
   }
 
   std::string directory_;
-  char payload_id_[4]{};
+  char payload_id_[layout::kPayloadIdSize]{};
   std::uint64_t segment_size_;
   mode_t mode_;
   FileDescriptor lock_;  // the journal directory, flock()ed
