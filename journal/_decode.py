@@ -25,6 +25,8 @@ _VTABLE_HEAD_ITEMS = OB.VTABLE_HEAD_SIZE // OB.VTABLE_ENTRY_SIZE
 _I64 = struct.Struct("<q")
 _U32 = struct.Struct("<I")
 _LEVEL_DTYPE: Final = np.dtype("<f8")
+_LEVEL_FIELDS: Final = OB.LEVEL_SIZE // _LEVEL_DTYPE.itemsize
+"""A PriceLevel's price and quantity: the columns of a level view."""
 _NO_LEVELS: Final = np.zeros((0, 2), dtype=_LEVEL_DTYPE)
 _NO_LEVELS.flags.writeable = False
 
@@ -243,8 +245,10 @@ def _level_view(data: Any, pinned: np.ndarray | None, at: int, count: int) -> np
     if not count:
         return _NO_LEVELS
     if pinned is not None:
-        return np.ndarray((count, 2), _LEVEL_DTYPE, pinned, at)
-    return np.frombuffer(data, _LEVEL_DTYPE, 2 * count, at).reshape(count, 2)
+        return np.ndarray((count, _LEVEL_FIELDS), _LEVEL_DTYPE, pinned, at)
+    return np.frombuffer(data, _LEVEL_DTYPE, _LEVEL_FIELDS * count, at).reshape(
+        count, _LEVEL_FIELDS
+    )
 
 
 class TableRecord:

@@ -18,10 +18,10 @@ Millions of records a second, every record checked, and no Python loop per recor
   zstd frames of an archive decompressed into one buffer (a few MiB, so that the
   numpy calls of a block are spread over thousands of records).
 * **Walked with numpy.** Record boundaries are found from the payload identifier
-  every record carries at ``+8`` and checked to chain from size prefix to size
-  prefix (journal._frames' rules record by record only when they do not, which then
-  finds the records or the first bad frame). Each zstd frame is walked on its own,
-  its record and value counts checked against its index entry.
+  every record carries (at ``RECORD_PAYLOAD_ID_OFFSET``) and checked to chain from
+  size prefix to size prefix (journal._frames' rules record by record only when they
+  do not, which then finds the records or the first bad frame). Each zstd frame is
+  walked on its own, its record and value counts checked against its index entry.
 * **Grouped by shape.** Records in the writer's own layout (journal._orderbook_layout)
   are grouped by every byte but their values (timestamps, sequence, the levels'
   doubles): size and offsets, vector lengths, names, padding. One record of each

@@ -4,17 +4,12 @@ docs/FORMAT.md ("Archive files") is the specification; its numbers are named in
 journal/archive/_layout.py, which tests/test_archive.py pins against the document.
 All integers are little-endian. File
 ``ARCHIVE/<stream>/<time>-<segment index>-<created_ns>.jzst`` (``created_ns`` tells
-apart the segments of one index from two incarnations of a journal: StreamSegment)::
-
-    offset
-         0  header (256 bytes): magic, version, the segment header's fields, commit
-       256  zstd frame 0: segment bytes [4096, ...), whole record frames only, the
-            value words of each record moved to value planes after them (split_values)
-       ...  zstd frame 1, 2, ...: the last one ends with the end-of-segment marker
-            index: one 56-byte entry per zstd frame (where it is, its sizes, the
-                   segment offset of its first byte, record and value counts,
-                   min/max time)
-  size - 64 trailer (64 bytes): where the index is, totals, CRC-32s, end magic
+apart the segments of one index from two incarnations of a journal: StreamSegment):
+a header, zstd frames of whole record frames (the value words of each record moved to
+value planes after them: split_values; the last frame ends with the end-of-segment
+marker), an index entry per zstd frame (where it is, its sizes, the segment offset of
+its first byte, record and value counts, min/max time), and a trailer (where the
+index is, totals, CRC-32s, end magic), as journal/archive/_layout.py draws them.
 
 The segment's committed bytes are the 4096-byte segment header rebuilt from the
 archive header (``futex_sleepers`` and reserved bytes zero, as the writer leaves
@@ -24,7 +19,7 @@ offset: every record is read back bit-identical.
 Reading is bounded: the header, index and trailer are checked (sizes, CRC-32s,
 frames contiguous in the file and in the segment) before any frame is touched; a
 zstd frame is decompressed only if its header declares a content size equal to the
-index's (``raw_size``, at most ``max_frame_size``, plus 24 bytes per moved record),
+index's (``raw_size``, at most ``max_frame_size``, plus VALUE_BYTES per moved record),
 with a content checksum, and into a buffer of exactly that size. Anything else
 raises CorruptArchiveError naming the file and the offset, never an unbounded
 allocation.
@@ -109,7 +104,8 @@ _CANONICAL_HEAD: Final = OB.FIXED_HEAD
 """Bytes 4..36 of every record journal.Writer lays out: root offset, identifier,
 vtable and the table's soffset. Behind them, local_timestamp_ns is at a fixed place."""
 _CANONICAL_HEAD_END: Final = OB.ROOT_OFFSET_POS + len(_CANONICAL_HEAD)
-_SLEEPERS = slice(F.FUTEX_SLEEPERS_OFFSET, F.FUTEX_SLEEPERS_OFFSET + 4)
+_SLEEPERS = slice(F.FUTEX_SLEEPERS_OFFSET, F.FUTEX_SLEEPERS_OFFSET + struct.calcsize("<I"))
+"""The futex_sleepers flag (a u32), zero in an archived header."""
 _WORD: Final = OB.WORD_SIZE
 """Record frames are 8-aligned: the value planes view them as u64 words."""
 _ID: Final = F.RECORD_PAYLOAD_ID_OFFSET
