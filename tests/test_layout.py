@@ -195,3 +195,59 @@ def test_segments_past_ten_to_the_eighth_are_listed(shm_dir: Path) -> None:
         (shm_dir / f"{stem}{F.SEGMENT_SUFFIX}").touch()
     assert segment_indices(shm_dir) == [1, 99_999_999, 100_000_000]
     assert F.segment_name(100_000_000) == "100000000.journal"
+
+
+def test_orderbook_positions_and_words_are_where_a_record_has_them() -> None:
+    """The named positions and the u64-word view of journal._orderbook_layout, checked
+    on a record the encoder lays out (the archive's value planes and the bulk loader
+    use nothing else)."""
+    import numpy as np
+
+    bids = [[100.0 - i, 1.0 + i] for i in range(3)]
+    asks = [[101.0 + i, 2.0 + i] for i in range(2)]
+    record = journal.OrderBookEncoder().encode("upbit", "BTC-KRW", 11, 22, bids, asks, 33)
+    words = np.frombuffer(record, "<u8")
+    head = OB.HEAD_STRUCT.unpack_from(record)
+    assert OB.HEAD_SIZE == OB.BIDS_LEVELS_POS == OB.WORD_SIZE * OB.HEAD_WORDS == 80
+    # The values: three whole words, in the order timestamp, sequence, local time.
+    assert OB.VALUE_WORDS == (5, 6, 7)
+    assert words[list(OB.VALUE_WORDS)].tolist() == [11, 22, 33]
+    assert (OB.VALUES_POS, OB.VALUES_END) == (40, 64)
+    for pos, value in ((OB.TIMESTAMP_POS, 11), (OB.SEQUENCE_POS, 22)):
+        assert words[OB.word(pos)] == value and OB.word_shift(pos) == 0
+    # The fixed words: the same bytes in every record of the layout.
+    assert list(OB.FIXED_WORDS) == [1, 2, 3]
+    assert words[OB.FIXED_WORDS.start : OB.FIXED_WORDS.stop].tobytes() == OB.FIXED_WORDS_BYTES
+    assert record[OB.ROOT_OFFSET_POS : OB.FIXED_HEAD_END] == OB.FIXED_HEAD
+
+    def u32(pos: int) -> int:
+        return int(words[OB.word(pos)] >> np.uint64(OB.word_shift(pos))) & 0xFFFF_FFFF
+
+    # Offsets to the strings and vectors, and the vectors' lengths, where named.
+    assert u32(OB.BIDS_VECTOR_POS) == len(bids) == head[-1]
+    assert OB.BIDS_POS + u32(OB.BIDS_POS) == OB.BIDS_VECTOR_POS
+    asks_at = OB.asks_vector_pos(len(bids))
+    assert OB.ASKS_POS + u32(OB.ASKS_POS) == asks_at and u32(asks_at) == len(asks)
+    levels = np.frombuffer(record, "<f8", 2 * len(bids), OB.BIDS_LEVELS_POS)
+    assert levels.reshape(-1, 2).tolist() == bids
+    levels = np.frombuffer(record, "<f8", 2 * len(asks), asks_at + OB.UOFFSET_SIZE)
+    assert levels.reshape(-1, 2).tolist() == asks
+    exchange_at = OB.EXCHANGE_NAME_POS + u32(OB.EXCHANGE_NAME_POS)
+    assert record[exchange_at + OB.UOFFSET_SIZE :].startswith(b"upbit\0")
+    symbol_at = OB.SYMBOL_POS + u32(OB.SYMBOL_POS)
+    assert record[symbol_at + OB.UOFFSET_SIZE :].startswith(b"BTC-KRW\0")
+    assert OB.vtable_entry(OB.FIELD_COUNT) == OB.VTABLE_SIZE
+
+
+def test_shared_header_words_are_reached_only_through_publish() -> None:
+    """The commit, end marker and futex sleepers words of a mapped segment are loaded
+    and stored by journal._publish's named functions only (issue #11): no other
+    module indexes its word views or unpacks end_marker_offset itself."""
+    inline = re.compile(
+        r"\[\s*(COMMIT_WORD|END_MARKER_WORD|SLEEPERS_WORD)\s*\]"
+        r"|unpack_from\([^)]*(END_MARKER_OFFSET_OFFSET|FUTEX_SLEEPERS_OFFSET|COMMIT_OFFSET_OFFSET)"
+    )
+    for path in sorted((REPO / "journal").rglob("*.py")):
+        if path.name in ("_publish.py", "_layout.py"):
+            continue
+        assert not inline.search(path.read_text()), path.relative_to(REPO)
