@@ -216,8 +216,11 @@ class Writer:
         with prepare_journal_directory(self.path, mode) as checked:
             self._lock = WriterLock(self.path, mode, checked.fd)
         # The worker creates segments relative to the locked directory: removed or
-        # replaced, it gets none. Its own descriptor, closed by its last job.
-        self._segments.directory_fd = os.dup(self._lock.directory_fd)
+        # replaced, it gets none. Its own descriptor, closed by its last job: opened
+        # anew, not dup'ed, since a dup would share the flock, held until that job ran.
+        self._segments.directory_fd = os.open(
+            ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self._lock.directory_fd
+        )
         # A writer dropped without close() still gives the journal back when it is
         # collected: the lock would otherwise outlive it for the whole process.
         self._finalizer = weakref.finalize(
