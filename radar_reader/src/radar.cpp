@@ -642,49 +642,57 @@ radar::BookView view_of(const OrderBookData::OrderBook& book) {
   return view;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const Options options = parse(argc, argv);
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
-
-  std::vector<bool> missing;  // per journal: waited for, said once
+// The --journal paths looked at before anything is opened (see JournalPath): per
+// journal whether it is waited for, or nullopt when one can never be read (each
+// such one said on stderr).
+std::optional<std::vector<bool>> check_journal_paths(const std::vector<std::string>& journals) {
+  std::vector<bool> missing;
   bool bad_path = false;
-  for (const std::string& journal : options.journals) {
+  for (const std::string& journal : journals) {
     const JournalPath checked = check_journal_path(journal);
     if (!checked.problem.empty())
       std::fprintf(stderr, "radar: --journal %s: %s\n", journal.c_str(), checked.problem.c_str());
     bad_path = bad_path || !checked.problem.empty();
     missing.push_back(checked.missing);
   }
-  if (bad_path) return 2;
+  if (bad_path) return std::nullopt;
+  return missing;
+}
 
-  std::vector<radar::JournalReader> readers;
-  std::optional<radar::Engine> engine;
-  std::optional<ResultsJournal> results;
-  std::size_t corrupt = 0;
-  int status = 0;
-  try {
+// One run of the radar, in the steps main takes: open() the journals, loop() until
+// stopped, then the summary(). Its exit status: 1 once a journal was found corrupt
+// or the results journal failed, else 0.
+class RadarRun {
+ public:
+  explicit RadarRun(const Options& options)
+      : options_(options),
+        terminal_(!options.quiet && ::isatty(STDOUT_FILENO)),
+        table_(terminal_, !options.quiet && !terminal_, options),
+        idler_(options.idle) {}
+
+  // Opens every journal (one found corrupt is said and left out, as one found
+  // corrupt later: the others are read), the engine and the results journal, and
+  // says which journals are waited for. Throws CorruptJournalError for a corrupt
+  // results journal, std::exception for what cannot be opened.
+  void open(const std::vector<bool>& missing) {
     radar::ReaderOptions reader_options;
-    reader_options.verify = options.verify;
-    reader_options.metrics_name = options.metrics_name;
-    for (const std::string& journal : options.journals) {
+    reader_options.verify = options_.verify;
+    reader_options.metrics_name = options_.metrics_name;
+    for (const std::string& journal : options_.journals) {
       try {
-        readers.emplace_back(journal, options.start, reader_options);
+        readers_.emplace_back(journal, options_.start, reader_options);
       } catch (const radar::CorruptJournalError& e) {
-        // As a journal found corrupt later: said, not read, the others go on.
         std::fprintf(stderr, "radar: corrupt journal, not reading it: %s\n", e.what());
-        ++corrupt;
-        status = 1;
+        ++corrupt_;
+        status_ = 1;
       }
     }
-    engine.emplace(options.engine);
-    if (!options.results.empty()) results.emplace(options.results);
+    engine_.emplace(options_.engine);
+    if (!options_.results.empty()) results_.emplace(options_.results);
     // Waiting is fine, waiting silently is not: a typo in a path looks just like a
     // writer that has not started.
-    for (std::size_t i = 0; i < options.journals.size(); ++i) {
-      const std::string& journal = options.journals[i];
+    for (std::size_t i = 0; i < options_.journals.size(); ++i) {
+      const std::string& journal = options_.journals[i];
       if (missing[i])
         std::fprintf(stderr, "radar: waiting for %s to be created by its writer\n",
                      journal.c_str());
@@ -692,52 +700,46 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "radar: waiting for the writer of %s: no segment in it yet\n",
                      journal.c_str());
     }
-  } catch (const radar::CorruptJournalError& e) {
-    std::fprintf(stderr, "radar: corrupt results journal: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "radar: %s\n", e.what());
-    return 2;
   }
 
-  const bool terminal = !options.quiet && ::isatty(STDOUT_FILENO);
-  Table table(terminal, !options.quiet && !terminal, options);
-  table.start();
-  radar::Idler idler(options.idle);
-  radar::Histogram latency;
-  LagTracker lag;
-  ReplayClock replay;
-  StreamStats streams;
-  const std::size_t journals = options.journals.size();
-  std::uint64_t skipped = 0;  // by readers that have stopped
-  std::vector<radar::Result> produced;
-  std::uint64_t records = 0;
-  std::uint64_t results_stopped = 0;  // results appended before a failure stopped them
-  std::uint32_t idle_rounds = 0;
-  const auto started = std::chrono::steady_clock::now();
-  const auto deadline =
-      started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(options.duration_s));
-  // The clock ages are measured on: the wall clock, or the replay's.
-  const auto view_clock = [&replay] {
-    return replay.live() ? radar::realtime_ns() : replay.clock_ns();
-  };
-  // The table's top line: books, and the latency, or how old the replayed books are.
-  const auto top_line = [&] {
-    std::string text = "radar  " + with_commas(records) + " books  ";
-    char numbers[96];
-    if (latency.count()) {
-      std::snprintf(numbers, sizeof numbers, "latency p50 %.1f us  p99 %.1f us",
-                    static_cast<double>(latency.percentile(0.5)) / 1e3,
-                    static_cast<double>(latency.percentile(0.99)) / 1e3);
-      text += numbers;
+  // Reads the journals merged in time order, computes, shows and appends, until
+  // Ctrl-C or SIGTERM, --duration, --max-records, or no journal is left to read.
+  void loop() {
+    table_.start();
+    started_ = std::chrono::steady_clock::now();
+    const auto deadline =
+        started_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::chrono::duration<double>(options_.duration_s));
+    ahead_.resize(readers_.size());
+    while (!stop_requested.load(std::memory_order_relaxed)) {
+      read_ahead();
+      if (const std::size_t next = oldest(); next != kNone) {
+        take(next);
+      } else {
+        if (readers_.empty()) break;
+        idle();
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (options_.duration_s > 0 && now >= deadline) break;
+      if (table_.due(now)) table_.draw(now, top_line(), view_clock());
     }
-    if (!replay.live() && replay.books())
-      text += "replay: data time " + radar::utc_text(replay.clock_ns()) + ", books " +
-              replay.ages_text() + " (latency n/a)";
-    return text;
-  };
+    // The last state stays on the terminal.
+    if (terminal_) table_.draw(std::chrono::steady_clock::now(), top_line(), view_clock());
+  }
 
+  // Says on stderr what the run read and computed, how far behind it fell, and
+  // what it was given that did not apply; returns the exit status.
+  int summary() const {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    std::fflush(stdout);
+    print_counts(elapsed);
+    print_latency();
+    print_notes();
+    return status_;
+  }
+
+ private:
   // One record read ahead per journal, and the oldest (local_timestamp_ns) taken
   // first: the journals are merged in time order. A replay of several journals must
   // advance them together, or its clock would run ahead of the slower ones and
@@ -748,137 +750,219 @@ int main(int argc, char** argv) {
     std::int64_t published_ns = 0;
     bool held = false;
   };
-  std::vector<ReadAhead> ahead(readers.size());
-  constexpr std::size_t kNone = static_cast<std::size_t>(-1);
-  while (!stop_requested.load(std::memory_order_relaxed)) {
-    for (std::size_t i = 0; i < readers.size(); ++i) {
-      if (ahead[i].held) continue;
-      const radar::ReadResult result = readers[i].try_next(ahead[i].record);
-      if (readers[i].has_notice())  // a recreated journal followed: say so, once
-        std::fprintf(stderr, "radar: %s\n", readers[i].take_notice().c_str());
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+
+  // A record read into every journal's empty place, if it has one; a journal found
+  // corrupt is said and stopped (the others go on), and no longer waited on.
+  void read_ahead() {
+    for (std::size_t i = 0; i < readers_.size(); ++i) {
+      if (ahead_[i].held) continue;
+      const radar::ReadResult result = readers_[i].try_next(ahead_[i].record);
+      if (readers_[i].has_notice())  // a recreated journal followed: say so, once
+        std::fprintf(stderr, "radar: %s\n", readers_[i].take_notice().c_str());
       if (result == radar::ReadResult::kEmpty) continue;
       if (result == radar::ReadResult::kError) {
-        // Stop reading this journal (the others go on), and stop waiting on it.
         std::fprintf(stderr, "radar: corrupt journal, stopped reading it: %s\n",
-                     readers[i].error().c_str());
-        skipped += readers[i].skipped();
-        readers.erase(readers.begin() + static_cast<std::ptrdiff_t>(i));
-        ahead.erase(ahead.begin() + static_cast<std::ptrdiff_t>(i--));
-        ++corrupt;
-        status = 1;
+                     readers_[i].error().c_str());
+        skipped_ += readers_[i].skipped();
+        readers_.erase(readers_.begin() + static_cast<std::ptrdiff_t>(i));
+        ahead_.erase(ahead_.begin() + static_cast<std::ptrdiff_t>(i--));
+        ++corrupt_;
+        status_ = 1;
         continue;
       }
-      ahead[i].held = true;
-      ahead[i].published_ns = ahead[i].record.orderbook()->local_timestamp_ns();
+      ahead_[i].held = true;
+      ahead_[i].published_ns = ahead_[i].record.orderbook()->local_timestamp_ns();
     }
-    std::size_t next = kNone;
-    for (std::size_t i = 0; i < ahead.size(); ++i)
-      if (ahead[i].held && (next == kNone || ahead[i].published_ns < ahead[next].published_ns))
-        next = i;
-    if (next != kNone) {
-      idle_rounds = 0;
-      ahead[next].held = false;
-      const radar::RecordView& record = ahead[next].record;
-      const std::int64_t now = radar::realtime_ns();
-      const OrderBookData::OrderBook& book = *record.orderbook();
-      const bool replayed = replay.replayed(book.local_timestamp_ns(), now);
-      if (!replayed) {
-        const std::int64_t age = now - book.local_timestamp_ns();
-        latency.record(age);
-        lag.book(age, now);
-        if (records % LagTracker::kBacklogSampleEvery == 0)
-          lag.sample_backlog(readers[next], record.size);
-      }
-      const radar::BookView view = view_of(book);
-      streams.see(view.exchange, view.symbol, book.sequence());
-      produced.clear();
-      const std::int64_t clock = replayed ? replay.clock_ns() : now;
-      engine->update(view, now, clock, produced);
-      for (const radar::Result& r : produced) {
-        if (results) {
-          try {
-            results->append(r);
-          } catch (const radar::JournalError& e) {
-            // A full tmpfs at a roll: nothing was written; keep computing and
-            // showing, but say so and stop appending.
-            std::fprintf(stderr, "radar: results journal stopped: %s\n", e.what());
-            results_stopped = results->appended();
-            results.reset();
-            status = 1;
-          }
-        }
-        if (!options.quiet) table.update(r, clock);
-      }
-      ++records;
-      if (options.max_records && records >= options.max_records) stop_requested = true;
-    } else {
-      if (readers.empty()) break;
-      if (idle_rounds == 0) {
-        // Once per journal: registration is best-effort, the radar reads on.
-        for (radar::JournalReader& reader : readers)
-          if (const std::string error = reader.take_registration_error(); !error.empty())
-            std::fprintf(stderr, "radar: %s: %s\n", reader.directory().c_str(), error.c_str());
-      }
-      idler.idle(readers, idle_rounds++);
-    }
-    const auto now = std::chrono::steady_clock::now();
-    if (options.duration_s > 0 && now >= deadline) break;
-    if (table.due(now)) table.draw(now, top_line(), view_clock());
   }
-  // The last state stays on the terminal.
-  if (terminal) table.draw(std::chrono::steady_clock::now(), top_line(), view_clock());
 
-  const double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::fflush(stdout);
-  std::fprintf(stderr, "\nradar summary: %" PRIu64 " books in %.1f s (%.0f/s), %zu journals\n",
-               records, elapsed, elapsed > 0 ? static_cast<double>(records) / elapsed : 0.0,
-               journals);
-  std::fprintf(stderr, "  updates per venue:");
-  for (const auto& [venue, count] : streams.updates_per_venue())
-    std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
-  std::fprintf(stderr, "\n  sequence numbers out of order or repeated (per symbol): %" PRIu64,
-               streams.out_of_order());
-  std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
-                       " without FX), appended to the results journal: %" PRIu64 "\n",
-               engine->results(), engine->stale_results(), engine->missing_fx(),
-               results ? results->appended() : results_stopped);
-  for (const auto& reader : readers) skipped += reader.skipped();
-  std::fprintf(stderr, "  verify failures: %zu journals stopped, %" PRIu64 " records skipped\n",
-               corrupt, skipped);
-  // Latency is that of live books; books replayed are counted apart (see ReplayClock).
-  if (latency.count()) {
-    std::fprintf(stderr,
-                 "  publish-to-observe latency: p50 %.2f us, p99 %.2f us, p99.9 %.2f us, "
-                 "max %.2f us (%" PRIu64 " books)\n",
-                 static_cast<double>(latency.percentile(0.5)) / 1e3,
-                 static_cast<double>(latency.percentile(0.99)) / 1e3,
-                 static_cast<double>(latency.percentile(0.999)) / 1e3,
-                 static_cast<double>(latency.max()) / 1e3, latency.count());
-    if (replay.books())
-      std::fprintf(stderr, "  replayed before catching up: %s books %s (latency n/a)\n",
-                   with_commas(replay.books()).c_str(), replay.ages_text().c_str());
-    std::fprintf(stderr, "  %s\n", lag.summary().c_str());
-  } else if (replay.books()) {
-    std::fprintf(stderr, "  publish-to-observe latency: n/a (replay: %s books %s)\n",
-                 with_commas(replay.books()).c_str(), replay.ages_text().c_str());
+  // The journal whose record read ahead is the oldest, or kNone if none holds one.
+  std::size_t oldest() const {
+    std::size_t next = kNone;
+    for (std::size_t i = 0; i < ahead_.size(); ++i)
+      if (ahead_[i].held && (next == kNone || ahead_[i].published_ns < ahead_[next].published_ns))
+        next = i;
+    return next;
   }
-  // A journal waited for the whole run: a writer that never started, or a path
-  // that is not the one the writer was given.
-  for (const auto& reader : readers)
-    if (!reader.started())
-      std::fprintf(stderr, "  %s: waited for the whole run, no writer created a segment in it\n",
-                   reader.directory().c_str());
-  // A fee that applied to nothing: a venue missing from the journals given (or a
-  // journal missing from the command line), which the edges it was meant for lack.
-  const auto venues_read = streams.updates_per_venue();
-  for (const auto& [venue, bps] : options.fees)
-    if (venues_read.find(venue) == venues_read.end())
-      std::fprintf(stderr, "  fee for %s given but no %s book was read\n", venue.c_str(),
-                   venue.c_str());
-  std::uint64_t incarnations = 0;
-  for (const auto& reader : readers) incarnations += reader.incarnations();
-  if (incarnations)
-    std::fprintf(stderr, "  journals recreated and followed: %" PRIu64 "\n", incarnations);
-  return status;
+
+  // The book read ahead of journal `next`: measured (live) or counted as replayed,
+  // given to the engine, its results appended and shown.
+  void take(std::size_t next) {
+    idle_rounds_ = 0;
+    ahead_[next].held = false;
+    const radar::RecordView& record = ahead_[next].record;
+    const std::int64_t now = radar::realtime_ns();
+    const OrderBookData::OrderBook& book = *record.orderbook();
+    const bool replayed = replay_.replayed(book.local_timestamp_ns(), now);
+    if (!replayed) {
+      const std::int64_t age = now - book.local_timestamp_ns();
+      latency_.record(age);
+      lag_.book(age, now);
+      if (records_ % LagTracker::kBacklogSampleEvery == 0)
+        lag_.sample_backlog(readers_[next], record.size);
+    }
+    const radar::BookView view = view_of(book);
+    streams_.see(view.exchange, view.symbol, book.sequence());
+    produced_.clear();
+    const std::int64_t clock = replayed ? replay_.clock_ns() : now;
+    engine_->update(view, now, clock, produced_);
+    for (const radar::Result& r : produced_) {
+      append(r);
+      if (!options_.quiet) table_.update(r, clock);
+    }
+    ++records_;
+    if (options_.max_records && records_ >= options_.max_records) stop_requested = true;
+  }
+
+  // A result to the results journal, if there is one and it has not failed.
+  void append(const radar::Result& r) {
+    if (!results_) return;
+    try {
+      results_->append(r);
+    } catch (const radar::JournalError& e) {
+      // A full tmpfs at a roll: nothing was written; keep computing and showing,
+      // but say so and stop appending.
+      std::fprintf(stderr, "radar: results journal stopped: %s\n", e.what());
+      results_stopped_ = results_->appended();
+      results_.reset();
+      status_ = 1;
+    }
+  }
+
+  // Nothing to read in any journal: wait as --idle says.
+  void idle() {
+    if (idle_rounds_ == 0) {
+      // Once per journal: registration is best-effort, the radar reads on.
+      for (radar::JournalReader& reader : readers_)
+        if (const std::string error = reader.take_registration_error(); !error.empty())
+          std::fprintf(stderr, "radar: %s: %s\n", reader.directory().c_str(), error.c_str());
+    }
+    idler_.idle(readers_, idle_rounds_++);
+  }
+
+  // The clock ages are measured on: the wall clock, or the replay's.
+  std::int64_t view_clock() const {
+    return replay_.live() ? radar::realtime_ns() : replay_.clock_ns();
+  }
+
+  // The table's top line: books, and the latency, or how old the replayed books are.
+  std::string top_line() const {
+    std::string text = "radar  " + with_commas(records_) + " books  ";
+    char numbers[96];
+    if (latency_.count()) {
+      std::snprintf(numbers, sizeof numbers, "latency p50 %.1f us  p99 %.1f us",
+                    static_cast<double>(latency_.percentile(0.5)) / 1e3,
+                    static_cast<double>(latency_.percentile(0.99)) / 1e3);
+      text += numbers;
+    }
+    if (!replay_.live() && replay_.books())
+      text += "replay: data time " + radar::utc_text(replay_.clock_ns()) + ", books " +
+              replay_.ages_text() + " (latency n/a)";
+    return text;
+  }
+
+  // Books, venues, sequence numbers, results, and what verification stopped.
+  void print_counts(double elapsed) const {
+    std::fprintf(stderr, "\nradar summary: %" PRIu64 " books in %.1f s (%.0f/s), %zu journals\n",
+                 records_, elapsed, elapsed > 0 ? static_cast<double>(records_) / elapsed : 0.0,
+                 options_.journals.size());
+    std::fprintf(stderr, "  updates per venue:");
+    for (const auto& [venue, count] : streams_.updates_per_venue())
+      std::fprintf(stderr, " %s=%" PRIu64, venue.c_str(), count);
+    std::fprintf(stderr, "\n  sequence numbers out of order or repeated (per symbol): %" PRIu64,
+                 streams_.out_of_order());
+    std::fprintf(stderr, "\n  results: %" PRIu64 " (%" PRIu64 " stale, %" PRIu64
+                         " without FX), appended to the results journal: %" PRIu64 "\n",
+                 engine_->results(), engine_->stale_results(), engine_->missing_fx(),
+                 results_ ? results_->appended() : results_stopped_);
+    std::uint64_t skipped = skipped_;
+    for (const auto& reader : readers_) skipped += reader.skipped();
+    std::fprintf(stderr, "  verify failures: %zu journals stopped, %" PRIu64 " records skipped\n",
+                 corrupt_, skipped);
+  }
+
+  // Latency is that of live books; books replayed are counted apart (see ReplayClock).
+  void print_latency() const {
+    if (latency_.count()) {
+      std::fprintf(stderr,
+                   "  publish-to-observe latency: p50 %.2f us, p99 %.2f us, p99.9 %.2f us, "
+                   "max %.2f us (%" PRIu64 " books)\n",
+                   static_cast<double>(latency_.percentile(0.5)) / 1e3,
+                   static_cast<double>(latency_.percentile(0.99)) / 1e3,
+                   static_cast<double>(latency_.percentile(0.999)) / 1e3,
+                   static_cast<double>(latency_.max()) / 1e3, latency_.count());
+      if (replay_.books())
+        std::fprintf(stderr, "  replayed before catching up: %s books %s (latency n/a)\n",
+                     with_commas(replay_.books()).c_str(), replay_.ages_text().c_str());
+      std::fprintf(stderr, "  %s\n", lag_.summary().c_str());
+    } else if (replay_.books()) {
+      std::fprintf(stderr, "  publish-to-observe latency: n/a (replay: %s books %s)\n",
+                   with_commas(replay_.books()).c_str(), replay_.ages_text().c_str());
+    }
+  }
+
+  // What was given and did not apply, and journals recreated under the radar.
+  void print_notes() const {
+    // A journal waited for the whole run: a writer that never started, or a path
+    // that is not the one the writer was given.
+    for (const auto& reader : readers_)
+      if (!reader.started())
+        std::fprintf(stderr,
+                     "  %s: waited for the whole run, no writer created a segment in it\n",
+                     reader.directory().c_str());
+    // A fee that applied to nothing: a venue missing from the journals given (or a
+    // journal missing from the command line), which the edges it was meant for lack.
+    const auto venues_read = streams_.updates_per_venue();
+    for (const auto& [venue, bps] : options_.fees)
+      if (venues_read.find(venue) == venues_read.end())
+        std::fprintf(stderr, "  fee for %s given but no %s book was read\n", venue.c_str(),
+                     venue.c_str());
+    std::uint64_t incarnations = 0;
+    for (const auto& reader : readers_) incarnations += reader.incarnations();
+    if (incarnations)
+      std::fprintf(stderr, "  journals recreated and followed: %" PRIu64 "\n", incarnations);
+  }
+
+  const Options& options_;
+  const bool terminal_;
+  std::vector<radar::JournalReader> readers_;
+  std::optional<radar::Engine> engine_;  // before the table: its rows view into it
+  std::optional<ResultsJournal> results_;
+  Table table_;
+  radar::Idler idler_;
+  std::vector<ReadAhead> ahead_;  // one per reader, erased with it
+  std::vector<radar::Result> produced_;
+  radar::Histogram latency_;
+  LagTracker lag_;
+  ReplayClock replay_;
+  StreamStats streams_;
+  std::chrono::steady_clock::time_point started_{};
+  std::uint64_t records_ = 0;
+  std::uint64_t skipped_ = 0;          // by readers that have stopped
+  std::uint64_t results_stopped_ = 0;  // results appended before a failure stopped them
+  std::uint32_t idle_rounds_ = 0;
+  std::size_t corrupt_ = 0;  // journals found corrupt, at start-up or later
+  int status_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = parse(argc, argv);
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  const std::optional<std::vector<bool>> missing = check_journal_paths(options.journals);
+  if (!missing) return 2;
+  RadarRun run(options);
+  try {
+    run.open(*missing);
+  } catch (const radar::CorruptJournalError& e) {
+    std::fprintf(stderr, "radar: corrupt results journal: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "radar: %s\n", e.what());
+    return 2;
+  }
+  run.loop();
+  return run.summary();
 }
