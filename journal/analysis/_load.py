@@ -111,6 +111,10 @@ bytes or more: one whose values an archive moves to its value planes."""
 # Records are read as u64 words (journal._orderbook_layout names them): a record at
 # word ``slot`` of a buffer has its word ``w`` at ``slot + w``.
 _WORD: Final = OB.WORD_SIZE
+_WORD_SHIFT: Final = _WORD.bit_length() - 1
+"""``n >> _WORD_SHIFT == n // _WORD`` (a word is a power of two bytes), the faster on
+arrays."""
+assert 1 << _WORD_SHIFT == _WORD
 _U32_SIZE: Final = np.dtype("<u4").itemsize
 _U32_PER_WORD: Final = _WORD // _U32_SIZE
 _ID_WORD: Final = OB.word(F.RECORD_PAYLOAD_ID_OFFSET)
@@ -1169,7 +1173,7 @@ def _chain(
             return np.zeros(0, np.int64), np.zeros(0, np.int64), True
         return None
     sizes = u32[_U32_PER_WORD * slots].astype(np.int64)
-    following = slots + (sizes + (F.SIZE_PREFIX_SIZE + _WORD - 1)) // _WORD
+    following = slots + ((sizes + (F.SIZE_PREFIX_SIZE + _WORD - 1)) >> _WORD_SHIFT)
     last = int(following[-1])
     marker = bool(marker_allowed and last == n8 - 1 and _is_end_marker(u32, last))
     if (
@@ -1237,9 +1241,9 @@ def _shapes(
     compared with its group's first, word for word (_distinct).
     """
     m = len(slots)
-    frame_words = (totals + _WORD - 1) // _WORD
+    frame_words = (totals + _WORD - 1) >> _WORD_SHIFT
     exchange_offset = (head[_EXCHANGE_WORD] >> _EXCHANGE_SHIFT).view(np.int64)
-    exchange_word = (exchange_offset + OB.EXCHANGE_NAME_POS) // _WORD
+    exchange_word = (exchange_offset + OB.EXCHANGE_NAME_POS) >> _WORD_SHIFT
     tail_words = frame_words - exchange_word
     # The last T words of every frame are inside the buffer: slots[0] is the lowest.
     cap = min(_MAX_TAIL_WORDS, int(slots[0] + frame_words[0]))
