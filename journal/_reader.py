@@ -497,6 +497,16 @@ class Reader:
                 path=self._path_text,
                 offset=F.END_MARKER_OFFSET_OFFSET,
             )
+        if marker > commit:
+            # A writer stores the marker offset equal to its commit, then moves the
+            # commit past the marker: an offset beyond the commit is never its doing.
+            raise CorruptSegmentError(
+                f"end_marker_offset={marker} lies past commit_offset={commit}: the commit "
+                "of a sealed segment was cut short, so the records after it would be "
+                "skipped; the segment needs restoring from a copy",
+                path=self._path_text,
+                offset=F.COMMIT_OFFSET_OFFSET,
+            )
         for index in segment_indices(self.path):
             if index <= self._index:
                 continue
@@ -605,10 +615,16 @@ class Reader:
             following = following_segment(self._stream_segments(), *reading)
             if following is None or following.created_ns <= reading[0]:
                 return None
+            if following.in_tmpfs:
+                _check_path(self.path)  # a journal made anew: its maker must be trusted
             return following
-        indices = segment_indices(self.path)
+        try:
+            indices = segment_indices(self.path)
+        except NotADirectoryError:
+            return None  # a file there for now: no journal yet, look again
         if not indices:
             return None
+        _check_path(self.path)  # a journal made anew: whoever made it must be trusted
         try:
             first = MappedSegment(segment_path(self.path, indices[0]))
         except FileNotFoundError:

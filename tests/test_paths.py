@@ -222,3 +222,27 @@ def test_a_reader_refuses_a_journal_under_a_foreign_directory(shm_dir: Path) -> 
     shutil.copytree(shm_dir / "real", journal_dir)  # ours, but under nobody's directory
     with pytest.raises(journal.JournalError, match=f"owned by uid={NOBODY}"):
         journal.Reader(journal_dir, metrics=False)
+
+
+def test_a_reader_does_not_follow_a_journal_recreated_by_another_user(shm_dir: Path) -> None:
+    """The journal removed, then made again as a symlink another user planted to their
+    own journal: the reader following the new incarnation refuses it, reads nothing."""
+    shared = shared_directory(shm_dir)
+    path = shared / "books"
+    with journal.Writer(path, segment_size=64 * 1024) as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, [[1.0, 1.0]], [[2.0, 1.0]])
+    with journal.Writer(shm_dir / "theirs", segment_size=64 * 1024) as theirs:
+        theirs.append_orderbook("upbit", "BTC-KRW", 1, 666, [[1.0, 1.0]], [[2.0, 1.0]])
+    reader = journal.Reader(path, idle="spin", metrics=False)
+    try:
+        assert [r.sequence for r in reader.available()] == [1]
+        shutil.rmtree(path)
+        planted = shared / "planted"
+        as_nobody("mkdir", "-m", "0755", planted)
+        for segment in (shm_dir / "theirs").glob("*.journal"):
+            shutil.copy(segment, planted / segment.name)
+        as_nobody("ln", "-s", planted, path)
+        with pytest.raises(journal.JournalError, match=f"uid={NOBODY}"):
+            reader.poll(5.0)  # the reader looks for the new incarnation every 100 ms
+    finally:
+        reader.close()

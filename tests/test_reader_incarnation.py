@@ -123,3 +123,36 @@ def test_open_segment_cut_short_is_an_error_not_the_end(journal_dir: Path) -> No
         with pytest.raises(journal.CorruptSegmentError, match="cut short") as caught:
             list(reader.available())
         assert str(segment) in str(caught.value)
+
+
+def test_the_last_sealed_segment_cut_short_is_an_error_not_the_end(journal_dir: Path) -> None:
+    """Sealed by close(seal=True), then its commit lowered: no later segment holds
+    records, but its end_marker_offset lies past the commit, which no writer does."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        positions = [writer.append_orderbook(*book(seq)) for seq in range(60)]
+        writer.close(seal=True)
+    segment = journal_dir / F.segment_name(0)
+    with segment.open("r+b") as file:
+        file.seek(F.COMMIT_OFFSET_OFFSET)
+        file.write(positions[10][1].to_bytes(8, "little"))
+    with (
+        journal.Reader(journal_dir, metrics=False) as reader,
+        pytest.raises(journal.CorruptSegmentError, match="cut short") as caught,
+    ):
+        list(reader.available())
+    assert str(segment) in str(caught.value)
+
+
+def test_a_file_in_place_of_the_journal_is_waited_out(journal_dir: Path) -> None:
+    _write(journal_dir, range(5))
+    reader = journal.Reader(journal_dir, idle="spin", metrics=False)
+    try:
+        assert len(list(reader.available())) == 5
+        shutil.rmtree(journal_dir)
+        journal_dir.write_bytes(b"")  # someone's file, for a while
+        assert list(reader.available()) == []
+        journal_dir.unlink()
+        _write(journal_dir, range(100, 103))
+        assert [r.sequence for r in reader.available()] == [100, 101, 102]
+    finally:
+        reader.close()

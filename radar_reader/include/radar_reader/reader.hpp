@@ -354,6 +354,16 @@ class JournalReader {
            layout::kEndMarkerOffsetOffset);
       return Watch::kError;
     }
+    if (marker > commit) {
+      // A writer stores the marker offset equal to its commit, then moves the commit
+      // past the marker: an offset beyond the commit is never its doing.
+      fail("end_marker_offset=" + std::to_string(marker) + " lies past commit_offset=" +
+               std::to_string(commit) +
+               ": the commit of a sealed segment was cut short, so the records after it "
+               "would be skipped; the segment needs restoring from a copy",
+           layout::kCommitOffsetOffset);
+      return Watch::kError;
+    }
     try {
       for (const std::uint64_t index : segment_indices(directory_)) {
         if (index <= segment_.index()) continue;
