@@ -127,15 +127,18 @@ class WriterLock:
 
 
 def writer_alive(directory: Path) -> bool | None:
-    """Whether a process holds the writer lock now; None if no writer ever held it
-    (no ``writer.lock``).
+    """Whether a process holds the writer lock now; None if no writer holds it and
+    none ever did (no ``writer.lock``).
 
     Takes a shared lock for an instant: a writer starting at that very moment
     retries (see WriterLock), so the probe never makes it fail.
     """
-    if not os.path.lexists(lock_path(directory)):
+    held = lock_held(directory)
+    if held:
+        return True  # the lock is the directory's: a deleted writer.lock changes nothing
+    if held is None or not os.path.lexists(lock_path(directory)):
         return None
-    return lock_held(directory)
+    return False
 
 
 def lock_held(path: Path) -> bool | None:

@@ -7,10 +7,12 @@ counters of ``writer.metrics`` (journal._metrics): two word stores, and one appe
 in LATENCY_SAMPLE_PERIOD timed into the latency histogram.
 
 The journal is checked to still be there (directory and open segment at their
-paths, the segment not truncated) at every roll and, with metrics, at most every
-JOURNAL_CHECK_INTERVAL_NS: the sampled append reads the clock and, when a check is
-due, lowers ``_limit`` so that the next append takes the slow path, which checks.
-The hot path pays nothing for it.
+paths, the segment not truncated) at every roll and before the first append once
+JOURNAL_CHECK_INTERVAL_NS has passed since the last check: an append that stamps
+the time (or, with metrics, the sampled append) compares it with the deadline and,
+when a check is due, lowers ``_limit`` so that the next append takes the slow path,
+which checks before it writes. The hot path pays one comparison for it; a slow
+writer (a book every 200 ms) checks before every book.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from time import monotonic_ns, perf_counter_ns, time_ns
+from time import perf_counter_ns, time_ns
 from typing import Any, Final
 
 import numpy as np
@@ -211,7 +213,7 @@ class Writer:
         self._time_next = False  # time the next append_orderbook
         self._preparation: Future[MappedSegment] | None = None
         self._gone: str | None = None  # what happened to the journal, once it is gone
-        self._next_check_ns = 0
+        self._next_check_ns = time_ns() + JOURNAL_CHECK_INTERVAL_NS  # recovery checks it
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-prepare")
         with prepare_journal_directory(self.path, mode) as checked:
             self._lock = WriterLock(self.path, mode, checked.fd)
@@ -283,8 +285,10 @@ class Writer:
                 scratch = bytearray(shape.size)
                 shape.write(scratch, 0, timestamp, sequence, local_timestamp_ns, bids, asks)
                 if stamp:
-                    _stamp_now(scratch, 0)
+                    local_timestamp_ns = _stamp_now(scratch, 0)
                 self._write_frames(scratch, [shape.size])
+                if self._counters is not None:  # the book's stamp, as on the fast path
+                    self._counters[LAST_PUBLISH_WORD] = local_timestamp_ns
                 if started and self._metrics is not None:
                     self._metrics.sample_latency(perf_counter_ns() - started)
                     self._time_next = False
@@ -299,6 +303,8 @@ class Writer:
             _LOCAL_TIMESTAMP.pack_into(
                 self._map, position + LOCAL_TIMESTAMP_NS_POS, local_timestamp_ns
             )
+            if local_timestamp_ns >= self._next_check_ns:
+                self._limit = 0  # the next append takes the slow path, which checks
         self._position = end
         publish_commit(self._words, end)
         if load_sleepers(self._sleepers):
@@ -316,7 +322,7 @@ class Writer:
                 self._time_next = False
             elif not records & LATENCY_SAMPLE_MASK:
                 self._time_next = True  # one append in LATENCY_SAMPLE_PERIOD
-                if monotonic_ns() >= self._next_check_ns:
+                if time_ns() >= self._next_check_ns:
                     self._limit = 0  # the next append takes the slow path, which checks
         return (self._index, position)
 
@@ -375,7 +381,13 @@ class Writer:
                 if isinstance(book, Mapping):
                     args = _dict_args(book)
                 else:
-                    args = tuple(book)
+                    try:
+                        args = tuple(book)
+                    except TypeError:
+                        raise InvalidRecordError(
+                            f"expected a to_dict() mapping or a tuple of append_orderbook "
+                            f"arguments, got {type(book).__name__}"
+                        ) from None
                     if not 6 <= len(args) <= 7:
                         raise InvalidRecordError(
                             f"expected (exchange_name, symbol, timestamp, sequence, bids, "
@@ -505,7 +517,7 @@ class Writer:
         """
         if self._segment is None:
             raise JournalError(f"the writer of {self.path} is closed")
-        if self._gone is not None or monotonic_ns() >= self._next_check_ns:
+        if self._gone is not None or time_ns() >= self._next_check_ns:
             self._check_journal()
         capacity = self.segment_size - F.HEADER_SIZE - F.END_MARKER_SIZE
         start = 0
@@ -609,7 +621,7 @@ class Writer:
         the book at hand is not lost into a file no reader can find, and a truncated
         segment is refused here rather than faulting (SIGBUS) on the next write.
         Said once in the log; every later append raises the same error."""
-        self._next_check_ns = monotonic_ns() + JOURNAL_CHECK_INTERVAL_NS
+        self._next_check_ns = time_ns() + JOURNAL_CHECK_INTERVAL_NS
         if self._gone is None:
             segment = self._segment
             if not self._lock.still_ours(self.path):
@@ -822,12 +834,17 @@ def _abandon(lock: WriterLock, worker: ThreadPoolExecutor, directory_fd: int) ->
     worker.shutdown(wait=False)  # its last job (if any) finishes on its own
 
 
-def _stamp_now(buffer: Any, record_offset: int) -> None:
-    """Write the collector clock into the local_timestamp_ns of a laid-out record."""
-    _LOCAL_TIMESTAMP.pack_into(buffer, record_offset + LOCAL_TIMESTAMP_NS_POS, time.time_ns())
+def _stamp_now(buffer: Any, record_offset: int) -> int:
+    """Write the collector clock into the local_timestamp_ns of a laid-out record;
+    returns it."""
+    now = time.time_ns()
+    _LOCAL_TIMESTAMP.pack_into(buffer, record_offset + LOCAL_TIMESTAMP_NS_POS, now)
+    return now
 
 
 def _dict_args(book: Mapping[str, Any]) -> tuple[Any, ...]:
+    if not isinstance(book, Mapping):  # an array or a sequence indexes, then fails oddly
+        raise InvalidRecordError(f"expected an order-book dict, got {type(book).__name__}")
     try:
         return (*(book[key] for key in _DICT_KEYS), book.get("local_timestamp_ns"))
     except KeyError as error:

@@ -52,6 +52,7 @@ import journal
 import journal._layout
 import journal._lock
 import journal._segment
+import journal._writer
 
 EXCHANGES = ("upbit", "binance", "bybit")
 SYMBOLS = ("BTC-KRW", "ETH-KRW", "XRP-USDT", "SOL-USDT")
@@ -458,6 +459,9 @@ def cmd_append_until_gone(path: str, segment_size: str) -> int:
         writer.append_orderbook(*book(seq))
     emit(ready=True, segment=str(journal._segment.segment_path(writer.path, writer.position[0])))
     sys.stdin.readline()
+    # Let the writer's check interval pass (a duration the writer measures, not a wait
+    # for another process): its next appends check the journal before they write.
+    time.sleep(journal._writer.JOURNAL_CHECK_INTERVAL_NS / 1e9)
     seq = 10
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -129,3 +129,14 @@ def test_values_a_double_holds_exactly_are_stored(writer: journal.Writer) -> Non
     assert record.bids.tolist() == [[float(BIG), 2.0], [99.5, 0.5]]
     assert record.asks.tolist() == [[float(BIG + 2), 3.0]]
     assert record.timestamp == 5
+
+
+def test_what_is_not_a_book_is_refused_by_append_dict_and_append_many(
+    writer: journal.Writer,
+) -> None:
+    before = writer.position
+    with pytest.raises(journal.InvalidRecordError, match="expected an order-book dict"):
+        writer.append_dict(np.zeros(3))  # type: ignore[arg-type]
+    with pytest.raises(journal.InvalidRecordError, match=r"books\[0\]: expected a to_dict"):
+        writer.append_many(np.zeros(3))  # type: ignore[arg-type]
+    assert writer.position == before

@@ -119,3 +119,16 @@ def test_a_writer_refuses_to_resume_a_sealed_segment_whose_commit_was_cut_short(
         journal.Writer(journal_dir, segment_size=64 * 1024)
     after = segment.read_bytes()
     assert after[F.HEADER_SIZE :] == before[F.HEADER_SIZE :], "books after the commit were zeroed"
+
+
+def test_a_live_writer_is_seen_alive_after_its_lock_file_is_deleted(
+    journal_dir: Path, children: Children
+) -> None:
+    from journal._lock import writer_alive
+
+    holder = children.spawn("hold", journal_dir, stdin=True)
+    assert holder.read_json(timeout=30)["ready"]
+    os.unlink(journal_dir / F.LOCK_FILE_NAME)
+    assert writer_alive(journal_dir) is True  # journal info, top, metrics, verify ask it
+    holder.kill()
+    assert writer_alive(journal_dir) is None  # no holder, no trace of one
