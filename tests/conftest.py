@@ -29,6 +29,44 @@ def ten_levels(best: float, step: float, side: str) -> list[list[float]]:
 BIDS = ten_levels(100.0, 0.5, "bids")
 ASKS = ten_levels(100.5, 0.5, "asks")
 
+# Slow tests (seconds: many `journal` processes, a large journal) in modules being
+# reworked elsewhere as this was written: marked here by name, as if they had
+# @pytest.mark.slow, which is where the mark belongs once those modules are free.
+SLOW_ELSEWHERE = frozenset(
+    {
+        "tests/test_archive.py::test_a_frame_of_millions_of_tiny_records_is_walked_in_bounded_memory",
+        "tests/test_cli_help.py::test_every_command_says_what_it_does_and_its_exit_statuses",
+        "tests/test_cli_help.py::test_from_means_the_same_in_dump_and_analyze",
+        "tests/test_cli_help.py::test_the_journal_argument_is_called_journal",
+        "tests/test_cli_usage.py::test_bad_option_values_are_argument_errors",
+        "tests/test_cli_usage.py::test_a_file_given_for_a_journal_is_said",
+        "tests/test_cli_usage.py::test_a_journal_directory_that_cannot_be_listed_is_said",
+        "tests/test_cli_usage.py::test_an_empty_directory_or_a_directory_of_journals_is_no_journal",
+        "tests/test_cli_usage.py::test_a_path_through_a_file_is_said",
+        "tests/test_cli_usage.py::test_metrics_output_that_cannot_be_written_is_said",
+        "tests/test_cli_help.py::test_damage_is_exit_status_1_for_every_command_that_reads",
+        "tests/test_cli_usage.py::test_a_segment_that_cannot_be_read_is_said",
+        "tests/test_metrics_cli.py::test_a_journal_with_metrics_files_verifies_compacts_and_is_read",
+        "tests/test_radar.py::test_results_journal_holds_the_hand_computed_premium",
+        "tests/test_radar_replay.py::test_replay_of_an_hour_old_journal_shows_premiums",
+    }
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    modules = {}
+    for item in items:
+        module, _, name = item.nodeid.partition("::")
+        modules[module] = item
+        if f"{module}::{name.partition('[')[0]}" in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
+    # A test renamed or moved must not leave the slow ones silently.
+    for entry in SLOW_ELSEWHERE:
+        module, _, name = entry.partition("::")
+        if module in modules and not hasattr(getattr(modules[module], "module", None), name):
+            raise pytest.UsageError(f"tests/conftest.py SLOW_ELSEWHERE: no test {entry}")
+
 
 @pytest.fixture
 def shm_dir() -> Iterator[Path]:

@@ -609,6 +609,7 @@ def test_a_roll_between_two_header_loads_is_no_hole(
     assert books.sequence.tolist() == list(range(rolled[0]["first"]))
 
 
+@pytest.mark.slow
 def test_a_live_writer_rolling_never_leaves_a_hole(
     journal_dir: Path, shm_dir: Path, children: Children
 ) -> None:

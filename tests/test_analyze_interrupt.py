@@ -68,6 +68,7 @@ def wait_until_mapped(process: subprocess.Popen[str], directory: Path) -> None:
         time.sleep(0.001)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["export", "analyze"])
 def test_ctrl_c_while_loading_stops_cleanly(
     command: str, large_journal: Path, shm_dir: Path
@@ -88,6 +89,7 @@ def test_ctrl_c_while_loading_stops_cleanly(
     assert os.listdir(out) == []  # no output, whole or partial, no temporary file
 
 
+@pytest.mark.slow
 def test_export_writes_its_file_whole(large_journal: Path, shm_dir: Path) -> None:
     """Uninterrupted, the same command writes the Parquet file (under its own name
     only once complete) and nothing else."""

@@ -91,6 +91,7 @@ def test_the_columns_fit_their_content(journal_dir: Path) -> None:
         assert row.index(row.split()[1]) == header.index("symbol"), row
 
 
+@pytest.mark.slow
 def test_no_premium_no_kimchi_chart(journal_dir: Path, shm_dir: Path) -> None:
     """Without a KRW and a USDT book of one asset, kimchi.png was an empty 0..1 chart;
     now stdout says so and no file is written."""
@@ -209,6 +210,7 @@ def test_the_executable_edge_by_hand(journal_dir: Path) -> None:
     assert np.isnan(executable_edge(books, np.array([0]), np.array([1]), fx, 1e7)[0])
 
 
+@pytest.mark.slow
 def test_the_radar_results_give_the_edge_after_fees(shm_dir: Path) -> None:
     """A results journal among the sources: its edges (after the radar's fees) are
     summed up and drawn beside the premium; the books' edge stays labelled no fees."""

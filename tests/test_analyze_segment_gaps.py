@@ -140,6 +140,7 @@ def test_journal_analyze_says_which_segments_are_missing(stream: Path, journal_d
     assert "missing, read around (--allow-gaps): stream books: segment 3 missing" in allowed.stdout
 
 
+@pytest.mark.slow
 def test_journal_export_refuses_or_reads_around_missing_segments(
     stream: Path, journal_dir: Path, shm_dir: Path
 ) -> None:

@@ -55,6 +55,7 @@ def stream_table(out: str) -> dict[tuple[str, str], dict[str, str]]:
     return table
 
 
+@pytest.mark.slow
 def test_the_real_captures_have_no_gap(shm_dir: Path) -> None:
     """Every stream of the captures is gap-free by its builder; analyze reported 187
     gaps on binance-futures AKRO-USDT's 188 books (Binance's ``u`` steps by the number
@@ -80,6 +81,7 @@ def test_the_real_captures_have_no_gap(shm_dir: Path) -> None:
     assert "upbit            the count of the stream's order-book messages" in notes
 
 
+@pytest.mark.slow
 def test_the_demo_feed_has_no_gap(journal_dir: Path) -> None:
     """The demo's Binance ids grow by 1 to 12 an update (analyze reported 13,087 gaps
     in 14,249 BTC-USDT books), Bybit's by one; Upbit and Bithumb journal 0 (none)."""

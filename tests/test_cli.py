@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 import journal
 from journal import _layout as F
 from journal._segment import segment_path
@@ -52,6 +54,7 @@ def test_info_shows_segments_records_and_writer_state(journal_dir: Path) -> None
         assert "writer: alive" in run("info", str(journal_dir)).stdout
 
 
+@pytest.mark.slow
 def test_dump_prints_what_the_reader_reads(journal_dir: Path) -> None:
     positions = write_books(journal_dir, 300)
     dumped = run("dump", str(journal_dir))
@@ -154,6 +157,7 @@ def kill_mid_roll(children: Children, journal_dir: Path) -> tuple[int, int]:
     return len(filled["positions"]) + 3, commit
 
 
+@pytest.mark.slow
 def test_verify_a_writer_killed_mid_roll_is_safe(journal_dir: Path, children: Children) -> None:
     """Killed between preparing segment N+1 and sealing N (N open, N+1 empty): every
     book is readable and the next writer resumes in N, so verify says what it found
@@ -174,6 +178,7 @@ def test_verify_a_writer_killed_mid_roll_is_safe(journal_dir: Path, children: Ch
     assert repaired.stdout.splitlines() == [f"OK: {books:,} records in 2 segments of {journal_dir}"]
 
 
+@pytest.mark.slow
 def test_verify_an_interrupted_seal_is_safe(journal_dir: Path, children: Children) -> None:
     """Killed between the two stores of a seal: the end marker written and its offset
     stored, not the commit that publishes it. The segment is open at its commit (the

@@ -205,6 +205,7 @@ def test_once_archives_every_sealed_segment_and_keeps_k(
     assert not [name for name in os.listdir(archive / "books") if name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_reruns_are_idempotent(books: Path, shm_dir: Path) -> None:
     archive = shm_dir / "archive"
     first = compact(books, "--archive", archive, "--once", "--keep", 4, "--frame-size", FRAME)
@@ -550,6 +551,7 @@ def test_a_journal_under_a_parent_of_another_user_is_neither_archived_nor_touche
 # -- the command --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bad_arguments_exit_2(books: Path, shm_dir: Path) -> None:
     other = shm_dir / "elsewhere" / "books"
     other.mkdir(parents=True)

@@ -72,6 +72,7 @@ def temporary_created(shm_dir: Path) -> Iterator[tuple[Path, threading.Event]]:
         observer.join(timeout=5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("removed", ["directory", "segments"])
 def test_a_recreated_journal_keeps_its_segments_while_the_old_one_is_compacted(
     journal_dir: Path,

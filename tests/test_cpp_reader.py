@@ -62,6 +62,7 @@ def test_cpp_reads_what_python_wrote_field_by_field(journal_dir: Path) -> None:
     assert {record["position"][0] for record in cpp} != {0}  # followed the rolls
 
 
+@pytest.mark.slow
 def test_largest_record_a_segment_holds(journal_dir: Path) -> None:
     """A record one byte-step below the limit goes in; the C++ reader reads it whole."""
     levels = 256

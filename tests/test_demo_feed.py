@@ -152,6 +152,7 @@ def test_an_update_changes_few_levels_when_the_price_holds() -> None:
     assert statistics.median(changed_levels) <= 2
 
 
+@pytest.mark.slow
 def test_all_venues_follow_one_price_and_the_premium_drifts_and_jumps() -> None:
     """Five minutes of feed time: the premium the radar would compute (KRW mid over
     USDT mid times the venue's USDT-KRW mid) stays plausible, moves, and jumps."""
@@ -205,6 +206,7 @@ def read_counts(path: Path) -> Counter[str]:
         return Counter(record.exchange_name for record in reader.available())
 
 
+@pytest.mark.slow
 def test_run_feed_keeps_its_rate_and_writes_what_it_reports(journal_dir: Path) -> None:
     rate, duration = 2_000, 1.5
     report = run_feed(journal_dir, rate, duration, seed=5, segment_size=1 << 20)

@@ -227,6 +227,7 @@ def test_flatc_cannot_print_doubles_exactly(tmp_path: Path) -> None:
     assert float(level["quantity"]) != 1e-20
 
 
+@pytest.mark.slow
 def test_flatc_prints_what_was_encoded(tmp_path: Path) -> None:
     generated: list[Book] = []
 

@@ -111,6 +111,7 @@ def test_the_command_prints_the_table(
     assert (journal_dir / "writer.metrics").read_bytes() == metrics
 
 
+@pytest.mark.slow
 def test_an_import_is_sealed_so_one_compaction_archives_it_all(
     journal_dir: Path, shm_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -181,6 +181,7 @@ def test_a_long_lag_is_estimated_from_the_frames_walked(
     assert lag.records == 1999  # books of one size: the estimate is exact
 
 
+@pytest.mark.slow
 def test_a_killed_reader_is_dead_until_cleaned_up(journal_dir: Path) -> None:
     with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
         write_books(writer, 0, 20)

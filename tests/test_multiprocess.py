@@ -133,6 +133,7 @@ def test_books_stay_valid_after_the_reader_moves_on(journal_dir: Path, children:
 # -- one writer ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused_until_the_first_is_killed(
     journal_dir: Path, children: Children
 ) -> None:
@@ -464,6 +465,7 @@ def sleepers_flag(journal_dir: Path, index: int) -> int:
         os.close(fd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("idle", journal._reader.IDLE_STRATEGIES)
 def test_idle_strategy_receives_every_book(
     journal_dir: Path, children: Children, idle: str, monkeypatch: pytest.MonkeyPatch

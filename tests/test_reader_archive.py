@@ -152,6 +152,7 @@ def test_a_missing_archived_segment_is_an_error_naming_it(compacted) -> None:  #
         journal.Reader(journal_dir, start=start_in_gap, archive=archive)
 
 
+@pytest.mark.slow
 def test_a_live_reader_that_falls_behind_continues_from_the_archive(shm_dir: Path) -> None:
     """A reader started before any compaction reads slowly while a writer appends and
     tools/compact --once --keep 1 runs between its reads: segments it has not read
@@ -211,6 +212,7 @@ def test_without_archive_a_reader_that_fell_behind_says_so(shm_dir: Path) -> Non
                 list(reader.available())
 
 
+@pytest.mark.slow
 def test_dump_archive_prints_the_same_records(compacted) -> None:  # type: ignore[no-untyped-def]
     journal_dir, archive, reference = compacted
 

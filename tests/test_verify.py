@@ -771,6 +771,7 @@ def test_verify_across_a_roll_between_two_header_loads(
     assert report.records == rolled[0]["first"]  # segment 0 in full: sealed by then
 
 
+@pytest.mark.slow
 def test_verify_while_a_writer_rolls_reports_no_damage(
     journal_dir: Path, shm_dir: Path, children: Children
 ) -> None:
