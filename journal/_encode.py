@@ -25,6 +25,7 @@ import math
 import numbers
 import struct
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import gt, lt
@@ -375,6 +376,11 @@ def _encode_name(field: str, value: Any, max_bytes: int) -> bytes:
         raise InvalidRecordError(f"{field} is empty")
     if "\0" in value:
         raise InvalidRecordError(f"{field}={value!r}: contains a NUL character")
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:  # ESC, BEL, newline: a name reaches terminals and logs
+        raise InvalidRecordError(
+            f"{field}={value!r}: contains the control character {control!r} (U+{ord(control):04X})"
+        )
     try:
         encoded = value.encode("utf-8")
     except UnicodeEncodeError as error:
@@ -479,13 +485,26 @@ def _as_double(side: str, index: int, name: str, value: Any) -> float:
     if not math.isfinite(double):
         stored = "" if isinstance(value, float) else f" as a double ({double!r})"
         raise InvalidRecordError(f"{field}: not finite{stored}")
+    if double == 0.0 and value != 0:
+        raise InvalidRecordError(f"{field}: too small for a double (it would be stored as 0.0)")
+    # An int, or a Decimal, Fraction or long double holding one: from 2**53 on no
+    # double holds every such value, and two of them 1 apart would be one price.
     if (
-        isinstance(value, numbers.Integral)
-        and abs(int(value)) > _FLOAT64_INTEGERS
+        abs(double) >= _FLOAT64_INTEGERS
+        and not isinstance(value, float)
+        and _integral(value)
         and int(double) != int(value)
     ):
         raise InvalidRecordError(
-            f"{field}: no double holds this int exactly (it would be stored as "
+            f"{field}: no double holds this integer exactly (it would be stored as "
             f"{double!r}); send it as a float"
         )
     return double
+
+
+def _integral(value: Any) -> bool:
+    """Whether a finite number other than a float has an integer value."""
+    try:
+        return bool(int(value) == value)
+    except (ValueError, OverflowError, ArithmeticError):
+        return False

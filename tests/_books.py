@@ -107,7 +107,7 @@ def _fit(text: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     return text
 
 
-NAME_CHARACTERS = st.characters(exclude_characters="\0", exclude_categories=("Cs",))
+NAME_CHARACTERS = st.characters(exclude_categories=("Cs", "Cc"))  # control characters refused
 names = st.text(NAME_CHARACTERS, min_size=1, max_size=MAX_NAME_BYTES).map(_fit)
 int64s = st.integers(INT64_MIN, INT64_MAX)
 prices = st.floats(min_value=0.0, exclude_min=True, allow_nan=False, allow_infinity=False)
@@ -156,7 +156,7 @@ EDGE_BOOKS = [
         INT64_MIN,
     ),
     Book(
-        '\U0001f600\u4e2d"\\\x01\x7f',
+        '\U0001f600\u4e2d"\\\u00e9\u200b',  # quote, backslash, accent, zero-width space
         "BTC-KRW",
         -1,
         1,

@@ -5,6 +5,8 @@ InvalidRecordError naming field and value; the publisher counts, never raises.""
 from __future__ import annotations
 
 import decimal
+import fractions
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,20 @@ def test_what_is_not_a_book_is_refused_by_append_dict_and_append_many(
     with pytest.raises(journal.InvalidRecordError, match=r"books\[0\]: expected a to_dict"):
         writer.append_many(np.zeros(3))  # type: ignore[arg-type]
     assert writer.position == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("bids", [[decimal.Decimal(BIG + 1), 1.0], [1.0, 1.0]], "no double holds this integer"),
+        ("bids", [[fractions.Fraction(BIG + 1), 1.0]], "no double holds this integer"),
+        ("bids", [[100.0, decimal.Decimal("1e-400")]], "too small for a double"),
+        ("symbol", "BTC-\x1b[2JKRW", "control character '\\x1b'"),
+        ("symbol", "BTC\nKRW", "control character '\\n'"),
+    ],
+)
+def test_values_that_change_on_the_way_in_are_refused(
+    writer: journal.Writer, field: str, value: Any, named: str
+) -> None:
+    with pytest.raises(journal.InvalidRecordError, match=re.escape(named)):
+        writer.append_dict(_book(**{field: value}, asks=GOOD_ASKS))
