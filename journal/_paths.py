@@ -312,3 +312,29 @@ class _Walk:
 def _describe(mode: int) -> str:
     """``0777`` for a directory, ``1777`` sticky: the permission bits as chmod takes them."""
     return f"{stat.S_IMODE(mode):04o}"
+
+
+def replaceable_file_problem(path: Path) -> str | None:
+    """Why ``path`` may not be replaced by a file written whole under a temporary name
+    and renamed over it, or None: it exists and is not a regular file (a symbolic
+    link, a device such as /dev/null, a FIFO, a directory), which a rename would
+    destroy (as root, /dev/null itself)."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # nothing there (the caller says what is wrong with its directory)
+    if stat.S_ISREG(info.st_mode):
+        return None
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    )
+    kind = next((name for test, name in kinds if test(info.st_mode)), "not a regular file")
+    return (
+        f"{path} is {kind}: outputs are written whole under a temporary name and renamed "
+        "over the path, which would replace it; give the path of a regular file"
+    )

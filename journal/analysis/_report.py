@@ -28,6 +28,7 @@ from typing import Any, Final, TextIO
 import numpy as np
 
 from journal._errors import JournalError
+from journal._paths import replaceable_file_problem
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import RADAR_RESULT_SCHEMA
 from journal.analysis import DEFAULT_DEPTH, Books, load_books
@@ -812,6 +813,8 @@ def _replacing(path: Path) -> Iterator[Path]:
     removed if anything (Ctrl-C included) stops the writing: ``path`` is the whole
     new file, or what it was."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Made here, new, not through a link planted at its name; the writers reopen it.
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
     try:
         yield temporary
         os.replace(temporary, path)
@@ -907,6 +910,8 @@ def _output_problem(path: Path, option: str, *, directory: bool) -> str | None:
     else:
         if path.is_dir():
             return f"{option} {path}: a directory; give a file, e.g. {path / 'books.parquet'}"
+        if problem := replaceable_file_problem(path):
+            return f"{option} {problem}"
         existing = path.parent
         if not existing.is_dir():
             what = "is not a directory" if existing.exists() else "does not exist"

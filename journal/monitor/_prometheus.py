@@ -23,6 +23,7 @@ from typing import Final, Generic, TypeVar
 
 from journal import _metrics_layout as M
 from journal._errors import JournalError
+from journal._paths import replaceable_file_problem
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
@@ -335,7 +336,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(text)
+        # New, not through a link planted at its name.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
         os.replace(temporary, output)
     except OSError as error:
         with contextlib.suppress(OSError):
@@ -355,6 +359,8 @@ def _check_output(output: Path) -> None:
         raise JournalError(
             f"--output {output} is a directory: give a file name, e.g. {output / 'journal.prom'}"
         )
+    if problem := replaceable_file_problem(output):
+        raise JournalError(f"--output {problem}")
     if not output.parent.is_dir():
         raise JournalError(
             f"--output {output}: the directory {output.parent} does not exist (or is not a "
