@@ -600,3 +600,22 @@ def test_verbose_says_why_a_segment_is_not_archived(journal_dir: Path, shm_dir: 
     assert done.returncode == 0, done.stderr
     assert "books segment 0: skipped, not sealed" in done.stderr
     assert "close(seal=True)" in done.stderr
+
+
+def test_an_open_segment_before_a_sealed_one_is_reported_as_damage(
+    journal_dir: Path, shm_dir: Path
+) -> None:
+    """Segment 1's commit lowered: it reads as open, yet segment 2 after it is sealed.
+    The compactor says so and exits 1, instead of archiving around a hidden hole."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        positions = []
+        while writer.position[0] < 4:
+            positions.append(writer.append_orderbook(*book(len(positions))))
+    cut = next(offset for segment, offset in positions if segment == 1)
+    with segment_path(journal_dir, 1).open("r+b") as file:
+        file.seek(F.COMMIT_OFFSET_OFFSET)
+        file.write(cut.to_bytes(8, "little"))
+    done = compact(journal_dir, "--archive", shm_dir / "archive", "--once", "--keep", 0)
+    assert done.returncode == 1, done.stderr
+    assert "segment 1 of" in done.stderr and "is not sealed but segment 2" in done.stderr
+    assert 1 in segment_indices(journal_dir), "the damaged segment must stay"

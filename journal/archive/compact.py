@@ -425,12 +425,17 @@ class Compactor:
             except OSError as error:
                 self._error(stream, report, f"cannot list {stream.journal}: {error}")
                 indices = []
+            open_index: int | None = None  # an open segment seen before this one
             for index in indices:
                 try:
                     with self._open_segment(stream, directory, index) as segment:
                         if segment.is_sealed():
                             sealed.append(_SegmentFile.of(segment))
+                            if open_index is not None:
+                                self._check_still_open(stream, directory, open_index, index, report)
+                                open_index = None
                         else:
+                            open_index = index
                             log.debug(
                                 "%s segment %d: skipped, not sealed (the writer's open "
                                 "segment, or the one prepared for its next roll; a writer "
@@ -446,6 +451,33 @@ class Compactor:
         listed = set(sealed)
         stream.archived = {seg: path for seg, path in stream.archived.items() if seg in listed}
         return sealed
+
+    def _check_still_open(
+        self,
+        stream: _Stream,
+        directory: CheckedDirectory,
+        open_index: int,
+        sealed_index: int,
+        report: PassReport,
+    ) -> None:
+        """An error if segment ``open_index`` is still not sealed now that a later one
+        (``sealed_index``) is: a writer seals a segment before it writes the next, so
+        its commit was cut short or its seal lost. Looked at again, since a live
+        writer may have sealed it since it was listed. It is neither archived nor
+        removed, and said: a hole the archive would otherwise hide."""
+        try:
+            with self._open_segment(stream, directory, open_index) as segment:
+                if segment.is_sealed():
+                    return
+        except (JournalError, OSError):
+            return  # gone since: the next pass sees what became of it
+        self._error(
+            stream,
+            report,
+            f"segment {open_index} of {stream.journal} is not sealed but segment "
+            f"{sealed_index} after it is: its commit offset was cut short or its seal "
+            "lost (damage); it is neither archived nor removed: run 'journal verify'",
+        )
 
     @staticmethod
     def _open_segment(stream: _Stream, directory: CheckedDirectory, index: int) -> MappedSegment:
