@@ -38,6 +38,8 @@ from journal._errors import InvalidRecordError
 from journal._layout import RECORD_ALIGNMENT, SIZE_PREFIX_SIZE
 
 DEFAULT_MAX_LEVELS: Final = 10
+MAX_LEVELS: Final = 10_000
+"""The most ``max_levels`` may be: the deepest side a writer accepts."""
 DEFAULT_MAX_NAME_BYTES: Final = 64
 _SHAPE_CACHE_LIMIT: Final = 4096
 _GENERATED_MAX_LEVELS: Final = 64
@@ -61,8 +63,8 @@ class EncoderLimits:
     max_name_bytes: int = DEFAULT_MAX_NAME_BYTES
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_levels <= 10_000:
-            raise ValueError(f"max_levels={self.max_levels} must be in 1..10000")
+        if not 1 <= self.max_levels <= MAX_LEVELS:
+            raise ValueError(f"max_levels={self.max_levels} must be in 1..{MAX_LEVELS}")
         if not 1 <= self.max_name_bytes <= 4096:
             raise ValueError(f"max_name_bytes={self.max_name_bytes} must be in 1..4096")
 

@@ -205,6 +205,7 @@ def test_bad_option_values_are_argument_errors(shm_dir: Path) -> None:
         (["demo", "--duration", "x"], "--duration"),
         (["demo", "--rate", "-5"], "--rate"),
         (["analyze", path, "--depth", "0"], "--depth"),
+        (["analyze", path, "--depth", "100000000000000000000"], "--depth"),  # was a traceback
         (["analyze", path, "--fx", "0"], "--fx"),
         (["analyze", path, "--from", "2000", "--to", "1000"], "--from"),
     ):

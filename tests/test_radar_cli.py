@@ -264,3 +264,15 @@ def test_fee_for_a_venue_never_read_is_said_in_the_summary(shm_dir: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "fee for bithumb given but no bithumb book was read" in done.stderr
     assert "fee for upbit" not in done.stderr and "fee for binance" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("journals", "said"),
+    [([""], "give a journal directory"), (["/dev/shm/x", "/dev/shm/x"], "given twice")],
+)
+def test_an_empty_or_repeated_journal_is_refused(journals: list[str], said: str) -> None:
+    """An empty path waited forever and exited 0; a journal given twice counted every
+    book twice."""
+    args = [arg for journal_path in journals for arg in ("--journal", journal_path)]
+    done = radar(*args)
+    assert done.returncode == 2 and said in done.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final, TypeAlias
 
 from journal._arguments import positive_number
+from journal._encode import MAX_LEVELS as MAX_DEPTH
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._reader import IDLE_STRATEGIES, Reader, Start
 
@@ -198,8 +199,11 @@ def _check_source_arguments(args: argparse.Namespace) -> None:
             f"--from ({args.start} ns) is not before --to ({args.end} ns): the range "
             "[from, to) is empty"
         )
-    if args.depth < 1:
-        raise JournalError(f"--depth {args.depth}: give 1 or more levels per side")
+    if not 1 <= args.depth <= MAX_DEPTH:
+        raise JournalError(
+            f"--depth {args.depth}: give 1 to {MAX_DEPTH} levels per side (what a writer "
+            "stores at most)"
+        )
 
 
 def _analyze(args: argparse.Namespace) -> int:

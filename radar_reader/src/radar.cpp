@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 #include <cinttypes>
 #include <csignal>
@@ -206,7 +207,12 @@ Options parse(int argc, char** argv) {
         std::printf("%.*s\n", static_cast<int>(venue.size()), venue.data());
       std::exit(0);
     } else if (arg == "--journal") {
-      options.journals.emplace_back(value());
+      const std::string journal = value();
+      if (journal.empty()) usage_error("--journal \"\": give a journal directory");
+      if (std::find(options.journals.begin(), options.journals.end(), journal) !=
+          options.journals.end())
+        usage_error("--journal " + journal + " given twice: each book would count twice");
+      options.journals.push_back(journal);
     } else if (arg == "--results") {
       options.results = value();
     } else if (arg == "--start") {
