@@ -317,6 +317,7 @@ def test_analyze_time_range_and_fixed_fx(shm_dir: Path, capsys: pytest.CaptureFi
     assert premium_row(out, "BTC", "upbit / binance")["mean"] == "+0.000"
 
 
+@pytest.mark.slow
 def test_analyze_writes_charts(shm_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib (extra 'analysis') is not installed")
     sources = [str(p) for p in write_market(shm_dir)]

@@ -312,6 +312,7 @@ def test_a_recreated_journal_is_not_mistaken_for_the_archived_one(
 # -- crashes ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", C.CRASH_STEPS)
 def test_killed_at_any_step_loses_nothing_and_makes_the_same_archives(
     books: Path, shm_dir: Path, reference: tuple[dict[str, bytes], list[int]], step: str
@@ -347,6 +348,7 @@ def test_killed_at_any_step_loses_nothing_and_makes_the_same_archives(
         assert "left by an interrupted compactor" in rerun.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after", ["[1/", "[4/", "removed from"])
 def test_killed_mid_backlog_then_rerun(
     books: Path, shm_dir: Path, reference: tuple[dict[str, bytes], list[int]], after: str
@@ -429,6 +431,7 @@ def test_watch_mode_archives_a_live_writer_and_stops_on_sigterm(
             child.communicate()
 
 
+@pytest.mark.slow
 def test_sigint_while_compressing_leaves_no_temporary_file(shm_dir: Path, module_shm: Path) -> None:
     """A larger segment and tiny frames: SIGINT lands while it is being compressed."""
     journal_dir = shm_dir / "big"

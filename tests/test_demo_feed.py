@@ -84,6 +84,7 @@ def on_grid(value: float, step: float) -> bool:
     return abs(value - round(value / step) * step) <= max(step * 1e-6, abs(value) * 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", [200, 20_000])  # big moves between updates, and small ones
 def test_books_are_ten_levels_on_the_tick_grid_in_lots_and_never_crossed(rate: int) -> None:
     for book in feed_books(rate=rate):
@@ -221,6 +222,7 @@ def test_run_feed_keeps_its_rate_and_writes_what_it_reports(journal_dir: Path) -
     assert f"published {report.published:,} books" in report.summary()
 
 
+@pytest.mark.slow
 def test_run_feed_at_rate_zero_goes_as_fast_as_it_can(journal_dir: Path) -> None:
     report = run_feed(journal_dir, 0, 0.5, segment_size=4 << 20)
     assert report.published > 2_000  # ~35,000 books/s here; far below that is still fine

@@ -410,6 +410,7 @@ def read_everything(data: bytes) -> None:
         assert journal_values(fast) == values
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     books(max_levels=3),
