@@ -329,4 +329,5 @@ def read_record(
 def record_time_ns(data: Any, offset: int, end: int, schema: TableSchema) -> int:
     """The schema's time field of a verified record, for seeking by time."""
     record = read_record(data, offset, end, (0, offset), schema, verify=False)
-    return getattr(record, schema.time_field)
+    time_ns: int = getattr(record, schema.time_field)
+    return time_ns

@@ -194,7 +194,8 @@ def _generate_write(
         **constants,
     }
     exec(compile(source, filename, "exec"), namespace)
-    return namespace["write"]
+    write: WriteFunction = namespace["write"]
+    return write
 
 
 def build_shape(exchange: bytes, symbol: bytes, n_bids: int, n_asks: int) -> BookShape:
@@ -495,7 +496,7 @@ def _as_double(side: str, index: int, name: str, value: Any) -> float:
         abs(double) >= _FLOAT64_INTEGERS
         and not isinstance(value, float)
         and _integral(value)
-        and int(double) != int(value)
+        and int(double) != int(value)  # type: ignore[arg-type]  # Decimal: int() takes it
     ):
         raise InvalidRecordError(
             f"{field}: no double holds this integer exactly (it would be stored as "

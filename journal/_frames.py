@@ -46,7 +46,7 @@ def check_commit(commit: int, segment_size: int, path: str) -> None:
 
 def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) -> int:
     """Size prefix of the record at ``offset`` (< ``commit``), or END for the marker."""
-    size = _U32.unpack_from(data, offset)[0]
+    size: int = _U32.unpack_from(data, offset)[0]
     if size == END_OF_SEGMENT:
         if offset + END_MARKER_SIZE != commit:
             raise CorruptSegmentError(

@@ -94,7 +94,8 @@ def load_end_marker_offset_from(segment: Any) -> int:
     """``load_end_marker_offset`` for a segment's bytes from its start, given as any
     buffer (a mapping, or bytes read from it) rather than a word view: pairs with
     ``publish_seal`` the same way, once a commit covering the marker was loaded."""
-    return _END_MARKER_OFFSET.unpack_from(segment, END_MARKER_OFFSET_OFFSET)[0]
+    marker: int = _END_MARKER_OFFSET.unpack_from(segment, END_MARKER_OFFSET_OFFSET)[0]
+    return marker
 
 
 def clear_interrupted_seal(commit_words: memoryview) -> None:

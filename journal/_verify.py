@@ -139,7 +139,8 @@ class _Buffer:
         self.limit = limit
 
     def u32(self, at: int) -> int:
-        return _U32.unpack_from(self.data, self.start + at)[0]
+        value: int = _U32.unpack_from(self.data, self.start + at)[0]
+        return value
 
     def place(self, at: int, source: int) -> int:
         """Where to look: ``at`` if it is in the buffer, else ``source``, the word
