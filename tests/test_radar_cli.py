@@ -276,3 +276,26 @@ def test_an_empty_or_repeated_journal_is_refused(journals: list[str], said: str)
     args = [arg for journal_path in journals for arg in ("--journal", journal_path)]
     done = radar(*args)
     assert done.returncode == 2 and said in done.stderr
+
+
+def test_a_journal_under_another_users_directory_or_link_is_refused(shm_dir: Path) -> None:
+    """Records under a directory another user controls could be planted (issue #9):
+    a journal reached through nobody's symlink, or inside nobody's directory."""
+    from tests._users import NOBODY, as_nobody, shared_directory
+
+    shared = shared_directory(shm_dir)
+    with journal.Writer(shm_dir / "real", segment_size=64 * 1024) as writer:
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 1, BIDS, ASKS)
+    as_nobody("ln", "-s", shm_dir / "real", shared / "link")
+    as_nobody("mkdir", "-m", "0755", shared / "theirs")
+    shutil.copytree(shm_dir / "real", shared / "theirs" / "books")
+    for path in (shared / "link", shared / "theirs" / "books"):
+        done = radar("--journal", str(path), "--start", "beginning", "--duration", "1")
+        assert done.returncode == 2, done
+        assert f"uid={NOBODY}" in done.stderr, done.stderr
+    # Our own link to our own journal is fine.
+    (shm_dir / "mine").symlink_to(shm_dir / "real")
+    done = radar(
+        "--journal", str(shm_dir / "mine"), "--start", "beginning", "--duration", "0.5", "--quiet"
+    )
+    assert done.returncode == 0, done.stderr

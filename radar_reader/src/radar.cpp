@@ -38,6 +38,7 @@
 #include "radar_reader/engine.hpp"
 #include "radar_reader/histogram.hpp"
 #include "radar_reader/idle.hpp"
+#include "radar_reader/paths.hpp"
 #include "radar_reader/reader.hpp"
 #include "radar_reader/venues.hpp"
 #include "radar_reader/writer.hpp"
@@ -272,6 +273,9 @@ struct JournalPath {
 };
 
 JournalPath check_journal_path(const std::string& path) {
+  // Records under a directory another user controls could be planted (paths.hpp).
+  if (std::string problem = radar::untrusted_path_problem(path); !problem.empty())
+    return {false, problem};
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) {
     const int error = errno;

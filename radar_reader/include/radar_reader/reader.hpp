@@ -47,6 +47,7 @@
 #include "radar_reader/layout.hpp"
 #include "radar_reader/mapping.hpp"
 #include "radar_reader/metrics.hpp"
+#include "radar_reader/paths.hpp"
 #include "radar_reader/segment.hpp"
 
 namespace radar {
@@ -413,6 +414,9 @@ class JournalReader {
   Segment first_of_other_incarnation() const {
     const std::vector<std::uint64_t> indices = segment_indices(directory_);
     if (indices.empty()) return Segment{};
+    // A journal made anew: whoever made it must be trusted (paths.hpp).
+    if (std::string problem = untrusted_path_problem(directory_); !problem.empty())
+      throw JournalError(problem);
     Segment lowest = Segment::open(directory_, indices.front(), options_.payload->id, true);
     if (!lowest || lowest.identity() == segment_.identity()) return Segment{};  // look again
     if (!other_incarnation(segment_, lowest)) {
