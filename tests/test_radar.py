@@ -4,7 +4,6 @@ it, the results journal read back from Python."""
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import journal
-from tests._cpp import program
+from tests._cpp import program, radar, summary_number
 
 # A writer child: books for four venues, consecutive sequences per (venue, symbol),
 # the journal rolling every 4 MiB. argv: DIR BOOKS BATCH.
@@ -39,22 +38,6 @@ def run_writer(path: Path, books: int, batch: int = 1000) -> subprocess.Popen[st
     return subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), str(books), str(batch)], text=True
     )
-
-
-def radar(*args: str, build: str = "release", timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(program("radar", build)), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def summary_number(stderr: str, pattern: str) -> int:
-    match = re.search(pattern, stderr)
-    assert match, f"{pattern!r} not in the radar's summary:\n{stderr}"
-    return int(match[1])
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import pytest
 
 import journal
 import journal.symbols
+from tests import _cpp
 from tests._cpp import program
 from tests.conftest import ASKS, BIDS
 
@@ -24,14 +25,10 @@ EXIT_AT_ONCE_S = 10.0  # a refusal takes milliseconds; this only bounds a broken
 DEADLINE_S = 20.0  # for the radar to say or do something; never reached when it works
 
 
-def radar(*args: str, build: str = "release", timeout: float = EXIT_AT_ONCE_S):
-    return subprocess.run(
-        [str(program("radar", build)), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def radar(
+    *args: str, build: str = "release", timeout: float = EXIT_AT_ONCE_S
+) -> subprocess.CompletedProcess[str]:
+    return _cpp.radar(*args, build=build, timeout=timeout)
 
 
 # (option, value): infinite, NaN, huge, zero or negative where the option must be

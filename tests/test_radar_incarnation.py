@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal import _metrics_layout as M
-from tests._cpp import program
+from tests import _cpp
+from tests._cpp import program, summary_number, wait_until_read
 
 BEFORE = 10  # books of the first incarnation
 AFTER = 1000  # books of the second
@@ -31,35 +31,6 @@ def book(seq: int) -> tuple:
     """Consecutive sequences across both incarnations: the radar's summary counts
     any book lost, repeated or reordered as a sequence out of order."""
     return (*MARKET, seq, seq + 1, BIDS, ASKS)
-
-
-def records_read(journal_dir: Path, pid: int) -> int | None:
-    """The radar's records_total in its reader metrics file, or None if not there."""
-    path = journal_dir / M.READERS_DIRECTORY / f"radar-{pid}{M.METRICS_SUFFIX}"
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    offset = M.READER_RECORDS_TOTAL_OFFSET
-    return int.from_bytes(data[offset : offset + 8], "little") if len(data) > offset else None
-
-
-def wait_until_read(proc: subprocess.Popen[str], journal_dir: Path, count: int) -> None:
-    """Until the radar's registration says it read ``count`` books (or it died)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while records_read(journal_dir, proc.pid) != count:
-        if proc.poll() is not None:
-            _, stderr = proc.communicate()
-            pytest.fail(f"the radar exited with {proc.returncode}: {stderr}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the radar did not read {count} books of {journal_dir} in {DEADLINE_S} s")
-        time.sleep(0.005)
-
-
-def summary_number(stderr: str, pattern: str) -> int:
-    match = re.search(pattern, stderr)
-    assert match, f"{pattern!r} not in the radar's summary:\n{stderr}"
-    return int(match[1].replace(",", ""))
 
 
 @pytest.mark.parametrize("idle", ["futex", "backoff"])
@@ -126,13 +97,7 @@ def corrupt_journal_with_a_short_segment(path: Path) -> Path:
 
 
 def radar(*args: str, build: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(program("radar", build)), *args, "--quiet", "--stale-ms", "600000"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return _cpp.radar(*args, "--quiet", "--stale-ms", "600000", build=build, timeout=60)
 
 
 @pytest.mark.parametrize("build", ["release", "sanitize"])

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import journal
-from journal import _metrics_layout as M
-from tests._cpp import program
+from tests import _cpp
+from tests._cpp import program, wait_until_read
 
 HOUR_NS = 3600 * 1_000_000_000
 DEADLINE_S = 20.0  # for the radar to read what it is given; never reached when it works
@@ -53,13 +53,7 @@ def write_old_journals(upbit: Path, binance: Path, start_ns: int, seconds: int) 
 
 
 def radar(*args: str, build: str = "release") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(program("radar", build)), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return _cpp.radar(*args, build=build, timeout=120)
 
 
 def latency_line(stderr: str) -> tuple[float, float, float, float, int]:
@@ -126,28 +120,6 @@ def test_replay_judges_staleness_on_the_latest_book_read(
         first, second = (record.to_dict() for record in reader.available())
     assert first["stale"]  # upbit's book 10 s older than binance's
     assert not second["stale"] and second["kimchi_premium"] == pytest.approx(PREMIUM, abs=1e-12)
-
-
-def records_read(journal_dir: Path, pid: int) -> int | None:
-    """The radar's records_total in its reader metrics file, or None if not there."""
-    path = journal_dir / M.READERS_DIRECTORY / f"radar-{pid}{M.METRICS_SUFFIX}"
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    offset = M.READER_RECORDS_TOTAL_OFFSET
-    return int.from_bytes(data[offset : offset + 8], "little") if len(data) > offset else None
-
-
-def wait_until_read(proc: subprocess.Popen[str], journal_dir: Path, count: int) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while records_read(journal_dir, proc.pid) != count:
-        if proc.poll() is not None:
-            _, stderr = proc.communicate()
-            pytest.fail(f"the radar exited with {proc.returncode}: {stderr}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the radar did not read {count} books in {DEADLINE_S} s")
-        time.sleep(0.005)
 
 
 def test_replay_then_live_reports_the_live_books_latency_and_the_replayed_apart(
