@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from journal._errors import CorruptSegmentError
 from journal._layout import (
+    COMMIT_OFFSET_OFFSET,
     END_MARKER_OFFSET_OFFSET,
     END_MARKER_SIZE,
     END_OF_SEGMENT,
@@ -31,6 +32,40 @@ from journal._publish import load_end_marker_offset_from
 _U32: Final = struct.Struct("<I")
 END: Final = -1
 """What ``frame_at`` returns for the end-of-segment marker."""
+
+
+def marker_below_commit(marker: int, commit: int, path: str) -> CorruptSegmentError:
+    """end_marker_offset set, but below the commit: one of the two words is damaged."""
+    return CorruptSegmentError(
+        f"end_marker_offset={marker} lies below commit_offset={commit} (a sealed "
+        f"segment's commit is {END_MARKER_SIZE} past it): one of them is damaged",
+        path=path,
+        offset=END_MARKER_OFFSET_OFFSET,
+    )
+
+
+def commit_cut_short(marker: int, commit: int, path: str) -> CorruptSegmentError:
+    """end_marker_offset past the commit: a writer stores the marker offset equal to
+    its commit, then moves the commit past the marker, so a sealed segment's commit
+    was lowered."""
+    return CorruptSegmentError(
+        f"end_marker_offset={marker} lies past commit_offset={commit}: the commit of a "
+        "sealed segment was cut short, so the records after it would be skipped; the "
+        "segment needs restoring from a copy",
+        path=path,
+        offset=COMMIT_OFFSET_OFFSET,
+    )
+
+
+def marker_not_pointed_at(marker: int, at: int, path: str) -> CorruptSegmentError:
+    """An end marker committed at ``at`` that end_marker_offset does not name."""
+    return CorruptSegmentError(
+        f"an end-of-segment marker is committed here but end_marker_offset={marker} does "
+        "not point at it: the header says the segment is open, and a writer would append "
+        "after its marker",
+        path=path,
+        offset=at,
+    )
 
 
 def check_commit(commit: int, segment_size: int, path: str) -> None:
@@ -58,21 +93,9 @@ def frame_at(data: Any, offset: int, commit: int, payload_id: bytes, path: str) 
         # Stored before the commit that covers the marker (publish_seal): visible.
         marker_offset = load_end_marker_offset_from(data)
         if 0 < marker_offset < offset:
-            raise CorruptSegmentError(
-                f"end_marker_offset={marker_offset} lies below commit_offset={commit} (a "
-                f"sealed segment's commit is {END_MARKER_SIZE} past it): one of them is "
-                "damaged",
-                path=path,
-                offset=END_MARKER_OFFSET_OFFSET,
-            )
+            raise marker_below_commit(marker_offset, commit, path)
         if marker_offset != offset:
-            raise CorruptSegmentError(
-                f"an end-of-segment marker is committed here but end_marker_offset="
-                f"{marker_offset} does not point at it: the header says the segment is "
-                "open, and a writer would append after its marker",
-                path=path,
-                offset=offset,
-            )
+            raise marker_not_pointed_at(marker_offset, offset, path)
         second = _U32.unpack_from(data, offset + SIZE_PREFIX_SIZE)[0]
         if second:
             raise CorruptSegmentError(

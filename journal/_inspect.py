@@ -16,7 +16,14 @@ from journal import _layout as F
 from journal import _metrics_layout as M
 from journal._decode import read_record
 from journal._errors import CorruptSegmentError, JournalError
-from journal._frames import END, check_commit, walk_frames
+from journal._frames import (
+    END,
+    check_commit,
+    commit_cut_short,
+    marker_below_commit,
+    marker_not_pointed_at,
+    walk_frames,
+)
 from journal._lock import writer_alive
 from journal._publish import is_sealed, load_commit_acquire, load_end_marker_offset
 from journal._segment import MappedSegment, SegmentHeader, segment_indices, segment_path
@@ -90,28 +97,10 @@ class SegmentState:
         marker = self.end_marker
         if marker and not self.sealed and not self.seal_interrupted:
             if marker < self.commit:
-                raise CorruptSegmentError(
-                    f"end_marker_offset={marker} lies below commit_offset={self.commit} (a "
-                    f"sealed segment's commit is {F.END_MARKER_SIZE} past it): one of them "
-                    "is damaged",
-                    path=path,
-                    offset=F.END_MARKER_OFFSET_OFFSET,
-                )
-            raise CorruptSegmentError(
-                f"end_marker_offset={marker} lies past commit_offset={self.commit}: the "
-                "commit of a sealed segment was cut short, so the records after it would "
-                "be skipped; the segment needs restoring from a copy",
-                path=path,
-                offset=F.COMMIT_OFFSET_OFFSET,
-            )
+                raise marker_below_commit(marker, self.commit, path)
+            raise commit_cut_short(marker, self.commit, path)
         if ended and not self.sealed:
-            raise CorruptSegmentError(
-                f"an end-of-segment marker is committed here but end_marker_offset="
-                f"{marker} does not point at it: the header says the segment is open, and "
-                "a writer would append after its marker",
-                path=path,
-                offset=self.commit - F.END_MARKER_SIZE,
-            )
+            raise marker_not_pointed_at(marker, self.commit - F.END_MARKER_SIZE, path)
         if self.sealed and not ended:
             raise CorruptSegmentError(
                 f"end_marker_offset={marker} and commit_offset={self.commit} say the "

@@ -43,7 +43,14 @@ from journal._archived import (
 )
 from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
-from journal._frames import END, check_commit, frame_at, walk_frames
+from journal._frames import (
+    END,
+    check_commit,
+    commit_cut_short,
+    frame_at,
+    marker_below_commit,
+    walk_frames,
+)
 from journal._metrics import ReaderMetrics
 from journal._paths import open_directory
 from journal._publish import (
@@ -491,22 +498,9 @@ class Reader:
         commit = load_commit_acquire(self._words)
         marker = load_end_marker_offset(self._words)
         if marker and marker + F.END_MARKER_SIZE < commit:
-            raise CorruptSegmentError(
-                f"end_marker_offset={marker} lies below commit_offset={commit}; run "
-                "'journal verify'",
-                path=self._path_text,
-                offset=F.END_MARKER_OFFSET_OFFSET,
-            )
+            raise marker_below_commit(marker, commit, self._path_text)
         if marker > commit:
-            # A writer stores the marker offset equal to its commit, then moves the
-            # commit past the marker: an offset beyond the commit is never its doing.
-            raise CorruptSegmentError(
-                f"end_marker_offset={marker} lies past commit_offset={commit}: the commit "
-                "of a sealed segment was cut short, so the records after it would be "
-                "skipped; the segment needs restoring from a copy",
-                path=self._path_text,
-                offset=F.COMMIT_OFFSET_OFFSET,
-            )
+            raise commit_cut_short(marker, commit, self._path_text)
         for index in segment_indices(self.path):
             if index <= self._index:
                 continue
