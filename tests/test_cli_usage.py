@@ -111,15 +111,19 @@ def a_file(shm_dir: Path) -> Path:
     return path
 
 
+JOURNAL_COMMANDS = (
+    ["info"],
+    ["verify"],
+    ["dump"],
+    ["dump", "--follow"],
+    ["top", "--once", "--interval", "0.01"],
+    ["metrics"],
+)
+"""The commands that take a JOURNAL, each as it is given one."""
+
+
 def test_a_file_given_for_a_journal_is_said(a_file: Path) -> None:
-    for command in (
-        ["info"],
-        ["verify"],
-        ["dump"],
-        ["dump", "--follow"],
-        ["top", "--once", "--interval", "0.01"],
-        ["metrics"],
-    ):
+    for command in JOURNAL_COMMANDS:
         run(*command, a_file).refused(a_file, "not a directory")
 
 
@@ -158,14 +162,7 @@ def test_a_journal_directory_that_cannot_be_listed_is_said(
 ) -> None:
     prefix, path = locked_out
     path.chmod(0)
-    for command in (
-        ["info"],
-        ["verify"],
-        ["dump"],
-        ["dump", "--follow"],
-        ["top", "--once", "--interval", "0.01"],
-        ["metrics"],
-    ):
+    for command in JOURNAL_COMMANDS:
         run(*command, path, prefix=prefix).refused(path, "Permission denied", "run as")
 
 

@@ -5,11 +5,9 @@ the other user's files are made by a child that setuid()s to nobody (tests/_user
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,9 @@ import journal
 from journal._paths import MAX_SYMLINKS, TRUSTED_UIDS_ENV, open_directory
 from tests._procs import book
 from tests._users import NOBODY, as_nobody, shared_directory
+from tests.test_file_safety import umask
 
 SEGMENT = 64 * 1024
-
-
-@contextlib.contextmanager
-def umask(value: int) -> Iterator[None]:
-    previous = os.umask(value)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def mode_of(path: Path) -> int:
