@@ -1,6 +1,6 @@
 """The layers of journal/ import one way (issue #11):
 
-    core (journal._*)  <-  archive, collectors (collector, symbols, feeds)
+    core (journal._*)  <-  archive, collectors (collector, symbols, feeds, collect)
                        <-  analysis, monitor  <-  demo, cli
 
 Every import counts, those inside functions too. ``journal/__init__.py`` is the
@@ -49,7 +49,7 @@ def layer_of(module: str) -> str | None:
     first = parts[1]
     if first.startswith("_"):
         return "core"
-    if first in ("collector", "symbols", "feeds"):
+    if first in ("collector", "symbols", "feeds", "collect"):
         return "collectors"
     if first in LAYERS:
         return first
