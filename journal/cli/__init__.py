@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_compact,
         _add_analyze,
         _add_import_captures,
+        _add_collect,
         _add_top,
         _add_metrics,
         _add_export,
@@ -467,6 +468,41 @@ def _add_import_captures(commands: _Commands) -> None:
     )
     _import.add_arguments(captures)
     captures.set_defaults(run=_import.run)
+
+
+def _add_collect(commands: _Commands) -> None:
+    collect = _add_command(
+        commands,
+        "collect",
+        "live order books from the exchanges' websockets into one journal per venue",
+        "Connect to each venue's public websocket (binance, binance-futures, bybit, "
+        "bybit-futures, upbit, bithumb), keep every symbol's book by the venue's documented "
+        "sync rules (REST snapshots, gap resyncs), and journal its top levels after every "
+        "update into DIR/<venue>. Reconnects with back-off; counters per symbol in the "
+        "journal's collector.metrics (journal top, journal metrics). docs/COLLECT.md.",
+        "0 stopped by --duration, SIGINT or SIGTERM (journals sealed); 2 a bad argument or "
+        "config, or a journal that cannot be opened.",
+    )
+    try:
+        from journal.collect import _run
+    except ModuleNotFoundError as error:  # aiohttp/orjson: the collect extra
+        if error.name not in ("aiohttp", "orjson"):
+            raise
+        missing = error.name
+        collect.set_defaults(run=lambda _args: _missing_extra("collect", missing))
+        collect.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    _run.add_arguments(collect)
+    collect.set_defaults(run=_run.run)
+
+
+def _missing_extra(extra: str, module: str) -> int:
+    print(
+        f"journal {extra}: needs {module}, which is not installed: "
+        f"pip install 'orderbook-journal[{extra}]'",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _add_top(commands: _Commands) -> None:

@@ -1,0 +1,327 @@
+"""One websocket connection of a venue, carrying some of its streams, kept alive for
+as long as the collector runs.
+
+Each turn: connect (within the venue's connect timeout), subscribe (acknowledged, or
+for Upbit and Bithumb shown by a first book, within the subscribe timeout), then read
+until the connection fails: closed by the venue, an error, or silence longer than the
+venue's limit (no message at all: a half-open TCP connection looks exactly like
+that). Then every book of the connection is dropped (what arrives on the next one
+cannot be chained to it), and the next turn starts after a back-off with jitter
+(journal.collect._backoff), reset once a connection has lived long enough.
+
+Gaps are answered at once, while the connection goes on: a Binance book that lost
+its chain fetches a REST snapshot (through the venue's rate-limit gate), a Bybit one
+resubscribes its topic. Nothing raises out of ``run``: every failure is logged
+(rate-limited) and counted, and the loop goes on until it is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import aiohttp
+import orjson
+
+from journal._feed_metrics import FeedCounter, FeedState
+from journal.collect._backoff import Backoff
+from journal.collect._protocol import Kind, Protocol
+from journal.collect._ratelog import RateLimitedLog
+from journal.collect._rest import RateLimitedError, RestError, RestGate
+from journal.collect._stream import Stream
+from journal.collect._venues import Venue
+
+HEALTHY_AFTER_S: Final = 10.0
+"""A connection subscribed this long worked: the next failure retries without waiting
+for the back-off its predecessors built up."""
+RESUBSCRIBE_INTERVAL_S: Final = 2.0
+"""A stream resubscribed (Bybit) is not resubscribed again sooner: the deltas sent
+before the venue took the request still arrive, and are not a new gap."""
+
+_TIME_NS = time.time_ns
+_loads = orjson.loads
+_BOOK = Kind.BOOK
+
+
+class ConnectionDead(Exception):
+    """Why a connection is given up: the text goes to the log and the status line."""
+
+
+class Connection:
+    """Streams of one venue over one websocket, reconnected forever."""
+
+    def __init__(
+        self,
+        venue: Venue,
+        protocol: Protocol,
+        streams: Sequence[Stream],
+        ws_url: str,
+        rest_url: str | None,
+        rest: RestGate | None,
+        session: aiohttp.ClientSession,
+        depth: int,
+        lines: RateLimitedLog,
+        label: str,
+    ) -> None:
+        self.venue = venue
+        self.protocol = protocol
+        self.streams = {stream.venue_symbol: stream for stream in streams}
+        self.ws_url = ws_url
+        self.rest_url = rest_url
+        self.rest = rest
+        self.session = session
+        self.depth = depth
+        self.lines = lines
+        self.label = label  # "binance" or "binance#2" when a venue needs several
+        self.backoff = Backoff()
+        self.connections = 0
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._pending: set[int] = set()
+        self._subscribed = False
+        self._refusal: str | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()  # what the sender sends next
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, read, reconnect, until cancelled; never raises anything else."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self._turn()
+            except asyncio.CancelledError:
+                self._drop_books(FeedState.STOPPED)
+                raise
+            except ConnectionDead as error:
+                reason = str(error)
+            except Exception as error:  # nothing raises out of the collector's loop
+                log_key = (self.label, "unexpected", type(error).__name__)
+                self.lines.log(log_key, logging.ERROR, f"{self.label}: unexpected {error!r}")
+                logging.getLogger("journal.collect").debug("traceback", exc_info=True)
+                reason = f"unexpected {type(error).__name__}: {error}"
+            else:
+                reason = "closed"
+            if self._subscribed and time.monotonic() - started >= HEALTHY_AFTER_S:
+                self.backoff.reset()
+            self._drop_books(FeedState.BACKOFF)
+            wait = self.backoff.next_wait()
+            for stream in self.streams.values():
+                stream.metrics.add(FeedCounter.RECONNECTS)
+            self.lines.log(
+                (self.label, "lost"),
+                logging.WARNING,
+                f"{self.label}: connection lost: {reason}; reconnecting in {wait:.1f} s "
+                f"(attempt {self.backoff.failures})",
+            )
+            await asyncio.sleep(wait)
+
+    async def _turn(self) -> None:
+        """One connection, from connect to its failure (raised as ConnectionDead)."""
+        self._set_states(FeedState.CONNECTING)
+        symbols = list(self.streams)
+        url = self.protocol.stream_url(self.ws_url, symbols)
+        try:
+            ws = await asyncio.wait_for(
+                self.session.ws_connect(url, autoping=True, max_msg_size=0, compress=0),
+                self.venue.connect_timeout_s,
+            )
+        except TimeoutError:
+            raise ConnectionDead(
+                f"no connection to {url} within {self.venue.connect_timeout_s:g} s"
+            ) from None
+        except aiohttp.WSServerHandshakeError as error:
+            raise ConnectionDead(f"{url} refused the websocket: HTTP {error.status}") from None
+        except (aiohttp.ClientError, OSError) as error:
+            raise ConnectionDead(f"cannot connect to {url}: {error}") from None
+        self.connections += 1
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            self._ws = ws
+            self._subscribed = False
+            self._refusal = None
+            self._pending = set()
+            self._set_states(FeedState.SUBSCRIBING)
+            for request_id, text in self.protocol.subscribe(symbols, self.depth):
+                if request_id is not None:
+                    self._pending.add(request_id)
+                await ws.send_str(text)
+            if not self.protocol.acknowledges:
+                self._pending.clear()
+            self._outbox = asyncio.Queue()
+            helpers.append(asyncio.create_task(self._send(ws)))
+            if self.protocol.ping_interval_s is not None:
+                helpers.append(asyncio.create_task(self._ping(self.protocol.ping_interval_s)))
+            await self._read(ws, url)
+        finally:
+            self._ws = None
+            for helper in helpers:
+                helper.cancel()
+            await ws.close()
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse, url: str) -> None:
+        silence = self.venue.silence_s
+        deadline = time.monotonic() + self.venue.subscribe_timeout_s
+        on_data = self._on_data
+        text_type, binary_type = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+        while True:
+            if self._subscribed:
+                timeout = silence
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise ConnectionDead(
+                        f"no answer to the subscription within {self.venue.subscribe_timeout_s:g} s"
+                    )
+            try:
+                message = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                if not self._subscribed:
+                    continue  # the deadline check above says it
+                raise ConnectionDead(
+                    f"no message for {silence:g} s (the venue's silence limit): "
+                    "taken for a dead connection"
+                ) from None
+            kind = message.type
+            if kind is text_type or kind is binary_type:
+                on_data(message.data)
+                if self._refusal is not None:
+                    raise ConnectionDead(f"subscription refused: {self._refusal}")
+            elif kind is aiohttp.WSMsgType.ERROR:
+                raise ConnectionDead(f"websocket error: {ws.exception()}")
+            else:  # CLOSE, CLOSING, CLOSED
+                code = ws.close_code
+                raise ConnectionDead(f"closed by the venue (close code {code})")
+
+    async def _ping(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            text = self.protocol.ping()
+            if text is not None:
+                self._outbox.put_nowait(text)
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _on_data(self, data: str | bytes) -> None:
+        """One text or binary frame: decoded, classified, given to its stream."""
+        received_ns = _TIME_NS()
+        try:
+            message = _loads(data)
+        except orjson.JSONDecodeError as error:
+            self._error("malformed", f"{self.label}: a message that is not JSON ({error})")
+            return
+        try:
+            kind, symbol, payload = self.protocol.classify(message)
+            if kind is _BOOK:
+                stream = self.streams.get(symbol)  # type: ignore[arg-type]
+                if stream is None:
+                    self._error("symbol", f"{self.label}: a book of {symbol!r}, not subscribed")
+                    return
+                if not self._subscribed:
+                    self._on_subscribed()
+                stream.on_book(payload, received_ns)
+                if stream.builder.needs_resync:
+                    self._resync(stream)
+            else:
+                self._on_control(kind, symbol, payload)
+        except Exception as error:  # a bug must not stop the venue: logged, counted, resynced
+            self._error("unexpected", f"{self.label}: unexpected {error!r} on {message!r:.200}")
+            logging.getLogger("journal.collect").debug("traceback", exc_info=True)
+
+    def _on_control(self, kind: Kind, request_id: object, payload: object) -> None:
+        if kind is Kind.ACK:
+            self._pending.discard(request_id)  # type: ignore[arg-type]
+            if not self._pending and not self._subscribed:
+                self._on_subscribed()
+        elif kind is Kind.REFUSED:
+            if not self._subscribed:
+                self._refusal = str(payload)
+            else:
+                self._error("refused", f"{self.label}: the venue says: {payload}")
+        elif kind is Kind.OTHER:
+            self._error(
+                "other", f"{self.label}: ignored a message of no known type: {payload!r:.200}"
+            )
+
+    def _on_subscribed(self) -> None:
+        self._subscribed = True
+        self._set_states(FeedState.SYNCING)
+        logging.getLogger("journal.collect").info(
+            "%s: subscribed %d stream%s (connection %d)",
+            self.label,
+            len(self.streams),
+            "" if len(self.streams) == 1 else "s",
+            self.connections,
+        )
+
+    def _error(self, what: str, text: str) -> None:
+        for stream in self.streams.values():
+            stream.metrics.add(FeedCounter.ERRORS)
+            break  # counted once, on the connection's first stream
+        self.lines.log((self.label, what), logging.WARNING, text)
+
+    # -- resyncs ---------------------------------------------------------------------------
+
+    def _resync(self, stream: Stream) -> None:
+        """Get ``stream``'s book back now: a REST snapshot, or a resubscription."""
+        if self.rest is not None and self.rest_url is not None:
+            if stream.snapshot_task is None or stream.snapshot_task.done():
+                stream.snapshot_task = asyncio.create_task(self._fetch_snapshot(stream))
+            return
+        now = time.monotonic()
+        ws = self._ws
+        if ws is None or now - stream.resync_sent_at < RESUBSCRIBE_INTERVAL_S:
+            return
+        requests = self.protocol.resubscribe(stream.venue_symbol, self.depth)
+        if requests:
+            stream.resync_sent_at = now
+            for _, text in requests:
+                self._outbox.put_nowait(text)
+
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Sends what the connection queues (pings, resubscriptions), in order."""
+        try:
+            while True:
+                await ws.send_str(await self._outbox.get())
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            return  # the read loop sees the connection fail
+
+    async def _fetch_snapshot(self, stream: Stream) -> None:
+        """REST snapshots until the builder is synced (a snapshot older than the first
+        diff it holds does not sync it: Binance says fetch again)."""
+        assert self.rest is not None and self.rest_url is not None
+        url = self.protocol.snapshot_url(self.rest_url, stream.venue_symbol)
+        assert url is not None
+        backoff = Backoff(base_s=0.2, cap_s=10.0)
+        while stream.builder.needs_resync:
+            try:
+                body = await self.rest.get_json(url)
+            except RateLimitedError as error:
+                stream.metrics.add(FeedCounter.ERRORS)
+                self.lines.log((self.label, "rate"), logging.WARNING, f"{self.label}: {error}")
+                continue  # the gate holds the next request back until Retry-After
+            except RestError as error:
+                stream.metrics.add(FeedCounter.ERRORS)
+                wait = backoff.next_wait()
+                self.lines.log(
+                    (self.label, "rest"),
+                    logging.WARNING,
+                    f"{self.label} {stream.symbol}: snapshot failed: {error}; "
+                    f"again in {wait:.1f} s",
+                )
+                await asyncio.sleep(wait)
+                continue
+            stream.on_snapshot(body, _TIME_NS())
+            if stream.builder.needs_resync:
+                await asyncio.sleep(backoff.next_wait())
+
+    def _set_states(self, state: FeedState) -> None:
+        for stream in self.streams.values():
+            stream.set_state(state)
+
+    def _drop_books(self, state: FeedState) -> None:
+        for stream in self.streams.values():
+            stream.drop()
+            stream.set_state(state)

@@ -1,0 +1,84 @@
+"""REST requests that respect the venue's rate limits.
+
+Binance answers too many requests with 429 and, to a client that keeps going, 418 (an
+IP ban of minutes to days), both with ``Retry-After`` in seconds. Once either comes,
+no request of the venue goes out before that time has passed: one gate per venue,
+shared by its streams, so twenty books that need a snapshot after a reconnect do not
+each find out on their own. Requests also go out at most ``concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Final
+
+import aiohttp
+import orjson
+
+DEFAULT_RETRY_AFTER_S: Final = 60.0
+"""The wait after a 429/418 without a (readable) Retry-After."""
+REQUEST_TIMEOUT_S: Final = 10.0
+
+
+class RateLimitedError(Exception):
+    """The venue said 429 or 418: no request before ``retry_after_s`` from now."""
+
+    def __init__(self, url: str, status: int, retry_after_s: float) -> None:
+        super().__init__(
+            f"GET {url}: HTTP {status} ({'rate limited' if status == 429 else 'IP banned'}), "
+            f"Retry-After {retry_after_s:g} s: no request to this venue before then"
+        )
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class RestError(Exception):
+    """A request that failed: the status and the start of the body, or the cause."""
+
+
+def retry_after(headers: Any) -> float:
+    """``Retry-After`` in seconds (Binance sends seconds; an HTTP date is not used by
+    the venues here and counts as absent)."""
+    value = headers.get("Retry-After")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER_S
+    return seconds if seconds >= 0 else DEFAULT_RETRY_AFTER_S
+
+
+class RestGate:
+    """A venue's REST: at most ``concurrency`` requests at once, none while a rate
+    limit the venue announced is running."""
+
+    def __init__(self, session: aiohttp.ClientSession, concurrency: int = 2) -> None:
+        self.session = session
+        self._slots = asyncio.Semaphore(concurrency)
+        self.not_before = 0.0  # time.monotonic() before which nothing is sent
+        self.rate_limited = 0  # 429/418 answers seen
+
+    async def get_json(self, url: str) -> Any:
+        """GET ``url`` and decode its JSON body; RateLimitedError, RestError otherwise."""
+        async with self._slots:
+            wait = self.not_before - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+                async with self.session.get(url, timeout=timeout) as response:
+                    if response.status in (429, 418):
+                        seconds = retry_after(response.headers)
+                        self.not_before = max(self.not_before, time.monotonic() + seconds)
+                        self.rate_limited += 1
+                        raise RateLimitedError(url, response.status, seconds)
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise RestError(f"GET {url}: {type(error).__name__}: {error}") from error
+            if response.status != 200:
+                text = body[:200].decode("utf-8", "replace")
+                raise RestError(f"GET {url}: HTTP {response.status}: {text}")
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError as error:
+                raise RestError(f"GET {url}: the body is not JSON ({error})") from error
