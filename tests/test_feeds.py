@@ -22,7 +22,7 @@ import journal
 from journal.feeds import (
     BinanceFuturesBook,
     BinanceSpotBook,
-    BybitBook,
+    BybitLegacyBook,
     CaptureReplay,
     MessageError,
     TopOfBook,
@@ -409,7 +409,7 @@ def test_a_crossed_upbit_book_is_not_published_and_the_next_whole_book_resyncs()
 
 def test_a_repeated_bybit_delta_is_a_gap_and_a_new_snapshot_resyncs() -> None:
     messages = bybit_messages("EOSUSD")
-    builder = BybitBook("EOS-USD")
+    builder = BybitLegacyBook("EOS-USD")
     published = [book for ns, m in messages[:50] for book in builder.on_message(m, ns)]
     assert len(published) == 50
     assert builder.on_message(messages[49][1], messages[49][0]) == []  # cross_seq again
@@ -438,7 +438,7 @@ def test_a_lost_bybit_insert_is_a_gap_when_its_level_is_next_touched() -> None:
         for j, (_, later) in enumerate(messages[i + 1 :], start=i + 1)
         if any(e["id"] == inserted["id"] for e in later["data"]["update"] + later["data"]["delete"])
     )
-    builder = BybitBook("BTC-USD")
+    builder = BybitLegacyBook("BTC-USD")
     published = []
     for index, (ns, message) in enumerate(messages):
         if index != lost:
@@ -451,7 +451,7 @@ def test_a_bybit_delta_bad_halfway_drops_the_book_until_the_next_snapshot() -> N
     """The delete of a delta is applied before its bad insert is read: the book left
     behind is not the exchange's, so nothing more is published from it."""
     messages = bybit_messages("EOSUSD")
-    builder = BybitBook("EOS-USD")
+    builder = BybitLegacyBook("EOS-USD")
     assert builder.on_message(messages[0][1], messages[0][0])
     a_bid = messages[0][1]["data"][0]
     bad = {

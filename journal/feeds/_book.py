@@ -2,12 +2,26 @@
 
 A builder publishes a book only while it is **synced**: it holds a book it can prove
 equal to the exchange's (a snapshot plus every update since, without a gap). Each
-applied message publishes the top levels, unless the book is then crossed (best bid
->= best ask): no exchange shows that, so a message was lost or misapplied; the
-crossing is counted and the book dropped until the venue's resync, exactly as for a
-sequence gap. The counters say what happened to every order-book message:
+applied message publishes the top ``depth`` levels, unless the book is then crossed
+(best bid >= best ask): no exchange shows that, so a message was lost or misapplied;
+the crossing is counted and the book dropped until the venue's resync, exactly as for
+a sequence gap. The counters say what happened to every order-book message:
 
     messages = applied + stale + unsynced,      applied = books + crossed
+
+The connector drives a builder through four calls (docs/FEEDS.md):
+
+    builder.on_message(message, received_ns) -> list[TopOfBook]
+    builder.needs_resync     # True: take the venue's resync action now (a REST
+                             # snapshot for Binance, a resubscription for Bybit);
+                             # stays True until the snapshot it asks for arrives
+    builder.reset()          # the connection was lost: drop the book and the pending
+    builder.stats            # StreamStats
+
+A message without a field its venue documents, or with an impossible value (a level
+without a size, a negative size), raises MessageError, after the builder has dropped
+its book (counted as a gap) and asked for a resync: what it held is no longer the
+exchange's book. The connector logs and counts the error, and goes on.
 """
 
 from __future__ import annotations
@@ -53,7 +67,8 @@ class StreamStats:
     snapshots: int = 0  # whole books received (REST snapshots, snapshot messages)
     gaps: int = 0  # sequence gaps (and updates that do not fit the book)
     crossed: int = 0  # books crossed after a message: dropped and resynced
-    resyncs: int = 0  # books re-established after a gap or a crossing
+    resyncs: int = 0  # books re-established after being lost (gap, crossing, reset)
+    stale_snapshots: int = 0  # snapshots older than the stream could bridge: refetched
     synced: bool = False  # at the last message
 
     @property
@@ -91,6 +106,30 @@ class PriceLevels:
         )
 
 
+_INFINITY: Final = float("inf")
+
+
+def read_levels(pairs: Iterable[Any], what: str) -> list[Level]:
+    """``[["0.3513", "6195.0"], ...]`` (decimal strings or numbers) as float pairs;
+    MessageError naming ``what`` for a level that is not a (price, size) pair, a
+    price that is not positive and finite, or a size that is negative or infinite:
+    no exchange sends those, so the message cannot be applied to a book."""
+    try:
+        levels = [(float(price), float(size)) for price, size in pairs]
+    except (TypeError, ValueError) as error:
+        raise MessageError(
+            f"{what}: a level that is not a [price, size] pair of numbers ({error}) in "
+            f"{str(pairs)[:120]}"
+        ) from None
+    for price, size in levels:
+        if not (0.0 < price < _INFINITY and 0.0 <= size < _INFINITY):
+            raise MessageError(
+                f"{what}: impossible level price={price!r} size={size!r} "
+                "(a price must be positive and finite, a size >= 0 and finite)"
+            )
+    return levels
+
+
 @contextmanager
 def message_fields(what: str) -> Iterator[None]:
     """Turns a missing field or a value of the wrong type, met while reading a message,
@@ -105,19 +144,37 @@ def message_fields(what: str) -> Iterator[None]:
         raise MessageError(f"{what}: bad value ({error})") from None
 
 
+def check_depth(depth: int) -> int:
+    """``depth`` as given, or ValueError saying what a depth must be."""
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise ValueError(
+            f"depth={depth!r}: expected the number of levels per side to publish, an int >= 1 "
+            f"(the journal's writer takes {TOP_LEVELS} by default)"
+        )
+    return depth
+
+
 class BookBuilder(ABC):
     """The book of one stream, its counters, and the top of book it publishes.
 
     Subclasses read their venue's messages and call ``_sync`` with a whole book,
-    ``_gap`` on a gap, and ``_publish`` after applying a message.
+    ``_gap`` on a gap, and ``_publish`` after applying a message. ``RESYNC_ACTION``
+    says whether the venue needs the connector to act to get a whole book again
+    (Binance, Bybit); where every message is a whole book (Upbit, Bithumb) it is
+    False and ``needs_resync`` never becomes True.
     """
 
     EXCHANGE: ClassVar[str]
+    RESYNC_ACTION: ClassVar[bool] = False
 
-    def __init__(self, symbol: str) -> None:
-        self.stats = StreamStats(self.EXCHANGE, symbol)
+    def __init__(
+        self, symbol: str, depth: int = TOP_LEVELS, *, exchange: str | None = None
+    ) -> None:
+        self.depth = check_depth(depth)
+        self.stats = StreamStats(exchange or self.EXCHANGE, symbol)
         self._book: PriceLevels | None = None
         self._lost_sync = False
+        self._needs_resync = False
 
     @abstractmethod
     def on_message(self, message: Any, received_ns: int) -> list[TopOfBook]:
@@ -125,8 +182,35 @@ class BookBuilder(ABC):
         the epoch, the collector's clock); returns the books it publishes."""
 
     @property
+    def exchange(self) -> str:
+        """The exchange as journaled (``bybit-futures``)."""
+        return self.stats.exchange
+
+    @property
+    def symbol(self) -> str:
+        """The stream's ``BASE-QUOTE`` symbol."""
+        return self.stats.symbol
+
+    @property
     def synced(self) -> bool:
         return self._book is not None
+
+    @property
+    def needs_resync(self) -> bool:
+        """True when the venue's resync action must be taken now: the builder holds no
+        book, and nothing it will receive without that action can give it one. It
+        stays True until the whole book the action brings arrives: keep one such
+        action in flight per stream, not one per message."""
+        return self._needs_resync
+
+    def reset(self) -> None:
+        """The connection was lost: the book and anything pending are dropped;
+        ``needs_resync`` becomes True where the venue needs an action to resync."""
+        if self._book is not None:
+            self._lost_sync = True
+        self._book = None
+        self.stats.synced = False
+        self._needs_resync = self.RESYNC_ACTION
 
     def _sync(self, book: PriceLevels) -> None:
         if self._lost_sync:
@@ -134,11 +218,13 @@ class BookBuilder(ABC):
             self._lost_sync = False
         self._book = book
         self.stats.synced = True
+        self._needs_resync = False
 
     def _lose_sync(self) -> None:
         self._book = None
         self._lost_sync = True
         self.stats.synced = False
+        self._needs_resync = self.RESYNC_ACTION
 
     def _gap(self) -> None:
         self.stats.gaps += 1
@@ -148,7 +234,7 @@ class BookBuilder(ABC):
         """The top of the book just updated by one message, or None if it is crossed."""
         assert self._book is not None, "published while unsynced"
         self.stats.applied += 1
-        bids, asks = self._book.top(TOP_LEVELS)
+        bids, asks = self._book.top(self.depth)
         if bids and asks and bids[0][0] >= asks[0][0]:
             self.stats.crossed += 1
             self._lose_sync()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from journal.feeds import _binance, _bybit, _upbit
+from journal.feeds import _binance, _bybit_legacy, _upbit
 from journal.feeds._book import BookBuilder, StreamStats, TopOfBook
 from journal.feeds._capture import CaptureLine, LineKind, read_capture
 from journal.feeds._errors import CaptureFormatError, FeedError, MessageError
@@ -40,7 +40,8 @@ VENUES: dict[str, Venue] = {
     "binance": Venue(_binance.BinanceSpotBook, _binance.route, _binance.route_rest),
     "binance-futures": Venue(_binance.BinanceFuturesBook, _binance.route, _binance.route_rest),
     "upbit": Venue(_upbit.UpbitBook, _upbit.route, None),
-    "bybit": Venue(_bybit.BybitBook, _bybit.route, None),
+    # The captures are of Bybit's retired v2 API: the legacy builder reads them.
+    "bybit": Venue(_bybit_legacy.BybitLegacyBook, _bybit_legacy.route, None),
 }
 
 _CAPTURE_NAME = re.compile(r"(?P<exchange>\w+)\.(?P<transport>ws|http)\.\d+\.\d+")

@@ -4,13 +4,22 @@ one stream means.
 A gap can only be told where the venue makes consecutive books' sequences differ by
 exactly 1. Most do not: a Binance diff carries the range ``U..u`` of the updates it
 holds and the book stores ``u``, so consecutive books step by the number of updates;
-Bybit's ``cross_seq`` is the matching engine's and skips numbers. Their builders
-check contiguity on fields the journal does not keep (``U``, ``pu``, the levels' ids),
-so in the journal their sequence can only be checked to increase. docs/FEEDS.md has
-the rules; ``journal analyze`` reads this table.
+the legacy Bybit v2 ``cross_seq`` is the matching engine's and skips numbers. Their
+builders check contiguity on fields the journal does not keep (``U``, ``pu``, the
+levels' ids), so in the journal their sequence can only be checked to increase.
 
-Sequence 0 means "none sent" (the collector convention the demo feed follows for
-Upbit and Bithumb) and is never checked.
+Bybit v5 (``bybit`` spot, ``bybit-futures`` linear) journals ``u``, the topic's update
+id, which its builder checks to be contiguous; in the journal it is still only
+checked to increase: it restarts at 1 when Bybit's service restarts, the journal
+name ``bybit`` also holds legacy v2 imports (``cross_seq``), and the user's own
+collector publishes these names with sequences of its own. ``seq`` (the cross
+sequence, "internal" in Bybit's words, shared by all depths of a symbol) is not
+journaled. docs/FEEDS.md has the rules; ``journal analyze`` reads this table.
+
+Sequence 0 means "none sent" and is never checked: the collector convention the demo
+feed follows for Upbit and Bithumb, and what ``journal.collector.BookPublisher``
+journals for a book whose ``sequence`` is None (a venue's first update id not
+arrived yet).
 """
 
 from __future__ import annotations
@@ -22,8 +31,12 @@ from types import MappingProxyType
 from typing import Final
 
 from journal.feeds._binance import BinanceFuturesBook, BinanceSpotBook
-from journal.feeds._bybit import BybitBook
+from journal.feeds._bithumb import BithumbBook
+from journal.feeds._bybit import BybitLinearBook, BybitSpotBook
 from journal.feeds._upbit import UpbitBook
+
+NONE_SENT: Final = 0
+"""The journaled sequence of a book that came with none (``sequence: None``)."""
 
 
 class SequenceRule(enum.Enum):
@@ -49,12 +62,22 @@ VENUE_SEQUENCES: Final[Mapping[str, VenueSequence]] = MappingProxyType(
         BinanceFuturesBook.EXCHANGE: VenueSequence(
             SequenceRule.INCREASING, "the diff's last update id u (a diff spans U..u)"
         ),
-        BybitBook.EXCHANGE: VenueSequence(
-            SequenceRule.INCREASING, "cross_seq, the matching engine's, which skips numbers"
+        BybitSpotBook.EXCHANGE: VenueSequence(
+            SequenceRule.INCREASING,
+            "v5: the topic's update id u (1 again after a service restart); legacy v2 "
+            "imports: cross_seq, which skips numbers",
+        ),
+        BybitLinearBook.EXCHANGE: VenueSequence(
+            SequenceRule.INCREASING,
+            "the topic's update id u (1 again after a service restart)",
         ),
         UpbitBook.EXCHANGE: VenueSequence(
             SequenceRule.CONTIGUOUS,
             "the count of the stream's order-book messages (Upbit sends no sequence)",
+        ),
+        BithumbBook.EXCHANGE: VenueSequence(
+            SequenceRule.CONTIGUOUS,
+            "the count of the stream's order-book messages (Bithumb sends no sequence)",
         ),
     }
 )
