@@ -21,8 +21,10 @@ lock is free belongs to a collector that died, and the next one replaces it. The
 file is kept after ``close`` (with every stream STOPPED) for post-mortems, as
 ``writer.metrics`` is.
 
-The hot path is ``StreamMetrics.message``, called for every exchange message: three
-word stores and a comparison (docs/FORMAT.md gives its measured cost).
+The hot path is ``StreamMetrics.message``, called for every exchange message: a
+load and three word stores, about 0.18 µs with CPython 3.11 on the 2-core x86-64
+development machine (an empty two-argument call: 0.02 µs): small next to decoding
+the message and updating its book.
 """
 
 from __future__ import annotations

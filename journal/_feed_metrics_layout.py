@@ -1,6 +1,6 @@
 """The binary layout of ``<journal>/collector.metrics``: the one place Python writes its offsets.
 
-docs/FORMAT.md ("Collector metrics") is the specification; tests/test_feed_metrics.py
+docs/FORMAT.md ("Collector metrics") is the specification; tests/test_feed_metrics_layout.py
 checks that its tables and these constants agree. The file shares the first 32
 bytes (magic, version, size, pid, start time) and the host field with the other
 metrics files (journal._metrics_layout), then names its venue and how many streams
