@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from journal._encode import MAX_LEVELS
 from journal.collect._protocol import check_url
 from journal.collect._venue import VenuePlan
 from journal.collect._venues import VENUES
 from journal.symbols import UnknownNameError, normalize, normalize_exchange
 
 DEFAULT_DEPTH: Final = 10
+MAX_DEPTH: Final = 1000
+"""The deepest book any venue here keeps: Binance's 1000-level snapshot, Bybit's
+orderbook.1000 (Upbit and Bithumb send 15 or 30 levels whatever is asked)."""
 _TOP_KEYS: Final = {"journal_root", "depth", "venues"}
 _VENUE_KEYS: Final = {"symbols", "ws_url", "rest_url"}
 
@@ -168,8 +170,8 @@ def build_plan(
     if root is None:
         raise ConfigError("no journal root: give --journal-root DIR (or journal_root in --config)")
     levels = depth if depth is not None else file.get("depth", DEFAULT_DEPTH)
-    if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= MAX_LEVELS:
-        raise ConfigError(f"depth {levels!r}: give a whole number from 1 to {MAX_LEVELS}")
+    if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= MAX_DEPTH:
+        raise ConfigError(f"depth {levels!r}: give a whole number from 1 to {MAX_DEPTH}")
     plans = tuple(
         VenuePlan(
             VENUES[name],

@@ -42,11 +42,11 @@ def venue_state(collector: VenueCollector) -> tuple[FeedState, int, int]:
 class StatusBoard(logging.Handler):
     """Event lines (a logging handler) and, on a terminal, the live block under them."""
 
-    def __init__(self, collectors: Sequence[VenueCollector], out: TextIO = sys.stderr) -> None:
+    def __init__(self, collectors: Sequence[VenueCollector], out: TextIO | None = None) -> None:
         super().__init__(logging.INFO)
         self.collectors = collectors
-        self.out = out
-        self.live = out.isatty()
+        self.out = out if out is not None else sys.stderr
+        self.live = self.out.isatty()
         self._drawn = 0  # lines of the live block now on the screen
         self._states: dict[str, tuple[FeedState, int, int]] = {}
         self._books: dict[str, tuple[float, int]] = {}

@@ -68,11 +68,11 @@ class Stream:
         self.lines = lines
         self._publish: Callable[[dict[str, Any]], object] = publisher.publish
         self._rare = 0  # gaps + resyncs + crossed + stale + snapshots, last copied
-        self.state = FeedState.STOPPED
+        self.state = FeedState.CONNECTING  # from the start: a collector is about to connect
         self.snapshot_task: asyncio.Task[None] | None = None
         self.resync_sent_at = 0.0
         self.last_ns = 0  # when the last message of the stream arrived
-        metrics.set_state(FeedState.STOPPED)
+        metrics.set_state(FeedState.CONNECTING)
 
     def set_state(self, state: FeedState) -> None:
         if state is not self.state:
