@@ -83,11 +83,13 @@ def test_urls_given_replace_the_venues_and_the_options_win_over_the_file(tmp_pat
         depth=3,
         ws_urls=["binance=ws://127.0.0.1:9000"],
         rest_urls=["binance=http://127.0.0.1:9001"],
+        silences=["upbit=120"],
     )
     binance, upbit = plan.venues
     assert (binance.ws_url, binance.rest_url) == ("ws://127.0.0.1:9000", "http://127.0.0.1:9001")
     assert binance.journal == Path("/dev/shm/y/binance") and binance.depth == 3
     assert upbit.symbols == ("BTC-KRW",) and upbit.rest_url is None
+    assert upbit.venue.silence_s == 120 and binance.venue.silence_s == 10
 
 
 @pytest.mark.parametrize(
@@ -105,6 +107,9 @@ def test_urls_given_replace_the_venues_and_the_options_win_over_the_file(tmp_pat
         (["binance:BTCUSDT", "--rest-url", "binance=ws://127.0.0.1:1"], "https/http"),
         (["binance:BTCUSDT", "--ws-url", "binance=ws://127.0.0.1:99999"], "Port out of range"),
         ([], "nothing to collect"),
+        (["binance:BTCUSDT", "--silence-limit", "binance=0.5"], "1 or more"),
+        (["binance:BTCUSDT", "--silence-limit", "binance"], "VENUE=SECONDS"),
+        (["binance:BTCUSDT", "--silence-limit", "upbit=5"], "no symbol to collect"),
     ],
 )
 def test_usage_errors_exit_2_with_what_is_wrong(arguments, says, root, capsys):

@@ -7,6 +7,7 @@ file, or both (the arguments add symbols; their options win over the file's).
     symbols = ["BTCUSDT", "ETHUSDT"]
     ws_url = "wss://stream.binance.com:9443"   # optional: a proxy, a gateway, a test
     rest_url = "https://api.binance.com"       # optional
+    silence_s = 10                             # optional: the silence limit (s)
     [venues.upbit]
     symbols = ["KRW-BTC", "USDT"]              # any spelling journal.symbols reads
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,7 +33,7 @@ MAX_DEPTH: Final = 1000
 """The deepest book any venue here keeps: Binance's 1000-level snapshot, Bybit's
 orderbook.1000 (Upbit and Bithumb send 15 or 30 levels whatever is asked)."""
 _TOP_KEYS: Final = {"journal_root", "depth", "venues"}
-_VENUE_KEYS: Final = {"symbols", "ws_url", "rest_url"}
+_VENUE_KEYS: Final = {"symbols", "ws_url", "rest_url", "silence_s"}
 
 
 class ConfigError(ValueError):
@@ -97,6 +98,17 @@ def _urls(text: Sequence[str], option: str, schemes: tuple[str, ...]) -> dict[st
     return urls
 
 
+def _seconds(value: object, where: str) -> float:
+    """A silence limit: a number of seconds, at least one second."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds >= 1.0 or seconds == float("inf"):
+        raise ConfigError(f"{where}: {value!r} is not a number of seconds of 1 or more")
+    return seconds
+
+
 def _unknown_keys(unknown: set[str], known: set[str]) -> str:
     return f"unknown key {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
 
@@ -119,6 +131,7 @@ def build_plan(
     depth: int | None,
     ws_urls: Sequence[str] = (),
     rest_urls: Sequence[str] = (),
+    silences: Sequence[str] = (),
 ) -> CollectPlan:
     """The plan from the command line and the optional TOML file."""
     file: Mapping[str, Any] = read_config(config) if config is not None else {}
@@ -128,6 +141,7 @@ def build_plan(
         raise ConfigError(f"{where}: {_unknown_keys(unknown, _TOP_KEYS)}")
     wanted: dict[str, list[str]] = {}
     file_urls: dict[str, dict[str, str]] = {"ws_url": {}, "rest_url": {}}
+    silence: dict[str, float] = {}
     venues = file.get("venues", {})
     if not isinstance(venues, dict):
         raise ConfigError(f"{where}: venues must be a table of [venues.NAME] tables")
@@ -143,6 +157,8 @@ def build_plan(
             raise ConfigError(f"{where} [venues.{key}]: symbols must be a non-empty list")
         for symbol in symbols:
             _add_symbol(wanted.setdefault(name, []), name, symbol, f"{where} [venues.{key}]")
+        if "silence_s" in table:
+            silence[name] = _seconds(table["silence_s"], f"{where} [venues.{key}] silence_s")
         for url_key, schemes in (("ws_url", ("wss", "ws")), ("rest_url", ("https", "http"))):
             if url_key in table:
                 try:
@@ -155,11 +171,17 @@ def build_plan(
                 wanted[name].append(symbol)
     if not wanted:
         raise ConfigError("nothing to collect: give VENUE:SYMBOL arguments or --config FILE")
+    for item in silences:
+        venue, equals, value = item.partition("=")
+        if not equals:
+            raise ConfigError(f"--silence-limit {item!r}: expected VENUE=SECONDS, e.g. upbit=120")
+        name = venue_name(venue, f"--silence-limit {item!r}")
+        silence[name] = _seconds(value, f"--silence-limit {item!r}")
     ws = file_urls["ws_url"] | _urls(ws_urls, "--ws-url", ("wss", "ws"))
     rest = file_urls["rest_url"] | _urls(rest_urls, "--rest-url", ("https", "http"))
-    for name in set(ws) | set(rest):
+    for name in set(ws) | set(rest) | set(silence):
         if name not in wanted:
-            raise ConfigError(f"an endpoint is given for {name}, which has no symbol to collect")
+            raise ConfigError(f"an option is given for {name}, which has no symbol to collect")
     for name in rest:
         if VENUES[name].rest_url is None:
             raise ConfigError(
@@ -174,7 +196,7 @@ def build_plan(
         raise ConfigError(f"depth {levels!r}: give a whole number from 1 to {MAX_DEPTH}")
     plans = tuple(
         VenuePlan(
-            VENUES[name],
+            replace(VENUES[name], silence_s=silence.get(name, VENUES[name].silence_s)),
             tuple(symbols),
             Path(root) / name,
             levels,

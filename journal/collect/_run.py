@@ -80,6 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "e.g. binance=http://127.0.0.1:9000",
     )
 
+    parser.add_argument(
+        "--silence-limit",
+        action="append",
+        default=[],
+        metavar="VENUE=SECONDS",
+        help="take a connection of VENUE for dead after this long without a message "
+        "(defaults: binance 10, bybit 30, upbit and bithumb 60; docs/COLLECT.md); "
+        "more for a venue of quiet markets",
+    )
+
 
 def run(args: argparse.Namespace) -> int:
     try:
@@ -90,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             depth=args.depth,
             ws_urls=args.ws_url,
             rest_urls=args.rest_url,
+            silences=args.silence_limit,
         )
     except ConfigError as error:
         print(f"journal collect: {error}", file=sys.stderr)
