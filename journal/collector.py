@@ -2,10 +2,11 @@
 
 The collector used to put every updated book on an ``asyncio.Queue`` as a dict
 (``exchangename``, ``symbol``, ``bids``/``asks`` as ``[[price, qty], ...]``,
-``timestamp`` in ms, ``sequence``). ``BookPublisher.publish`` takes that same dict,
-normalises the names (``KRW-BTC`` on upbit -> ``BTC-KRW``, journal.symbols) and
-appends it to a journal.Writer, which stamps ``local_timestamp_ns`` just before
-the commit unless the dict carries one::
+``timestamp`` in ms, ``sequence``: None until the venue's first update id arrives,
+journaled as 0, "none sent", journal.feeds.NONE_SENT). ``BookPublisher.publish``
+takes that same dict, normalises the names (``KRW-BTC`` on upbit -> ``BTC-KRW``,
+journal.symbols) and appends it to a journal.Writer, which stamps
+``local_timestamp_ns`` just before the commit unless the dict carries one::
 
     with BookPublisher("/dev/shm/books/upbit") as publisher:
         publisher.publish(book.to_dict())   # from plain or asyncio code
@@ -56,6 +57,7 @@ from journal._decode import Position
 from journal._encode import DEFAULT_MAX_LEVELS
 from journal._errors import InvalidRecordError, JournalError, JournalFullError, JournalGoneError
 from journal._writer import DEFAULT_SEGMENT_SIZE, Writer
+from journal.feeds._sequences import NONE_SENT
 from journal.symbols import UnknownNameError, normalize
 
 log = logging.getLogger("journal.collector")
@@ -207,11 +209,12 @@ class BookPublisher:
                 exchange, symbol = self._names[book["exchangename"], book["symbol"]]
             except KeyError:  # a name not seen yet (or no such key: raised again below)
                 exchange, symbol = self._learn_names(book)
+            sequence = book["sequence"]
             position = self._append(
                 exchange,
                 symbol,
                 book["timestamp"],
-                book["sequence"],
+                NONE_SENT if sequence is None else sequence,
                 book["bids"],
                 book["asks"],
                 book.get("local_timestamp_ns"),
@@ -420,7 +423,8 @@ def _is_number(value: Any) -> bool:
 
 def _has_wrong_type(book: Mapping[str, Any]) -> bool:
     local = book.get("local_timestamp_ns")
-    if not (_is_int(book["timestamp"]) and _is_int(book["sequence"])):
+    sequence = book["sequence"]
+    if not (_is_int(book["timestamp"]) and (sequence is None or _is_int(sequence))):
         return True
     if local is not None and not _is_int(local):
         return True

@@ -1,8 +1,9 @@
 """Exchange and symbol names as the journal stores them: ``upbit``, ``BTC-KRW``.
 
-Every venue spells a market its own way (Upbit ``KRW-BTC``, Bithumb ``BTC_KRW``,
-Binance and Bybit ``BTCUSDT``) and the existing collector sometimes sends the
-base asset alone (``"BTC"`` on ``upbit`` means BTC quoted in KRW). The radar
+Every venue spells a market its own way (Upbit and Bithumb's v1 API ``KRW-BTC``,
+Bithumb's older API ``BTC_KRW``, Binance and Bybit ``BTCUSDT``) and the existing
+collector sometimes sends the base asset alone (``"BTC"`` on ``upbit`` means BTC
+quoted in KRW). The radar
 pairs venues by base and quote, so names are normalised once, at the edge, to
 ``BASE-QUOTE`` in upper case, and exchange names to lower case. A name that
 cannot be read unambiguously is refused, never guessed.
@@ -44,14 +45,23 @@ VENUES: dict[str, VenueSpelling] = {
     "bithumb": VenueSpelling("base_quote", "KRW"),
     "binance": VenueSpelling("concatenated", "USDT"),
     "binance-futures": VenueSpelling("concatenated", "USDT"),
-    "bybit": VenueSpelling("concatenated", "USDT"),
+    "bybit": VenueSpelling("concatenated", "USDT"),  # v5 spot (and legacy v2 imports)
+    "bybit-futures": VenueSpelling("concatenated", "USDT"),  # v5 linear USDT perpetuals
 }
 
-# Spellings of the exchange names seen in collectors and in the captures.
+# Spellings of the exchange names seen in collectors and in the captures: the user's
+# collector says binance_future and bybit_future (older builds binancefuture and
+# bybitfuture), cryptofeed binanceusdm, Bybit itself "linear".
 EXCHANGE_ALIASES = {
+    "binance_future": "binance-futures",
+    "binancefuture": "binance-futures",
     "binance_futures": "binance-futures",
     "binanceusdm": "binance-futures",
     "binance-usdm": "binance-futures",
+    "bybit_future": "bybit-futures",
+    "bybitfuture": "bybit-futures",
+    "bybit_futures": "bybit-futures",
+    "bybit-linear": "bybit-futures",
 }
 
 
@@ -103,10 +113,12 @@ def _normalize_symbol(exchange: str, symbol: str) -> str:
             return f"{quote}-{base}" if base == "KRW" else f"{base}-{quote}"
     elif venue.style == "base_quote":
         base, underscore, quote = text.partition("_")
-        if not underscore:
-            base, underscore, quote = text.partition("-")
         if underscore and base.isalnum() and quote.isalnum():
             return f"{base}-{quote}"
+        # Bithumb's v1 API spells markets as Upbit does, quote first: KRW-BTC.
+        quote, dash, base = text.partition("-")
+        if dash and quote.isalnum() and base.isalnum():
+            return f"{quote}-{base}" if base == "KRW" else f"{base}-{quote}"
     else:
         if "-" in text:
             base, _, quote = text.partition("-")
@@ -123,7 +135,11 @@ def _normalize_symbol(exchange: str, symbol: str) -> str:
     )
 
 
-_EXAMPLES = {"quote-base": "KRW-BTC", "base_quote": "BTC_KRW", "concatenated": "BTCUSDT"}
+_EXAMPLES = {
+    "quote-base": "KRW-BTC",
+    "base_quote": "BTC_KRW, or KRW-BTC as its v1 API writes it",
+    "concatenated": "BTCUSDT",
+}
 
 
 def normalize(exchange: str, symbol: str) -> tuple[str, str]:

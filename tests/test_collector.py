@@ -21,6 +21,7 @@ import journal
 from journal._inspect import summarize
 from journal._layout import segment_name
 from journal.collector import BookPublisher, PublishStats, Refusal
+from journal.feeds import NONE_SENT
 from journal.monitor._snapshot import read_writer
 from tests.conftest import ASKS, BIDS, REPO, mounted_tmpfs
 from tests.test_file_safety import wait_for
@@ -85,6 +86,68 @@ def test_every_venue_spelling_reaches_the_journal_as_base_quote(journal_dir: Pat
         assert record.bids.tolist() == BIDS and record.asks.tolist() == ASKS
         # Stamped by the writer at the commit, on the collector clock.
         assert before <= record.local_timestamp_ns <= after
+
+
+# The user's collector as it runs: its own venue names, the base alone as the symbol,
+# and sequence None until a venue's first update id arrives.
+USER_VENUES = {
+    "binance": "binance",
+    "binance_future": "binance-futures",
+    "binancefuture": "binance-futures",  # older builds
+    "bybit": "bybit",
+    "bybit_future": "bybit-futures",
+    "bybitfuture": "bybit-futures",  # older builds
+    "upbit": "upbit",
+    "bithumb": "bithumb",
+}
+USER_BASES = ("BTC", "ETH", "XRP", "SOL")
+
+
+def test_the_users_collector_flow_publishes_without_a_single_refusal(shm_dir: Path) -> None:
+    """Every name the user's collector sends, one journal per venue as the radar reads
+    them, a None sequence first and update ids after: all published, none refused,
+    stored as BASE-QUOTE with the venue's quote and None journaled as 0."""
+    publishers = {
+        venue: BookPublisher(shm_dir / venue, segment_size=SEGMENT)
+        for venue in sorted(set(USER_VENUES.values()))
+    }
+    sent: dict[str, list[tuple[str, int]]] = {venue: [] for venue in publishers}
+    try:
+        for round_ in range(3):
+            for name, venue in USER_VENUES.items():
+                bases = USER_BASES + (("USDT",) if venue in ("upbit", "bithumb") else ())
+                for base in bases:
+                    sequence = None if round_ == 0 else 1_000 * round_ + len(sent[venue])
+                    quote = "KRW" if venue in ("upbit", "bithumb") else "USDT"
+                    dict_ = book(name, base, sequence=sequence)
+                    assert publishers[venue].publish(dict_) is not None, name
+                    sent[venue].append((f"{base}-{quote}", 0 if sequence is None else sequence))
+        for venue, publisher in publishers.items():
+            assert publisher.stats.refused_total == 0, (venue, publisher.stats.last_refusal)
+            assert publisher.stats.published == len(sent[venue])
+    finally:
+        for publisher in publishers.values():
+            publisher.close()
+    assert set(publishers) == {
+        "binance",
+        "binance-futures",
+        "bybit",
+        "bybit-futures",
+        "upbit",
+        "bithumb",
+    }
+    for venue, expected in sent.items():
+        records = read_all(shm_dir / venue)
+        assert {r.exchange_name for r in records} == {venue}
+        assert [(r.symbol, r.sequence) for r in records] == expected
+    assert ("USDT-KRW", 0) in sent["bithumb"] and ("SOL-USDT", 0) in sent["bybit-futures"]
+
+
+def test_a_none_sequence_is_journaled_as_none_sent(journal_dir: Path) -> None:
+    with BookPublisher(journal_dir, segment_size=SEGMENT) as publisher:
+        assert publisher.publish(book(sequence=None)) is not None
+        assert publisher.publish(book(sequence=7)) is not None
+    assert [r.sequence for r in read_all(journal_dir)] == [NONE_SENT, 7] == [0, 7]
 
 
 def test_a_given_local_timestamp_is_kept_and_numpy_sides_are_accepted(journal_dir: Path) -> None:

@@ -218,12 +218,46 @@ def test_known_venues_in_cpp_are_journal_symbols_venues() -> None:
     assert len(set(names)) == len(names)
 
 
+def test_bybit_futures_is_paired_like_binance_futures(shm_dir: Path) -> None:
+    """A USDT venue the radar pairs with the KRW venues by base and quote; its fee taken."""
+    path, results = shm_dir / "books", shm_dir / "results"
+
+    def levels(mid: float, tick: float, side: int) -> list[list[float]]:
+        return [[mid + side * tick * (k + 1), 1.0 + k] for k in range(10)]
+
+    with journal.Writer(path) as writer:
+        for i in range(1, 4):
+            for exchange, symbol, mid, tick in (
+                ("bybit-futures", "BTC-USDT", 100_000.0, 0.1),
+                ("upbit", "USDT-KRW", 1400.0, 1.0),
+                ("upbit", "BTC-KRW", 141_400_000.0, 1000.0),
+            ):
+                bids, asks = levels(mid, tick, -1), levels(mid, tick, 1)
+                writer.append_orderbook(exchange, symbol, i, i, bids, asks)
+    done = _cpp.radar(
+        *("--journal", str(path), "--results", str(results), "--start", "beginning"),
+        *("--quiet", "--max-records", "9", "--fx", "1400", "--stale-ms", "600000"),
+        *("--fee", "bybit-futures=10"),
+    )
+    assert done.returncode == 0, done.stderr
+    with journal.Reader(results) as reader:
+        records = [record.to_dict() for record in reader.available()]
+    assert records, done.stderr
+    last = records[-1]
+    assert (last["usdt_exchange"], last["buy_exchange"]) == ("bybit-futures", "bybit-futures")
+    assert last["kimchi_premium"] == pytest.approx(0.01, abs=1e-12)
+    cost = 100_000.1 * 1400 * (1 + 10e-4)
+    proceeds = 141_399_000.0
+    assert last["edge_bps"] == pytest.approx((proceeds - cost) / cost * 1e4, rel=1e-9)
+
+
 @pytest.mark.parametrize(
     ("spec", "hint"),
     [
         ("upbt=5", "did you mean upbit?"),
         ("Upbit=5", "did you mean upbit?"),
         ("binance_futures=4", "did you mean binance-futures?"),
+        ("bybit_futures=4", "did you mean bybit-futures?"),
         ("okx=8", ""),
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from journal.symbols import UnknownNameError, normalize
+from journal.symbols import UnknownNameError, normalize, normalize_exchange
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,9 @@ from journal.symbols import UnknownNameError, normalize
         ("upbit", "KRW-USDT", ("upbit", "USDT-KRW")),
         ("bithumb", "BTC_KRW", ("bithumb", "BTC-KRW")),
         ("bithumb", "xrp", ("bithumb", "XRP-KRW")),
+        ("bithumb", "KRW-BTC", ("bithumb", "BTC-KRW")),  # the v1 websocket's spelling
+        ("bithumb", "BTC-KRW", ("bithumb", "BTC-KRW")),
+        ("bithumb", "BTC-ETH", ("bithumb", "ETH-BTC")),  # v1: quote first
         ("binance", "BTCUSDT", ("binance", "BTC-USDT")),
         ("binance", "LRCBTC", ("binance", "LRC-BTC")),
         ("binance", "ETH", ("binance", "ETH-USDT")),
@@ -24,6 +27,8 @@ from journal.symbols import UnknownNameError, normalize
         ("BINANCE_FUTURES", "SUSHIUSDT", ("binance-futures", "SUSHI-USDT")),
         ("bybit", "BTCUSD", ("bybit", "BTC-USD")),
         ("bybit", "SOL-USDT", ("bybit", "SOL-USDT")),
+        ("bybit-futures", "BTCUSDT", ("bybit-futures", "BTC-USDT")),
+        ("bybit-futures", "ETH", ("bybit-futures", "ETH-USDT")),
     ],
 )
 def test_each_venue_spelling_becomes_base_quote(
@@ -49,3 +54,23 @@ def test_names_that_cannot_be_read_are_refused_with_the_value(
 ) -> None:
     with pytest.raises(UnknownNameError, match=message):
         normalize(exchange, symbol)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("alias", "venue"),
+    [
+        ("binance_future", "binance-futures"),
+        ("binancefuture", "binance-futures"),
+        ("binance_futures", "binance-futures"),
+        ("binanceusdm", "binance-futures"),
+        ("BINANCE-USDM", "binance-futures"),
+        ("bybit_future", "bybit-futures"),
+        ("bybitfuture", "bybit-futures"),
+        ("bybit_futures", "bybit-futures"),
+        ("bybit-linear", "bybit-futures"),
+        ("Bybit-Futures", "bybit-futures"),
+    ],
+)
+def test_the_collectors_exchange_names_are_aliases(alias: str, venue: str) -> None:
+    assert normalize_exchange(alias) == venue
+    assert normalize(alias, "BTC") == (venue, "BTC-USDT")

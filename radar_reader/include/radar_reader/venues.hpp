@@ -19,15 +19,16 @@
 
 namespace radar {
 
-// In journal.symbols.VENUES order.
-inline constexpr std::array<std::string_view, 5> kKnownVenues{
-    "upbit", "bithumb", "binance", "binance-futures", "bybit"};
+// In journal.symbols.VENUES order. bybit-futures (Bybit's USDT linear perpetuals) is
+// paired like binance-futures: by base and quote, as every venue is.
+inline constexpr std::array<std::string_view, 6> kKnownVenues{
+    "upbit", "bithumb", "binance", "binance-futures", "bybit", "bybit-futures"};
 
 inline bool known_venue(std::string_view name) {
   return std::find(kKnownVenues.begin(), kKnownVenues.end(), name) != kKnownVenues.end();
 }
 
-// "binance, binance-futures, bithumb, bybit, upbit": by name, for messages.
+// "binance, binance-futures, bithumb, bybit, bybit-futures, upbit": by name, for messages.
 inline std::string known_venues_text() {
   std::vector<std::string_view> names(kKnownVenues.begin(), kKnownVenues.end());
   std::sort(names.begin(), names.end());
