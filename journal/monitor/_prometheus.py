@@ -2,7 +2,11 @@
 
 Text exposition format 0.0.4: per metric family a ``# HELP`` and a ``# TYPE`` line,
 then its samples; labels ``journal`` (the directory name, or its path where two
-journals share a name) and ``reader`` (``<name>-<pid>[-<n>]``). Counters end in
+journals share a name), ``reader`` (``<name>-<pid>[-<n>]``), and for the feed of
+the collector writing the journal (``collector.metrics``) ``venue`` and ``symbol``:
+its state as a state set (``journal_feed_state{state=...}`` 1 for the current
+state, 0 for the others), its counters, the time and age of the last exchange
+message and the exchange-to-local delay. Counters end in
 ``_total``; times are in seconds and bytes in bytes, as Prometheus prefers. The
 append latency histogram has a bucket per power of two of nanoseconds
 (``le`` = 2^k - 1 ns, exact bounds of the writer's finer counters), cumulative,
@@ -21,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Generic, TypeVar
 
+from journal import _feed_metrics_layout as FL
 from journal import _metrics_layout as M
 from journal._errors import JournalError
+from journal._feed_metrics import FeedCounter, FeedSnapshot, FeedState, StreamFigures
 from journal._paths import replaceable_file_problem
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
@@ -271,8 +277,110 @@ _READER_METRICS: Final[tuple[_Metric[ReaderFigures], ...]] = (
 """Of every reader registered in a journal, labelled with its ``reader``."""
 
 
+_FEED_METRICS: Final[tuple[_Metric[FeedSnapshot], ...]] = (
+    _Metric(
+        "journal_feed_up",
+        "gauge",
+        "1 while the collector feeding the journal holds the lock of its metrics file, "
+        "0 once it stopped or died.",
+        lambda feed: int(feed.alive),
+    ),
+    _Metric(
+        "journal_feed_start_time_seconds",
+        "gauge",
+        "When the collector whose counters these are started.",
+        lambda feed: feed.started_ns,
+        in_ns=True,
+    ),
+)
+"""Of the collector feeding a journal, labelled with its ``venue``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """One symbol of a collector's feed, with the moment its words were read (ages)."""
+
+    feed: FeedSnapshot
+    figures: StreamFigures
+
+
+_COUNTER_HELP: Final = {
+    "messages_total": "Exchange messages received for the symbol.",
+    "books_total": "Books of the symbol published into the journal.",
+    "reconnects_total": "Connections carrying the symbol lost and made again.",
+    "gaps_total": "Sequence gaps in the symbol's updates (book dropped and resynced).",
+    "resyncs_total": "Resyncs of the symbol's book (a new snapshot or subscription).",
+    "crossed_total": "Crossed books of the symbol (dropped and resynced).",
+    "stale_total": "Duplicate or stale messages of the symbol ignored.",
+    "snapshots_total": "Snapshots of the symbol's book applied.",
+    "errors_total": "Errors counted for the symbol (bad messages, failed requests).",
+    "refused_total": "Books of the symbol the journal refused.",
+}
+assert set(_COUNTER_HELP) == set(FL.COUNTER_NAMES)
+
+
+def _counter_metric(index: int, name: str) -> _Metric[_Stream]:
+    return _Metric(
+        f"journal_feed_{name}",
+        "counter",
+        _COUNTER_HELP[name],
+        lambda stream: stream.figures.count(FeedCounter(index)),
+    )
+
+
+_STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
+    _Metric(
+        "journal_feed_state",
+        "gauge",
+        "The symbol's feed state: 1 for the current one ("
+        + ", ".join(state.name.lower() for state in FeedState)
+        + "), 0 for the others.",
+        lambda stream: {
+            state.name.lower(): int(stream.figures.state is state) for state in FeedState
+        },
+        label="state",
+    ),
+    _Metric(
+        "journal_feed_state_change_timestamp_seconds",
+        "gauge",
+        "When the symbol's feed entered its current state (0: never changed).",
+        lambda stream: stream.figures.state_changed_ns,
+        in_ns=True,
+    ),
+    *(_counter_metric(index, name) for index, name in enumerate(FL.COUNTER_NAMES)),
+    _Metric(
+        "journal_feed_last_message_timestamp_seconds",
+        "gauge",
+        "When the symbol's last exchange message arrived (left out before the first).",
+        lambda stream: stream.figures.last_message_ns or None,
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_feed_last_message_age_seconds",
+        "gauge",
+        "Seconds since the symbol's last exchange message arrived, when read: a "
+        "growing age is a stale feed (left out before the first message).",
+        lambda stream: (
+            None
+            if not stream.figures.last_message_ns
+            else max(stream.feed.taken_ns - stream.figures.last_message_ns, 0)
+        ),
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_feed_delay_seconds",
+        "gauge",
+        "Arrival less the exchange's time stamp of the symbol's last stamped message "
+        "(negative: the clocks disagree).",
+        lambda stream: stream.figures.last_delay_ns,
+        in_ns=True,
+    ),
+)
+"""Of each symbol of a collector's feed, labelled with ``venue`` and ``symbol``."""
+
+
 def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
-    """A journal's samples: its own, its writer's, then each reader's."""
+    """A journal's samples: its own, its writer's, each reader's, then its feed's."""
     journal = {"journal": shot.name}
     yield from _table_samples(_JOURNAL_METRICS, shot, journal)
     if shot.writer is not None:
@@ -280,6 +388,12 @@ def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
         yield from _latency_samples(shot.writer, journal)
     for reader in shot.readers:
         yield from _table_samples(_READER_METRICS, reader, {**journal, "reader": reader.label})
+    if shot.feed is not None:
+        venue = {**journal, "venue": shot.feed.venue}
+        yield from _table_samples(_FEED_METRICS, shot.feed, venue)
+        for figures in shot.feed.streams:
+            stream = _Stream(shot.feed, figures)
+            yield from _table_samples(_STREAM_METRICS, stream, {**venue, "symbol": figures.symbol})
 
 
 def _latency_samples(writer: WriterFigures, journal: dict[str, str]) -> Iterator[_Sample]:

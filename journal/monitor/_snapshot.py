@@ -4,8 +4,9 @@ Everything here only reads (mapped read-only, loaded word by word), so it never
 disturbs the writer or the readers it watches (removing a dead reader's file is
 journal._metrics.remove_dead_readers, on request). A snapshot gathers, for one journal: the
 writer's counters (``writer.metrics``), whether it is alive (its lock), where it
-will append next (segment headers), each registered reader with its lag, and how
-much of the tmpfs the segments take.
+will append next (segment headers), each registered reader with its lag, how
+much of the tmpfs the segments take, and the feed of the collector writing it
+(``collector.metrics``, per symbol: journal._feed_metrics).
 
 A reader's lag is measured on the journal itself: the frames between its position
 and the writer's are walked and counted (exactly, up to ``LAG_WALK_LIMIT`` frames;
@@ -33,6 +34,7 @@ from journal import _layout as F
 from journal import _metrics_layout as M
 from journal._decode import Position, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
+from journal._feed_metrics import FeedSnapshot, read_feed_metrics
 from journal._frames import END, frame_at
 from journal._inspect import is_journal, journals_in
 from journal._lock import writer_alive
@@ -120,6 +122,8 @@ class JournalSnapshot:
     filesystem_free_bytes: int
     problems: tuple[str, ...]
     """Metrics files that could not be read, each with its path and why."""
+    feed: FeedSnapshot | None = None
+    """The collector's per-symbol feed figures; None without ``collector.metrics``."""
 
 
 # -- finding journals ------------------------------------------------------------------
@@ -436,6 +440,11 @@ def snapshot(journal: Path, name: str | None = None) -> JournalSnapshot:
                 problems.append(f"reader {reader.label}: lag not measured: {error}")
                 continue
             readers[index] = dataclasses.replace(reader, lag=lag)
+    feed = None
+    try:
+        feed = read_feed_metrics(journal)
+    except (JournalError, OSError) as error:
+        problems.append(str(error))
     segments, segment_bytes = _segment_usage(journal)
     filesystem = os.statvfs(journal)
     return JournalSnapshot(
@@ -452,6 +461,7 @@ def snapshot(journal: Path, name: str | None = None) -> JournalSnapshot:
         filesystem_bytes=filesystem.f_blocks * filesystem.f_frsize,
         filesystem_free_bytes=filesystem.f_bavail * filesystem.f_frsize,
         problems=tuple(problems),
+        feed=feed,
     )
 
 

@@ -6,8 +6,12 @@ MB/s over the interval, the segment it writes, rolls, refused appends (invalid /
 too large / journal full), append latency p50 and p99 of the appends timed in the
 interval, the segments' share of tmpfs; per registered reader: alive or dead,
 records/s, lag in records and in time (how long the oldest record it has not read
-has waited), its position. On a terminal it redraws in place (plain ANSI), else it
-prints ``key=value`` lines, one per journal and per reader, each refresh. ``--once``
+has waited), its position; per symbol of the collector feeding it
+(``collector.metrics``): its state, books/s, the age of its last exchange message
+(past ``--stale`` seconds the stream is marked STALE, in red on a terminal: a feed
+gone silent, or a collector that died), reconnects, gaps, resyncs, crossed books and
+the exchange-to-local delay. On a terminal it redraws in place (plain ANSI), else it
+prints ``key=value`` lines, one per journal, reader and symbol, each refresh. ``--once``
 measures one interval, prints, and exits. ``--clean`` removes the files of dead
 readers once shown (a new reader of the journal removes them too). Ctrl-C exits
 cleanly.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from journal._arguments import positive_number
+from journal._feed_metrics import FeedSnapshot, FeedState, StreamFigures
 from journal._metrics import remove_dead_readers
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
@@ -39,6 +44,12 @@ from journal.monitor._snapshot import (
 )
 
 DEFAULT_INTERVAL_S: Final = 1.0
+DEFAULT_STALE_S: Final = 5.0
+"""A stream without an exchange message for longer is marked STALE: the pairs the
+radar watches change many times a second on every venue (a quiet pair may need a
+longer ``--stale``)."""
+_RED: Final = "\x1b[1;31m"
+_RESET: Final = "\x1b[0m"
 _CLEAR: Final = "\x1b[H\x1b[2J"
 """Cursor home, clear the screen: the whole view is redrawn each refresh."""
 
@@ -63,6 +74,7 @@ class JournalRow:
     filesystem_free_bytes: int
     readers: tuple[ReaderRow, ...]
     problems: tuple[str, ...]
+    feed: FeedRow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +89,42 @@ class ReaderRow:
     position: tuple[int, int]
 
 
-def compare(before: JournalSnapshot | None, after: JournalSnapshot) -> JournalRow:
-    """What changed between two snapshots of one journal (``before`` None: no rates)."""
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """The collector feeding a journal: its venue and one row per symbol."""
+
+    venue: str
+    collector: str
+    """``alive pid N``, ``stopped pid N`` (closed) or ``DEAD pid N`` (died running)."""
+    streams: tuple[StreamRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    symbol: str
+    state: str
+    state_s: float | None
+    """Seconds since the last change of state (None: never changed)."""
+    messages: int
+    message_rate: float | None
+    books: int
+    book_rate: float | None
+    age_s: float | None
+    """Seconds since the last exchange message (None: none yet)."""
+    stale: bool
+    reconnects: int
+    gaps: int
+    resyncs: int
+    crossed: int
+    delay_ms: float | None
+    """Exchange-to-local delay of the last stamped message (None: none yet)."""
+
+
+def compare(
+    before: JournalSnapshot | None, after: JournalSnapshot, stale_s: float = DEFAULT_STALE_S
+) -> JournalRow:
+    """What changed between two snapshots of one journal (``before`` None: no rates);
+    a feed's stream without a message for more than ``stale_s`` seconds is stale."""
     seconds = None
     if before is not None:
         seconds = (after.taken_monotonic_ns - before.taken_monotonic_ns) / 1e9
@@ -120,6 +166,63 @@ def compare(before: JournalSnapshot | None, after: JournalSnapshot) -> JournalRo
         filesystem_free_bytes=after.filesystem_free_bytes,
         readers=tuple(_reader_row(previous.get(r.label), r, seconds) for r in after.readers),
         problems=after.problems,
+        feed=None
+        if after.feed is None
+        else _feed_row(None if before is None else before.feed, after.feed, seconds, stale_s),
+    )
+
+
+def _feed_row(
+    before: FeedSnapshot | None, after: FeedSnapshot, seconds: float | None, stale_s: float
+) -> FeedRow:
+    """Rates only against the same collector (pid and start time); a stream not
+    stopped whose last message (or, before any, the collector's start) is older than
+    ``stale_s`` is stale, whether the collector runs or died."""
+    same = before is not None and (before.pid, before.started_ns) == (after.pid, after.started_ns)
+    previous = {s.symbol: s for s in before.streams} if before is not None and same else {}
+    if after.alive:
+        collector = "alive"
+    elif all(s.state is FeedState.STOPPED for s in after.streams):
+        collector = "stopped"
+    else:
+        collector = "DEAD"
+    rows = []
+    for stream in after.streams:
+        earlier = previous.get(stream.symbol)
+        rows.append(_stream_row(earlier, stream, after, seconds, stale_s))
+    return FeedRow(after.venue, f"{collector} pid {after.pid}", tuple(rows))
+
+
+def _stream_row(
+    before: StreamFigures | None,
+    after: StreamFigures,
+    feed: FeedSnapshot,
+    seconds: float | None,
+    stale_s: float,
+) -> StreamRow:
+    message_rate = book_rate = None
+    if before is not None and seconds:
+        message_rate = (after.messages - before.messages) / seconds
+        book_rate = (after.books - before.books) / seconds
+    age_s = None if not after.last_message_ns else (feed.taken_ns - after.last_message_ns) / 1e9
+    silent_s = age_s if age_s is not None else (feed.taken_ns - feed.started_ns) / 1e9
+    return StreamRow(
+        symbol=after.symbol,
+        state=after.state.name.lower(),
+        state_s=None
+        if not after.state_changed_ns
+        else max(feed.taken_ns - after.state_changed_ns, 0) / 1e9,
+        messages=after.messages,
+        message_rate=message_rate,
+        books=after.books,
+        book_rate=book_rate,
+        age_s=age_s,
+        stale=after.state is not FeedState.STOPPED and silent_s > stale_s,
+        reconnects=after.reconnects,
+        gaps=after.gaps,
+        resyncs=after.resyncs,
+        crossed=after.crossed,
+        delay_ms=None if after.last_delay_ns is None else after.last_delay_ns / 1e6,
     )
 
 
@@ -222,8 +325,39 @@ def screen(
                 f"{reader.records:>13,} {_count(reader.rate, 9)} {_lag(reader):>11} "
                 f"{_count(reader.lag_us, 11, 1)}  {reader.position[0]}:{reader.position[1]}"
             )
+        if row.feed is not None:
+            lines.extend(_feed_lines(row.feed))
         lines.extend(f"  ! {problem}" for problem in row.problems)
     return "\n".join(lines) + "\n"
+
+
+def _red(text: str) -> str:
+    return f"{_RED}{text}{_RESET}"
+
+
+def _feed_lines(feed: FeedRow) -> list[str]:
+    """The feed's block of the terminal view: a line for the collector, one per symbol;
+    a stale stream's age (and a dead collector) in red, and said in words too."""
+    collector = feed.collector
+    head = f"  FEED {feed.venue}  collector {_red(collector) if 'DEAD' in collector else collector}"
+    stale = sum(stream.stale for stream in feed.streams)
+    if stale:
+        head += "  " + _red(f"{stale} of {len(feed.streams)} STALE")
+    lines = [
+        head,
+        f"  {'SYMBOL':<16} {'STATE':<11} {'FOR S':>7} {'MSG/S':>8} {'BOOKS/S':>8} "
+        f"{'AGE S':>12} {'DELAY MS':>9} {'RECONN':>6} {'GAPS':>6} {'RESYNC':>6} {'CROSSED':>7}",
+    ]
+    for stream in feed.streams:
+        age = "-" if stream.age_s is None else f"{stream.age_s:,.1f}"
+        age = _red(f"{'STALE ' + age:>12}") if stream.stale else f"{age:>12}"
+        lines.append(
+            f"  {stream.symbol:<16} {stream.state:<11} {_count(stream.state_s, 7, 1)} "
+            f"{_count(stream.message_rate, 8, 1)} {_count(stream.book_rate, 8, 1)} {age} "
+            f"{_count(stream.delay_ms, 9, 1)} {stream.reconnects:>6,} {stream.gaps:>6,} "
+            f"{stream.resyncs:>6,} {stream.crossed:>7,}"
+        )
+    return lines
 
 
 def log_lines(rows: Sequence[JournalRow]) -> str:
@@ -257,6 +391,20 @@ def log_lines(rows: Sequence[JournalRow]) -> str:
                 f"lag_us={value(reader.lag_us, 1)} "
                 f"position={reader.position[0]}:{reader.position[1]}"
             )
+        if row.feed is not None:
+            feed = row.feed
+            collector = feed.collector.lower().replace(" pid ", ",pid=")
+            for stream in feed.streams:
+                lines.append(
+                    f"{now} journal={row.name} feed={feed.venue} collector={collector} "
+                    f"symbol={stream.symbol} state={stream.state} "
+                    f"state_s={value(stream.state_s, 1)} messages={stream.messages} "
+                    f"message_rate={value(stream.message_rate, 1)} books={stream.books} "
+                    f"book_rate={value(stream.book_rate, 1)} age_s={value(stream.age_s, 3)} "
+                    f"stale={int(stream.stale)} delay_ms={value(stream.delay_ms, 3)} "
+                    f"reconnects={stream.reconnects} gaps={stream.gaps} "
+                    f"resyncs={stream.resyncs} crossed={stream.crossed}"
+                )
         lines.extend(f"{now} journal={row.name} problem={problem!r}" for problem in row.problems)
     return "\n".join(lines) + "\n"
 
@@ -272,6 +420,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_INTERVAL_S,
         metavar="SECONDS",
         help=f"refresh every SECONDS (default {DEFAULT_INTERVAL_S:g}); rates are over it",
+    )
+    parser.add_argument(
+        "--stale",
+        type=positive_number,
+        default=DEFAULT_STALE_S,
+        metavar="SECONDS",
+        help="mark a collector's symbol STALE after SECONDS without an exchange message "
+        f"(default {DEFAULT_STALE_S:g})",
     )
     parser.add_argument("--once", action="store_true", help="measure one interval, print it, exit")
     parser.add_argument(
@@ -294,7 +450,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 previous = {j: snapshot(j, labels[j]) for j in journals}
                 time.sleep(args.interval)
             current = {j: snapshot(j, labels[j]) for j in journals}
-            rows = [compare(previous.get(j), current[j]) for j in journals]
+            rows = [compare(previous.get(j), current[j], args.stale) for j in journals]
             shots = list(current.values())
             if terminal:
                 out.write(("" if args.once else _CLEAR) + screen(rows, shots, args.interval))
