@@ -4,6 +4,7 @@ Bybit restart case, crossed books, both Upbit formats, Bithumb, reset, depth."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -399,3 +400,88 @@ def test_depth_is_checked(builder: type[BookBuilder]) -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="depth="):
             builder("BTC-USDT", depth=bad)  # type: ignore[arg-type]
+
+
+# -- against an independent rebuild -------------------------------------------------
+
+
+def reference_top(book: dict[str, dict[float, float]], depth: int) -> tuple[list, list]:
+    """The top of a book by whole sorts, independent of PriceLevels' heaps."""
+    bids = sorted(book["b"].items(), reverse=True)[:depth]
+    asks = sorted(book["a"].items())[:depth]
+    return bids, asks
+
+
+def random_changes(rng: random.Random, book: dict[str, dict[float, float]]) -> tuple[list, list]:
+    """A few level changes that keep the book uncrossed: bids below 100, asks above."""
+    changes: dict[str, list] = {"b": [], "a": []}
+    for _ in range(rng.randint(1, 4)):
+        side = rng.choice("ba")
+        price = float(rng.randint(80, 99) if side == "b" else rng.randint(101, 120))
+        size = 0.0 if rng.random() < 0.3 else float(rng.randint(1, 9))
+        changes[side].append((price, size))
+        if size:
+            book[side][price] = size
+        else:
+            book[side].pop(price, None)
+    return changes["b"], changes["a"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bybit_books_with_replays_equal_a_rebuild(seed: int) -> None:
+    rng = random.Random(seed)
+    reference: dict[str, dict[float, float]] = {"b": {99.0: 1.0}, "a": {101.0: 1.0}}
+    expected: dict[int, tuple[list, list]] = {1000: reference_top(reference, 5)}
+    messages = [bybit("snapshot", 1000, bids=[(99, 1)], asks=[(101, 1)])]
+    for u in range(1001, 1300):
+        bids, asks = random_changes(rng, reference)
+        messages.append(bybit("delta", u, bids=bids, asks=asks))
+        expected[u] = reference_top(reference, 5)
+        if rng.random() < 0.1:  # a replay of an earlier message
+            messages.append(rng.choice(messages[1:]))
+    book = BybitSpotBook("BTC-USDT", depth=5)
+    books = feed(book, *messages)
+    assert [b.sequence for b in books] == sorted(expected)
+    for published in books:
+        assert (published.bids, published.asks) == expected[published.sequence]
+    assert book.stats.gaps == 0 and book.stats.stale == len(messages) - len(expected)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binance_spot_books_with_replays_and_a_gap_equal_a_rebuild(seed: int) -> None:
+    rng = random.Random(seed)
+    reference: dict[str, dict[float, float]] = {"b": {100.0: 1.0}, "a": {101.0: 1.0}}
+    snapshots: dict[int, dict] = {}
+    expected: dict[int, tuple[list, list]] = {}
+    diffs = []
+    last = 10
+    for _ in range(300):
+        bids, asks = random_changes(rng, reference)
+        first, last = last + 1, last + rng.randint(1, 3)
+        diffs.append(diff(first, last, bids=bids, asks=asks))
+        expected[last] = reference_top(reference, 10)
+        snapshots[last] = {
+            "lastUpdateId": last,
+            "bids": [[str(p), str(q)] for p, q in reference["b"].items()],
+            "asks": [[str(p), str(q)] for p, q in reference["a"].items()],
+        }
+    book = BinanceSpotBook("BTC-USDT")
+    lost = rng.randrange(100, 200)  # this diff never arrives: a gap
+    published = book.on_snapshot(
+        {"lastUpdateId": 10, "bids": [["100", "1"]], "asks": [["101", "1"]]}, NS
+    )
+    for index, message in enumerate(diffs):
+        if index == lost:
+            continue
+        published += book.on_message(message, NS)
+        if rng.random() < 0.1:
+            published += book.on_message(rng.choice(diffs[: index + 1]), NS)  # a replay
+        if book.needs_resync and index > lost + 5:
+            # The connector's snapshot, taken a few diffs after the gap.
+            published += book.on_snapshot(snapshots[diffs[index - 3]["u"]], NS)
+    check_counts(book.stats)
+    assert book.stats.gaps == 1 and book.stats.resyncs == 1 and book.synced
+    for top in published:
+        assert (top.bids, top.asks) == expected[top.sequence]
+    sequences = [top.sequence for top in published]
+    assert sequences == sorted(set(sequences))  # nothing published twice or backwards
