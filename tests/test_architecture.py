@@ -104,6 +104,6 @@ def test_the_checker_sees_a_core_module_importing_the_archive(tmp_path: Path) ->
 
 def test_ls_journal_shows_the_layers() -> None:
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert subpackages == ["analysis", "archive", "cli", "demo", "feeds", "monitor"]
+    assert subpackages == ["analysis", "archive", "cli", "collect", "demo", "feeds", "monitor"]
     public = sorted(p.name for p in PACKAGE.glob("*.py") if not p.name.startswith("_"))
     assert public == ["collector.py", "symbols.py"]
