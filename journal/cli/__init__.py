@@ -511,11 +511,13 @@ def _add_top(commands: _Commands) -> None:
     top = _add_command(
         commands,
         "top",
-        "writers and readers of journals, live: rate, lag",
+        "writers, readers and collector feeds of journals, live: rate, lag, staleness",
         "Show every --interval seconds each journal's writer (alive, pid, records, "
         "records/s, MB/s, segment, rolls, refused appends, append latency p50 and p99, "
         "idle time) and its registered readers (alive, records/s, lag in records and in "
-        "time, position), and how much of tmpfs the segments take. On a terminal it "
+        "time, position), the feeds of a `journal collect` per symbol (state, books/s, "
+        "age of the last message, STALE past --stale, delay, reconnects, gaps, resyncs), "
+        "and how much of tmpfs the segments take. On a terminal it "
         "redraws in place until Ctrl-C; into a pipe or a file it prints key=value lines.",
         "0 after --once, or on Ctrl-C; 2 a JOURNAL that is neither a journal nor a "
         "directory holding journals, or that cannot be read.",
@@ -530,10 +532,12 @@ def _add_metrics(commands: _Commands) -> None:
     metrics = _add_command(
         commands,
         "metrics",
-        "writer and reader metrics in the Prometheus text format",
+        "writer, reader and collector feed metrics in the Prometheus text format",
         "Print the writer and reader metrics of each journal in the Prometheus text "
         "format 0.0.4 (records, bytes, rolls, refused appends, the append latency "
-        "histogram, each reader's position and lag), for a scrape or, with --output, "
+        "histogram, each reader's position and lag, each collector feed's state, "
+        "messages, books, reconnects, gaps, resyncs, delay and last message age), for a "
+        "scrape or, with --output, "
         "node_exporter's textfile collector. A metrics file that cannot be read is said "
         "on stderr and left out; the rest is printed.",
         "0 printed or written (problems with single metrics files on stderr); 2 a "
