@@ -406,7 +406,7 @@ def test_depth_is_checked(builder: type[BookBuilder]) -> None:
 
 
 def reference_top(book: dict[str, dict[float, float]], depth: int) -> tuple[list, list]:
-    """The top of a book by whole sorts, independent of PriceLevels' heaps."""
+    """The top of a book by whole sorts, independent of PriceLevels' sorted prices."""
     bids = sorted(book["b"].items(), reverse=True)[:depth]
     asks = sorted(book["a"].items())[:depth]
     return bids, asks
