@@ -37,10 +37,14 @@ from journal.collect._venues import Venue
 HEALTHY_AFTER_S: Final = 10.0
 """A connection subscribed this long worked: the next failure retries without waiting
 for the back-off its predecessors built up."""
+CLOSE_TIMEOUT_S: Final = 2.0
+"""How long closing waits for the venue's close frame: a stalled venue must not hold
+a reconnect, or the collector's stop, for aiohttp's default 10 s."""
 RESUBSCRIBE_INTERVAL_S: Final = 2.0
 """A stream resubscribed (Bybit) is not resubscribed again sooner: the deltas sent
 before the venue took the request still arrive, and are not a new gap."""
 
+_WS_TIMEOUT: Final = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S)
 _TIME_NS = time.time_ns
 _loads = orjson.loads
 _BOOK = Kind.BOOK
@@ -125,7 +129,9 @@ class Connection:
         url = self.protocol.stream_url(self.ws_url, symbols)
         try:
             ws = await asyncio.wait_for(
-                self.session.ws_connect(url, autoping=True, max_msg_size=0, compress=0),
+                self.session.ws_connect(
+                    url, autoping=True, max_msg_size=0, compress=0, timeout=_WS_TIMEOUT
+                ),
                 self.venue.connect_timeout_s,
             )
         except TimeoutError:
