@@ -214,7 +214,7 @@ class JournalBookCallback:
         self._stopped = False
         self._venues: frozenset[str] | None = None
         if venues is not None:
-            self._venues = frozenset(_venue_named(name) for name in venues)
+            self._venues = frozenset(venue for name in venues for venue in _venues_named(name))
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             try:
                 for venue in sorted(self._venues):
@@ -244,9 +244,10 @@ class JournalBookCallback:
             bids = sides.bids
             asks = sides.asks
             timestamp = book.timestamp
-            if not timestamp:
-                timestamp = receipt_timestamp
-                self._receipt_timed += 1
+            if type(timestamp) is float and timestamp:
+                timestamp_ms: int | None = round(timestamp * 1000)
+            else:  # None: a book without the exchange's time
+                timestamp_ms = self._untimed(timestamp, receipt_timestamp)
             if type(receipt_timestamp) is float:
                 local_ns: int | None = int(receipt_timestamp * 1e9)
             else:
@@ -256,7 +257,7 @@ class JournalBookCallback:
                     {
                         "exchangename": route.venue,
                         "symbol": route.symbol,
-                        "timestamp": round(float(timestamp) * 1000),
+                        "timestamp": timestamp_ms,
                         "sequence": book.sequence_number or 0,
                         "bids": [(float(p), float(bids[p])) for p in bids.keys()[:depth]],
                         "asks": [(float(p), float(asks[p])) for p in asks.keys()[:depth]],
@@ -300,7 +301,8 @@ class JournalBookCallback:
         )
 
     def publisher(self, venue: str) -> BookPublisher:
-        """The open BookPublisher of a journal venue (``"binance"``); KeyError if none."""
+        """The BookPublisher of a journal venue (``"binance"``), closed after ``stop``;
+        KeyError if the venue was never opened."""
         return self._publishers[venue]
 
     async def stop(self) -> None:
@@ -315,13 +317,11 @@ class JournalBookCallback:
         self._stopped = True
         self._routes.clear()
         failed: BaseException | None = None
-        publishers, self._publishers = self._publishers, {}
-        for publisher in publishers.values():
+        for publisher in self._publishers.values():  # kept: their stats stay readable
             try:
                 publisher.close(seal=seal)
             except (JournalError, OSError) as error:
                 failed = failed or error
-        self._publishers_closed = publishers  # their stats stay readable
         self._lines.flush()
         if failed is not None:
             raise failed
@@ -388,6 +388,18 @@ class JournalBookCallback:
         log.info("%s: journaling cryptofeed's %s books", publisher.path, venue)
         return publisher
 
+    def _untimed(self, timestamp: Any, receipt_timestamp: Any) -> int | None:
+        """The ms of a book whose exchange time is not a float: its receipt time when it
+        has none (as cryptofeed's backends do), counted; None (refused by the
+        publisher, wrong_type) when neither is a number."""
+        if not timestamp:
+            self._receipt_timed += 1
+            timestamp = receipt_timestamp
+        try:
+            return round(float(timestamp) * 1000)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
     def _refuse(self, key: tuple[Any, ...], reason: CallbackRefusal, message: str) -> None:
         self._refused[reason] += 1
         self._last_refusal = message
@@ -425,26 +437,26 @@ def _seconds_to_ns(seconds: Any) -> int | None:
     return int(value * 1e9) if value > 0 else None
 
 
-def _venue_named(name: str) -> str:
-    """A journal venue given by its cryptofeed exchange id or its own name."""
-    if name in JOURNAL_VENUES and name in VENUES.values():
-        return name
-    matches = {venue for (exchange, _), venue in VENUES.items() if exchange == name}
-    if len(matches) > 1:
-        raise ValueError(
-            f"venues: {name!r} is cryptofeed's id of several journal venues "
-            f"({', '.join(sorted(matches))}): name them instead"
-        )
-    if not matches:
+def _venues_named(name: str) -> set[str]:
+    """The journal venues given by a cryptofeed exchange id (``BYBIT``: spot and
+    perpetuals) or by a venue's own name (``bybit-futures``)."""
+    if name in VENUES.values():
+        found = {name}
+    else:
+        found = {venue for (exchange, _), venue in VENUES.items() if exchange == name}
+    if not found:
         raise ValueError(
             f"venues: {name!r} is neither a journal venue this callback journals "
-            f"({', '.join(sorted(set(VENUES.values())))}) nor one of cryptofeed's exchange "
-            f"ids for them ({', '.join(sorted(_EXCHANGE_IDS))})"
+            f"({', '.join(sorted(set(VENUES.values())))}) nor cryptofeed's exchange id of "
+            f"one ({', '.join(sorted(_EXCHANGE_IDS))})"
         )
-    venue = matches.pop()
-    if venue not in JOURNAL_VENUES:
-        raise ValueError(f"venues: {name!r} -> {venue!r}, which journal.symbols does not know")
-    return venue
+    unknown = sorted(found - JOURNAL_VENUES.keys())
+    if unknown:
+        raise ValueError(
+            f"venues: {name!r} is the venue {', '.join(unknown)}, which journal.symbols "
+            "does not know yet"
+        )
+    return found
 
 
 def _venue_of(exchange: Any, symbol: Any) -> tuple[str, str, str] | str:
