@@ -152,3 +152,66 @@ def test_the_log_limiter_logs_the_first_then_counts(caplog):
     assert "another kind" in texts[2]
     assert any("48 more like this" in text and "bad message 49" in text for text in texts)
     assert len(texts) == 4
+
+
+@pytest.mark.parametrize(
+    ("venue", "symbol"),
+    [("upbit", "XTZ-BTC"), ("upbit", "BTC-KRW"), ("bithumb", "ETH-KRW"), ("binance", "ETH-BTC")],
+)
+def test_books_are_journaled_under_the_symbol_asked_for(venue, symbol, tmp_path):
+    """A market quoted in another asset than the venue's default keeps its direction
+    (Upbit's BTC-XTZ is XTZ quoted in BTC, journaled XTZ-BTC)."""
+    import logging as logging_
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from journal import Reader
+    from journal._feed_metrics import FeedMetricsWriter
+    from journal.collect._stream import Stream
+    from journal.collector import BookPublisher
+
+    path = Path("/dev/shm") / f"collect-names-{uuid.uuid4().hex[:8]}"
+    spec = VENUES[venue]
+    spelled = spec.venue_symbol(symbol)
+    try:
+        publisher = BookPublisher(path)
+        metrics = FeedMetricsWriter(path, venue=venue, symbols=[symbol])
+        stream = Stream(
+            venue,
+            symbol,
+            spelled,
+            spec.builder(symbol, 10),
+            publisher,
+            metrics.stream(symbol),
+            RateLimitedLog(logging_.getLogger("test")),
+        )
+        if venue == "binance":
+            stream.builder.on_snapshot(
+                {"lastUpdateId": 1, "bids": [["1", "1"]], "asks": [["2", "1"]]}, 1
+            )
+            message = {
+                "e": "depthUpdate",
+                "E": 5,
+                "s": spelled,
+                "U": 2,
+                "u": 2,
+                "b": [["1.5", "1"]],
+                "a": [],
+            }
+        else:
+            unit = {"ask_price": 2.0, "bid_price": 1.0, "ask_size": 1.0, "bid_size": 1.0}
+            message = {
+                "type": "orderbook",
+                "code": spelled,
+                "timestamp": 5,
+                "orderbook_units": [unit],
+            }
+        stream.on_book(message, 10)
+        publisher.close()
+        metrics.close()
+        with Reader(path, metrics=False) as reader:
+            [book] = list(reader.available())
+        assert (book.exchange_name, book.symbol) == (venue, symbol)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -115,7 +115,9 @@ class Stream:
                 publish(
                     {
                         "exchangename": top.exchange,
-                        "symbol": top.symbol,
+                        # The venue's spelling, which the publisher reads unambiguously
+                        # (Upbit's BTC-XTZ is XTZ quoted in BTC; XTZ-BTC would not be).
+                        "symbol": self.venue_symbol,
                         "timestamp": top.timestamp_ms,
                         "sequence": top.sequence,
                         "bids": top.bids,
