@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_radar.py
 	$(BIN)/python benchmarks/bench_archive.py
 	$(BIN)/python benchmarks/bench_collector.py
+	$(BIN)/python benchmarks/bench_feeds.py
 
 # libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
 fuzz: $(STAMP)
