@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import random
 import re
 import time
@@ -47,6 +48,8 @@ from tests.fake_exchanges._captures import binance_captures
 from tests.fake_exchanges._server import Connection, Event, FakeExchange, RestCall
 
 SPOT_LIMITS = range(1, 5001)
+IN_FLIGHT_S = 0.1
+"""A request this soon after a 429/418 answer was sent before the client read it."""
 FUTURES_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _ID = re.compile(r"[A-Za-z0-9]{1,36}")
 
@@ -112,9 +115,8 @@ class BinanceMarket:
         if stale_by and self.history:
             last, book = self.history[max(0, len(self.history) - stale_by)]
         body: dict[str, Any] = {"lastUpdateId": last}
-        if self.futures:
-            now = int(time.time() * 1000)
-            body |= {"E": now, "T": now - 1}
+        if self.futures:  # the market's clock: the time of its last update
+            body |= {"E": self.last_event_ms, "T": self.last_event_ms - 1}
         body["bids"] = [[p, q] for p, q in book.top("bids", limit)]
         body["asks"] = [[p, q] for p, q in book.top("asks", limit)]
         return body
@@ -170,8 +172,11 @@ class FakeBinance(FakeExchange):
         ping_interval_s: float | None = None,
         pong_timeout_s: float | None = None,
         incoming_per_s: int | None = None,
+        warmup: int = 0,
         **options: Any,
     ) -> None:
+        """``warmup``: updates each market makes before anyone connects (so that a
+        snapshot ``stale_by`` that many is older than any client's stream)."""
         super().__init__(**options)
         self.futures = futures
         self.venue = "binance-futures" if futures else "binance"
@@ -182,6 +187,10 @@ class FakeBinance(FakeExchange):
         self.incoming_per_s = incoming_per_s or (10 if futures else 5)
         self.depth_path = "/fapi/v1/depth" if futures else "/api/v3/depth"
         self.banned_until = 0.0  # monotonic; a request before it breaks Retry-After
+        self.limited_at = 0.0  # monotonic time of the last 429/418 answer
+        for market in self.markets.values():
+            for _ in range(warmup):
+                market.next_diff(max(1, int(self.tick_s * 1000)))
 
     # -- routes ------------------------------------------------------------------------
 
@@ -401,6 +410,7 @@ class FakeBinance(FakeExchange):
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
             self.banned_until = max(self.banned_until, now + retry_after)
+            self.limited_at = now
         text = json.dumps(body, separators=(",", ":"))
         with self.lock:
             self.rest.append(
@@ -414,17 +424,21 @@ class FakeBinance(FakeExchange):
     def depth_answer(
         self, query: dict[str, str], number: int, now: float
     ) -> tuple[int, int | None, Any]:
-        if now < self.banned_until:
-            self.violation(
-                f"snapshot request {number} came {self.banned_until - now:.3f} s before the "
-                "Retry-After of the last 429/418 ran out: banned (418)"
-            )
-            return 418, 2, {"code": -1003, "msg": "Way too many requests; IP banned."}
         for fault in self.rest_faults:
             if fault.first <= number < fault.first + fault.count and fault.status != 200:
                 message = {429: "Too many requests.", 418: "Way too many requests; IP banned."}
                 body = {"code": -1003, "msg": message.get(fault.status, "Internal error.")}
                 return fault.status, fault.retry_after, body
+        if now < self.banned_until:
+            remaining = max(1, math.ceil(self.banned_until - now))
+            if now - self.limited_at < IN_FLIGHT_S:
+                # Sent before the client could have read the 429/418: still limited.
+                return 429, remaining, {"code": -1003, "msg": "Too many requests."}
+            self.violation(
+                f"snapshot request {number} came {self.banned_until - now:.3f} s before the "
+                "Retry-After of the last 429/418 ran out: banned (418)"
+            )
+            return 418, remaining + 1, {"code": -1003, "msg": "Way too many requests; IP banned."}
         symbol = query.get("symbol", "")
         if not symbol:
             return 400, None, {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent."}

@@ -374,6 +374,9 @@ def check(
         else:
             candidates = by_symbol[book.symbol]
         equal = [s for s in candidates if s.bids == book.bids and s.asks == book.asks]
+        # Equal books at one id (a Binance snapshot and the diff that ends at its id):
+        # the one whose message carries the book's timestamp, if there is one.
+        equal.sort(key=lambda s: book.timestamp not in s.timestamps)
         if not equal:
             nearest = candidates[0] if by_id else None
             detail = (
