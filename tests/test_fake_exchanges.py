@@ -162,20 +162,22 @@ def test_binance_rest_errors_and_retry_after(started: Callable[[FakeExchange], A
     async def client() -> list[tuple[int, str | None, Any]]:
         answers = []
         async with aiohttp.ClientSession() as session:
-            for query in (
-                {"symbol": "NKNUSDT"},  # 429 Retry-After: 1
-                {"symbol": "NKNUSDT"},  # at once: inside Retry-After, so banned: 418
-                {"symbol": "NOPE"},
+            for pause, query in (
+                (0.0, {"symbol": "NKNUSDT"}),  # 429 Retry-After: 1
+                (0.0, {"symbol": "NKNUSDT"}),  # as if sent before the 429 was read: 429
+                (0.2, {"symbol": "NKNUSDT"}),  # a client that did not wait: banned, 418
+                (0.0, {"symbol": "NOPE"}),  # still banned
             ):
+                await asyncio.sleep(pause)  # the client's own (wrong) retry timing
                 async with session.get(f"{fake.rest_url}/api/v3/depth", params=query) as r:
                     answers.append((r.status, r.headers.get("Retry-After"), await r.json()))
         return answers
 
     answers = run(client())
-    assert answers[0][:2] == (429, "1")
-    assert answers[1][0] == 418 and answers[1][1] is not None
-    assert fake.snapshot().violations and "Retry-After" in fake.snapshot().violations[0]
-    assert answers[2][0] == 418  # still banned: the ban's Retry-After had not run out
+    assert [status for status, _, _ in answers] == [429, 429, 418, 418]
+    assert all(retry_after is not None for _, retry_after, _ in answers)
+    violations = fake.snapshot().violations
+    assert len(violations) == 2 and "Retry-After" in violations[0]
 
     fake2: FakeBinance = started(FakeBinance())
 
