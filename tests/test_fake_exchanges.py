@@ -166,7 +166,7 @@ def test_binance_rest_errors_and_retry_after(started: Callable[[FakeExchange], A
                 (0.0, {"symbol": "NKNUSDT"}),  # 429 Retry-After: 1
                 (0.0, {"symbol": "NKNUSDT"}),  # as if sent before the 429 was read: 429
                 (0.2, {"symbol": "NKNUSDT"}),  # a client that did not wait: banned, 418
-                (0.0, {"symbol": "NOPE"}),  # still banned
+                (0.2, {"symbol": "NOPE"}),  # still inside the ban: banned again
             ):
                 await asyncio.sleep(pause)  # the client's own (wrong) retry timing
                 async with session.get(f"{fake.rest_url}/api/v3/depth", params=query) as r:
