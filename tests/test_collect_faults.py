@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from journal._feed_metrics import FeedCounter
-from tests.fake_exchanges import FakeBinance, Fault, FaultKind, RestFault
+from tests.fake_exchanges import FakeBinance, Fault, FaultKind, RestFault, binance_synthetic
 from tests.fake_exchanges.collect import (
     Collect,
     CollectRun,
@@ -180,6 +181,26 @@ def test_a_duplicate_is_not_a_gap(venues: Venues, collect: Collect) -> None:
     counts = figures(run, "binance", "NKN-USDT")
     assert counts["gaps"] == counts["resyncs"] == counts["reconnects"] == 0, counts
     assert len(fake.snapshot().connections) == 1
+
+
+def test_a_crossed_book_is_not_journaled_and_is_resynced(venues: Venues, collect: Collect) -> None:
+    """A diff that puts a bid at the best ask (taken back by the next): no venue shows a
+    crossed book, so the book is dropped, counted as crossed and fetched again."""
+    market = binance_synthetic("BTCUSDT", Decimal("100000"), Decimal("0.01"), False)
+    fake = venues(FakeBinance([market], tick_s=TICK_S, faults=[Fault(FaultKind.CROSS, after=40)]))
+    run = collect(["binance:BTCUSDT"], {"binance": fake})
+    run.wait_counter("binance", "BTC-USDT", FeedCounter.CROSSED)
+    run.wait_counter("binance", "BTC-USDT", FeedCounter.RESYNCS)
+    more_books(run, "binance", "BTC-USDT")
+    run.stop()
+    run.verify("binance", fake, {"BTCUSDT": "BTC-USDT"})
+    for book in run.books("binance"):
+        assert book.bids[0][0] < book.asks[0][0], book
+    record = fake.snapshot()
+    crossing = next(s for s in record.connections[0].data() if '"1.0000"' in str(s.raw))
+    assert any(call.ns > crossing.ns for call in record.rest), "a snapshot after the crossing"
+    counts = figures(run, "binance", "BTC-USDT")
+    assert counts["crossed"] >= 1 and counts["resyncs"] >= 1 and counts["reconnects"] == 0
 
 
 @pytest.mark.parametrize("kind", [FaultKind.MALFORMED, FaultKind.UNKNOWN])

@@ -11,13 +11,21 @@ Bithumb's are whole books, so a reconnect is the only resync they need. All slow
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from journal._feed_metrics import FeedCounter
-from tests.fake_exchanges import FakeBithumb, FakeBybit, FakeUpbit, Fault, FaultKind
+from tests.fake_exchanges import (
+    FakeBithumb,
+    FakeBybit,
+    FakeUpbit,
+    Fault,
+    FaultKind,
+    bybit_synthetic,
+)
 from tests.fake_exchanges.collect import (
     Collect,
     CollectRun,
@@ -145,6 +153,26 @@ def test_bybit_bad_messages_are_passed_over(venues: Venues, collect: Collect, fa
     for symbol in BYBIT.values():
         counts = figures(run, venue, symbol)
         assert counts["gaps"] == counts["reconnects"] == 0, counts
+
+
+def test_bybit_spot_takes_at_most_ten_topics_a_request(venues: Venues, collect: Collect) -> None:
+    """Twelve spot symbols: Bybit spot takes up to 10 args per subscribe request (the
+    fake refuses more and records it); all twelve books come, on one connection."""
+    bases = ["BTC", "ETH", "XRP", "SOL", "DOGE", "ADA", "TRX", "LINK", "DOT", "LTC", "BCH", "AVAX"]
+    markets = [
+        bybit_synthetic(f"{base}USDT", Decimal(100 + 10 * n), Decimal("0.01"), seed=n + 1)
+        for n, base in enumerate(bases)
+    ]
+    fake = venues(FakeBybit(markets, category="spot", tick_s=0.05))
+    symbols = {f"{base}USDT": f"{base}-USDT" for base in bases}
+    run = collect([f"bybit:{s}" for s in symbols], {"bybit": fake})
+    for symbol in symbols.values():
+        run.wait_books("bybit", 10, symbol)
+    run.stop()
+    run.verify("bybit", fake, symbols)  # no violation: no request of more than 10
+    record = fake.snapshot()
+    assert len(record.connections) == 1
+    assert record.counters["subscribe_requests"] >= 2
 
 
 def test_bybit_refused_subscription_is_retried(venues: Venues, collect: Collect) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import aiohttp
@@ -506,3 +508,68 @@ def test_synthetic_markets_never_cross() -> None:
     for _ in range(3000):
         market.next_diff(100)
         assert not market.book.crossed()
+
+
+# -- the reference has teeth -----------------------------------------------------------------
+
+
+def test_the_check_catches_books_published_across_a_gap(
+    started: Callable[[FakeExchange], Any],
+) -> None:
+    """A client that applies every diff, gap or not, journals books at update ids no
+    documented rebuild reaches; one that stops at the gap passes."""
+    fault = Fault(FaultKind.GAP, after=30)
+    fake: FakeBinance = started(FakeBinance(tick_s=0.002, faults=[fault]))
+
+    async def client() -> tuple[list[Any], dict[str, Any]]:
+        async with connect(f"{fake.ws_url}/ws/nknusdt@depth@100ms") as (session, ws):
+            first = await frames(ws, 5)
+            params = {"symbol": "NKNUSDT", "limit": "1000"}
+            async with session.get(f"{fake.rest_url}/api/v3/depth", params=params) as r:
+                snapshot = await r.json()
+            return first + await frames(ws, 60), snapshot
+
+    diffs, snapshot = run(client())
+    book = {
+        "bids": {Decimal(p): q for p, q in snapshot["bids"]},
+        "asks": {Decimal(p): q for p, q in snapshot["asks"]},
+    }
+    naive, honest, last, gapped = [], [], snapshot["lastUpdateId"], False
+    for diff in diffs:
+        if diff["u"] <= last:
+            continue
+        gapped = gapped or diff["U"] > last + 1
+        for side, key in (("bids", "b"), ("asks", "a")):
+            for price, quantity in diff[key]:
+                if Decimal(quantity) == 0:
+                    book[side].pop(Decimal(price), None)
+                else:
+                    book[side][Decimal(price)] = quantity
+        last = diff["u"]
+        bids = sorted(book["bids"], reverse=True)[:10]
+        asks = sorted(book["asks"])[:10]
+        journaled = reference.JournalBook(
+            "binance",
+            "NKN-USDT",
+            diff["E"],
+            diff["u"],
+            0,
+            tuple((float(p), float(book["bids"][p])) for p in bids),
+            tuple((float(p), float(book["asks"][p])) for p in asks),
+        )
+        naive.append(journaled)
+        if not gapped:
+            honest.append(journaled)
+    states = reference.rebuild(fake.snapshot(), 10)
+    symbols = {"NKNUSDT": "NKN-USDT"}
+    assert gapped and honest and len(naive) > len(honest)
+    assert reference.check(honest, states, symbols, by_id=True).problems == []
+    problems = reference.check(naive, states, symbols, by_id=True).problems
+    assert len(problems) == len(naive) - len(honest)
+    assert all("published while unsynced" in problem for problem in problems)
+    shuffled = [honest[1], honest[0], *honest[2:]]  # out of order
+    assert reference.check(shuffled, states, symbols, by_id=True).problems
+    wrong = [honest[0], dataclasses.replace(honest[1], bids=honest[0].asks)]
+    assert (
+        "equals no rebuilt book" in reference.check(wrong, states, symbols, by_id=True).problems[0]
+    )

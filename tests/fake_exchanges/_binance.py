@@ -79,6 +79,8 @@ class BinanceMarket:
         self.wall_clock = wall_clock
         self.running = False
         self.history: deque[tuple[int, LevelBook]] = deque(maxlen=64)
+        self.cross_pending = False
+        self.crossing_bid: str | None = None  # the price to take back next
 
     def next_diff(self, tick_ms: int) -> dict[str, Any]:
         """The next diff event, applied to the book."""
@@ -89,6 +91,13 @@ class BinanceMarket:
             if self.flow is None:  # its prices: the book's now, never crossed
                 self.flow = SyntheticFlow(self.book, self.rng)
             changes = self.flow.step()
+            if self.cross_pending:  # a bid at the best ask: crossed
+                self.cross_pending = False
+                self.crossing_bid = self.book.top("asks", 1)[0][0]
+                changes = [("bids", self.crossing_bid, "1.0000")]
+            elif self.crossing_bid is not None:  # taken back at once
+                changes = [("bids", self.crossing_bid, "0")]
+                self.crossing_bid = None
             first = self.last_update_id + 1 + (self.rng.randint(0, 5) if self.futures else 0)
             final = first + self.rng.randint(0, 3)
             event_ms = int(time.time() * 1000) if self.wall_clock else self.last_event_ms + tick_ms
@@ -389,6 +398,11 @@ class FakeBinance(FakeExchange):
                 if self.keep_truth:
                     self.remember(symbol, event.version, *_floats(market.book))
         return events
+
+    def cross(self, symbol: str) -> None:
+        market = self.markets[symbol]
+        assert not market.recorded, "a crossing update goes after the recorded diffs"
+        market.cross_pending = True
 
     def malformed(self, event: Event) -> str:
         return '{"stream":"' + event.symbol.lower() + '@depth@100ms","data":{"e":"depthUpdate","E":'

@@ -48,6 +48,9 @@ class FaultKind(enum.StrEnum):
     """A well-formed message of a type the collector cannot know, before the next data."""
     RESTART = "restart"
     """Bybit: the service restarts; a snapshot with u=1 comes, and u counts on from it."""
+    CROSS = "cross"
+    """Binance: the market's next update crosses the book (a bid at the best ask),
+    the one after takes it back; a client must not publish it, count it, resync."""
     REFUSE = "refuse"
     """The subscription is refused (``mode``: "error" reply, "close", or "handshake")."""
 
@@ -304,6 +307,8 @@ class Connection:
                     await self.send(self.fake.unknown(event), "fault")
                 elif kind is FaultKind.RESTART:
                     self.fake.restart(event.symbol)
+                elif kind is FaultKind.CROSS:
+                    self.fake.cross(event.symbol)
             if self.stalled:
                 continue
             if repeat == 0:
@@ -634,4 +639,7 @@ class FakeExchange:
         return {"e": "mysteryEvent", "E": int(time.time() * 1000)}
 
     def restart(self, symbol: str) -> None:
+        return None
+
+    def cross(self, symbol: str) -> None:
         return None

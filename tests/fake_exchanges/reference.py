@@ -159,8 +159,9 @@ def _binance(record: Any, depth: int, futures: bool) -> list[BookState]:
                     depth,
                     futures,
                 )
-                if chain:  # the snapshot itself, once a diff showed it reaches the stream
-                    bids, asks = book.top(depth)
+                bids, asks = book.top(depth)
+                if chain and not _crossed(bids, asks):  # once a diff showed it reaches
+                    # the stream, the snapshot itself
                     stamps = frozenset({body["E"], body["T"]} if futures else ())
                     ids = frozenset({body["lastUpdateId"]})
                     version = chain[0].version - 1
