@@ -105,6 +105,21 @@ def test_books_equal_the_reference_rebuild_and_pings_are_answered(
         assert counts["books"] <= counts["messages"] <= sent <= counts["messages"] + 2
 
 
+def test_the_raw_stream_endpoint_works_too(venues: Venues, collect: Collect) -> None:
+    """A URL ending in /ws: raw payloads (no {"stream", "data"} wrapper), streams
+    subscribed by SUBSCRIBE."""
+    fake = venues(FakeBinance(tick_s=TICK_S))
+    run = collect([f"binance:{s}" for s in SPOT], {"binance": fake}, ws_paths={"binance": "/ws"})
+    for symbol in SPOT.values():
+        run.wait_books("binance", 50, symbol)
+    run.stop()
+    run.verify("binance", fake, SPOT)
+    connection = fake.snapshot().connections[0]
+    assert connection.path == "/ws" and sorted(connection.subscriptions) == sorted(
+        f"{s.lower()}@depth@100ms" for s in SPOT
+    )
+
+
 # -- the connection goes ----------------------------------------------------------------------
 
 

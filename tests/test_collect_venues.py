@@ -10,6 +10,7 @@ Bithumb's are whole books, so a reconnect is the only resync they need. All slow
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -266,6 +267,23 @@ def test_upbit_refusal_is_retried(venues: Venues, collect: Collect, mode: str) -
     run.stop()
     run.verify("upbit", fake, symbols)
     assert fake.snapshot().connections[0].refused
+
+
+def test_bithumb_refused_handshakes_are_retried_with_back_off(
+    venues: Venues, collect: Collect
+) -> None:
+    """HTTP 429 at three handshakes in a row (Bithumb: more than 10 connection requests
+    a second from one IP): the collector backs off, stays within the limit, connects."""
+    refusals = [Fault(FaultKind.REFUSE, connection=n, mode="handshake") for n in (1, 2, 3)]
+    fake, run, symbols = full_books(venues, collect, "bithumb", refusals)
+    for symbol in symbols.values():
+        run.wait_books("bithumb", 30, symbol)
+    run.stop()
+    run.verify("bithumb", fake, symbols)  # no violation: never over 10 connects a second
+    attempts = fake.snapshot().connections
+    assert [a.refused for a in attempts[:4]] == [True, True, True, False]
+    waits = [b.opened_ns - a.opened_ns for a, b in itertools.pairwise(attempts[:4])]
+    assert all(wait > 0.04e9 for wait in waits), f"back-off between attempts: {waits}"
 
 
 # -- heartbeats --------------------------------------------------------------------------------

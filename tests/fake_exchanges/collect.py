@@ -48,14 +48,18 @@ class CollectRun:
         *,
         depth: int = 10,
         options: Sequence[str] = (),
+        ws_paths: dict[str, str] | None = None,
     ) -> None:
+        """``ws_paths``: a path to give a venue's websocket URL (Binance "/ws": the
+        raw endpoint); without one the collector appends the documented path."""
         self.root = directory / "books"
         self.depth = depth
         self.stderr_path = directory / f"collect-{uuid.uuid4().hex[:8]}.stderr"
         command = [str(JOURNAL), "collect", *targets, "--journal-root", str(self.root)]
         command += ["--depth", str(depth)]
         for venue, fake in fakes.items():
-            command += ["--ws-url", f"{venue}={fake.ws_url}"]
+            path = (ws_paths or {}).get(venue, "")
+            command += ["--ws-url", f"{venue}={fake.ws_url}{path}"]
             if venue in REST_VENUES:
                 command += ["--rest-url", f"{venue}={fake.rest_url}"]
         command += list(options)
