@@ -367,3 +367,18 @@ def test_futures_books_chain_by_pu_and_a_gap_resyncs(venues: Venues, collect: Co
     assert figures(run, "binance-futures", "CTK-USDT")["gaps"] == 0
     subscribed = json.dumps(record.connections[0].subscriptions)
     assert "sushiusdt@depth" in subscribed
+
+
+def test_futures_duplicate_is_not_a_gap(venues: Venues, collect: Collect) -> None:
+    """A replayed diff's pu is not the book's u, but its u is at the book's id: a
+    replay, ignored, not a gap (issue #12: "a replayed u at or below the book's id is
+    not a gap")."""
+    fault = Fault(FaultKind.DUPLICATE, after=60, symbol="SUSHIUSDT")
+    fake = venues(FakeBinance(futures=True, tick_s=TICK_S, faults=[fault]))
+    run = collect([f"binance-futures:{s}" for s in FUTURES], {"binance-futures": fake})
+    fake.wait_until(lambda f: f.counters["fault_duplicate"] == 1, "the duplicate sent")
+    more_books(run, "binance-futures", "SUSHI-USDT")
+    run.stop()
+    run.verify("binance-futures", fake, FUTURES)
+    counts = figures(run, "binance-futures", "SUSHI-USDT")
+    assert counts["gaps"] == counts["resyncs"] == counts["reconnects"] == 0, counts
