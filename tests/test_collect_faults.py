@@ -12,6 +12,7 @@ happened. Each test runs the real command for a few seconds: all are slow.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -91,9 +92,11 @@ def test_books_equal_the_reference_rebuild_and_pings_are_answered(
     run.wait_books("binance", 100, "NKN-USDT")
     run.wait_books("binance", 100, "LRC-BTC")
     fake.wait_until(lambda f: f.counters["pongs_matched"] >= 2, "two pongs")
-    run.stop()
+    stderr = run.stop()
     verdict = run.verify("binance", fake, SPOT)
     assert verdict.matched == len(run.books("binance"))
+    summary = re.search(r"binance: (\d+) books journaled .*\(sealed\)", stderr)
+    assert summary and int(summary[1]) == verdict.matched, stderr
     record = fake.snapshot()
     assert len(record.connections) == 1, "both symbols on one connection"
     for venue_symbol, symbol in SPOT.items():
