@@ -279,15 +279,7 @@ def test_a_rate_limited_snapshot_waits_for_retry_after(
     "answers",
     [
         ((418, 2), (429, 1)),
-        pytest.param(
-            ((429, 1), (418, 2)),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="collector bug (reported, issue #12): a 418's Retry-After read while a "
-                "429's shorter one holds does not extend the hold; the next request comes "
-                "inside the ban, every retry is banned again and the books never sync",
-            ),
-        ),
+        ((429, 1), (418, 2)),
     ],
 )
 def test_the_longest_retry_after_holds(

@@ -61,8 +61,9 @@ class RestGate:
     async def get_json(self, url: str) -> Any:
         """GET ``url`` and decode its JSON body; RateLimitedError, RestError otherwise."""
         async with self._slots:
-            wait = self.not_before - time.monotonic()
-            if wait > 0:
+            # Again after every sleep: another request's answer may have moved the
+            # hold further (a 418 ban arriving while we waited out a 429).
+            while (wait := self.not_before - time.monotonic()) > 0:
                 await asyncio.sleep(wait)
             try:
                 timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
