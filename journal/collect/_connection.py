@@ -243,7 +243,8 @@ class Connection:
                 self._on_subscribed()
         elif kind is Kind.REFUSED:
             if not self._subscribed:
-                self._refusal = str(payload)
+                self._refusal = str(payload)  # the read loop gives the connection up
+                self._count_error()
             else:
                 self._error("refused", f"{self.label}: the venue says: {payload}")
         elif kind is Kind.OTHER:
@@ -263,10 +264,14 @@ class Connection:
         )
 
     def _error(self, what: str, text: str) -> None:
+        self._count_error()
+        self.lines.log((self.label, what), logging.WARNING, text)
+
+    def _count_error(self) -> None:
+        """Counted once, on the connection's first stream: not any stream's fault."""
         for stream in self.streams.values():
             stream.metrics.add(FeedCounter.ERRORS)
-            break  # counted once, on the connection's first stream
-        self.lines.log((self.label, what), logging.WARNING, text)
+            break
 
     # -- resyncs ---------------------------------------------------------------------------
 
