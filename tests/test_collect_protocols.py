@@ -28,6 +28,12 @@ def test_binance_names_its_streams_in_the_url_and_subscribes_them():
     futures = protocol.stream_url("wss://fstream.binance.com/public", ["BTCUSDT"])
     assert futures == "wss://fstream.binance.com/public/stream?streams=btcusdt@depth@100ms"
     assert protocol.stream_url("ws://127.0.0.1:9/ws", ["BTCUSDT"]) == "ws://127.0.0.1:9/ws"
+    # A gateway that answers 404: the raw endpoint, then (one symbol) the single stream.
+    raw = protocol.alternative_url(url, ["BTCUSDT", "ETHUSDT"])
+    assert raw == "wss://stream.binance.com:9443/ws"
+    assert protocol.alternative_url(raw, ["BTCUSDT", "ETHUSDT"]) is None
+    single = protocol.alternative_url("ws://h:1/stream?streams=btcusdt@depth@100ms", ["BTCUSDT"])
+    assert protocol.alternative_url(single or "", ["BTCUSDT"]) == "ws://h:1/ws/btcusdt@depth@100ms"
     [(request_id, text)] = protocol.subscribe(["BTCUSDT"], 10)
     assert orjson.loads(text) == {
         "method": "SUBSCRIBE",

@@ -9,10 +9,14 @@ REST depth snapshots to sync (journal.feeds._binance has the sync rules).
 
 The streams are named in the URL and subscribed again by SUBSCRIBE: the reply is the
 proof that the venue took them (a URL's streams are not acknowledged), and a gateway
-that only implements one of the two still serves them. A base URL ending in ``/ws``
-is the raw endpoint: events come unwrapped (``{"e": "depthUpdate", ...}``) and only
-SUBSCRIBE names them. Binance pings with websocket ping frames (every 20 s on spot,
-3 min on futures); the transport answers them, no application ping is needed.
+that only implements one of the two still serves them (a stream subscribed twice is
+sent once by Binance; sent twice, the copy is a stale diff to the builder). A base
+URL ending in ``/ws`` is the raw endpoint: events come unwrapped (``{"e":
+"depthUpdate", ...}``) and only SUBSCRIBE names them; a gateway that answers 404 to
+``/stream`` is tried at ``/ws``, then (one symbol) at ``/ws/<stream>``.
+
+Binance pings with websocket ping frames (every 20 s on spot, 3 min on futures);
+the transport answers them, no application ping is needed.
 USDⓈ-M futures route high-frequency streams such as depth under ``/public``.
 """
 
@@ -51,6 +55,20 @@ class BinanceProtocol(Protocol):
             path += "/stream"
         query = "streams=" + "/".join(self.stream_name(symbol) for symbol in symbols)
         return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+    def alternative_url(self, failed: str, symbols: Sequence[str]) -> str | None:
+        """Binance documents three forms; a gateway may serve only one. After the
+        combined ``/stream?streams=`` comes the raw ``/ws`` (streams named by SUBSCRIBE
+        alone), then for a single stream ``/ws/<stream>``."""
+        parts = urlsplit(failed)
+        path = parts.path.rstrip("/")
+        if path.endswith("/stream"):
+            raw = path[: -len("/stream")] + "/ws"
+            return urlunsplit((parts.scheme, parts.netloc, raw, "", ""))
+        if path.endswith("/ws") and len(symbols) == 1:
+            single = f"{path}/{self.stream_name(symbols[0])}"
+            return urlunsplit((parts.scheme, parts.netloc, single, "", ""))
+        return None
 
     def subscribe(self, symbols: Sequence[str], depth: int) -> list[tuple[int | None, str]]:
         request_id = self.next_id()

@@ -86,6 +86,7 @@ class Connection:
         self._pending: set[int] = set()
         self._subscribed = False
         self._refusal: str | None = None
+        self._url: str | None = None  # the endpoint form that works (None: the first)
         self._outbox: asyncio.Queue[str] = asyncio.Queue()  # what the sender sends next
 
     # -- the loop ----------------------------------------------------------------------
@@ -126,7 +127,9 @@ class Connection:
         """One connection, from connect to its failure (raised as ConnectionDead)."""
         self._set_states(FeedState.CONNECTING)
         symbols = list(self.streams)
-        url = self.protocol.stream_url(self.ws_url, symbols)
+        if self._url is None:
+            self._url = self.protocol.stream_url(self.ws_url, symbols)
+        url = self._url
         try:
             ws = await asyncio.wait_for(
                 self.session.ws_connect(
@@ -139,6 +142,10 @@ class Connection:
                 f"no connection to {url} within {self.venue.connect_timeout_s:g} s"
             ) from None
         except aiohttp.WSServerHandshakeError as error:
+            if error.status == 404:
+                self._url = self.protocol.alternative_url(url, symbols) or url
+                if self._url != url:
+                    raise ConnectionDead(f"{url}: HTTP 404; next, {self._url}") from None
             raise ConnectionDead(f"{url} refused the websocket: HTTP {error.status}") from None
         except (aiohttp.ClientError, OSError) as error:
             raise ConnectionDead(f"cannot connect to {url}: {error}") from None

@@ -52,6 +52,11 @@ class Protocol(ABC):
         """The websocket URL for ``symbols`` (venue spelling), from the service's base
         (``wss://stream.binance.com:9443`` or a test's ``ws://127.0.0.1:PORT``)."""
 
+    def alternative_url(self, failed: str, symbols: Sequence[str]) -> str | None:
+        """Another documented endpoint to try after ``failed`` was answered 404 (a
+        gateway that serves only one of the venue's forms); None: there is none."""
+        return None
+
     @abstractmethod
     def subscribe(self, symbols: Sequence[str], depth: int) -> list[tuple[int | None, str]]:
         """The messages to send once connected: ``(request id or None, text)``."""
