@@ -109,7 +109,8 @@ def test_urls_given_replace_the_venues_and_the_options_win_over_the_file(tmp_pat
         ([], "nothing to collect"),
         (["binance:BTCUSDT", "--silence-limit", "binance=0.5"], "1 or more"),
         (["binance:BTCUSDT", "--silence-limit", "binance"], "VENUE=SECONDS"),
-        (["binance:BTCUSDT", "--silence-limit", "upbit=5"], "no symbol to collect"),
+        (["binance:BTCUSDT", "--silence-limit", "upbit=5"], "silence limit is given for upbit"),
+        (["binance:BTCUSDT", "--ws-url", "upbit=ws://h:1"], "ws_url is given for upbit"),
     ],
 )
 def test_usage_errors_exit_2_with_what_is_wrong(arguments, says, root, capsys):
@@ -134,6 +135,11 @@ def test_no_journal_root_is_a_usage_error(capsys):
         ("[venues.krak]\nsymbols = ['BTCUSD']\n", "venue 'krak'"),
         ("[venues.binance\n", "not valid TOML"),
         ("depth = 'ten'\n[venues.binance]\nsymbols = ['BTCUSDT']\n", "depth 'ten'"),
+        ("[venues.binance]\nsymbols = ['BTCUSDT']\nsilence_s = true\n", "silence_s"),
+        (
+            "[venues.bybit]\nsymbols = ['BTCUSDT']\nrest_url = 'http://h:1'\n",
+            "rest_url is given for bybit",
+        ),
     ],
 )
 def test_config_mistakes_name_the_file_and_key(text, says, tmp_path, root, capsys):
@@ -142,7 +148,29 @@ def test_config_mistakes_name_the_file_and_key(text, says, tmp_path, root, capsy
     status = main(["collect", "--config", str(config), "--journal-root", str(root)])
     error = capsys.readouterr().err
     assert status == 2 and says in error, error
-    assert str(config) in error or "depth" in says
+    assert str(config) in error or "depth" in says or "given for" in says
+
+
+def test_a_journal_root_that_is_not_a_path_is_a_usage_error(tmp_path, capsys):
+    config = tmp_path / "collect.toml"
+    config.write_text("journal_root = 5\n[venues.binance]\nsymbols = ['BTCUSDT']\n")
+    assert main(["collect", "--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "journal_root 5" in error and "Traceback" not in error
+
+
+def test_a_websocket_elsewhere_without_its_rest_is_warned_about(root, capsys):
+    from journal.collect._config import build_plan as plan_of
+
+    plan = plan_of(
+        ["binance:BTCUSDT", "upbit:BTC"],
+        config=None,
+        journal_root=root,
+        depth=None,
+        ws_urls=["binance=ws://127.0.0.1:9", "upbit=ws://127.0.0.1:9"],
+    )
+    [warning] = plan.warnings
+    assert "binance" in warning and "https://api.binance.com" in warning and "--rest-url" in warning
 
 
 def test_a_missing_config_file_is_a_usage_error(tmp_path, capsys):

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 from tests.fake_exchanges import FakeBinance, FakeUpbit
 
 JOURNAL = str(REPO / ".venv" / "bin" / "journal")
-STATUS = re.compile(rb"  (binance|upbit) +(\w+) +(\d+)/(\d+) +live +\d+ books/s +last ")
+STATUS = re.compile(rb"  (binance|upbit) +(\w+) +(\d+)/(\d+) +\d+ books/s +last ")
 
 
 @pytest.mark.slow

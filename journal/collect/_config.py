@@ -45,6 +45,7 @@ class CollectPlan:
     root: Path
     depth: int
     venues: tuple[VenuePlan, ...]
+    warnings: tuple[str, ...] = ()  # said on stderr before collecting
 
 
 def venue_name(text: str, where: str) -> str:
@@ -101,7 +102,7 @@ def _urls(text: Sequence[str], option: str, schemes: tuple[str, ...]) -> dict[st
 def _seconds(value: object, where: str) -> float:
     """A silence limit: a number of seconds, at least one second."""
     try:
-        seconds = float(value)  # type: ignore[arg-type]
+        seconds = float("nan") if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         seconds = float("nan")
     if not seconds >= 1.0 or seconds == float("inf"):
@@ -179,18 +180,28 @@ def build_plan(
         silence[name] = _seconds(value, f"--silence-limit {item!r}")
     ws = file_urls["ws_url"] | _urls(ws_urls, "--ws-url", ("wss", "ws"))
     rest = file_urls["rest_url"] | _urls(rest_urls, "--rest-url", ("https", "http"))
-    for name in set(ws) | set(rest) | set(silence):
-        if name not in wanted:
-            raise ConfigError(f"an option is given for {name}, which has no symbol to collect")
+    for option, names in (("ws_url", ws), ("rest_url", rest), ("silence limit", silence)):
+        for name in names:
+            if name not in wanted:
+                raise ConfigError(f"a {option} is given for {name}, which has no symbol to collect")
     for name in rest:
         if VENUES[name].rest_url is None:
             raise ConfigError(
-                f"--rest-url {name}: {name} needs no REST snapshots "
+                f"a rest_url is given for {name}, which needs no REST snapshots "
                 "(its websocket sends whole books or snapshots)"
             )
+    warnings = tuple(
+        f"{name}: the websocket is {ws[name]} but the snapshots come from "
+        f"{VENUES[name].rest_url}: their update ids bridge only if both serve the same "
+        f"book (give --rest-url {name}=URL for a gateway or a fake)"
+        for name in ws
+        if VENUES[name].rest_url is not None and name not in rest
+    )
     root = journal_root if journal_root is not None else file.get("journal_root")
     if root is None:
         raise ConfigError("no journal root: give --journal-root DIR (or journal_root in --config)")
+    if not isinstance(root, str | Path) or not str(root):
+        raise ConfigError(f"{where}: journal_root {root!r}: expected a directory path string")
     levels = depth if depth is not None else file.get("depth", DEFAULT_DEPTH)
     if not isinstance(levels, int) or isinstance(levels, bool) or not 1 <= levels <= MAX_DEPTH:
         raise ConfigError(f"depth {levels!r}: give a whole number from 1 to {MAX_DEPTH}")
@@ -205,4 +216,4 @@ def build_plan(
         )
         for name, symbols in wanted.items()
     )
-    return CollectPlan(Path(root), levels, plans)
+    return CollectPlan(Path(root), levels, plans, warnings)

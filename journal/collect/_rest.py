@@ -1,5 +1,9 @@
 """REST requests that respect the venue's rate limits.
 
+Each request spends its documented weight from a bucket that refills at the venue's
+budget per minute (kept at 80% of Binance's: a whole connection of streams resyncing
+after a reconnect must queue, not collect a 429 and then a ban).
+
 Binance answers too many requests with 429 and, to a client that keeps going, 418 (an
 IP ban of minutes to days), both with ``Retry-After`` in seconds. Once either comes,
 no request of the venue goes out before that time has passed: one gate per venue,
@@ -18,6 +22,10 @@ import orjson
 
 DEFAULT_RETRY_AFTER_S: Final = 60.0
 """The wait after a 429/418 without a (readable) Retry-After."""
+MIN_RETRY_AFTER_S: Final = 1.0
+"""A Retry-After of 0 (or less than this) still waits this long: retried at once, a
+limited request is only limited again."""
+BUDGET_SHARE: Final = 0.8
 REQUEST_TIMEOUT_S: Final = 10.0
 
 
@@ -45,22 +53,48 @@ def retry_after(headers: Any) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         return DEFAULT_RETRY_AFTER_S
-    return seconds if seconds >= 0 else DEFAULT_RETRY_AFTER_S
+    if not seconds >= 0:  # negative or NaN
+        return DEFAULT_RETRY_AFTER_S
+    return max(seconds, MIN_RETRY_AFTER_S)
 
 
 class RestGate:
     """A venue's REST: at most ``concurrency`` requests at once, none while a rate
     limit the venue announced is running."""
 
-    def __init__(self, session: aiohttp.ClientSession, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        weight_per_minute: float,
+        concurrency: int = 2,
+    ) -> None:
         self.session = session
         self._slots = asyncio.Semaphore(concurrency)
+        self._capacity = weight_per_minute * BUDGET_SHARE
+        self._refill_per_s = self._capacity / 60.0
+        self._tokens = self._capacity
+        self._refilled = time.monotonic()
         self.not_before = 0.0  # time.monotonic() before which nothing is sent
         self.rate_limited = 0  # 429/418 answers seen
 
-    async def get_json(self, url: str) -> Any:
-        """GET ``url`` and decode its JSON body; RateLimitedError, RestError otherwise."""
+    async def _spend(self, weight: float) -> None:
+        """Wait until the bucket holds ``weight``, then take it."""
+        while True:
+            now = time.monotonic()
+            self._tokens = min(
+                self._capacity, self._tokens + (now - self._refilled) * self._refill_per_s
+            )
+            self._refilled = now
+            if self._tokens >= weight:
+                self._tokens -= weight
+                return
+            await asyncio.sleep((weight - self._tokens) / self._refill_per_s)
+
+    async def get_json(self, url: str, weight: float) -> Any:
+        """GET ``url`` (``weight`` of the venue's budget per minute) and decode its JSON
+        body; RateLimitedError, RestError otherwise."""
         async with self._slots:
+            await self._spend(weight)
             # Again after every sleep: another request's answer may have moved the
             # hold further (a 418 ban arriving while we waited out a 429).
             while (wait := self.not_before - time.monotonic()) > 0:

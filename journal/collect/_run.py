@@ -4,7 +4,8 @@ Startup refuses what cannot work before anything connects (a bad VENUE:SYMBOL, a
 unknown key in the config, a journal another writer holds: exit 2). Then every venue
 runs in its own task until ``--duration`` passes or SIGINT/SIGTERM arrives; stopping
 closes the connections, seals each journal (its last segment goes to the compactor)
-and prints what each venue did. A second signal stops at once, without the summary.
+and prints what each venue did. A second signal stops without waiting for the venues
+to close their connections; the journals are sealed all the same.
 """
 
 from __future__ import annotations
@@ -105,11 +106,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"journal collect: {error}", file=sys.stderr)
         return 2
+    for warning in plan.warnings:
+        print(f"journal collect: warning: {warning}", file=sys.stderr)
     return collect(plan, args.duration)
 
 
 def collect(plan: CollectPlan, duration: float | None) -> int:
-    """Open every venue's journal, collect until stopped, seal; 0 when stopped as asked."""
+    """Open every venue's journal, collect until stopped, seal; 0 when stopped as asked,
+    1 if a journal could not be sealed."""
     lines = RateLimitedLog(log)
     collectors: list[VenueCollector] = []
     try:
@@ -123,57 +127,77 @@ def collect(plan: CollectPlan, duration: float | None) -> int:
         print(f"journal collect: {where}{text}", file=sys.stderr)
         return 2
     board = StatusBoard(collectors)
-    log.addHandler(board)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    # Every log line of the process (the publisher's refusals, asyncio's) goes through
+    # the board, so that none is drawn over by the live block.
+    root = logging.getLogger()
+    root.addHandler(board)
+    logging.getLogger("journal").setLevel(logging.INFO)
     try:
-        asyncio.run(_collect(collectors, board, duration))
+        return asyncio.run(_collect(collectors, board, lines, duration))
     finally:
-        board.finish()
-        lines.flush()
-        for collector in collectors:
-            collector.close()
-            log.info("%s", _summary(collector))
-        log.removeHandler(board)
-    return 0
+        for collector in collectors:  # an interrupt before the loop ran: seal anyway
+            if not collector.closed:
+                collector.close()
+        root.removeHandler(board)
 
 
 async def _collect(
-    collectors: list[VenueCollector], board: StatusBoard, duration: float | None
-) -> None:
+    collectors: list[VenueCollector],
+    board: StatusBoard,
+    lines: RateLimitedLog,
+    duration: float | None,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     tasks = [asyncio.create_task(collector.run(), name=collector.name) for collector in collectors]
     board_task = asyncio.create_task(board.run())
 
     def on_signal(number: int) -> None:
-        if stop.is_set():  # the second signal: no more waiting
+        if stop.is_set():  # again: no more waiting for the connections to close
             for task in tasks:
                 task.cancel()
             return
-        log.info("%s: stopping (again to stop at once)", signal.Signals(number).name)
+        log.info("%s: stopping (again to stop without waiting for the venues)", _name(number))
         stop.set()
 
+    # The handlers stay until every journal is sealed: a second signal cuts the wait
+    # for the network, never the seal.
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, on_signal, number)
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
-    finally:
+        stop.set()
         for task in [*tasks, board_task]:
             task.cancel()
         results = await asyncio.gather(*tasks, board_task, return_exceptions=True)
         for collector, result in zip(collectors, results, strict=False):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("%s: stopped by %r", collector.name, result)
+        board.finish()
+        lines.flush()
+        status = 0
+        for collector in collectors:
+            try:
+                collector.close()
+            except (JournalError, OSError) as error:
+                log.error("%s: the journal could not be sealed: %s", collector.name, error)
+                status = 1
+            log.info("%s", _summary(collector))
+        return status
+    finally:
         for number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(number)
+
+
+def _name(number: int) -> str:
+    return signal.Signals(number).name
 
 
 def _summary(collector: VenueCollector) -> str:
     stats = [stream.builder.stats for stream in collector.streams]
     published = collector.publisher.stats
-    reconnects = sum(max(0, c.connections - 1) for c in collector.connections)
+    reconnects = sum(connection.reconnects for connection in collector.connections)
     return (
         f"{collector.name}: {published.published} books journaled in {collector.publisher.path} "
         f"(sealed); {sum(s.messages for s in stats)} messages, {reconnects} reconnects, "

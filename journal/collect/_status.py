@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ class StatusBoard(logging.Handler):
         self._drawn = 0  # lines of the live block now on the screen
         self._states: dict[str, tuple[FeedState, int, int]] = {}
         self._books: dict[str, tuple[float, int]] = {}
+        self._lines: list[str] = []  # the live block, computed at each redraw
         self.setFormatter(logging.Formatter("%(asctime)s collect: %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -77,10 +79,17 @@ class StatusBoard(logging.Handler):
             now = time.monotonic()
             if self.live and now - last_draw >= REDRAW_S:
                 last_draw = now
+                self._lines = self._status_lines(now, time.time_ns())
                 self._erase()
                 self._draw()
                 self.out.flush()
             await asyncio.sleep(CHECK_S)
+
+    def _status_lines(self, now: float, now_ns: int) -> list[str]:
+        """One line per venue, books/s over the time since the last redraw, cut to the
+        terminal's width (a wrapped line would break the redraw in place)."""
+        width = shutil.get_terminal_size().columns - 1
+        return [self.status_line(collector, now, now_ns)[:width] for collector in self.collectors]
 
     def status_line(self, collector: VenueCollector, now: float, now_ns: int) -> str:
         worst, live, total = venue_state(collector)
@@ -90,24 +99,21 @@ class StatusBoard(logging.Handler):
         self._books[collector.name] = (now, books)
         last_ns = max(stream.last_ns for stream in collector.streams)
         age_s = (now_ns - last_ns) / 1e9 if last_ns else None
-        silence = collector.plan.venue.silence_s
-        age = "never" if age_s is None else f"{age_s:5.1f} s"
-        if age_s is not None and age_s > silence:
+        age = "never" if age_s is None else f"{age_s:.1f}s"
+        if age_s is not None and age_s > collector.plan.venue.silence_s:
             age += " STALE"
-        reconnects = sum(max(0, c.connections - 1) for c in collector.connections)
+        reconnects = sum(connection.reconnects for connection in collector.connections)
         gaps = sum(stream.builder.stats.gaps for stream in collector.streams)
         return (
-            f"  {collector.name:<16}{worst.name.lower():<12}{live:>3}/{total:<3} live "
-            f"{rate:>8.0f} books/s  last {age:<12} reconnects {reconnects:<4} gaps {gaps}"
+            f"  {collector.name:<15} {worst.name.lower():<9} {live:>2}/{total:<2} "
+            f"{rate:>5.0f} books/s  last {age:<8} reconn {reconnects:<2} gaps {gaps}"
         )
 
     def _draw(self) -> None:
-        if not self.live:
+        if not self.live or not self._lines:
             return
-        now, now_ns = time.monotonic(), time.time_ns()
-        lines = [self.status_line(collector, now, now_ns) for collector in self.collectors]
-        self.out.write("\n".join(lines) + "\n")
-        self._drawn = len(lines)
+        self.out.write("\n".join(self._lines) + "\n")
+        self._drawn = len(self._lines)
 
     def _erase(self) -> None:
         if self._drawn:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from journal._feed_metrics import FeedCounter, FeedState, StreamMetrics
+from journal.collect._backoff import Backoff
 from journal.collect._ratelog import RateLimitedLog
 from journal.collector import BookPublisher
 from journal.feeds import BookBuilder, FeedError
@@ -43,7 +44,10 @@ class Stream:
         "last_ns",
         "lines",
         "metrics",
+        "resync_attempts",
         "resync_sent_at",
+        "snapshot_at",
+        "snapshot_backoff",
         "snapshot_task",
         "state",
         "symbol",
@@ -70,7 +74,10 @@ class Stream:
         self._rare = 0  # gaps + resyncs + crossed + stale + snapshots, last copied
         self.state = FeedState.CONNECTING  # from the start: a collector is about to connect
         self.snapshot_task: asyncio.Task[None] | None = None
-        self.resync_sent_at = 0.0
+        self.resync_sent_at = -1e9  # time.monotonic() of the last resubscription
+        self.resync_attempts = 0  # resubscriptions since the book was last synced
+        self.snapshot_at = -1e9  # time.monotonic() of the last snapshot request
+        self.snapshot_backoff = Backoff(base_s=0.25, cap_s=30.0)
         self.last_ns = 0  # when the last message of the stream arrived
         metrics.set_state(FeedState.CONNECTING)
 
@@ -143,15 +150,16 @@ class Stream:
             synced = self.builder.synced
             if synced and self.state is FeedState.SYNCING:
                 self.set_state(FeedState.LIVE)
+                self.resync_attempts = 0
                 self.lines.log(
-                    (self.exchange, self.symbol, "sync"),
+                    (self.exchange, self.symbol, "live"),
                     logging.INFO,
                     f"{self.exchange} {self.symbol}: live (book synced)",
                 )
             elif not synced and self.state is FeedState.LIVE:
                 self.set_state(FeedState.SYNCING)
                 self.lines.log(
-                    (self.exchange, self.symbol, "sync"),
+                    (self.exchange, self.symbol, "dropped"),
                     logging.WARNING,
                     f"{self.exchange} {self.symbol}: book dropped (gaps {stats.gaps}, "
                     f"crossed {stats.crossed}): resyncing",
@@ -163,4 +171,5 @@ class Stream:
             self.snapshot_task.cancel()
             self.snapshot_task = None
         self.builder.reset()
-        self.resync_sent_at = 0.0
+        self.resync_sent_at = -1e9
+        self.resync_attempts = 0

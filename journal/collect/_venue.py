@@ -66,6 +66,7 @@ class VenueCollector:
             for symbol in plan.symbols
         ]
         self.connections: list[Connection] = []
+        self.closed = False
 
     @property
     def name(self) -> str:
@@ -76,7 +77,11 @@ class VenueCollector:
         plan, venue = self.plan, self.plan.venue
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=venue.connect_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            rest = RestGate(session) if plan.rest_url is not None else None
+            rest = (
+                RestGate(session, venue.rest_weight_per_minute)
+                if plan.rest_url is not None
+                else None
+            )
             size = venue.streams_per_connection
             groups = [self.streams[i : i + size] for i in range(0, len(self.streams), size)]
             self.connections = [
@@ -108,7 +113,11 @@ class VenueCollector:
             await asyncio.gather(*(connection.run() for connection in self.connections))
 
     def close(self) -> None:
-        """Seal the journal (the compactor takes the last segment) and close the metrics."""
+        """Seal the journal (the compactor takes the last segment) and close the metrics;
+        a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         for stream in self.streams:
             stream.set_state(FeedState.STOPPED)
         try:

@@ -49,6 +49,8 @@ class Venue:
     builder: BuilderFactory  # (journal symbol, depth) -> the stream's builder
     streams_per_connection: int
     silence_s: float
+    rest_weight_per_minute: float = 0.0  # the venue's documented REST budget
+    snapshot_weight: float = 0.0  # what one depth snapshot costs of it
     connect_timeout_s: float = 10.0
     subscribe_timeout_s: float = 10.0
 
@@ -75,6 +77,8 @@ VENUES: Final[Mapping[str, Venue]] = MappingProxyType(
                 lambda symbol, depth: BinanceSpotBook(symbol, depth=depth),
                 streams_per_connection=200,
                 silence_s=10.0,
+                rest_weight_per_minute=6000,  # REQUEST_WEIGHT per IP
+                snapshot_weight=50,  # /api/v3/depth, limit 501-1000
             ),
             Venue(
                 "binance-futures",
@@ -84,6 +88,8 @@ VENUES: Final[Mapping[str, Venue]] = MappingProxyType(
                 lambda symbol, depth: BinanceFuturesBook(symbol, depth=depth),
                 streams_per_connection=200,
                 silence_s=10.0,
+                rest_weight_per_minute=2400,
+                snapshot_weight=20,  # /fapi/v1/depth, limit 1000
             ),
             Venue(
                 "bybit",
