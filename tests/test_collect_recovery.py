@@ -142,20 +142,10 @@ class BybitListing(FakeBybit):
             connection.push_data(Event(market.symbol, self.next_version(), "snapshot", snapshot))
 
 
-REFUSAL_COUNTED_ON_FIRST = (
-    "journal/collect/_connection.py:299 counts a refusal that names BADUSDT on the "
-    "connection's first stream (_count_error), so the healthy BTC-USDT shows the error "
-    "and the refused BAD-USDT none"
-)
-
-
 @pytest.mark.parametrize(
     "targets",
     [
-        pytest.param(
-            ["BTCUSDT", "BADUSDT"],
-            marks=pytest.mark.xfail(reason=REFUSAL_COUNTED_ON_FIRST, strict=True),
-        ),
+        ["BTCUSDT", "BADUSDT"],
         ["BADUSDT", "BTCUSDT"],
     ],
 )
@@ -179,7 +169,6 @@ def test_bybit_a_refused_symbol_does_not_stop_its_neighbour(
     assert len(record.connections) == 1, "one connection: the refusal did not replace it"
     assert record.counters["subscribe_requests"] == 1, "and BADUSDT was not asked again"
     assert record.connections[0].subscriptions == ["orderbook.50.BTCUSDT"]
-    # Last, so that the case marked xfail has checked everything else first.
     assert (bad.errors, good.errors) == (1, 0), "counted on the symbol refused, not its neighbour"
 
 

@@ -44,8 +44,9 @@ a reconnect, or the collector's stop, for aiohttp's default 10 s."""
 RESYNC_WAIT_S: Final = 2.0
 """A stream resubscribed (Bybit) is not resubscribed again sooner: the deltas sent
 before the venue took the request still arrive, and are not a new gap. A resync that
-brought no book within this long is sent again (a lost or refused request), with the
-wait doubling, and after RESYNC_ATTEMPTS the connection is replaced."""
+brought no book within this long is sent again (a lost or refused request), the wait
+doubling: sent at 0, 2 and 6 s; 8 s after the third (RESYNC_ATTEMPTS), the
+connection is replaced."""
 RESYNC_ATTEMPTS: Final = 3
 WATCH_INTERVAL_S: Final = 0.5
 """How often the connection looks for resyncs that brought nothing."""
@@ -253,7 +254,8 @@ class Connection:
             for stream in self.streams.values():
                 if not stream.builder.needs_resync or stream.venue_symbol in self._refused:
                     continue
-                if now - stream.resync_sent_at < RESYNC_WAIT_S * 2**stream.resync_attempts:
+                wait = RESYNC_WAIT_S * 2 ** max(0, stream.resync_attempts - 1)
+                if now - stream.resync_sent_at < wait:
                     continue
                 if stream.resync_attempts >= RESYNC_ATTEMPTS:
                     self._refusal = (
@@ -296,8 +298,11 @@ class Connection:
         if kind is Kind.ACK:
             self._acknowledged(request_id)
         elif kind is Kind.REFUSED:
-            self._count_error()
             named = self._named_streams(str(payload))
+            for stream in named:
+                stream.metrics.add(FeedCounter.ERRORS)
+            if not named:
+                self._count_error()
             if named and (request_id in self._pending or not self._subscribed):
                 # Refused in the first subscription: a symbol the venue does not know
                 # (delisted, mistyped). Later refusals are failed resyncs, which _watch
