@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import numpy
 from setuptools import Extension, setup
 
 REQUIRED = os.environ.get("JOURNAL_REQUIRE_NATIVE", "") not in ("", "0")
@@ -42,10 +43,13 @@ def extension(name: str, source: str, **options: object) -> Extension:
 ext_modules = [
     # W: the writer's hot path, the shared-memory atomics and the futex calls.
     extension("journal._cwriter", "journal/_c/cwriter.c"),
-    # --- R: journal._creader goes here (the Reader's next-record step), e.g.
-    # extension("journal._creader", "journal/_c/creader.c", include_dirs=[numpy.get_include()])
-    # with `import numpy` above and "numpy" added to [build-system] requires in
-    # pyproject.toml if it uses numpy's C API. ---
+    # R: the Reader's next-record step (journal/_c/creader.c); its level views are
+    # numpy arrays made with numpy's C API, hence numpy's headers at build time.
+    extension(
+        "journal._creader",
+        "journal/_c/creader.c",
+        include_dirs=[numpy.get_include()],
+    ),
 ]
 
 setup(ext_modules=ext_modules)
