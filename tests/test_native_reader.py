@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -31,15 +32,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import journal
-from journal import _decode, _native
+from journal import _decode, _native, _verify
 from journal import _layout as F
 from journal import _metrics_layout as M
 from journal import _orderbook_layout as OB
 from journal._reader import Reader, _CompiledReader
 from journal._segment import segment_indices, segment_path
-from journal._verify import _MAX_BUFFER_SIZE
 from tests._books import FIELDS, Book, bits, books, build_official
-from tests.conftest import ASKS, BIDS
+from tests.conftest import ASKS, BIDS, REPO
 from tests.test_verify import CHAIN_DAMAGE, GOOD_ARGS, SEGMENT_DAMAGE, write_chain
 
 SEGMENT_SIZE = 64 * 1024
@@ -62,16 +62,23 @@ def test_reader_is_compiled_exactly_when_the_extension_is_in_use(journal_dir: Pa
         assert type(pure) is PureReader
 
 
+READER_LAYOUT_H = REPO / "journal" / "_c" / "reader_layout.h"
+
+
 @compiled_only
 def test_reader_layout_constants_match_python() -> None:
+    """reader_layout.h, name for name: ML_ the metrics layout's, FB_ the verifier's."""
     assert _native.creader is not None
     layout = _native.creader.LAYOUT
+    defined = re.findall(r"^#define ((?:ML|FB)_\w+)\s", READER_LAYOUT_H.read_text(), re.M)
+    assert set(layout) == set(defined), "READER_LAYOUT_CONSTANTS must list every #define"
+    python = {"ML": M, "FB": _verify}
     for name, value in layout.items():
         prefix, _, python_name = name.partition("_")
-        assert prefix == "ML", name
-        assert getattr(M, python_name) == value, name
-    assert layout["ML_READER_SEGMENT_OFFSET"] == M.METRICS_COUNTERS_OFFSET
-    assert _MAX_BUFFER_SIZE == 0x7FFFFFFF  # FB_MAX_BUFFER_SIZE in reader_layout.h
+        if prefix == "FB":
+            python_name = "_" + python_name
+        assert getattr(python[prefix], python_name) == value, name
+    assert layout["ML_READER_SEGMENT_OFFSET"] == M.METRICS_COUNTERS_OFFSET == 128
 
 
 # -- what a reader delivers, comparably ----------------------------------------------------
