@@ -106,6 +106,22 @@ static inline uint32_t journal_load_sleepers_estimate(unsigned char *segment) {
                               memory_order_relaxed);
 }
 
+/* -- the metrics counters (journal/_metrics.py) --------------------------------------
+ * Estimates for `journal top`: each counter one aligned 8-byte word with one owner,
+ * stored whole (never torn) but with no ordering against the commit or each other. */
+
+static inline void journal_store_counter(unsigned char *counters, size_t offset, int64_t value) {
+  atomic_store_explicit((_Atomic int64_t *)(void *)(counters + offset), value,
+                        memory_order_relaxed);
+}
+
+/* The owner adds to its own counter: no other process stores it. */
+static inline void journal_add_counter(unsigned char *counters, size_t offset, int64_t delta) {
+  _Atomic int64_t *word = (_Atomic int64_t *)(void *)(counters + offset);
+  atomic_store_explicit(word, atomic_load_explicit(word, memory_order_relaxed) + delta,
+                        memory_order_relaxed);
+}
+
 /* -- futex(2) on the commit word's low 32 bits (little-endian: its first 4 bytes) -----
  * A shared futex (no FUTEX_PRIVATE_FLAG): the kernel keys it by file and offset, so
  * it works across processes. Segments are below 4 GiB: the low half is the commit. */
