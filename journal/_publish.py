@@ -162,8 +162,9 @@ def raise_sleepers_flag(sleepers_words: memoryview) -> None:
     Pairs with ``load_sleepers`` (then ``clear_sleepers``) in the writer after each
     ``publish_commit``, and with ``announce_sleeper`` / ``take_sleepers`` in
     radar_reader's atomics.hpp. The store and the commit load need a StoreLoad fence
-    that Python cannot emit: a wake can in rare cases be missed, so readers sleep
-    with a timeout.
+    that Python cannot emit: on the pure-Python path a wake can in rare cases be
+    missed, so readers sleep with a timeout. Compiled, this is atomics.h's
+    ``journal_announce_sleeper``: the store, then a seq_cst fence.
     """
     sleepers_words[SLEEPERS_WORD] = 1
 
@@ -172,7 +173,8 @@ def load_sleepers(sleepers_words: memoryview) -> int:
     """The writer, after ``publish_commit`` or ``publish_seal``: non-zero if a reader
     said it sleeps (``raise_sleepers_flag``; C++ ``announce_sleeper``), then
     ``clear_sleepers`` and wake. Without a fence between the commit store and this
-    load (Python has none), a reader's flag can be missed: see raise_sleepers_flag."""
+    load (pure Python has none), a reader's flag can be missed: see
+    raise_sleepers_flag. Compiled, a seq_cst fence comes first."""
     return sleepers_words[SLEEPERS_WORD]
 
 
