@@ -12,7 +12,7 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # of each compiling the package again (~0.1 s a process).
 PYTEST := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(BUILD)/pycache $(BIN)/pytest
 
-.PHONY: setup ext sanitize-ext cpp demo test test-pure check typecheck lint bench fuzz schema clean
+.PHONY: setup ext sanitize-ext cross-tools cpp demo test test-pure check typecheck lint bench fuzz schema clean
 
 setup: $(STAMP) ext cpp
 
@@ -64,11 +64,19 @@ demo: setup
 # Everything, what .ci/run calls: lint, types, the C++ tests of both builds and every
 # Python test, slow ones included, one at a time (timing bounds hold on a busy machine),
 # with the compiled extensions; then the core suite again on the pure-Python path.
-test: setup sanitize-ext lint typecheck
+test: setup sanitize-ext cross-tools lint typecheck
 	ctest --test-dir $(BUILD)/release --output-on-failure
 	ctest --test-dir $(BUILD)/sanitize --output-on-failure
 	$(PYTEST)
 	JOURNAL_PURE_PYTHON=1 $(PYTEST) $(CORE_TESTS)
+
+# Debian's aarch64 cross compiler and qemu-user, for tests/test_native_aarch64.py (the
+# extensions compiled for aarch64, the handshake's litmus test run there); about 10 s
+# to install. Without them (no root, no apt) those tests skip.
+cross-tools:
+	@command -v aarch64-linux-gnu-gcc > /dev/null && command -v qemu-aarch64 > /dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user > /dev/null) || \
+	  echo "no aarch64 cross compiler: tests/test_native_aarch64.py will skip"
 
 # The core suite: the tests of journal._* behaviour (encoding, the writer, the reader,
 # the processes around them, the collector's publisher, hostile input), which
