@@ -68,7 +68,7 @@ test: setup sanitize-ext cross-tools lint typecheck
 	ctest --test-dir $(BUILD)/release --output-on-failure
 	ctest --test-dir $(BUILD)/sanitize --output-on-failure
 	$(PYTEST)
-	JOURNAL_PURE_PYTHON=1 $(PYTEST) $(CORE_TESTS)
+	JOURNAL_PURE_PYTHON=1 $(PYTEST) $(PURE_TESTS)
 
 # Debian's aarch64 cross compiler and qemu-user, for tests/test_native_aarch64.py (the
 # extensions compiled for aarch64, the handshake's litmus test run there); about 10 s
@@ -86,10 +86,12 @@ CORE_TESTS := $(wildcard $(addprefix tests/,test_encode.py test_generated_writer
   test_verify.py test_layout.py test_format_rules.py test_file_safety.py \
   test_tmpfs_full.py test_reader_*.py test_metrics_writer.py test_metrics_readers.py \
   test_native_*.py test_futex_wake.py test_cpp_reader.py))
+# (The sanitizer and aarch64 tests drive the compiled extensions whatever the switch.)
+PURE_TESTS := $(filter-out tests/test_native_sanitize.py tests/test_native_aarch64.py,$(CORE_TESTS))
 
 # The core suite on the pure-Python path only (a minute or two).
 test-pure: setup
-	JOURNAL_PURE_PYTHON=1 $(PYTEST) -n auto --dist worksteal $(CORE_TESTS)
+	JOURNAL_PURE_PYTHON=1 $(PYTEST) -n auto --dist worksteal $(PURE_TESTS)
 
 # The fast loop: lint, types, and the Python tests not marked slow, in parallel on
 # every core (pytest-xdist; worksteal keeps both cores busy to the end).
