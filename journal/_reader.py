@@ -41,14 +41,7 @@ from journal._archived import (
     following_segment,
     newest_incarnation,
 )
-from journal._decode import (
-    _NO_LEVELS,
-    OrderBookRecord,
-    Position,
-    Record,
-    read_record,
-    record_time_ns,
-)
+from journal._decode import Position, Record, read_record, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._frames import (
     END,
@@ -81,7 +74,7 @@ _BACKOFF_MAX_SLEEP_S: Final = 1e-3
 _FUTEX_MAX_WAIT_S: Final = 0.05
 """A sleeper re-checks at least this often; bounds a wake lost to a race (FORMAT.md)."""
 _WAITING_FOR_WRITER_SLEEP_S: Final = 0.005
-_SPIN_LOADS: Final = 100
+_SPIN_LOADS: Final = 500
 """Loads of the commit word per idle="spin" wait of the compiled reader (each with a
 CPU pause: some microseconds), between its polls through the Python path."""
 JOURNAL_CHECK_INTERVAL_S: Final = 0.1
@@ -857,6 +850,11 @@ class _CompiledReader(Reader):
     Python), ``Reader.try_next`` takes over from the same offset, so every rare path
     (rolls, incarnations, archives, time starts, errors) is the Python one. The
     offset lives in the cursor (``_offset`` below); so does ``verify``.
+
+    Its records are ``journal._creader.OrderBookRecord``, a subclass of
+    OrderBookRecord whose level views are made on first use (then kept): the same
+    values and types; pickled or copied, a plain OrderBookRecord. ``idle="spin"``
+    spins on the commit word in C between polls.
     """
 
     def __init__(
@@ -872,7 +870,7 @@ class _CompiledReader(Reader):
     ) -> None:
         creader = _native.creader
         assert creader is not None  # Reader.__new__ chose this class
-        self._cursor = creader.Cursor(OrderBookRecord, _NO_LEVELS, verify)
+        self._cursor = creader.Cursor(verify)
         self._step = self._cursor.step
         super().__init__(
             path, start, verify=verify, idle=idle, archive=archive, metrics=metrics, name=name

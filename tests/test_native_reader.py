@@ -16,7 +16,10 @@ Under JOURNAL_PURE_PYTHON=1 (``make test``'s second run) only the first test run
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import os
+import pickle
 import re
 import struct
 import subprocess
@@ -110,7 +113,11 @@ def side_description(side: np.ndarray) -> tuple[Any, ...]:
 def describe(record: Any) -> tuple[Any, ...]:
     if isinstance(record, _decode.TableRecord):
         return ("table", record.position, record.size, repr(record.fields))
-    assert type(record) is _decode.OrderBookRecord
+    assert isinstance(record, _decode.OrderBookRecord)
+    assert type(record) in (
+        _decode.OrderBookRecord,
+        getattr(_native.creader, "OrderBookRecord", None),
+    )
     for name in ("exchange_name", "symbol"):
         assert type(getattr(record, name)) is str
     for name in ("timestamp", "sequence", "local_timestamp_ns", "size"):
@@ -482,3 +489,105 @@ def test_empty_and_missing_sides_are_the_shared_empty_view(journal_dir: Path) ->
         for record in reader.available():
             assert record.bids is _decode._NO_LEVELS and record.asks is _decode._NO_LEVELS
     assert OB.PAYLOAD_ID == b"OBK1"
+
+
+# -- the compiled records: level views made on first use ---------------------------------------
+
+
+def first_records(path: Path) -> tuple[Any, Any]:
+    with PureReader(path, metrics=False) as pure, Reader(path, metrics=False) as compiled:
+        return pure.try_next(), compiled.try_next()
+
+
+@compiled_only
+def test_compiled_records_are_order_book_records(journal_dir: Path) -> None:
+    write_entries(journal_dir, [("filler", 2)])
+    pure, compiled = first_records(journal_dir)
+    assert _native.creader is not None
+    assert type(compiled) is _native.creader.OrderBookRecord
+    assert isinstance(compiled, journal.OrderBookRecord)
+    assert type(compiled).__mro__[1] is journal.OrderBookRecord
+    assert repr(compiled) == repr(pure) and compiled.to_dict() == pure.to_dict()
+    assert compiled.bids is compiled.bids  # made once, then kept
+    with pytest.raises(AttributeError):
+        compiled.other = 1  # no __dict__, as the base
+
+
+@compiled_only
+@pytest.mark.parametrize("side", ["bids", "asks"])
+def test_level_views_set_or_deleted_before_use_behave_as_slots(
+    journal_dir: Path, side: str
+) -> None:
+    write_entries(journal_dir, [("filler", 2)])
+    for record in first_records(journal_dir):
+        setattr(record, side, "mine")
+        assert getattr(record, side) == "mine"
+    for record in first_records(journal_dir):
+        delattr(record, side)
+        with pytest.raises(
+            AttributeError, match=f"'OrderBookRecord' object has no attribute '{side}'"
+        ):
+            getattr(record, side)
+        with pytest.raises(AttributeError, match=side):
+            delattr(record, side)
+        setattr(record, side, 1)
+        assert getattr(record, side) == 1
+
+
+@compiled_only
+@pytest.mark.parametrize(
+    "copy_it",
+    [
+        lambda record: pickle.loads(pickle.dumps(record)),
+        copy.copy,
+        copy.deepcopy,
+    ],
+    ids=["pickle", "copy", "deepcopy"],
+)
+def test_compiled_records_copy_and_pickle_as_the_python_ones(
+    journal_dir: Path, copy_it: Callable[[Any], Any]
+) -> None:
+    write_entries(journal_dir, [("filler", 2)])
+    pure, compiled = first_records(journal_dir)
+    copies = copy_it(pure), copy_it(compiled)
+    assert type(copies[0]) is type(copies[1]) is journal.OrderBookRecord
+    assert copies[0].to_dict() == copies[1].to_dict() == pure.to_dict()
+
+    def views(record: Any) -> list[tuple[Any, ...]]:
+        return [
+            (side.tolist(), side.flags.writeable, side.flags.owndata, side.base is None)
+            for side in (record.bids, record.asks)
+        ]
+
+    assert views(copies[0]) == views(copies[1])
+
+
+@compiled_only
+def test_views_made_after_the_reader_closed_read_the_record(journal_dir: Path) -> None:
+    """A record holds the mapping until its views are made, as its views would."""
+    write_entries(journal_dir, [("filler", 200)])
+    with Reader(journal_dir, metrics=False) as reader:
+        records = list(reader.available())
+    del reader
+    for path in sorted(journal_dir.glob("*.journal")):
+        path.unlink()  # gone from the directory: the mappings stay while referenced
+    assert all(record.bids.tolist() == BIDS and record.asks.tolist() == ASKS for record in records)
+    assert [record.sequence for record in records] == list(range(200))
+
+
+@compiled_only
+def test_a_compiled_record_in_a_cycle_is_collected(journal_dir: Path) -> None:
+    write_entries(journal_dir, [("filler", 2)])
+    kind = type(first_records(journal_dir)[1])
+
+    def alive() -> int:
+        return sum(type(thing) is kind for thing in gc.get_objects())
+
+    gc.collect()
+    before = alive()
+    _, compiled = first_records(journal_dir)
+    compiled.position = compiled  # a cycle through a slot: only the collector frees it
+    assert alive() == before + 1
+    del compiled
+    gc.collect()
+    assert alive() == before

@@ -20,6 +20,12 @@
  * accept exactly what Python accepts; tests/test_native_reader.py checks both
  * agree, record for record and error for error.
  *
+ * The records are of a subclass of OrderBookRecord made here (also named
+ * OrderBookRecord, journal._creader.OrderBookRecord): the same attributes, values and
+ * types, the level views made on first use rather than with the record, which is a
+ * third of a record's cost for a consumer that skips books by symbol or time. The
+ * record holds the mapping (its pinned array) until then, as its views would.
+ *
  * Offsets come from layout.h (the segment and the record), reader_layout.h (the
  * reader's counters); the commit is loaded with atomics.h.
  */
@@ -62,14 +68,9 @@ typedef struct {
   PyObject *index_object; /* the segment index as a Python int */
   long long index;
   uint64_t offset;
-  int view_flags_writeable;
   /* fixed at construction */
   int verify;
-  PyTypeObject *record_type; /* journal._decode.OrderBookRecord */
-  PyObject *no_levels;       /* journal._decode._NO_LEVELS */
   PyObject *metrics;         /* journal._metrics.ReaderMetrics, or NULL */
-  Py_ssize_t slot_exchange_name, slot_symbol, slot_timestamp, slot_sequence,
-      slot_local_timestamp_ns, slot_bids, slot_asks, slot_position, slot_size;
   Py_ssize_t slot_map, slot_gave_up, slot_records, slot_empty_polls;
   /* values of the last record, reused when the next one has the same */
   PyObject *last_size, *last_timestamp;
@@ -222,24 +223,222 @@ static PyObject *repeated_int(PyObject **last_object, long long *last_value, lon
   return object;
 }
 
-/* (count, 2) float64 view of the PriceLevel structs at `at` of the mapping, its base
- * the pinned array: what np.ndarray((count, 2), "<f8", pinned, at) makes. */
-static PyObject *level_view(Cursor *cursor, uint64_t at, uint32_t count) {
-  if (count == 0) return Py_NewRef(cursor->no_levels);
+/* (count, 2) float64 view of the PriceLevel structs at `at` of the mapping viewed by
+ * `pinned`, its base `pinned`: what np.ndarray((count, 2), "<f8", pinned, at) makes.
+ * `count` is not 0 (no levels are the shared _NO_LEVELS). */
+static PyObject *level_view(PyObject *pinned, uint64_t at, uint32_t count) {
   npy_intp dims[2] = {(npy_intp)count, OBL_LEVEL_SIZE / OBL_VALUE_SIZE};
   PyArray_Descr *descr = PyArray_DescrFromType(NPY_FLOAT64);
   if (descr == NULL) return NULL;
-  PyObject *view = PyArray_NewFromDescr(&PyArray_Type, descr, 2, dims, NULL,
-                                        (void *)(cursor->base + at), 0, NULL);
+  char *data = PyArray_BYTES((PyArrayObject *)pinned) + at;
+  PyObject *view = PyArray_NewFromDescr(&PyArray_Type, descr, 2, dims, NULL, data, 0, NULL);
   if (view == NULL) return NULL;
-  if (!cursor->view_flags_writeable) {
+  if (!PyArray_ISWRITEABLE((PyArrayObject *)pinned)) {
     PyArray_CLEARFLAGS((PyArrayObject *)view, NPY_ARRAY_WRITEABLE);
   }
-  if (PyArray_SetBaseObject((PyArrayObject *)view, Py_NewRef(cursor->pinned)) < 0) {
+  if (PyArray_SetBaseObject((PyArrayObject *)view, Py_NewRef(pinned)) < 0) {
     Py_DECREF(view);
     return NULL;
   }
   return view;
+}
+
+/* -- records with their level views made on first use ---------------------------------
+ * One subclass of the Python OrderBookRecord per process (every cursor's base is
+ * that class): its instances have the base's __slots__, then LazyLevels. "bids" and
+ * "asks" are descriptors of the subclass over the base's slots: a side whose view
+ * is still to be made (count != 0) gets it on first read, then reads as the slot. */
+
+typedef struct {
+  PyObject *pinned;  /* the mapping's array while a side's view is to be made */
+  uint64_t at[2];    /* bids, asks: their first level, from the start of the mapping */
+  uint32_t count[2]; /* levels of a view still to be made; 0 once made, set or deleted */
+} LazyLevels;
+
+/* The base's slots, in this order in record_slots. */
+enum {
+  EXCHANGE_NAME_SLOT,
+  SYMBOL_SLOT,
+  TIMESTAMP_SLOT,
+  SEQUENCE_SLOT,
+  LOCAL_TIMESTAMP_NS_SLOT,
+  BIDS_SLOT,
+  ASKS_SLOT,
+  POSITION_SLOT,
+  SIZE_SLOT,
+  RECORD_SLOTS
+};
+static PyTypeObject *record_class; /* journal._creader.OrderBookRecord */
+static const char *const SLOT_NAMES[RECORD_SLOTS] = {
+    "exchange_name", "symbol", "timestamp", "sequence", "local_timestamp_ns",
+    "bids",          "asks",   "position",  "size",
+};
+static Py_ssize_t record_slots[RECORD_SLOTS];
+static Py_ssize_t side_slots[2]; /* bids, asks */
+static Py_ssize_t levels_offset; /* of LazyLevels in an instance */
+static const char *const SIDE_NAMES[2] = {"bids", "asks"};
+static PyObject *no_levels; /* journal._decode._NO_LEVELS: every side without levels */
+
+static inline LazyLevels *lazy_levels(PyObject *record) {
+  return (LazyLevels *)(void *)((char *)record + levels_offset);
+}
+
+/* The view of `side` is made, set or deleted: nothing more to make for it. */
+static void settle(LazyLevels *lazy, int side) {
+  lazy->count[side] = 0;
+  if (lazy->count[0] == 0 && lazy->count[1] == 0) Py_CLEAR(lazy->pinned);
+}
+
+static PyObject *record_get_side(PyObject *self, void *closure) {
+  int side = (int)(intptr_t)closure;
+  LazyLevels *lazy = lazy_levels(self);
+  if (lazy->count[side]) {
+    PyObject *view = level_view(lazy->pinned, lazy->at[side], lazy->count[side]);
+    if (view == NULL) return NULL;
+    Py_XSETREF(SLOT(self, side_slots[side]), view);
+    settle(lazy, side);
+  }
+  PyObject *value = SLOT(self, side_slots[side]);
+  if (value == NULL) {
+    PyObject *type_name = PyType_GetName(Py_TYPE(self));
+    if (type_name != NULL) {
+      PyErr_Format(PyExc_AttributeError, "'%U' object has no attribute '%s'", type_name,
+                   SIDE_NAMES[side]);
+      Py_DECREF(type_name);
+    }
+    return NULL;
+  }
+  return Py_NewRef(value);
+}
+
+static int record_set_side(PyObject *self, PyObject *value, void *closure) {
+  int side = (int)(intptr_t)closure;
+  LazyLevels *lazy = lazy_levels(self);
+  int pending = lazy->count[side] != 0; /* a view to be made: the slot has a value */
+  settle(lazy, side);
+  PyObject **slot = &SLOT(self, side_slots[side]);
+  if (value == NULL && *slot == NULL && !pending) {
+    PyErr_SetString(PyExc_AttributeError, SIDE_NAMES[side]);
+    return -1;
+  }
+  Py_XSETREF(*slot, Py_XNewRef(value));
+  return 0;
+}
+
+static int record_traverse(PyObject *self, visitproc visit, void *arg) {
+  for (int i = 0; i < RECORD_SLOTS; i++) Py_VISIT(SLOT(self, record_slots[i]));
+  Py_VISIT(lazy_levels(self)->pinned);
+  Py_VISIT(Py_TYPE(self));
+  return 0;
+}
+
+static int record_clear(PyObject *self) {
+  for (int i = 0; i < RECORD_SLOTS; i++) Py_CLEAR(SLOT(self, record_slots[i]));
+  LazyLevels *lazy = lazy_levels(self);
+  lazy->count[0] = lazy->count[1] = 0;
+  Py_CLEAR(lazy->pinned);
+  return 0;
+}
+
+static void record_dealloc(PyObject *self) {
+  PyTypeObject *type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  record_clear(self);
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+/* Pickled and copied as the Python OrderBookRecord it is equivalent to (its views
+ * made first): the base class called, then its slots set. */
+static PyObject *record_reduce(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+  for (int side = 0; side < 2; side++) {
+    PyObject *view = record_get_side(self, (void *)(intptr_t)side);
+    if (view == NULL) {
+      if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+      PyErr_Clear(); /* deleted: not in the state, as the base leaves it out */
+    }
+    Py_XDECREF(view);
+  }
+  PyObject *state = PyDict_New();
+  if (state == NULL) return NULL;
+  for (int i = 0; i < RECORD_SLOTS; i++) {
+    PyObject *value = SLOT(self, record_slots[i]);
+    if (value != NULL && PyDict_SetItemString(state, SLOT_NAMES[i], value) < 0) {
+      Py_DECREF(state);
+      return NULL;
+    }
+  }
+  return Py_BuildValue("O()(ON)", Py_TYPE(self)->tp_base, Py_None, state);
+}
+
+static PyMethodDef record_methods[] = {
+    {"__reduce__", record_reduce, METH_NOARGS,
+     "Pickled and copied as a journal._decode.OrderBookRecord."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef record_getset[] = {
+    {"bids", record_get_side, record_set_side,
+     "(n, 2) float64 view of the bid levels, made on first use", (void *)(intptr_t)0},
+    {"asks", record_get_side, record_set_side,
+     "(n, 2) float64 view of the ask levels, made on first use", (void *)(intptr_t)1},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int slot_of(PyTypeObject *type, const char *name, Py_ssize_t *offset);
+
+/* journal._decode's OrderBookRecord, its subclass here, and _NO_LEVELS, at import. */
+static int make_record_class(PyObject *module) {
+  PyObject *decode = PyImport_ImportModule("journal._decode");
+  if (decode == NULL) return -1;
+  PyObject *base_object = PyObject_GetAttrString(decode, "OrderBookRecord");
+  no_levels = PyObject_GetAttrString(decode, "_NO_LEVELS");
+  Py_DECREF(decode);
+  if (base_object == NULL || no_levels == NULL) {
+    Py_XDECREF(base_object);
+    return -1;
+  }
+  if (!PyType_Check(base_object)) {
+    Py_DECREF(base_object);
+    PyErr_SetString(PyExc_TypeError, "journal._decode.OrderBookRecord is not a class");
+    return -1;
+  }
+  PyTypeObject *base = (PyTypeObject *)base_object; /* kept: the subclass's base */
+  for (int i = 0; i < RECORD_SLOTS; i++) {
+    if (slot_of(base, SLOT_NAMES[i], &record_slots[i]) < 0) return -1;
+  }
+  if (!(base->tp_flags & Py_TPFLAGS_HEAPTYPE) || !(base->tp_flags & Py_TPFLAGS_HAVE_GC) ||
+      base->tp_dictoffset != 0 || base->tp_weaklistoffset != 0 || base->tp_itemsize != 0) {
+    PyErr_Format(PyExc_TypeError, "%s: a class with __slots__ only", base->tp_name);
+    return -1;
+  }
+  side_slots[0] = record_slots[BIDS_SLOT];
+  side_slots[1] = record_slots[ASKS_SLOT];
+  levels_offset = (base->tp_basicsize + 7) & ~(Py_ssize_t)7;
+  PyType_Slot slots[] = {
+      {Py_tp_doc, (void *)"An OrderBookRecord of the compiled reader: level views made on "
+                          "first use (journal/_c/creader.c)."},
+      {Py_tp_dealloc, (void *)record_dealloc},
+      {Py_tp_traverse, (void *)record_traverse},
+      {Py_tp_clear, (void *)record_clear},
+      {Py_tp_getset, (void *)record_getset},
+      {Py_tp_methods, (void *)record_methods},
+      {0, NULL},
+  };
+  PyType_Spec spec = {
+      .name = "journal._creader.OrderBookRecord",
+      .basicsize = (int)(levels_offset + (Py_ssize_t)sizeof(LazyLevels)),
+      .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+      .slots = slots,
+  };
+  PyObject *made = PyType_FromSpecWithBases(&spec, (PyObject *)base);
+  if (made == NULL) return -1;
+  if (PyModule_AddObjectRef(module, "OrderBookRecord", made) < 0) {
+    Py_DECREF(made);
+    return -1;
+  }
+  record_class = (PyTypeObject *)made;
+  return 0;
 }
 
 typedef struct {
@@ -369,30 +568,40 @@ static PyObject *build_record(Cursor *cursor, const unsigned char *p, const Fiel
     Py_DECREF(exchange_name);
     return NULL;
   }
-  PyTypeObject *type = cursor->record_type;
-  PyObject *record = type->tp_alloc(type, 0);
+  PyObject *record = record_class->tp_alloc(record_class, 0);
   if (record == NULL) {
     Py_DECREF(exchange_name);
     Py_DECREF(symbol);
     return NULL;
   }
-  set_slot(record, cursor->slot_exchange_name, exchange_name);
-  set_slot(record, cursor->slot_symbol, symbol);
+  set_slot(record, record_slots[EXCHANGE_NAME_SLOT], exchange_name);
+  set_slot(record, record_slots[SYMBOL_SLOT], symbol);
   PyObject *value;
-#define SET(slot, make)                      \
-  do {                                       \
-    value = (make);                          \
-    if (value == NULL) goto failed;          \
-    set_slot(record, cursor->slot, value);   \
+#define SET(slot, make)                        \
+  do {                                         \
+    value = (make);                            \
+    if (value == NULL) goto failed;            \
+    set_slot(record, record_slots[slot], value); \
   } while (0)
-  SET(slot_timestamp, repeated_int(&cursor->last_timestamp, &cursor->last_timestamp_value,
+  SET(TIMESTAMP_SLOT, repeated_int(&cursor->last_timestamp, &cursor->last_timestamp_value,
                                        fields->timestamp));
-  SET(slot_sequence, PyLong_FromLongLong(fields->sequence));
-  SET(slot_local_timestamp_ns, PyLong_FromLongLong(fields->local_timestamp_ns));
-  SET(slot_bids, level_view(cursor, offset + fields->bids_at, fields->n_bids));
-  SET(slot_asks, level_view(cursor, offset + fields->asks_at, fields->n_asks));
-  SET(slot_size, repeated_int(&cursor->last_size, &cursor->last_size_value, (long long)size));
-  SET(slot_position, PyTuple_New(2));
+  SET(SEQUENCE_SLOT, PyLong_FromLongLong(fields->sequence));
+  SET(LOCAL_TIMESTAMP_NS_SLOT, PyLong_FromLongLong(fields->local_timestamp_ns));
+  /* The level views: the shared empty one now, the others on first use. */
+  LazyLevels *lazy = lazy_levels(record);
+  const uint64_t levels_at[2] = {offset + fields->bids_at, offset + fields->asks_at};
+  const uint32_t levels[2] = {fields->n_bids, fields->n_asks};
+  for (int side = 0; side < 2; side++) {
+    if (levels[side] == 0) {
+      SLOT(record, side_slots[side]) = Py_NewRef(no_levels);
+    } else {
+      lazy->at[side] = levels_at[side];
+      lazy->count[side] = levels[side];
+    }
+  }
+  if (lazy->count[0] || lazy->count[1]) lazy->pinned = Py_NewRef(cursor->pinned);
+  SET(SIZE_SLOT, repeated_int(&cursor->last_size, &cursor->last_size_value, (long long)size));
+  SET(POSITION_SLOT, PyTuple_New(2));
   PyObject *at = PyLong_FromUnsignedLongLong(offset);
   if (at == NULL) goto failed;
   PyTuple_SET_ITEM(value, 0, Py_NewRef(cursor->index_object));
@@ -561,26 +770,9 @@ static void unbind(Cursor *self) {
 }
 
 static int Cursor_init(Cursor *self, PyObject *args, PyObject *kwargs) {
-  static char *keywords[] = {"record_type", "no_levels", "verify", NULL};
-  PyObject *record_type, *no_levels;
+  static char *keywords[] = {"verify", NULL};
   int verify;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!Op", keywords, &PyType_Type, &record_type,
-                                   &no_levels, &verify)) {
-    return -1;
-  }
-  PyTypeObject *type = (PyTypeObject *)record_type;
-  if (slot_of(type, "exchange_name", &self->slot_exchange_name) < 0 ||
-      slot_of(type, "symbol", &self->slot_symbol) < 0 ||
-      slot_of(type, "timestamp", &self->slot_timestamp) < 0 ||
-      slot_of(type, "sequence", &self->slot_sequence) < 0 ||
-      slot_of(type, "local_timestamp_ns", &self->slot_local_timestamp_ns) < 0 ||
-      slot_of(type, "bids", &self->slot_bids) < 0 || slot_of(type, "asks", &self->slot_asks) < 0 ||
-      slot_of(type, "position", &self->slot_position) < 0 ||
-      slot_of(type, "size", &self->slot_size) < 0) {
-    return -1;
-  }
-  Py_XSETREF(self->record_type, (PyTypeObject *)Py_NewRef(record_type));
-  Py_XSETREF(self->no_levels, Py_NewRef(no_levels));
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "p", keywords, &verify)) return -1;
   self->verify = verify;
   unbind(self);
   self->index = -1;
@@ -627,7 +819,6 @@ static PyObject *Cursor_bind(Cursor *self, PyObject *args) {
   self->pinned = Py_NewRef(pinned);
   self->base = PyArray_DATA(array);
   self->size = (uint64_t)PyArray_NBYTES(array);
-  self->view_flags_writeable = PyArray_ISWRITEABLE(array);
   self->index_object = index_object;
   self->index = index;
   self->offset = offset;
@@ -675,16 +866,12 @@ static int Cursor_set_verify(Cursor *self, PyObject *value, void *Py_UNUSED(clos
 
 static int Cursor_traverse(Cursor *self, visitproc visit, void *arg) {
   Py_VISIT(self->pinned);
-  Py_VISIT(self->record_type);
-  Py_VISIT(self->no_levels);
   Py_VISIT(self->metrics);
   return 0;
 }
 
 static int Cursor_clear(Cursor *self) {
   unbind(self);
-  Py_CLEAR(self->record_type);
-  Py_CLEAR(self->no_levels);
   Py_CLEAR(self->metrics);
   Py_CLEAR(self->last_size);
   Py_CLEAR(self->last_timestamp);
@@ -725,7 +912,7 @@ static PyGetSetDef Cursor_getset[] = {
 static PyTypeObject CursorType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "journal._creader.Cursor",
     .tp_doc = PyDoc_STR(
-        "Cursor(record_type, no_levels, verify)\n\nThe Reader's next-record step over "
+        "Cursor(verify)\n\nThe Reader's next-record step over "
         "one mapped segment of an OBK1 journal (see the module's docstring)."),
     .tp_basicsize = sizeof(Cursor),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -758,7 +945,7 @@ static int add_layout(PyObject *module) {
   return PyModule_AddObject(module, "LAYOUT", layout) < 0 ? (Py_DECREF(layout), -1) : 0;
 }
 
-static struct PyModuleDef creader_module = {
+static struct PyModuleDef creader_module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "journal._creader",
     .m_doc = PyDoc_STR("The Reader's next-record step in C (journal/_c/creader.c)."),
@@ -768,8 +955,12 @@ static struct PyModuleDef creader_module = {
 PyMODINIT_FUNC PyInit__creader(void) {
   import_array();
   if (PyType_Ready(&CursorType) < 0) return NULL;
-  PyObject *module = PyModule_Create(&creader_module);
+  PyObject *module = PyModule_Create(&creader_module_def);
   if (module == NULL) return NULL;
+  if (make_record_class(module) < 0) {
+    Py_DECREF(module);
+    return NULL;
+  }
   Py_INCREF(&CursorType);
   if (PyModule_AddObject(module, "Cursor", (PyObject *)&CursorType) < 0) {
     Py_DECREF(&CursorType);
