@@ -164,7 +164,8 @@ class Writer(_WriterCore):
 
     ``metrics`` keeps the writer's counters (records, bytes, rolls, refusals, append
     latency) in ``writer.metrics`` for ``journal top`` and ``journal metrics``; they
-    cost about 0.1-0.2 us per append (benchmarks/bench_append.py measures it).
+    cost about 0.01 us per compiled append, 0.1-0.2 us on the pure-Python path
+    (benchmarks/bench_append.py measures it).
     """
 
     __slots__ = (

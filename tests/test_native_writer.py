@@ -76,9 +76,9 @@ def dirty(*writers: journal.Writer) -> None:
         writer._map[offset:end] = b"\xa5" * (end - offset)
 
 
-def outcome(call: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+def outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
     try:
-        return ("ok", call(*args))
+        return ("ok", call(*args, **kwargs))
     except Exception as error:  # the comparison is the point: any exception, any type
         return (type(error).__name__, str(error))
 
@@ -451,6 +451,27 @@ def test_keyword_arguments_reach_the_python_path(journal_dir: Path) -> None:
     [book] = read_all(journal_dir)
     assert book.position == position
     assert (book.timestamp, book.sequence, book.local_timestamp_ns) == (1, 2, 3)
+
+
+def test_every_compiled_method_takes_keywords_as_the_python_one(journal_dir: Path) -> None:
+    book = {"exchangename": "upbit", "symbol": "KRW-BTC", "timestamp": 1, "sequence": None}
+    book |= {"bids": BIDS, "asks": ASKS}
+    normalised = {**book, "symbol": "BTC-KRW", "sequence": 1}
+    with BookPublisher(journal_dir) as publisher:
+        writer = publisher.writer
+        assert publisher.publish(book=book) == (0, F.HEADER_SIZE)
+        assert writer.append_dict(book=normalised)[0] == 0
+        assert writer.append_many(books=[normalised, normalised]) == 2
+        for method, python in (
+            (writer.append_dict, writer._append_dict_python),
+            (writer.append_many, writer._append_many_python),
+            (publisher.publish, publisher._publish_python),
+        ):
+            for args, kwargs in (((), {}), ((book, book), {}), ((), {"bad": book})):
+                expected = outcome(python, *args, **kwargs)
+                assert expected[0] == "TypeError"
+                assert outcome(method, *args, **kwargs) == expected
+    assert len(read_all(journal_dir)) == 4
 
 
 def test_a_roll_goes_through_the_python_path_and_back(journal_dir: Path) -> None:

@@ -450,7 +450,8 @@ static int try_append(WriterCore *self, PyObject *exchange, PyObject *symbol, Py
   return *result ? 1 : -1;
 }
 
-/* self.<name>(*args, **kwargs): the Python path, with the arguments as given. */
+/* self.<name>(*args, **kwargs): the Python path, with the arguments as given (a
+ * METH_FASTCALL | METH_KEYWORDS method's: positional ones, then the keywords' values). */
 static PyObject *python_path(PyObject *self, PyObject *name, PyObject *const *args,
                              size_t nargsf, PyObject *kwnames) {
   Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
@@ -465,16 +466,15 @@ static PyObject *python_path(PyObject *self, PyObject *name, PyObject *const *ar
   return result;
 }
 
-static PyObject *core_append_orderbook(WriterCore *self, PyObject *const *args, size_t nargsf,
+static PyObject *core_append_orderbook(WriterCore *self, PyObject *const *args, Py_ssize_t nargs,
                                        PyObject *kwnames) {
-  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
   if (kwnames == NULL && (nargs == 6 || nargs == 7)) {
     PyObject *result;
     int done = try_append(self, args[0], args[1], args[2], args[3], args[4], args[5],
                           nargs == 7 ? args[6] : NULL, &result);
     if (done) return done > 0 ? result : NULL;
   }
-  return python_path((PyObject *)self, str_append_orderbook_python, args, nargsf, kwnames);
+  return python_path((PyObject *)self, str_append_orderbook_python, args, (size_t)nargs, kwnames);
 }
 
 /* A to_dict() book's values (borrowed): exchangename, symbol, timestamp, sequence,
@@ -508,7 +508,7 @@ static int dict_values(PyObject *book, PyObject **values) {
   return 1;
 }
 
-static PyObject *core_append_dict(WriterCore *self, PyObject *book) {
+static PyObject *append_dict_one(WriterCore *self, PyObject *book) {
   PyObject *values[7], *result;
   if (PyDict_CheckExact(book) && dict_values(book, values)) {
     int done = try_append(self, values[0], values[1], values[2], values[3], values[4],
@@ -535,7 +535,7 @@ static int parse_batch_book(WriterCore *self, struct book *book, PyObject *item)
                     values[5], values[6]);
 }
 
-static PyObject *core_append_many(WriterCore *self, PyObject *books) {
+static PyObject *append_many_one(WriterCore *self, PyObject *books) {
   if (!self->has_map || !(PyList_CheckExact(books) || PyTuple_CheckExact(books)))
     goto python;
   Py_ssize_t count = PySequence_Fast_GET_SIZE(books);
@@ -573,6 +573,21 @@ static PyObject *core_append_many(WriterCore *self, PyObject *books) {
   return PyLong_FromSsize_t(count);
 python:
   return PyObject_CallMethodOneArg((PyObject *)self, str_append_many_python, books);
+}
+
+/* The METH_FASTCALL | METH_KEYWORDS faces of append_dict and append_many: one
+ * positional argument is the fast path's; anything else (a keyword, a wrong count)
+ * goes to the Python method, which takes or refuses it as it always has. */
+static PyObject *core_append_dict(WriterCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
+  if (kwnames == NULL && nargs == 1) return append_dict_one(self, args[0]);
+  return python_path((PyObject *)self, str_append_dict_python, args, (size_t)nargs, kwnames);
+}
+
+static PyObject *core_append_many(WriterCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
+  if (kwnames == NULL && nargs == 1) return append_many_one(self, args[0]);
+  return python_path((PyObject *)self, str_append_many_python, args, (size_t)nargs, kwnames);
 }
 
 /* _attach_map(map): append into this writable buffer (the mapped segment). */
@@ -661,10 +676,10 @@ static PyMethodDef core_methods[] = {
      "local_timestamp_ns=None) -> (segment, offset)\n\n"
      "Validate one book, write it and publish it; compiled. Anything its fast path does "
      "not take goes to _append_orderbook_python, the reference (see its docstring)."},
-    {"append_dict", (PyCFunction)core_append_dict, METH_O,
+    {"append_dict", (PyCFunction)(void (*)(void))core_append_dict, METH_FASTCALL | METH_KEYWORDS,
      "append_dict(book) -> (segment, offset): append OrderBookV2.to_dict(); compiled, "
      "with _append_dict_python as the reference and fallback."},
-    {"append_many", (PyCFunction)core_append_many, METH_O,
+    {"append_many", (PyCFunction)(void (*)(void))core_append_many, METH_FASTCALL | METH_KEYWORDS,
      "append_many(books) -> int: validate a batch in full, write it, one commit; compiled, "
      "with _append_many_python as the reference and fallback."},
     {"_attach_map", (PyCFunction)core_attach_map, METH_O, "append into this mapped segment"},
@@ -733,7 +748,7 @@ static PyObject *normalised_names(PublisherCore *self, PyObject *exchange, PyObj
   return names;
 }
 
-static PyObject *publisher_publish(PublisherCore *self, PyObject *book) {
+static PyObject *publish_one(PublisherCore *self, PyObject *book) {
   PyObject *writer = self->fast_writer;
   PyObject *values[7], *names;
   if (writer != NULL && PyObject_TypeCheck(writer, &WriterCoreType) && PyDict_CheckExact(book) &&
@@ -753,6 +768,12 @@ static PyObject *publisher_publish(PublisherCore *self, PyObject *book) {
     if (done < 0) PyErr_Clear(); /* the Python path meets it again and handles it */
   }
   return PyObject_CallMethodOneArg((PyObject *)self, str_publish_python, book);
+}
+
+static PyObject *publisher_publish(PublisherCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames) {
+  if (kwnames == NULL && nargs == 1) return publish_one(self, args[0]);
+  return python_path((PyObject *)self, str_publish_python, args, (size_t)nargs, kwnames);
 }
 
 static int publisher_traverse(PublisherCore *self, visitproc visit, void *arg) {
@@ -790,7 +811,7 @@ static PyMemberDef publisher_members[] = {
 };
 
 static PyMethodDef publisher_methods[] = {
-    {"publish", (PyCFunction)publisher_publish, METH_O,
+    {"publish", (PyCFunction)(void (*)(void))publisher_publish, METH_FASTCALL | METH_KEYWORDS,
      "publish(book) -> (segment, offset) or None: append one OrderBookV2.to_dict() book; "
      "compiled, with _publish_python as the reference and fallback (see its docstring)."},
     {NULL, NULL, 0, NULL},
