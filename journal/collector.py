@@ -246,8 +246,7 @@ class BookPublisher(_PublisherCore):  # type: ignore[misc]
             self._refuse(book, error)
             return None
         except Exception as error:  # publish never raises into the collector's loop
-            log.exception("%s: unexpected error publishing %s", self.path, _describe(book))
-            self._refuse(book, error)
+            self._unexpected(book, error)
             return None
         self._published += 1
         return position
@@ -316,6 +315,12 @@ class BookPublisher(_PublisherCore):  # type: ignore[misc]
             self._names.clear()
         self._names[raw] = names
         return names
+
+    def _unexpected(self, book: Any, error: Exception) -> None:
+        """Neither the book's fault nor a known state of the journal: logged with its
+        traceback, counted as UNEXPECTED (the compiled publish calls it too)."""
+        log.error("%s: unexpected error publishing %s", self.path, _describe(book), exc_info=error)
+        self._refuse(book, error)
 
     def _refuse(self, book: Any, error: Exception) -> None:
         if self._writer is None:  # a bad book given to a closed publisher

@@ -194,7 +194,8 @@ def as_levels(levels: list[Any], form: str) -> Any:
     if form == "mixed":
         return [pair(level, list if i % 2 else tuple) for i, level in enumerate(levels)]
     if form == "numpy":
-        return np.array(levels, dtype=np.float64).reshape(len(levels), 2)
+        with np.errstate(over="ignore"):  # a long double beyond a double: inf, refused
+            return np.array(levels, dtype=np.float64).reshape(len(levels), 2)
     return [pair(level, list) for level in levels]
 
 

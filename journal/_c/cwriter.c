@@ -207,7 +207,7 @@ struct book {
 static PyObject *zero; /* the int 0 */
 static PyObject *str_exchangename, *str_symbol, *str_timestamp, *str_sequence, *str_bids,
     *str_asks, *str_local_timestamp_ns, *str_append_orderbook_python, *str_append_dict_python,
-    *str_append_many_python, *str_publish_python;
+    *str_append_many_python, *str_publish_python, *str_unexpected;
 
 static int64_t realtime_ns(void) {
   struct timespec now;
@@ -748,6 +748,28 @@ static PyObject *normalised_names(PublisherCore *self, PyObject *exchange, PyObj
   return names;
 }
 
+/* An error once the book may be committed (a failed futex wake, no memory for the
+ * position): as _publish_python's `except Exception`, through the same method
+ * (_unexpected: logged, counted as unexpected_error); None. Not retried. */
+static PyObject *unexpected(PublisherCore *self, PyObject *book) {
+  if (!PyErr_ExceptionMatches(PyExc_Exception)) return NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+  PyObject *error = PyErr_GetRaisedException();
+#else
+  PyObject *type, *error, *traceback;
+  PyErr_Fetch(&type, &error, &traceback);
+  PyErr_NormalizeException(&type, &error, &traceback);
+  if (traceback != NULL) PyException_SetTraceback(error, traceback);
+  Py_XDECREF(type);
+  Py_XDECREF(traceback);
+#endif
+  PyObject *done = PyObject_CallMethodObjArgs((PyObject *)self, str_unexpected, book, error, NULL);
+  Py_DECREF(error);
+  if (done == NULL) return NULL;
+  Py_DECREF(done);
+  Py_RETURN_NONE;
+}
+
 static PyObject *publish_one(PublisherCore *self, PyObject *book) {
   PyObject *writer = self->fast_writer;
   PyObject *values[7], *names;
@@ -765,7 +787,7 @@ static PyObject *publish_one(PublisherCore *self, PyObject *book) {
       self->published++;
       return result;
     }
-    if (done < 0) PyErr_Clear(); /* the Python path meets it again and handles it */
+    if (done < 0) return unexpected(self, book); /* after the commit: never again */
   }
   return PyObject_CallMethodOneArg((PyObject *)self, str_publish_python, book);
 }
@@ -912,7 +934,8 @@ PyMODINIT_FUNC PyInit__cwriter(void) {
       !(str_append_orderbook_python = intern("_append_orderbook_python")) ||
       !(str_append_dict_python = intern("_append_dict_python")) ||
       !(str_append_many_python = intern("_append_many_python")) ||
-      !(str_publish_python = intern("_publish_python")) || !(zero = PyLong_FromLong(0)))
+      !(str_publish_python = intern("_publish_python")) ||
+      !(str_unexpected = intern("_unexpected")) || !(zero = PyLong_FromLong(0)))
     return NULL;
   if (PyType_Ready(&WriterCoreType) < 0 || PyType_Ready(&PublisherCoreType) < 0) return NULL;
   PyObject *module = PyModule_Create(&cwriter_module);
