@@ -8,6 +8,14 @@ What it measures, for a 10x10 book (10 bids, 10 asks):
    /dev/shm: us per book (median of repeats), plus p50/p99 of individually timed calls
    and the latency of the call that rolls to a new segment. The same with
    ``Writer(metrics=False)``: what the writer's counters (``writer.metrics``) cost.
+   ``BookPublisher.publish`` of the collector's dict (``OrderBookV2.to_dict()``, raw
+   names normalised by the publisher) and ``Writer.append_dict`` of it.
+   ``orjson.dumps`` of that same dict, and a bare ``struct.pack_into`` of the book's
+   42 values (timestamp, sequence, 40 doubles, indexed out of its lists) into a
+   preallocated buffer: what serialising costs, without any check.
+   All of these on the compiled path when the extension is built (journal._native);
+   the pure-Python path's append_orderbook, publish and append_many are measured in a
+   child process with ``JOURNAL_PURE_PYTHON=1``, once per round of the others.
 2. The same with numpy (10, 2) arrays.
 3. ``Writer.append_many`` in batches of 100 books.
 4. ``OrderBookEncoder().encode`` to bytes, no journal.
@@ -35,9 +43,11 @@ import contextlib
 import gc
 import importlib
 import json
+import math
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,11 +62,18 @@ from typing import Any
 import flatbuffers
 import numpy as np
 from _machine import commit, cpu_model, load, timer_overhead_ns
+
+try:
+    import orjson
+except ImportError:  # the collect extra: pip install -e '.[collect]'
+    orjson = None
 from OrderBookData import OrderBook as StructOrderBook
 from OrderBookData import PriceLevel as StructPriceLevel
 
 import journal
 from journal import _metrics_layout as M
+from journal import _native
+from journal.collector import BookPublisher
 
 SHM = Path("/dev/shm")
 EXCHANGE = "upbit"
@@ -67,6 +84,28 @@ BATCH = 100
 # Bids descend from the best, asks ascend; KRW prices, BTC quantities.
 BIDS = [[95_000_000.0 - 1_000.0 * i, 0.0125 * (i + 1)] for i in range(10)]
 ASKS = [[95_001_000.0 + 1_000.0 * i, 0.0150 * (i + 1)] for i in range(10)]
+# The collector's OrderBookV2.to_dict(): upbit's own name for the market (the
+# publisher normalises it to BTC-KRW).
+RAW_SYMBOL = "KRW-BTC"
+PUBLISHED = "BookPublisher.publish(dict)"
+APPEND_DICT = "Writer.append_dict(dict)"
+ORJSON = "orjson.dumps(dict)"
+PACK = "struct.pack_into, 42 values"
+"""timestamp, sequence and the 40 doubles, taken from the lists: a serialiser's floor."""
+PURE = " [pure Python]"
+PURE_CASES = ("append_orderbook, lists", PUBLISHED, f"append_many, batches of {BATCH}")
+
+
+def to_dict(sequence: int) -> dict[str, Any]:
+    return {
+        "exchangename": EXCHANGE,
+        "symbol": RAW_SYMBOL,
+        "bids": BIDS,
+        "asks": ASKS,
+        "timestamp": TIMESTAMP_MS,
+        "sequence": sequence,
+    }
+
 
 # The seed's schema: PriceLevel as a table (an offset and a vtable per level).
 TABLE_SCHEMA = """
@@ -133,17 +172,28 @@ class Case:
     run: Callable[[], None]
 
 
-def run_interleaved(cases: list[Case], repeats: int) -> list[Result]:
+def run_interleaved(
+    cases: list[Case],
+    repeats: int,
+    each_round: Callable[[], dict[str, float]] | None = None,
+) -> list[Result]:
     """Time every case once per round, ``repeats`` rounds: a slow spell of a noisy
-    machine then hits every case alike, which keeps the ratios honest."""
+    machine then hits every case alike, which keeps the ratios honest.
+    ``each_round`` (the pure-Python child) runs once per round too and returns its
+    own per-book figures, by case name."""
     per_book: dict[str, list[float]] = {case.name: [] for case in cases}
+    books: dict[str, int] = {case.name: case.books for case in cases}
     for _ in range(repeats):
         for case in cases:
             gc.collect()
             start = time.perf_counter_ns()
             case.run()
             per_book[case.name].append((time.perf_counter_ns() - start) / case.books / 1e3)
-    return [Result(case.name, per_book[case.name], case.books) for case in cases]
+        if each_round is not None:
+            for name, us in each_round().items():
+                per_book.setdefault(name, []).append(us)
+                books.setdefault(name, 0)
+    return [Result(name, times, books[name]) for name, times in per_book.items()]
 
 
 # -- 1-5: appends and encoders, interleaved ---------------------------------------------
@@ -156,15 +206,17 @@ def bench_micro(
     with contextlib.ExitStack() as stack:
         writers = {
             name: stack.enter_context(journal.Writer(base / name))
-            for name in ("lists", "numpy", "many")
+            for name in ("lists", "numpy", "many", "dicts")
         }
         writers["unmetered"] = stack.enter_context(
             journal.Writer(base / "unmetered", metrics=False)
         )
+        publisher = stack.enter_context(BookPublisher(base / "published"))
         time.sleep(SETTLE_S)
-        cases = writer_cases(writers, s)
+        cases = writer_cases(writers, s) + dict_cases(publisher, writers["dicts"], s)
         encoder_cases, sizes = encoders(scratch, s)
-        results = run_interleaved(cases + encoder_cases, s.repeats)
+        pure = PureChild(base / "pure", s.appends)
+        results = run_interleaved(cases + encoder_cases, s.repeats, pure.round)
         writer = writers["lists"]
         info: dict[str, Any] = {
             "metrics": metrics_overhead(writer, writers["unmetered"], s.metrics_rounds)
@@ -216,6 +268,138 @@ def writer_cases(writers: dict[str, journal.Writer], s: Settings) -> list[Case]:
         Case("append_orderbook, numpy", s.appends, arrays),
         Case(f"append_many, batches of {BATCH}", len(batches) * BATCH, many),
     ]
+
+
+def dict_cases(publisher: BookPublisher, writer: journal.Writer, s: Settings) -> list[Case]:
+    """The collector's dict: published (names normalised), appended, serialised by
+    orjson; and the floor of any serialiser: struct.pack_into of its 42 values."""
+    books = [to_dict(i) for i in range(s.appends)]
+    normalised = [{**book, "symbol": SYMBOL} for book in books]
+    publish, append_dict = publisher.publish, writer.append_dict
+    for book in books[:2_000]:
+        publish(book)
+    for book in normalised[:2_000]:
+        append_dict(book)
+    packer = struct.Struct("<qq40d")
+    buffer = bytearray(packer.size)
+    pack_into = packer.pack_into
+
+    def published() -> None:
+        for book in books:
+            publish(book)
+
+    def appended() -> None:
+        for book in normalised:
+            append_dict(book)
+
+    def dumped() -> None:
+        assert orjson is not None
+        dumps = orjson.dumps
+        for book in books:
+            dumps(book)
+
+    def packed() -> None:
+        for i in range(s.appends):
+            b, a = BIDS, ASKS
+            pack_into(
+                buffer, 0, TIMESTAMP_MS, i,
+                b[0][0], b[0][1], b[1][0], b[1][1], b[2][0], b[2][1], b[3][0], b[3][1],
+                b[4][0], b[4][1], b[5][0], b[5][1], b[6][0], b[6][1], b[7][0], b[7][1],
+                b[8][0], b[8][1], b[9][0], b[9][1],
+                a[0][0], a[0][1], a[1][0], a[1][1], a[2][0], a[2][1], a[3][0], a[3][1],
+                a[4][0], a[4][1], a[5][0], a[5][1], a[6][0], a[6][1], a[7][0], a[7][1],
+                a[8][0], a[8][1], a[9][0], a[9][1],
+            )  # fmt: skip
+
+    cases = [
+        Case(PUBLISHED, s.appends, published),
+        Case(APPEND_DICT, s.appends, appended),
+        Case(PACK, s.appends, packed),
+    ]
+    if orjson is not None:
+        cases.append(Case(ORJSON, s.appends, dumped))
+    return cases
+
+
+class PureChild:
+    """The pure-Python path (JOURNAL_PURE_PYTHON=1), in a child process started once per
+    round: append_orderbook, publish(dict) and append_many, timed there like the cases
+    here (``--pure-child``)."""
+
+    def __init__(self, base: Path, appends: int) -> None:
+        self.base = base
+        self.appends = appends
+        self.rounds = 0
+
+    def round(self) -> dict[str, float]:
+        path = self.base.with_name(f"{self.base.name}-{self.rounds}")
+        self.rounds += 1
+        env = {**os.environ, "JOURNAL_PURE_PYTHON": "1"}
+        done = subprocess.run(
+            [sys.executable, __file__, "--pure-child", str(path), str(self.appends)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=600,
+        )
+        shutil.rmtree(path, ignore_errors=True)
+        figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+        return {name + PURE: us for name, us in figures.items()}
+
+
+def pure_child(path: str, appends: int) -> None:
+    """Hidden mode, under JOURNAL_PURE_PYTHON=1: one timed run of each pure case."""
+    assert not _native.NATIVE, "run with JOURNAL_PURE_PYTHON=1"
+    base = Path(path)
+    base.mkdir(mode=0o700)
+    figures = {}
+    with (
+        journal.Writer(base / "lists") as writer,
+        journal.Writer(base / "many") as many_writer,
+        BookPublisher(base / "published") as publisher,
+    ):
+        time.sleep(SETTLE_S)
+        append, publish, append_many = (
+            writer.append_orderbook,
+            publisher.publish,
+            many_writer.append_many,
+        )
+        books = [to_dict(i) for i in range(appends)]
+        batches = [
+            [(EXCHANGE, SYMBOL, TIMESTAMP_MS, b * BATCH + i, BIDS, ASKS) for i in range(BATCH)]
+            for b in range(appends // BATCH)
+        ]
+        for i in range(2_000):  # warm up, as the cases of the parent
+            append(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
+            publish(books[i % len(books)])
+        for batch in batches[:20]:
+            append_many(batch)
+
+        def lists() -> None:
+            for i in range(appends):
+                append(EXCHANGE, SYMBOL, TIMESTAMP_MS, i, BIDS, ASKS)
+
+        def published() -> None:
+            for book in books:
+                publish(book)
+
+        def many() -> None:
+            for batch in batches:
+                append_many(batch)
+
+        for name, run, count in zip(
+            PURE_CASES,
+            (lists, published, many),
+            (appends, appends, len(batches) * BATCH),
+            strict=True,
+        ):
+            gc.collect()
+            start = time.perf_counter_ns()
+            run()
+            figures[name] = (time.perf_counter_ns() - start) / count / 1e3
+    shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(figures))
 
 
 def metrics_overhead(
@@ -514,9 +698,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (about 20 s)")
     parser.add_argument("--writer-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--pure-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer_child:
         writer_child(args.writer_child[0], int(args.writer_child[1]))
+        return
+    if args.pure_child:
+        pure_child(args.pure_child[0], int(args.pure_child[1]))
         return
 
     s = QUICK if args.quick else DEFAULT
@@ -524,7 +712,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-append-flatc-"))
     began = time.monotonic()
     print(f"# bench_append{' --quick' if args.quick else ''}: {machine()}")
-    print(f"# journal at {commit('journal/')}")
+    print(f"# journal at {commit('journal/')}; {_native.describe()}")
     print(f"# load average at start: {load()} (other work on these CPUs skews every figure)")
     print(
         f"# {s.repeats} repeats of {s.appends} books (builder: {s.builder_books}); "
@@ -594,6 +782,35 @@ def report(
         f"on / off {cost['paired']:.3f}x (median of the pairs' ratios), {cost['best']:.3f}x "
         f"(best rounds); medians {cost['on_ns']:.0f} / {cost['off_ns']:.0f} ns per append"
     )
+    print("\nthe compiled path (issue #13), ratios of medians in this run:")
+    compiled_rows = [
+        ("official struct builder / append_orderbook", struct_us / appended, ">= 35x"),
+        (
+            "append_orderbook / orjson.dumps(dict)",
+            appended / by_name.get(ORJSON, math.nan),
+            "<= 1x",
+        ),
+        ("publish(dict) / append_orderbook", by_name[PUBLISHED] / appended, "<= 1.3x"),
+        ("append_dict / append_orderbook", by_name[APPEND_DICT] / appended, None),
+        (
+            "append_many (per book) / append_orderbook",
+            by_name[f"append_many, batches of {BATCH}"] / appended,
+            None,
+        ),
+        ("append_orderbook / struct.pack_into (no checks)", appended / by_name[PACK], None),
+    ]
+    for name in PURE_CASES:
+        compiled_rows.append(
+            (f"pure Python / compiled: {name}", by_name[name + PURE] / by_name[name], None)
+        )
+    for label, value, target in compiled_rows:
+        verdict = ""
+        if target is not None:
+            bound = float(target.split()[1].rstrip("x"))
+            met = value >= bound if target.startswith(">") else value <= bound
+            verdict = f"  target {target}: {'met' if met else 'NOT met'}"
+        print(f"  {label:<48} {value:7.2f}x{verdict}")
+
     print("\nratios:")
     ratios = [
         ("numpy / lists (append_orderbook)", by_name["append_orderbook, numpy"] / appended),
@@ -630,8 +847,25 @@ def report(
     v, nv = statistics.median(verified), statistics.median(unverified)
     print("\n## Summary (Markdown)\n")
     print(f"Machine: {machine()}. Medians of {s.repeats} repeats; 10x10 book.\n")
+    pure_append = by_name["append_orderbook, lists" + PURE]
     rows = [
-        ("`Writer.append_orderbook`, lists", f"{appended:.2f} µs/book"),
+        ("Path in use", _native.describe()),
+        (
+            "`Writer.append_orderbook`, lists",
+            f"{appended:.2f} µs/book (pure Python: {pure_append:.2f} µs, "
+            f"{pure_append / appended:.1f}x)",
+        ),
+        (
+            "`BookPublisher.publish(dict)`",
+            f"{by_name[PUBLISHED]:.2f} µs/book ({by_name[PUBLISHED] / appended:.2f}x the "
+            f"append; pure Python: {by_name[PUBLISHED + PURE]:.2f} µs)",
+        ),
+        (
+            "`orjson.dumps` of the same dict",
+            f"{by_name.get(ORJSON, math.nan):.2f} µs/book (append / orjson: "
+            f"{appended / by_name.get(ORJSON, math.nan):.2f}x)",
+        ),
+        ("`struct.pack_into` of its 42 values (no checks)", f"{by_name[PACK]:.2f} µs/book"),
         (
             "same, `Writer(metrics=False)`",
             f"{by_name[UNMETERED]:.2f} µs/book (metrics on / off, paired rounds: "
@@ -648,7 +882,8 @@ def report(
         ),
         (
             f"`Writer.append_many`, batches of {BATCH}",
-            f"{by_name[f'append_many, batches of {BATCH}']:.2f} µs/book",
+            f"{by_name[f'append_many, batches of {BATCH}']:.2f} µs/book (pure Python: "
+            f"{by_name[f'append_many, batches of {BATCH}' + PURE]:.2f} µs)",
         ),
         ("`OrderBookEncoder.encode` (bytes, no journal)", f"{encode_us:.2f} µs/book"),
         (

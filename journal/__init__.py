@@ -28,6 +28,7 @@ from journal._errors import (
 )
 from journal._layout import FORMAT_VERSION, MAGIC
 from journal._names import stream_path
+from journal._native import NATIVE
 from journal._orderbook_layout import PAYLOAD_ID as ORDERBOOK_PAYLOAD_ID
 from journal._reader import Reader
 from journal._writer import DEFAULT_SEGMENT_SIZE, RecoveryReport, Writer
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_SEGMENT_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
+    "NATIVE",
     "ORDERBOOK_PAYLOAD_ID",
     "ArchiveFullError",
     "CorruptArchiveError",

@@ -70,6 +70,9 @@ class OrderBookRecord:
     The views point into the mapped segment (read-only, no copy) and stay valid as
     long as they are referenced, even after the reader moves on or closes.
     ``position`` is ``(segment, offset)`` of the record's size prefix.
+
+    The compiled reader (journal._creader) returns a subclass whose level views are
+    made when first read (a record it returns holds the mapping until then).
     """
 
     __slots__ = (

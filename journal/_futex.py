@@ -3,6 +3,10 @@
 The writer calls ``wake_all`` only after a reader has raised the sleepers flag, so
 a writer with no sleeping reader makes no system call. The futex is a shared one
 (no FUTEX_PRIVATE_FLAG): the kernel keys it by file and offset, across processes.
+
+With the compiled extension (journal._native), both calls are its C versions
+(journal/_c/atomics.h: the syscall number of the machine it was built for, the GIL
+released while waiting); the ctypes ones below are the pure-Python path's (x86-64).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import errno
 import os
 from typing import Final
 
+from journal import _native
 from journal._libc import libc
 
-_SYS_FUTEX: Final = 202  # x86-64; journal._publish refuses other machines
+_SYS_FUTEX: Final = 202  # x86-64: journal._publish refuses others to the pure path
 FUTEX_WAIT: Final = 0
 FUTEX_WAKE: Final = 1
 _WAKE_EVERYONE: Final = 0x7FFF_FFFF
@@ -55,3 +60,8 @@ def wait(address: int, expected: int, timeout_s: float) -> None:
         err = ctypes.get_errno()
         if err not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
             raise OSError(err, f"futex wait at address=0x{address:x}: {os.strerror(err)}")
+
+
+if _native.cwriter is not None:
+    wake_all = _native.cwriter.futex_wake
+    wait = _native.cwriter.futex_wait

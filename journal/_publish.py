@@ -18,7 +18,14 @@ stores, so every byte of the record, copied before, is visible to any core that
 sees the new commit. Symmetrically a plain load is an acquire load: loads are not
 reordered with younger loads, so a reader that sees commit ``c`` then reads the
 bytes below ``c`` sees them complete. On ARM or POWER neither holds without fences
-that Python cannot emit, so the journal refuses to run there.
+that Python cannot emit, so the pure-Python path refuses to run there.
+
+With the compiled extension (journal._native decides; ``JOURNAL_PURE_PYTHON=1``
+forces the pure path), every function here is replaced at import by its C version
+(journal/_c/atomics.h, the same names): a real release store and acquire load
+(``<stdatomic.h>``), and the seq_cst fence between a store of the handshake and the
+load after it (``raise_sleepers_flag``, ``load_sleepers``) that Python cannot emit,
+so no futex wake is missed. The journal then also runs on little-endian aarch64.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import struct
 import sys
 from typing import Any, Final
 
+from journal import _native
 from journal._errors import UnsupportedPlatformError
 from journal._layout import (
     COMMIT_OFFSET_OFFSET,
@@ -45,15 +53,43 @@ SLEEPERS_WORD: Final = FUTEX_SLEEPERS_OFFSET // 4
 _END_MARKER_OFFSET: Final = struct.Struct("<Q")
 
 
-def require_x86_64() -> None:
-    """Refuse to publish or tail where plain loads and stores are not acquire/release."""
-    machine = platform.machine().lower()
-    if machine not in ("x86_64", "amd64") or sys.byteorder != "little":
+_ORDERED_MACHINES: Final = ("x86_64", "amd64")
+"""Where plain loads and stores are acquire and release (the pure-Python path)."""
+_FENCED_MACHINES: Final = ("aarch64", "arm64")
+"""Where the compiled path's real atomics are needed, and enough."""
+
+
+def require_supported_platform(machine: str | None = None, *, native: bool | None = None) -> None:
+    """Refuse to publish or tail where the path in use cannot order its accesses:
+    the pure-Python path on anything but x86-64; the compiled path (``native``) on
+    anything but x86-64 and aarch64. Little-endian only (the format is, natively).
+    ``machine`` and ``native`` default to this process's: tests pass others."""
+    machine = (machine if machine is not None else platform.machine()).lower()
+    native = _native.NATIVE if native is None else native
+    supported = _ORDERED_MACHINES + (_FENCED_MACHINES if native else ())
+    if machine in supported and sys.byteorder == "little":
+        return
+    if native:
         raise UnsupportedPlatformError(
-            f"machine={machine!r} byteorder={sys.byteorder}: the journal's Python side "
-            "relies on x86-64 store ordering to publish records (docs/FORMAT.md, "
-            "'Memory ordering'); use the C++ library, which uses real atomics, here"
+            f"machine={machine!r} byteorder={sys.byteorder}: the journal's compiled path "
+            "is built and tested for little-endian x86-64 and aarch64 only "
+            "(docs/FORMAT.md, 'Memory ordering'); use the C++ library here"
         )
+    hint = (
+        "; build the compiled extension (a C compiler, then pip install), which uses real "
+        "fences, or unset JOURNAL_PURE_PYTHON"
+        if machine in _FENCED_MACHINES
+        else "; use the C++ library, which uses real atomics, here"
+    )
+    raise UnsupportedPlatformError(
+        f"machine={machine!r} byteorder={sys.byteorder}: the journal's pure-Python path "
+        "relies on x86-64 store ordering to publish records (docs/FORMAT.md, "
+        f"'Memory ordering'){hint}"
+    )
+
+
+require_x86_64: Final = require_supported_platform
+"""The former name, still imported by some modules."""
 
 
 def publish_commit(commit_words: memoryview, commit: int) -> None:
@@ -126,8 +162,9 @@ def raise_sleepers_flag(sleepers_words: memoryview) -> None:
     Pairs with ``load_sleepers`` (then ``clear_sleepers``) in the writer after each
     ``publish_commit``, and with ``announce_sleeper`` / ``take_sleepers`` in
     radar_reader's atomics.hpp. The store and the commit load need a StoreLoad fence
-    that Python cannot emit: a wake can in rare cases be missed, so readers sleep
-    with a timeout.
+    that Python cannot emit: on the pure-Python path a wake can in rare cases be
+    missed, so readers sleep with a timeout. Compiled, this is atomics.h's
+    ``journal_announce_sleeper``: the store, then a seq_cst fence.
     """
     sleepers_words[SLEEPERS_WORD] = 1
 
@@ -136,7 +173,8 @@ def load_sleepers(sleepers_words: memoryview) -> int:
     """The writer, after ``publish_commit`` or ``publish_seal``: non-zero if a reader
     said it sleeps (``raise_sleepers_flag``; C++ ``announce_sleeper``), then
     ``clear_sleepers`` and wake. Without a fence between the commit store and this
-    load (Python has none), a reader's flag can be missed: see raise_sleepers_flag."""
+    load (pure Python has none), a reader's flag can be missed: see
+    raise_sleepers_flag. Compiled, a seq_cst fence comes first."""
     return sleepers_words[SLEEPERS_WORD]
 
 
@@ -145,3 +183,16 @@ def clear_sleepers(sleepers_words: memoryview) -> None:
     Readers raise it again (``raise_sleepers_flag``) before each sleep, so a wake
     racing a new sleeper costs that sleeper at most its timeout."""
     sleepers_words[SLEEPERS_WORD] = 0
+
+
+# -- the compiled versions (journal/_c/atomics.h), when the extension is in use ---------
+
+if _native.cwriter is not None:
+    publish_commit = _native.cwriter.publish_commit
+    load_commit_acquire = _native.cwriter.load_commit_acquire
+    publish_seal = _native.cwriter.publish_seal
+    load_end_marker_offset = _native.cwriter.load_end_marker_offset
+    clear_interrupted_seal = _native.cwriter.clear_interrupted_seal
+    raise_sleepers_flag = _native.cwriter.raise_sleepers_flag
+    load_sleepers = _native.cwriter.load_sleepers
+    clear_sleepers = _native.cwriter.clear_sleepers

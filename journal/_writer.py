@@ -13,6 +13,16 @@ the time (or, with metrics, the sampled append) compares it with the deadline an
 when a check is due, lowers ``_limit`` so that the next append takes the slow path,
 which checks before it writes. The hot path pays one comparison for it; a slow
 writer (a book every 200 ms) checks before every book.
+
+Compiled (journal._native): ``Writer``'s base class is journal._cwriter's WriterCore,
+which holds the hot state above (``_position``, ``_limit``, ``_index``, ``_records``,
+``_next_check_ns``, ``_time_next``: the same attributes, read and written by the
+Python code here too) and whose ``append_orderbook``, ``append_dict`` and
+``append_many`` do all of the above in C for the books the generated writer takes on
+its fast path (Python floats, ints, lists or tuples) while the record fits the
+segment. Any other call (an invalid book, a numpy array, an int price, a roll, a
+check due, keywords) goes to the methods here with a ``_python`` suffix, unchanged:
+they are the reference, and the whole path with ``JOURNAL_PURE_PYTHON=1``.
 """
 
 from __future__ import annotations
@@ -30,11 +40,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter_ns, time_ns
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from journal import _futex
+from journal import _futex, _native
 from journal import _layout as F
 from journal._decode import Position, read_orderbook
 from journal._encode import (
@@ -73,7 +83,7 @@ from journal._publish import (
     load_sleepers,
     publish_commit,
     publish_seal,
-    require_x86_64,
+    require_supported_platform,
 )
 from journal._segment import (
     MappedSegment,
@@ -108,7 +118,38 @@ class RecoveryReport:
     removed_unfinished: tuple[str, ...]
 
 
-class Writer:
+class _PureWriterCore:
+    """The writer's hot state, on the pure-Python path: plain slots. Compiled, the
+    same attributes are journal._cwriter.WriterCore's, with the compiled appends."""
+
+    __slots__ = ("_index", "_limit", "_next_check_ns", "_position", "_records", "_time_next")
+    _index: int
+    _position: int  # where the next record goes
+    _limit: int  # _segment_limit; 0 or -1 for the slow path that checks or refuses
+    _records: int
+    _next_check_ns: int
+    _time_next: bool
+
+    def _attach_map(self, data: Any) -> None:
+        """Compiled: append into this mapped segment. Nothing to do here."""
+
+    def _detach_map(self) -> None:
+        """Compiled: let the mapped segment go before it is closed."""
+
+    def _attach_counters(self, counters: Any) -> None:
+        """Compiled: the metrics words (or None) the appends update."""
+
+    def _set_limits(self, max_levels: int, max_name_bytes: int) -> None:
+        """Compiled: what the encoder accepts."""
+
+
+if TYPE_CHECKING or _native.cwriter is None:
+    _WriterCore = _PureWriterCore
+else:
+    _WriterCore = _native.cwriter.WriterCore
+
+
+class Writer(_WriterCore):
     """Appends order books to the journal directory ``path``, which it owns alone.
 
     ``Writer(path)`` creates the journal or reopens it: after a crash it resumes
@@ -123,7 +164,8 @@ class Writer:
 
     ``metrics`` keeps the writer's counters (records, bytes, rolls, refusals, append
     latency) in ``writer.metrics`` for ``journal top`` and ``journal metrics``; they
-    cost about 0.1-0.2 us per append (benchmarks/bench_append.py measures it).
+    cost about 0.01 us per compiled append, 0.1-0.2 us on the pure-Python path
+    (benchmarks/bench_append.py measures it).
     """
 
     __slots__ = (
@@ -134,17 +176,12 @@ class Writer:
         "_encoder",
         "_finalizer",
         "_gone",
-        "_index",
         "_known_shapes",
         "_last_position",
-        "_limit",
         "_lock",
         "_map",
         "_metrics",
-        "_next_check_ns",
-        "_position",
         "_preparation",
-        "_records",
         "_schema",
         "_scratch",
         "_segment",
@@ -152,7 +189,6 @@ class Writer:
         "_segments",
         "_shape",
         "_sleepers",
-        "_time_next",
         "_words",
         "_worker",
         "path",
@@ -164,10 +200,7 @@ class Writer:
     _map: mmap.mmap
     _words: memoryview  # its commit word
     _sleepers: memoryview  # its futex sleepers flag
-    _index: int
-    _position: int  # where the next record goes
     _segment_limit: int  # no record may end past it (room for the end marker)
-    _limit: int  # _segment_limit; 0 or -1 for the slow path that checks or refuses
     _last_position: Position
     _commit_address: int | None  # of the commit word, for FUTEX_WAKE (once needed)
 
@@ -182,7 +215,7 @@ class Writer:
         payload_id: bytes = ORDERBOOK_PAYLOAD_ID,
         metrics: bool = True,
     ) -> None:
-        require_x86_64()
+        require_supported_platform()
         if (
             not F.MIN_SEGMENT_SIZE <= segment_size < F.MAX_SEGMENT_SIZE
             or segment_size % F.PAGE_SIZE
@@ -199,6 +232,7 @@ class Writer:
         self.segment_size = segment_size
         self.payload_id = payload_id
         self._encoder = OrderBookEncoder(EncoderLimits(max_levels, max_name_bytes))
+        self._set_limits(max_levels, max_name_bytes)
         self._shape = self._encoder.shape
         self._known_shapes = self._encoder.known_shapes
         self._schema = SCHEMAS.get(payload_id)
@@ -241,12 +275,13 @@ class Writer:
         if self._metrics is not None:
             self._metrics.use_segment(self._index, self._bytes_base)
             self._counters = self._metrics.counters
+            self._attach_counters(self._counters)
         if self.recovery.cleared_bytes or self.recovery.removed_unfinished:
             log.warning("recovered journal %s: %s", self.path, self.recovery)
 
     # -- appending ---------------------------------------------------------------
 
-    def append_orderbook(
+    def _append_orderbook_python(
         self,
         exchange_name: str,
         symbol: str,
@@ -326,7 +361,7 @@ class Writer:
                     self._limit = 0  # the next append takes the slow path, which checks
         return (self._index, position)
 
-    def append_dict(self, book: Mapping[str, Any]) -> Position:
+    def _append_dict_python(self, book: Mapping[str, Any]) -> Position:
         """Append the collector's ``OrderBookV2.to_dict()`` form.
 
         Keys: ``exchangename``, ``symbol``, ``timestamp`` (ms), ``sequence``,
@@ -355,7 +390,7 @@ class Writer:
             raise
         return self._last_position
 
-    def append_many(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
+    def _append_many_python(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         """Validate a batch in full, then write it with one commit per segment touched.
 
         Books without a local_timestamp_ns are stamped as they are validated, so up
@@ -371,6 +406,12 @@ class Writer:
             if self._metrics is not None:
                 self._metrics.refused(error)
             raise
+
+    if TYPE_CHECKING or _native.cwriter is None:
+        # Compiled, WriterCore's appends are these, in C, falling back to the above.
+        append_orderbook = _append_orderbook_python
+        append_dict = _append_dict_python
+        append_many = _append_many_python
 
     def _append_batch(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         scratch = self._scratch
@@ -450,6 +491,7 @@ class Writer:
         self._release_segment()
         self._limit = -1  # every later append takes the slow path, which refuses it
         metrics, self._metrics, self._counters = self._metrics, None, None
+        self._attach_counters(None)  # before the metrics' words are released
         if metrics is not None:
             metrics.close()
         self._finalizer()  # releases the lock, stops the worker
@@ -657,6 +699,7 @@ class Writer:
         self._release_segment()
         self._segment = segment
         self._map = segment.map
+        self._attach_map(segment.map)
         header = memoryview(segment.map)[: F.HEADER_SIZE]
         self._words = header.cast("Q")
         self._sleepers = header.cast("I")
@@ -674,6 +717,7 @@ class Writer:
         """Stop using the current segment; the caller closes it."""
         segment, self._segment = self._segment, None
         if segment is not None:
+            self._detach_map()  # before the mapping is closed
             for view in (self._words, self._sleepers):
                 view.release()
             self._commit_address = None

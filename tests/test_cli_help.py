@@ -83,7 +83,10 @@ def test_the_journal_argument_is_called_journal() -> None:
 def test_version_is_the_package_version() -> None:
     shown = run("--version")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout == f"journal {importlib.metadata.version('orderbook-journal')}\n"
+    version = importlib.metadata.version("orderbook-journal")
+    assert shown.stdout.startswith(f"journal {version} (writer: "), shown.stdout
+    # and which path is in use: compiled, or pure Python and why
+    assert re.search(r"writer: (compiled|pure Python \(.+\)), reader: ", shown.stdout)
 
 
 def analyzed_books(*args: str | Path) -> int:

@@ -23,6 +23,7 @@ from typing import Final, TypeAlias
 from journal._arguments import positive_number
 from journal._encode import MAX_LEVELS as MAX_DEPTH
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
+from journal._native import describe as describe_native
 from journal._reader import IDLE_STRATEGIES, Reader, Start
 
 _POSITION: Final = re.compile(r"(\d+):(\d+)", re.ASCII)
@@ -246,10 +247,12 @@ def _add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
+    """The package version, and whether the compiled extensions are in use."""
     try:
-        return importlib.metadata.version("orderbook-journal")
+        version = importlib.metadata.version("orderbook-journal")
     except importlib.metadata.PackageNotFoundError:
-        return "unknown (the package is not installed: pip install -e .)"
+        version = "unknown (the package is not installed: pip install -e .)"
+    return f"{version} ({describe_native()})"
 
 
 def build_parser() -> argparse.ArgumentParser:
