@@ -109,6 +109,7 @@ lint: $(STAMP)
 bench: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/bench_append.py
+	$(BIN)/python benchmarks/bench_reader.py
 	$(BIN)/python benchmarks/bench_radar.py
 	$(BIN)/python benchmarks/bench_archive.py
 	$(BIN)/python benchmarks/bench_collector.py
