@@ -8,10 +8,14 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests._procs import Children
+
+if TYPE_CHECKING:
+    from tests.fake_exchanges.collect import Collect, Venues
 
 SHM = Path("/dev/shm")
 REPO = Path(__file__).resolve().parent.parent
@@ -113,3 +117,21 @@ def children(shm_dir: Path) -> Iterator[Children]:
 def journal_dir(shm_dir: Path) -> Path:
     """Where a test's journal goes (not created: the Writer creates it)."""
     return shm_dir / "books"
+
+
+# The fakes (and aiohttp) are imported only by the tests that ask for them.
+@pytest.fixture
+def venues() -> Iterator[Venues]:
+    """``venues(FakeBinance(...))`` starts a fake venue; every one is stopped after the test."""
+    from tests.fake_exchanges.collect import started_venues
+
+    yield from started_venues()
+
+
+@pytest.fixture
+def collect(shm_dir: Path) -> Iterator[Collect]:
+    """``collect(targets, {venue: fake}, options=...)`` starts ``journal collect`` in
+    ``shm_dir``; every run is killed after the test."""
+    from tests.fake_exchanges.collect import collect_runs
+
+    yield from collect_runs(shm_dir)

@@ -11,7 +11,6 @@ the 2 %.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from tests.fake_exchanges import (
     bybit_synthetic,
     full_book_synthetic,
 )
-from tests.fake_exchanges.collect import Collect, Venues, collect_runs, started_venues
+from tests.fake_exchanges.collect import Collect, Venues
 
 USDT_PRICE = Decimal("100000")
 FX = Decimal("1400")
@@ -47,16 +46,6 @@ SYMBOLS = {
     "upbit": {"KRW-BTC": "BTC-KRW", "KRW-USDT": "USDT-KRW"},
     "bithumb": {"KRW-BTC": "BTC-KRW", "KRW-USDT": "USDT-KRW"},
 }
-
-
-@pytest.fixture
-def venues() -> Iterator[Venues]:
-    yield from started_venues()
-
-
-@pytest.fixture
-def collect(shm_dir: Path) -> Iterator[Collect]:
-    yield from collect_runs(shm_dir)
 
 
 def six_venues(venues: Venues) -> dict[str, FakeExchange]:

@@ -4,26 +4,13 @@ Answered 404, ``journal collect`` tries the next form and keeps the one that wor
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from aiohttp import web
 
 from tests.fake_exchanges import FakeBinance
-from tests.fake_exchanges.collect import Collect, Venues, collect_runs, started_venues
+from tests.fake_exchanges.collect import Collect, Venues
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def venues() -> Iterator[Venues]:
-    yield from started_venues()
-
-
-@pytest.fixture
-def collect(shm_dir: Path) -> Iterator[Collect]:
-    yield from collect_runs(shm_dir)
 
 
 class RawOnlyBinance(FakeBinance):

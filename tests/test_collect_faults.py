@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,21 +24,9 @@ from tests.fake_exchanges.collect import (
     Collect,
     CollectRun,
     Venues,
-    collect_runs,
-    started_venues,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def venues() -> Iterator[Venues]:
-    yield from started_venues()
-
-
-@pytest.fixture
-def collect(shm_dir: Path) -> Iterator[Collect]:
-    yield from collect_runs(shm_dir)
 
 
 SPOT = {"NKNUSDT": "NKN-USDT", "LRCBTC": "LRC-BTC"}

@@ -18,8 +18,6 @@ import re
 import signal
 import statistics
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,23 +36,13 @@ from tests.fake_exchanges import (
     binance_captured,
 )
 from tests.fake_exchanges._server import Connection, Event
-from tests.fake_exchanges.collect import Collect, Venues, collect_runs, started_venues
+from tests.fake_exchanges.collect import Collect, Venues
 
 pytestmark = pytest.mark.slow
 
 TICK_S = 0.01  # a market update every 10 ms per symbol
 SPOT = {"NKNUSDT": "NKN-USDT", "LRCBTC": "LRC-BTC"}
 _TOPIC = re.compile(r"orderbook\.\d+\.([A-Z0-9]+)")
-
-
-@pytest.fixture
-def venues() -> Iterator[Venues]:
-    yield from started_venues()
-
-
-@pytest.fixture
-def collect(shm_dir: Path) -> Iterator[Collect]:
-    yield from collect_runs(shm_dir)
 
 
 def bybit_requests(fake: FakeBybit, connection: int) -> list[tuple[int, str, list[str]]]:

@@ -11,9 +11,7 @@ Bithumb's are whole books, so a reconnect is the only resync they need. All slow
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +29,6 @@ from tests.fake_exchanges.collect import (
     Collect,
     CollectRun,
     Venues,
-    collect_runs,
-    started_venues,
 )
 
 pytestmark = pytest.mark.slow
@@ -41,16 +37,6 @@ BYBIT = {"BTCUSDT": "BTC-USDT", "EOSUSDT": "EOS-USDT"}
 UPBIT = {"KRW-LAMB": "LAMB-KRW", "KRW-WAVES": "WAVES-KRW"}
 BITHUMB = {"KRW-BTC": "BTC-KRW", "KRW-ETH": "ETH-KRW"}
 TICK_S = 0.01
-
-
-@pytest.fixture
-def venues() -> Iterator[Venues]:
-    yield from started_venues()
-
-
-@pytest.fixture
-def collect(shm_dir: Path) -> Iterator[Collect]:
-    yield from collect_runs(shm_dir)
 
 
 def figures(run: CollectRun, venue: str, symbol: str) -> dict[str, int]:
