@@ -239,19 +239,13 @@ class FakeBinance(FakeExchange):
     async def subscribe(
         self, connection: Connection, names: list[str], request_id: Any, from_url: bool = False
     ) -> None:
-        refusal = self.refusal(connection.index)
-        if refusal is not None:
-            refusal.fired_ns = time.time_ns()
-            with self.lock:
-                connection.record.refused = True
-                self.counters["subscriptions_refused"] += 1
-            if refusal.mode == "close":
-                await connection.close("refused: closed", code=1008)
-                return
+        def refuse() -> None:
             error: dict[str, Any] = {"code": 2, "msg": "Invalid request: streams refused"}
             if not from_url:
                 error["id"] = request_id
             connection.reply(error)
+
+        if await self.refused(connection, refuse):
             return
         for name in names:
             if name != name.lower():

@@ -199,16 +199,10 @@ class FakeBybit(FakeExchange):
             self.violation(f"{len(args)} args in one spot subscribe (the docs: at most 10)")
             self.answer(connection, op, False, f"error:args size >{SPOT_ARGS_LIMIT}", req_id)
             return
-        refusal = self.refusal(connection.index)
-        if refusal is not None:
-            refusal.fired_ns = time.time_ns()
-            with self.lock:
-                connection.record.refused = True
-                self.counters["subscriptions_refused"] += 1
-            if refusal.mode == "close":
-                await connection.close("refused: closed", code=1008)
-            else:
-                self.answer(connection, op, False, f"Invalid symbol :[{','.join(args)}]", req_id)
+        invalid = f"Invalid symbol :[{','.join(args)}]"
+        if await self.refused(
+            connection, lambda: self.answer(connection, op, False, invalid, req_id)
+        ):
             return
         for topic in args:
             match = _TOPIC.fullmatch(topic)

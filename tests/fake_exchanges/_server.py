@@ -590,6 +590,23 @@ class FakeExchange:
                 return fault
         return None
 
+    async def refused(self, connection: Connection, answer: Callable[[], None]) -> bool:
+        """Whether a REFUSE fault is for this subscription: if so it is recorded and
+        counted, and the connection closed (mode "close") or ``answer()`` sends the
+        venue's refusal."""
+        refusal = self.refusal(connection.index)
+        if refusal is None:
+            return False
+        refusal.fired_ns = time.time_ns()
+        with self.lock:
+            connection.record.refused = True
+            self.counters["subscriptions_refused"] += 1
+        if refusal.mode == "close":
+            await connection.close("refused: closed", code=1008)
+        else:
+            answer()
+        return True
+
     def open_connections(self) -> Iterator[Connection]:
         return iter(list(self.live))
 

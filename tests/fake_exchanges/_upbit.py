@@ -252,16 +252,10 @@ class FakeUpbit(FakeExchange):
                 units = int(count) if count.isdigit() else DEFAULT_UNITS
                 codes[code] = units if units in UNIT_COUNTS else DEFAULT_UNITS
         self.count("subscribe_requests")
-        refusal = self.refusal(connection.index)
-        if refusal is not None:
-            refusal.fired_ns = time.time_ns()
-            with self.lock:
-                connection.record.refused = True
-                self.counters["subscriptions_refused"] += 1
-            if refusal.mode == "close":
-                await connection.close("refused: closed", code=1008)
-            else:
-                self.error(connection, "INVALID_PARAM", "요청 파라미터가 올바르지 않습니다.")
+        if await self.refused(
+            connection,
+            lambda: self.error(connection, "INVALID_PARAM", "요청 파라미터가 올바르지 않습니다."),
+        ):
             return
         connection.state["format"] = formats[-1] if formats else "DEFAULT"
         connection.state["codes"] = codes if realtime else {}
