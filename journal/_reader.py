@@ -857,24 +857,13 @@ class _CompiledReader(Reader):
     spins on the commit word in C between polls.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        start: Start = "beginning",
-        *,
-        verify: bool = True,
-        idle: IdleName = "backoff",
-        archive: str | os.PathLike[str] | None = None,
-        metrics: bool = True,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Reader's arguments (``Reader(...)`` is what callers write and type-check)."""
         creader = _native.creader
         assert creader is not None  # Reader.__new__ chose this class
-        self._cursor = creader.Cursor(verify)
+        self._cursor = creader.Cursor(True)  # Reader.__init__ sets verify through the property
         self._step = self._cursor.step
-        super().__init__(
-            path, start, verify=verify, idle=idle, archive=archive, metrics=metrics, name=name
-        )
+        super().__init__(*args, **kwargs)
 
     @property
     def _offset(self) -> int:
