@@ -3,36 +3,9 @@ journal._feed_metrics_layout, as tests/test_layout.py checks the other files."""
 
 from __future__ import annotations
 
-import itertools
-import re
-
 from journal import _feed_metrics_layout as L
 from journal import _metrics_layout as M
-from tests.conftest import REPO
-
-
-def _format_md_rows(table: int) -> list[tuple[int, int, str]]:
-    """Rows of the ``table``-th layout block of FORMAT.md's "Collector metrics" (0: the
-    file's header, 1: a stream slot)."""
-    text = (REPO / "docs" / "FORMAT.md").read_text()
-    section = text.split("## Collector metrics")[1].split("\n## ")[0]
-    block = section.split("```")[1 + 2 * table]
-    rows = []
-    for line in block.splitlines():
-        match = re.match(r"\s*(\d+)\s+(\d+)\s+(\w+)", line)
-        if match:
-            rows.append((int(match[1]), int(match[2]), match[3]))
-    return rows
-
-
-def _check_table(
-    rows: list[tuple[int, int, str]], expected: dict[str, tuple[int, int]], size: int
-) -> None:
-    fields = {name: (offset, width) for offset, width, name in rows if name != "reserved"}
-    assert fields == expected
-    for (offset, width, _), (next_offset, _, _) in itertools.pairwise(rows):
-        assert offset + width == next_offset
-    assert rows[0][0] == 0 and rows[-1][0] + rows[-1][1] == size
+from tests._format_md import check_table, format_md_rows
 
 
 def test_format_md_tables_match_constants() -> None:
@@ -54,8 +27,8 @@ def test_format_md_tables_match_constants() -> None:
         **{name: (L.COUNTERS_OFFSET + 8 * index, 8) for index, name in enumerate(L.COUNTER_NAMES)},
         "symbol": (L.SYMBOL_OFFSET, L.SYMBOL_SIZE),
     }
-    _check_table(_format_md_rows(0), header, L.STREAMS_OFFSET)
-    _check_table(_format_md_rows(1), slot, L.STREAM_SLOT_SIZE)
+    check_table(format_md_rows("Collector metrics", 0), header, L.STREAMS_OFFSET)
+    check_table(format_md_rows("Collector metrics", 1), slot, L.STREAM_SLOT_SIZE)
     for name, (offset, width) in slot.items():
         if name != "symbol":
             assert offset % 8 == 0 and width == 8, name

@@ -11,6 +11,7 @@ from journal import _layout as F
 from journal import _metrics_layout as M
 from journal import _orderbook_layout as OB
 from journal._segment import segment_indices
+from tests._format_md import check_table, format_md_rows
 from tests.conftest import REPO
 
 
@@ -39,19 +40,8 @@ def test_commit_word_alone_and_reader_word_apart() -> None:
     assert F.END_MARKER_OFFSET_OFFSET + 8 <= F.COMMIT_OFFSET_OFFSET
 
 
-def _format_md_header_rows() -> list[tuple[int, int, str]]:
-    text = (REPO / "docs" / "FORMAT.md").read_text()
-    block = text.split("## Segment header")[1].split("```")[1]
-    rows = []
-    for line in block.splitlines():
-        match = re.match(r"\s*(\d+)\s+(\d+)\s+(\w+)", line)
-        if match:
-            rows.append((int(match[1]), int(match[2]), match[3]))
-    return rows
-
-
 def test_format_md_header_table_matches_constants() -> None:
-    rows = _format_md_header_rows()
+    rows = format_md_rows("Segment header")
     fields = {name: (offset, size) for offset, size, name in rows if name != "reserved"}
     expected = {
         "magic": (F.MAGIC_OFFSET, len(F.MAGIC)),
@@ -76,30 +66,6 @@ def test_format_md_header_table_matches_constants() -> None:
     for (offset, size, _), (next_offset, _, _) in itertools.pairwise(rows):
         assert offset + size == next_offset
     assert rows[-1][0] + rows[-1][1] == F.HEADER_SIZE
-
-
-def _format_md_metrics_rows(table: int) -> list[tuple[int, int, str]]:
-    """Rows of the ``table``-th layout block of FORMAT.md's "Metrics files" (0: the
-    writer's file, 1: a reader's)."""
-    text = (REPO / "docs" / "FORMAT.md").read_text()
-    section = text.split("## Metrics files")[1].split("\n## ")[0]
-    block = section.split("```")[1 + 2 * table]
-    rows = []
-    for line in block.splitlines():
-        match = re.match(r"\s*(\d+)\s+(\d+)\s+(\w+)", line)
-        if match:
-            rows.append((int(match[1]), int(match[2]), match[3]))
-    return rows
-
-
-def _check_table(
-    rows: list[tuple[int, int, str]], expected: dict[str, tuple[int, int]], size: int
-) -> None:
-    fields = {name: (offset, width) for offset, width, name in rows if name != "reserved"}
-    assert fields == expected
-    for (offset, width, _), (next_offset, _, _) in itertools.pairwise(rows):
-        assert offset + width == next_offset
-    assert rows[0][0] == 0 and rows[-1][0] + rows[-1][1] == size
 
 
 def test_format_md_metrics_tables_match_constants() -> None:
@@ -141,8 +107,8 @@ def test_format_md_metrics_tables_match_constants() -> None:
         "last_poll_ns": (M.READER_LAST_POLL_NS_OFFSET, 8),
         "incarnations_total": (M.READER_INCARNATIONS_TOTAL_OFFSET, 8),
     }
-    _check_table(_format_md_metrics_rows(0), writer, M.WRITER_METRICS_SIZE)
-    _check_table(_format_md_metrics_rows(1), reader, M.READER_METRICS_SIZE)
+    check_table(format_md_rows("Metrics files", 0), writer, M.WRITER_METRICS_SIZE)
+    check_table(format_md_rows("Metrics files", 1), reader, M.READER_METRICS_SIZE)
     # Every counter is an aligned word after the write-once header.
     for table in (writer, reader):
         for name, (offset, width) in table.items():
