@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _books import make_books
 from _children import wait_ready
 from _machine import commit, cpu_check, cpu_model, load
 
@@ -60,21 +60,6 @@ PACED_RATE = 10_000  # books/s, the latency runs
 WARMUP = 2_000  # books the writer appends before a run (compiles, maps, warms caches)
 SETTLE_S = 0.1
 SEGMENT_SIZE = 64 << 20
-INSTRUMENTS = [
-    ("upbit", "BTC-KRW", 95_000_000.0, 1_000.0, 0.05),
-    ("binance", "BTC-USDT", 67_000.0, 0.1, 0.4),
-    ("upbit", "USDT-KRW", 1_395.0, 1.0, 20_000.0),
-    ("bybit", "BTC-USDT", 67_000.5, 0.1, 0.5),
-    ("bithumb", "BTC-KRW", 95_010_000.0, 1_000.0, 0.03),
-    ("upbit", "ETH-KRW", 4_950_000.0, 1_000.0, 0.8),
-    ("binance", "ETH-USDT", 3_500.0, 0.01, 6.0),
-    ("bithumb", "USDT-KRW", 1_396.0, 1.0, 15_000.0),
-    ("bybit", "ETH-USDT", 3_500.02, 0.01, 5.0),
-    ("bithumb", "ETH-KRW", 4_952_000.0, 1_000.0, 0.6),
-    ("upbit", "XRP-KRW", 740.0, 1.0, 3_000.0),
-    ("binance", "XRP-USDT", 0.5291, 0.0001, 9_000.0),
-]
-VARIANTS = 16
 
 
 @dataclass(frozen=True)
@@ -94,23 +79,6 @@ class PureReader(journal.Reader):
 
 
 READERS: dict[str, type[journal.Reader]] = {"compiled": journal.Reader, "pure": PureReader}
-
-
-def make_books(seed: int = 7) -> list[tuple[str, str, list[list[float]], list[list[float]]]]:
-    """``VARIANTS`` books per instrument, interleaved: valid, uncrossed, a few ticks apart."""
-    rng = random.Random(seed)
-    books = []
-    for _ in range(VARIANTS):
-        for exchange, symbol, best_bid, tick, scale in INSTRUMENTS:
-            bid = best_bid + tick * rng.randint(-3, 3)
-            spread = tick * rng.randint(1, 2)
-            bids = [[bid - tick * i, round(scale * rng.uniform(0.1, 2.0), 6)] for i in range(10)]
-            asks = [
-                [bid + spread + tick * i, round(scale * rng.uniform(0.1, 2.0), 6)]
-                for i in range(10)
-            ]
-            books.append((exchange, symbol, bids, asks))
-    return books
 
 
 # -- the writer process (hidden mode) ----------------------------------------------------
