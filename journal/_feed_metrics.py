@@ -47,6 +47,7 @@ from journal import _feed_metrics_layout as L
 from journal._errors import JournalError
 from journal._feed_metrics_layout import FeedCounter, FeedState
 from journal._lock import lock_held
+from journal._metrics import map_read_only
 from journal._paths import prepare_journal_directory
 from journal._segment import WriterIdentity
 
@@ -490,19 +491,10 @@ def read_feed_metrics(journal: str | os.PathLike[str]) -> FeedSnapshot | None:
     path, offset and field).
     """
     path = Path(journal) / L.COLLECTOR_METRICS_NAME
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
+    data = map_read_only(path, L.STREAMS_OFFSET, f"its header ({L.STREAMS_OFFSET})")
+    if data is None:
         return None
-    try:
-        size = os.fstat(fd).st_size
-        if size < L.STREAMS_OFFSET:
-            raise JournalError(
-                f"{path}: {size} bytes, shorter than its header ({L.STREAMS_OFFSET})"
-            )
-        data = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
+    size = len(data)
     with data:
         magic, version, file_size, pid, count, started, host, venue = L.HEADER_STRUCT.unpack_from(
             data

@@ -250,6 +250,23 @@ def default_reader_name() -> str:
     return safe[: M.READER_NAME_SIZE] or "reader"
 
 
+def map_read_only(path: Path, header_size: int, header: str) -> mmap.mmap | None:
+    """A metrics file mapped read-only (opened with O_NOFOLLOW); None if it does not
+    exist. JournalError if it is shorter than ``header_size``, said as "shorter than
+    {header}"."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size < header_size:
+            raise JournalError(f"{path}: {size} bytes, shorter than {header}")
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+
+
 def reader_alive(path: Path) -> bool:
     """Whether the reader that owns metrics file ``path`` still holds its lock.
     A missing or unreadable file is not alive."""

@@ -38,7 +38,7 @@ from journal._feed_metrics import FeedSnapshot, read_feed_metrics
 from journal._frames import END, frame_at
 from journal._inspect import is_journal, journals_in
 from journal._lock import writer_alive
-from journal._metrics import reader_alive
+from journal._metrics import map_read_only, reader_alive
 from journal._reader import Reader
 from journal._segment import MappedSegment, segment_indices
 from journal._verify import SCHEMAS
@@ -181,18 +181,8 @@ def journal_labels(journals: Sequence[Path]) -> dict[Path, str]:
 
 
 def _map_read_only(path: Path) -> mmap.mmap | None:
-    """The file mapped read-only, or None if it does not exist."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        if size < M.METRICS_COUNTERS_OFFSET:
-            raise JournalError(f"{path}: {size} bytes, shorter than a metrics header")
-        return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
+    """The metrics file mapped read-only, or None if it does not exist."""
+    return map_read_only(path, M.METRICS_COUNTERS_OFFSET, "a metrics header")
 
 
 def _check_header(path: Path, data: mmap.mmap, magic: bytes, size: int) -> None:
