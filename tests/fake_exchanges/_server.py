@@ -420,6 +420,14 @@ class FakeExchange:
                 violations=list(self.violations),
             )
 
+    def pause(self) -> None:
+        """Send no more market data on any connection (a stall the test asks for), so
+        that it can wait until the client has read every frame sent, then compare
+        counts exactly: no frame is then in flight."""
+        with self.lock:
+            for connection in self.live:
+                connection.stalled = True
+
     def wait_until(
         self, condition: Callable[[FakeExchange], bool], what: str, timeout: float = 10.0
     ) -> None:

@@ -198,6 +198,23 @@ class CollectRun:
         )
         return self.counter(venue, symbol, counter)
 
+    def read_everything(self, venue: str, fake: FakeExchange, symbols: dict[str, str]) -> None:
+        """Pause the fake's market data, then wait until the collector has counted every
+        data frame the fake sent per symbol (``symbols``: venue spelling -> journal's),
+        so that counts compare exactly: nothing is left in flight."""
+        fake.pause()
+
+        def sent(code: str) -> int:
+            return sum(len(connection.data(code)) for connection in fake.snapshot().connections)
+
+        for code, symbol in symbols.items():
+            self.wait(
+                lambda code=code, symbol=symbol: (
+                    self.counter(venue, symbol, FeedCounter.MESSAGES) >= sent(code)
+                ),
+                f"{venue} {symbol}: every frame sent counted",
+            )
+
     # -- the check ------------------------------------------------------------------------
 
     def verify(
