@@ -28,10 +28,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from journal.collect._protocol import Incoming, Kind, Protocol, join_path
+from journal.collect._protocol import Incoming, Kind, Protocol, incoming, join_path
+from journal.feeds._binance import route
 
 DIFF_SPEED: Final = "@depth@100ms"
 """Diff depth every 100 ms, the fastest both spot and futures offer."""
+_KINDS: Final = {"depthUpdate": Kind.BOOK, "response": Kind.ACK, "error": Kind.REFUSED}
 SNAPSHOT_LIMIT: Final = 1000
 """Levels of the REST snapshot: deep enough that diffs rarely reach past it (weight
 50 on spot, 20 on futures, of 6000 and 2400 a minute: journal.collect._venues)."""
@@ -77,15 +79,7 @@ class BinanceProtocol(Protocol):
         return [(request_id, text.decode())]
 
     def classify(self, message: Any) -> Incoming:
-        if type(message) is dict:
-            data = message.get("data", message)
-            if type(data) is dict and data.get("e") == "depthUpdate":
-                return Incoming(Kind.BOOK, data.get("s"), data)
-            if "error" in message or ("code" in message and "msg" in message):
-                return Incoming(Kind.REFUSED, None, orjson.dumps(message).decode())
-            if "result" in message and "id" in message:
-                return Incoming(Kind.ACK, message["id"], message)
-        return Incoming(Kind.OTHER, None, message)
+        return incoming(route, _KINDS, message)
 
     def snapshot_url(self, base: str, symbol: str) -> str | None:
         return f"{join_path(base, self.snapshot_path)}?symbol={symbol}&limit={SNAPSHOT_LIMIT}"

@@ -20,11 +20,20 @@ from typing import Any, Final
 
 import orjson
 
-from journal.collect._protocol import Incoming, Kind, Protocol, join_path
+from journal.collect._protocol import Incoming, Kind, Protocol, incoming, join_path
+from journal.feeds._bybit import BOOK_TOPIC, route
 
 TOPIC_DEPTHS: Final = (1, 50, 200, 1000)
 """The depths Bybit v5 offers for spot and linear order books."""
 TOPICS_PER_REQUEST: Final = 10
+_KINDS: Final = {
+    BOOK_TOPIC: Kind.BOOK,
+    "subscribe": Kind.ACK,
+    "unsubscribe": Kind.ACK,
+    "pong": Kind.PONG,
+    "ping": Kind.PONG,
+    "error": Kind.REFUSED,
+}
 
 
 def topic_depth(depth: int) -> int:
@@ -63,20 +72,4 @@ class BybitProtocol(Protocol):
         return orjson.dumps({"op": "ping", "req_id": str(self.next_id())}).decode()
 
     def classify(self, message: Any) -> Incoming:
-        if type(message) is not dict:
-            return Incoming(Kind.OTHER, None, message)
-        topic = message.get("topic")
-        if topic is not None:
-            if type(topic) is str and topic.startswith("orderbook."):
-                return Incoming(Kind.BOOK, topic.rpartition(".")[2], message)
-            return Incoming(Kind.OTHER, None, message)
-        op = message.get("op")
-        if message.get("success") is False:
-            return Incoming(Kind.REFUSED, None, orjson.dumps(message).decode())
-        if op in ("ping", "pong"):
-            return Incoming(Kind.PONG, None, message)
-        if op in ("subscribe", "unsubscribe"):
-            request_id = message.get("req_id")
-            known = isinstance(request_id, str) and request_id.isdecimal()
-            return Incoming(Kind.ACK, int(request_id) if known else None, message)
-        return Incoming(Kind.OTHER, None, message)
+        return incoming(route, _KINDS, message)

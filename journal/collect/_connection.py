@@ -303,7 +303,12 @@ class Connection:
                 stream.metrics.add(FeedCounter.ERRORS)
             if not named:
                 self._count_error()
-            if named and (request_id in self._pending or not self._subscribed):
+            first = named and (request_id in self._pending or not self._subscribed)
+            if first and self._refused | {s.venue_symbol for s in named} >= set(self.streams):
+                # Every symbol of the connection refused: nothing left to carry, so it is
+                # replaced, with back-off, as after a refusal that names none.
+                self._refusal = f"subscription refused: {payload}"
+            elif first:
                 # Refused in the first subscription: a symbol the venue does not know
                 # (delisted, mistyped). Later refusals are failed resyncs, which _watch
                 # sends again.

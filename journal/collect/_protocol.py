@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
+
+import orjson
+
+from journal.feeds import MessageError
+from journal.feeds._route import Route
 
 
 class Kind(enum.Enum):
@@ -26,7 +31,7 @@ class Kind(enum.Enum):
 
 class Incoming(NamedTuple):
     kind: Kind
-    symbol: str | None  # the venue's spelling (BTCUSDT, KRW-BTC) for BOOK
+    symbol: Any  # BOOK: the venue's spelling (BTCUSDT, KRW-BTC); ACK, REFUSED: request id
     payload: Any  # what the builder reads (BOOK), or the text to log (REFUSED, OTHER)
 
 
@@ -77,6 +82,35 @@ class Protocol(ABC):
     def snapshot_url(self, base: str, symbol: str) -> str | None:
         """The REST depth snapshot of ``symbol``; None where the protocol needs none."""
         return None
+
+
+def incoming(route: Callable[[Any], Route], kinds: Mapping[str, Kind], message: Any) -> Incoming:
+    """What ``message`` is to the connection, read by the venue's ``route`` (journal.feeds:
+    the one place that knows the venue's message shapes) and its kinds mapped by
+    ``kinds`` (the rest: OTHER). A message ``route`` cannot read is OTHER, counted."""
+    try:
+        kind, symbol, body = route(message)
+    except MessageError:
+        return Incoming(Kind.OTHER, None, message)
+    mapped = kinds.get(kind, Kind.OTHER)
+    if mapped is Kind.BOOK:
+        return Incoming(Kind.BOOK, symbol, body)
+    if mapped is Kind.REFUSED:
+        return Incoming(Kind.REFUSED, request_id(message), orjson.dumps(message).decode())
+    if mapped is Kind.ACK:
+        return Incoming(Kind.ACK, request_id(message), message)
+    return Incoming(mapped, None, message)
+
+
+def request_id(message: Any) -> int | None:
+    """The request a venue's answer names: Binance's ``id``, Bybit's ``req_id`` (a
+    string of digits, as we send it)."""
+    value = message.get("id", message.get("req_id")) if isinstance(message, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdecimal():
+        return int(value)
+    return None
 
 
 def join_path(base: str, path: str) -> str:

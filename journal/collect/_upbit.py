@@ -15,20 +15,27 @@ builders read SIMPLE too).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from journal.collect._protocol import Incoming, Kind, Protocol, join_path
+from journal.collect._protocol import Incoming, Kind, Protocol, incoming, join_path
+from journal.feeds._upbit import BOOK_TYPE, route_full_books
 
 PATH = "/websocket/v1"
+_KINDS: Final = {BOOK_TYPE: Kind.BOOK, "status": Kind.PONG, "error": Kind.REFUSED}
 
 
 class UpbitProtocol(Protocol):
     ping_interval_s = 20.0
     acknowledges = False
+
+    def __init__(self, venue: str = "upbit") -> None:
+        super().__init__()
+        self._route = functools.partial(route_full_books, venue)
 
     def stream_url(self, base: str, symbols: Sequence[str]) -> str:
         return join_path(base, PATH)
@@ -45,13 +52,4 @@ class UpbitProtocol(Protocol):
         return "PING"
 
     def classify(self, message: Any) -> Incoming:
-        if type(message) is not dict:
-            return Incoming(Kind.OTHER, None, message)
-        kind = message.get("type", message.get("ty"))
-        if kind == "orderbook":
-            return Incoming(Kind.BOOK, message.get("code", message.get("cd")), message)
-        if "status" in message:
-            return Incoming(Kind.PONG, None, message)
-        if "error" in message:
-            return Incoming(Kind.REFUSED, None, orjson.dumps(message).decode())
-        return Incoming(Kind.OTHER, None, message)
+        return incoming(self._route, _KINDS, message)

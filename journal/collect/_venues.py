@@ -122,7 +122,7 @@ VENUES: Final[Mapping[str, Venue]] = MappingProxyType(
                 "bithumb",
                 "wss://ws-api.bithumb.com",
                 None,
-                UpbitProtocol,
+                lambda: UpbitProtocol("bithumb"),
                 lambda symbol, depth: BithumbBook(symbol, depth=depth),
                 streams_per_connection=100,
                 silence_s=60.0,

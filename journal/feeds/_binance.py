@@ -81,25 +81,38 @@ class DepthDiff:
 def route(message: Any) -> Route:
     """A combined-stream message (``{"stream", "data"}``), a raw-stream ``depthUpdate``
     event, or a request's response (``{"result": null, "id": 1}``) or error
-    (``{"code": ..., "msg": ...}``, kind ``error``)."""
-    if isinstance(message, dict) and "stream" in message and "data" in message:
-        channel = str(message["stream"]).partition("@")[2]
-        if _DIFF_CHANNEL.fullmatch(channel):
-            with message_fields(f"binance {message['stream']}"):
-                return Route("depthUpdate", str(message["data"]["s"]), message["data"])
-        return Route(channel, None, message["data"])
-    if isinstance(message, dict) and message.get("e") == "depthUpdate":
-        with message_fields("binance depthUpdate"):
-            return Route("depthUpdate", str(message["s"]), message)
-    if isinstance(message, dict) and "result" in message and "id" in message:
-        return Route("response", None, message)
-    if isinstance(message, dict) and "code" in message and "msg" in message:
-        return Route("error", None, message)
+    (``{"code": ..., "msg": ...}``, or ``{"error": {...}, "id": 1}`` for a refused
+    request; kind ``error``). Read for every message of a live collector: plain dict
+    lookups, no context manager."""
+    if isinstance(message, dict):
+        if "stream" in message and "data" in message:
+            channel = str(message["stream"]).partition("@")[2]
+            if _DIFF_CHANNEL.fullmatch(channel):
+                return Route(
+                    "depthUpdate", _symbol(message["data"], message["stream"]), message["data"]
+                )
+            return Route(channel, None, message["data"])
+        if message.get("e") == "depthUpdate":
+            return Route("depthUpdate", _symbol(message, "depthUpdate"), message)
+        if "result" in message and "id" in message:
+            return Route("response", None, message)
+        if "error" in message or ("code" in message and "msg" in message):
+            return Route("error", None, message)
     raise MessageError(
         "binance: expected a combined-stream message {'stream': ..., 'data': ...}, "
         "a depthUpdate event, a response {'result': ..., 'id': ...} or an error "
         f"{{'code': ..., 'msg': ...}}; got {str(message)[:120]}"
     )
+
+
+def _symbol(event: Any, what: str) -> str:
+    """The event's ``s`` (the symbol); MessageError as message_fields words it."""
+    try:
+        return str(event["s"])
+    except KeyError as error:
+        raise MessageError(f"binance {what}: no field {error}") from None
+    except TypeError as error:
+        raise MessageError(f"binance {what}: bad value ({error})") from None
 
 
 def route_rest(url: str, body: Any) -> Route:

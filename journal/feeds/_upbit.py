@@ -48,10 +48,11 @@ def route_full_books(venue: str, message: Any) -> Route:
     (``KRW-BTC``; a ``.count`` suffix, as in a subscription, is dropped)."""
     if isinstance(message, dict):
         kind = message.get("type", message.get("ty"))
-        if kind == BOOK_TYPE:
-            with message_fields(f"{venue} orderbook"):
-                code = message["code"] if "code" in message else message["cd"]
-                return Route(BOOK_TYPE, str(code).partition(".")[0], message)
+        if kind == BOOK_TYPE:  # read for every message live: no context manager
+            code = message.get("code", message.get("cd"))
+            if code is None:
+                raise MessageError(f"{venue} orderbook: no field 'code'")
+            return Route(BOOK_TYPE, str(code).partition(".")[0], message)
         if isinstance(kind, str):
             return Route(kind, None, message)
         if "status" in message:
