@@ -25,7 +25,7 @@ C_FLAGS = [
     # The record head is written through a struct laid over the mapping's bytes.
     "-fno-strict-aliasing",
 ]
-C_HEADERS = ["journal/_c/layout.h", "journal/_c/atomics.h"]
+C_HEADERS = ["journal/_c/layout.h", "journal/_c/atomics.h", "journal/_c/orderbook_read.h"]
 
 
 def extension(name: str, source: str, **options: object) -> Extension:

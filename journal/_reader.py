@@ -172,6 +172,7 @@ class Reader:
         self._archive: ArchivedSegment | None = None  # while reading an archived segment
         self._archived: Iterator[Record] = iter(())
         self._archived_next: Record | None = None
+        self._archive_bytes: bytes | None = None  # its segment, rebuilt for record_bytes
         self._start_in_archive = archive is not None
         if start == "end" and not segment_indices(self.path):
             # No journal yet: every book its writer will publish comes after now,
@@ -289,6 +290,51 @@ class Reader:
                 except FileNotFoundError:
                     continue  # removed by the compactor meanwhile
         return behind
+
+    @property
+    def incarnation_ns(self) -> int | None:
+        """The incarnation stamp of the segment being read (docs/FORMAT.md,
+        "Incarnations"), from tmpfs or its archive; None before the first segment.
+        0: unknown (segments written before the field existed)."""
+        if self._archive is not None:
+            return self._archive.header.incarnation_ns
+        if self._segment is not None:
+            return self._segment.header.incarnation_ns
+        return None
+
+    @property
+    def segment_size(self) -> int | None:
+        """The size of the segment being read (a copy of the journal needs segments
+        at least as large); None before the first segment."""
+        if self._archive is not None:
+            return self._archive.header.segment_size
+        if self._segment is not None:
+            return self._segment.header.segment_size
+        return None
+
+    def record_bytes(self, record: Record) -> bytes:
+        """The committed bytes of ``record`` (size prefix and FlatBuffer, without the
+        padding after it), copied: to carry it elsewhere byte for byte
+        (``journal replicate``). ``record`` must come from the segment this reader is
+        on, i.e. be the last one it returned (the next ``try_next`` may move on).
+
+        A record read from an archive is cut from its segment's bytes, rebuilt once
+        per archived segment (a reader that fell behind tmpfs pays a second
+        decompression for it)."""
+        index, offset = record.position
+        if index != self._index:
+            raise JournalError(
+                f"record at position {record.position} is not in segment {self._index}, "
+                "the one this reader is on: take a record's bytes before reading on"
+            )
+        if self._archive is not None:
+            if self._archive_bytes is None:
+                header = self._archive.header
+                self._archive_bytes = self._archive.segment_bytes(header.commit_offset)
+            return self._archive_bytes[offset : offset + record.size]
+        if self._segment is None:
+            raise JournalError(f"reader of {self.path} is closed")
+        return self._map[offset : offset + record.size]
 
     def close(self) -> None:
         self._metrics.close()
@@ -778,6 +824,7 @@ class Reader:
         if self._archive is not None:
             self._archive.close()
             self._archive = None
+            self._archive_bytes = None
             self._archived = iter(())
             self._archived_next = None
         if self._futex_header is not None:

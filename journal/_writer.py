@@ -122,13 +122,22 @@ class _PureWriterCore:
     """The writer's hot state, on the pure-Python path: plain slots. Compiled, the
     same attributes are journal._cwriter.WriterCore's, with the compiled appends."""
 
-    __slots__ = ("_index", "_limit", "_next_check_ns", "_position", "_records", "_time_next")
+    __slots__ = (
+        "_frames_fast",
+        "_index",
+        "_limit",
+        "_next_check_ns",
+        "_position",
+        "_records",
+        "_time_next",
+    )
     _index: int
     _position: int  # where the next record goes
     _limit: int  # _segment_limit; 0 or -1 for the slow path that checks or refuses
     _records: int
     _next_check_ns: int
     _time_next: bool
+    _frames_fast: bool  # compiled: append_frames checks OBK1 records in C
 
     def _attach_map(self, data: Any) -> None:
         """Compiled: append into this mapped segment. Nothing to do here."""
@@ -166,6 +175,14 @@ class Writer(_WriterCore):
     latency) in ``writer.metrics`` for ``journal top`` and ``journal metrics``; they
     cost about 0.01 us per compiled append, 0.1-0.2 us on the pure-Python path
     (benchmarks/bench_append.py measures it).
+
+    ``incarnation_ns`` and ``first_segment`` apply only when the journal is created
+    (no segment yet): its first segment is ``first_segment`` (not 0) and every
+    segment carries ``incarnation_ns`` instead of a stamp of its own. They exist for
+    a copy of another journal (``journal mirror``): with ``append_frames`` and
+    ``roll`` it holds the source's records at the source's very positions, and its
+    segments name the source's incarnation. An existing journal keeps its own
+    (``incarnation_ns`` says which).
     """
 
     __slots__ = (
@@ -214,6 +231,8 @@ class Writer(_WriterCore):
         mode: int = 0o600,
         payload_id: bytes = ORDERBOOK_PAYLOAD_ID,
         metrics: bool = True,
+        incarnation_ns: int | None = None,
+        first_segment: int = 0,
     ) -> None:
         require_supported_platform()
         if (
@@ -228,6 +247,10 @@ class Writer(_WriterCore):
             raise ValueError(f"payload_id={payload_id!r}: must be {F.PAYLOAD_ID_SIZE} bytes")
         if mode & ~0o666:
             raise ValueError(f"mode={oct(mode)}: only read/write bits (at most 0o666)")
+        if incarnation_ns is not None and not 0 < incarnation_ns < 1 << 63:
+            raise ValueError(f"incarnation_ns={incarnation_ns}: must be a positive int64")
+        if type(first_segment) is not int or not 0 <= first_segment < 1 << 63:
+            raise ValueError(f"first_segment={first_segment!r}: must be an int >= 0")
         self.path = Path(path)
         self.segment_size = segment_size
         self.payload_id = payload_id
@@ -236,6 +259,7 @@ class Writer(_WriterCore):
         self._shape = self._encoder.shape
         self._known_shapes = self._encoder.known_shapes
         self._schema = SCHEMAS.get(payload_id)
+        self._frames_fast = payload_id == ORDERBOOK_PAYLOAD_ID
         self._segments = _SegmentFactory(
             self.path, segment_size, payload_id, WriterIdentity.current(), mode
         )
@@ -263,7 +287,7 @@ class Writer(_WriterCore):
             self, _abandon, self._lock, self._worker, self._segments.directory_fd
         )
         try:
-            self.recovery = self._recover()
+            self.recovery = self._recover(incarnation_ns, first_segment)
         except BaseException:
             self.close()
             raise
@@ -390,6 +414,85 @@ class Writer(_WriterCore):
             raise
         return self._last_position
 
+    def _append_frames_python(self, frames: bytes | bytearray | memoryview) -> int:
+        """Append record frames exactly as they lie in a segment; returns how many.
+
+        ``frames`` is a run of frames as a reader finds them between two record
+        boundaries of a segment: each a size-prefixed FlatBuffer of this journal's
+        payload, then zero padding to a multiple of 8, back to back. Every record gets
+        the checks of ``append`` (framing, identifier, verification, the book rules);
+        if one fails, InvalidRecordError names its index and offset in ``frames``
+        and nothing is written. Then they are copied byte for byte (their
+        ``local_timestamp_ns`` included: nothing is stamped) with one commit per
+        segment touched. This is how a copy of a journal (``journal mirror``) appends
+        what another writer wrote: the same bytes, so the same records at the same
+        offsets when the copy rolls where its source did (``roll``).
+        """
+        try:
+            sizes = self._checked_frames(frames)
+            if sizes:
+                with memoryview(frames).cast("B") as view:
+                    self._write_frames(view, sizes)
+        except JournalError as error:
+            if self._metrics is not None:
+                self._metrics.refused(error)
+            raise
+        return len(sizes)
+
+    def _checked_frames(self, frames: Any) -> list[int]:
+        """The framed size of each record of ``frames``, every record checked as
+        ``append`` checks it; InvalidRecordError names the first that fails."""
+        try:
+            view = memoryview(frames).cast("B")
+        except TypeError:
+            raise InvalidRecordError(
+                f"frames: expected a bytes-like run of record frames, got {type(frames).__name__}"
+            ) from None
+        with view:
+            sizes: list[int] = []
+            offset, end = 0, len(view)
+            while offset < end:
+                where = f"frames[{len(sizes)}] at offset {offset}"
+                if end - offset < F.SIZE_PREFIX_SIZE:
+                    raise InvalidRecordError(f"{where}: {end - offset} bytes, no size prefix")
+                size = int.from_bytes(view[offset : offset + F.SIZE_PREFIX_SIZE], "little")
+                record_end = offset + F.SIZE_PREFIX_SIZE + size
+                framed = F.align_record(record_end) - offset
+                if offset + framed > end:
+                    raise InvalidRecordError(
+                        f"{where}: size prefix={size} runs past the end of the {end} bytes "
+                        "(a frame is the record, then zero padding to a multiple of 8)"
+                    )
+                if any(view[record_end : offset + framed]):
+                    raise InvalidRecordError(f"{where}: the padding after the record is not zero")
+                try:
+                    self._checked_buffer(view[offset:record_end])
+                except InvalidRecordError as error:
+                    raise type(error)(f"{where}: {error}") from None
+                sizes.append(framed)
+                offset += framed
+            return sizes
+
+    def roll(self) -> Position:
+        """Seal the open segment now (its end marker) and go on in the next one;
+        returns the new position, ``(segment + 1, 4096)``.
+
+        A copy of another journal calls it where its source rolled, so that its
+        records keep their source positions (``append_frames``). An empty segment is
+        sealed too: the caller asked for that segment boundary.
+        """
+        if self._segment is None:
+            raise JournalError(f"the writer of {self.path} is closed")
+        self._roll()
+        return self.position
+
+    @property
+    def incarnation_ns(self) -> int:
+        """The stamp every segment of this incarnation carries (docs/FORMAT.md)."""
+        stamp = self._segments.incarnation_ns
+        assert stamp is not None  # set when the journal was opened or created
+        return stamp
+
     def _append_many_python(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         """Validate a batch in full, then write it with one commit per segment touched.
 
@@ -412,6 +515,8 @@ class Writer(_WriterCore):
         append_orderbook = _append_orderbook_python
         append_dict = _append_dict_python
         append_many = _append_many_python
+    if TYPE_CHECKING or not hasattr(_WriterCore, "append_frames"):
+        append_frames = _append_frames_python
 
     def _append_batch(self, books: Iterable[Mapping[str, Any] | Sequence[Any]]) -> int:
         scratch = self._scratch
@@ -728,7 +833,7 @@ class Writer(_WriterCore):
         if segment is not None:
             segment.close()
 
-    def _recover(self) -> RecoveryReport:
+    def _recover(self, incarnation_ns: int | None, first_segment: int) -> RecoveryReport:
         """Resume after the last committed record; mend what a crash can leave.
 
         A crash can leave: uncommitted bytes after the commit (cleared), a segment
@@ -741,7 +846,9 @@ class Writer(_WriterCore):
         indices = segment_indices(self.path)
         created = not indices
         if created:
-            self._use_segment(self._segments.create_or_adopt(0))
+            # A new journal: its own incarnation, or the one it was told to carry on.
+            self._segments.incarnation_ns = incarnation_ns
+            self._use_segment(self._segments.create_or_adopt(first_segment))
         else:
             self._use_segment(self._segments.open(self._segment_to_resume(indices)))
         segment = self._segment

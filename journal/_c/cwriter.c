@@ -18,6 +18,7 @@
 
 #include "atomics.h"
 #include "layout.h"
+#include "orderbook_read.h"
 
 /* Whether a METH_FASTCALL function got its `expected` positional arguments. */
 static int check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t expected) {
@@ -183,6 +184,7 @@ typedef struct {
   long long records;       /* counted in the metrics */
   long long next_check_ns; /* when the journal is checked again (Python path) */
   char time_next;          /* time this append into the latency histogram */
+  char frames_fast;        /* append_frames may check OBK1 records here (the journal's payload) */
   char has_map, has_counters;
   Py_buffer map;      /* the mapped segment, from its first byte */
   Py_buffer counters; /* the writer's metrics file, from its first byte */
@@ -207,7 +209,8 @@ struct book {
 static PyObject *zero; /* the int 0 */
 static PyObject *str_exchangename, *str_symbol, *str_timestamp, *str_sequence, *str_bids,
     *str_asks, *str_local_timestamp_ns, *str_append_orderbook_python, *str_append_dict_python,
-    *str_append_many_python, *str_publish_python, *str_unexpected;
+    *str_append_many_python, *str_publish_python, *str_unexpected, *str_append_frames_python,
+    *str_check_journal;
 
 static int64_t realtime_ns(void) {
   struct timespec now;
@@ -575,6 +578,130 @@ python:
   return PyObject_CallMethodOneArg((PyObject *)self, str_append_many_python, books);
 }
 
+/* -- append_frames: records another writer laid out, copied as they are ---------------
+ * The fast path takes a run of frames when every record is an OBK1 record in the
+ * encoder's own layout (what journal.Writer writes) that passes the checks of
+ * Writer.append: verification (orderbook_verifies), then the book rules the encoder
+ * enforces (names, levels, crossing), checked here on the bytes. Anything else (another
+ * layout, a refused record, a roll) goes to _append_frames_python, the reference,
+ * which checks again and refuses or writes. */
+
+/* A name append refuses nothing of: strict UTF-8 (the reader decodes so), 1 to
+ * max_bytes bytes, no control character (parse_name's rule, on the bytes). */
+static int frame_name_ok(const unsigned char *at, uint32_t length, Py_ssize_t max_bytes) {
+  if (length == 0 || (Py_ssize_t)length > max_bytes) return 0;
+  for (uint32_t i = 0; i < length; i++) {
+    if (at[i] < 0x20 || at[i] == 0x7f) return 0;
+    if (at[i] == 0xc2 && i + 1 < length && at[i + 1] <= 0x9f) return 0;
+    if (at[i] >= 0x80) { /* not ASCII: let the codec judge it once */
+      PyObject *text = PyUnicode_DecodeUTF8((const char *)at, length, "strict");
+      if (text == NULL) {
+        PyErr_Clear();
+        return 0;
+      }
+      Py_DECREF(text);
+      for (uint32_t j = i + 1; j < length; j++) {
+        if (at[j] < 0x20 || at[j] == 0x7f) return 0;
+        if (at[j] == 0xc2 && j + 1 < length && at[j + 1] <= 0x9f) return 0;
+      }
+      return 1;
+    }
+  }
+  return 1;
+}
+
+/* check_side on PriceLevel structs: prices strictly better first, finite, > 0;
+ * quantities finite and >= 0 (NaN fails every comparison). */
+static int frame_side_ok(const unsigned char *at, uint32_t n, int bids, Py_ssize_t max_levels) {
+  if ((Py_ssize_t)n > max_levels) return 0;
+  double previous = bids ? INFINITY : 0.0;
+  for (uint32_t i = 0; i < n; i++) {
+    double level[2];
+    memcpy(level, at + OBL_LEVEL_SIZE * (size_t)i, sizeof level);
+    if (bids ? !(level[0] < previous) : !(level[0] > previous)) return 0;
+    if (!(level[1] >= 0.0 && level[1] < INFINITY)) return 0;
+    previous = level[0];
+  }
+  if (n && (bids ? !(previous > 0.0) : !(previous < INFINITY))) return 0;
+  return 1;
+}
+
+/* The framed size of the record at `p` (`available` bytes left), or 0: the Python path. */
+static uint64_t frame_fast(WriterCore *self, const unsigned char *p, uint64_t available) {
+  if (available < JL_SIZE_PREFIX_SIZE + JL_MIN_RECORD_SIZE) return 0;
+  uint64_t record = (uint64_t)u32_at(p) + JL_SIZE_PREFIX_SIZE;
+  uint64_t framed = align_record(record);
+  if (framed > available) return 0;
+  for (uint64_t i = record; i < framed; i++)
+    if (p[i]) return 0;
+  Fields fields;
+  if (!orderbook_verifies(p, record) || !own_layout(p, record, &fields)) return 0;
+  if (!frame_name_ok(p + fields.exchange_name_at, fields.exchange_name_length,
+                     self->max_name_bytes) ||
+      !frame_name_ok(p + fields.symbol_at, fields.symbol_length, self->max_name_bytes) ||
+      !frame_side_ok(p + fields.bids_at, fields.n_bids, 1, self->max_levels) ||
+      !frame_side_ok(p + fields.asks_at, fields.n_asks, 0, self->max_levels))
+    return 0;
+  if (fields.n_bids && fields.n_asks) {
+    double best_bid, best_ask;
+    memcpy(&best_bid, p + fields.bids_at, sizeof best_bid);
+    memcpy(&best_ask, p + fields.asks_at, sizeof best_ask);
+    if (!(best_bid < best_ask)) return 0;
+  }
+  return framed;
+}
+
+static PyObject *append_frames_one(WriterCore *self, PyObject *frames) {
+  Py_buffer view;
+  if (!self->has_map || !self->frames_fast) goto python;
+  if (PyObject_GetBuffer(frames, &view, PyBUF_SIMPLE) < 0) {
+    PyErr_Clear();
+    goto python;
+  }
+  const unsigned char *data = (const unsigned char *)view.buf;
+  uint64_t length = (uint64_t)view.len, offset = 0;
+  Py_ssize_t count = 0;
+  while (offset < length) {
+    uint64_t framed = frame_fast(self, data + offset, length - offset);
+    if (framed == 0) goto release;
+    offset += framed;
+    count++;
+  }
+  if (count == 0) goto release;
+  if (realtime_ns() >= self->next_check_ns) {
+    /* The Python path's check (it sets the next deadline); refused, the Python path
+     * raises the same error and counts it. */
+    PyObject *checked = PyObject_CallMethodNoArgs((PyObject *)self, str_check_journal);
+    if (checked == NULL) {
+      PyErr_Clear();
+      goto release;
+    }
+    Py_DECREF(checked);
+  }
+  long long position = self->position, end = position + (long long)length;
+  if (end > self->limit || end > (long long)self->map.len) goto release; /* a roll */
+  memcpy((unsigned char *)self->map.buf + position, data, (size_t)length);
+  PyBuffer_Release(&view);
+  if (publish(self, end) < 0) return NULL; /* one commit for the run */
+  if (self->has_counters) {
+    unsigned char *counters = (unsigned char *)self->counters.buf;
+    self->records += count;
+    journal_store_counter(counters, ML_RECORDS_TOTAL_OFFSET, self->records);
+    journal_store_counter(counters, ML_LAST_PUBLISH_NS_OFFSET, realtime_ns());
+  }
+  return PyLong_FromSsize_t(count);
+release:
+  PyBuffer_Release(&view);
+python:
+  return PyObject_CallMethodOneArg((PyObject *)self, str_append_frames_python, frames);
+}
+
+static PyObject *core_append_frames(WriterCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames) {
+  if (kwnames == NULL && nargs == 1) return append_frames_one(self, args[0]);
+  return python_path((PyObject *)self, str_append_frames_python, args, (size_t)nargs, kwnames);
+}
+
 /* The METH_FASTCALL | METH_KEYWORDS faces of append_dict and append_many: one
  * positional argument is the fast path's; anything else (a keyword, a wrong count)
  * goes to the Python method, which takes or refuses it as it always has. */
@@ -666,6 +793,8 @@ static PyMemberDef core_members[] = {
     {"_next_check_ns", T_LONGLONG, offsetof(WriterCore, next_check_ns), 0,
      "when the journal is checked again"},
     {"_time_next", T_BOOL, offsetof(WriterCore, time_next), 0, "time the next append"},
+    {"_frames_fast", T_BOOL, offsetof(WriterCore, frames_fast), 0,
+     "append_frames checks records here: the journal holds OBK1 order books"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -682,6 +811,11 @@ static PyMethodDef core_methods[] = {
     {"append_many", (PyCFunction)(void (*)(void))core_append_many, METH_FASTCALL | METH_KEYWORDS,
      "append_many(books) -> int: validate a batch in full, write it, one commit; compiled, "
      "with _append_many_python as the reference and fallback."},
+    {"append_frames", (PyCFunction)(void (*)(void))core_append_frames,
+     METH_FASTCALL | METH_KEYWORDS,
+     "append_frames(frames) -> int: records laid out by another writer, checked, copied "
+     "byte for byte, one commit; compiled, with _append_frames_python as the reference "
+     "and fallback."},
     {"_attach_map", (PyCFunction)core_attach_map, METH_O, "append into this mapped segment"},
     {"_detach_map", (PyCFunction)core_detach_map, METH_NOARGS, "let the mapped segment go"},
     {"_attach_counters", (PyCFunction)core_attach_counters, METH_O,
@@ -935,7 +1069,9 @@ PyMODINIT_FUNC PyInit__cwriter(void) {
       !(str_append_dict_python = intern("_append_dict_python")) ||
       !(str_append_many_python = intern("_append_many_python")) ||
       !(str_publish_python = intern("_publish_python")) ||
-      !(str_unexpected = intern("_unexpected")) || !(zero = PyLong_FromLong(0)))
+      !(str_unexpected = intern("_unexpected")) ||
+      !(str_append_frames_python = intern("_append_frames_python")) ||
+      !(str_check_journal = intern("_check_journal")) || !(zero = PyLong_FromLong(0)))
     return NULL;
   if (PyType_Ready(&WriterCoreType) < 0 || PyType_Ready(&PublisherCoreType) < 0) return NULL;
   PyObject *module = PyModule_Create(&cwriter_module);
