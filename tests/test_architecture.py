@@ -1,6 +1,7 @@
 """The layers of journal/ import one way (issue #11):
 
-    core (journal._*)  <-  archive, collectors (collector, symbols, feeds, collect)
+    core (journal._*)  <-  archive, collectors (collector, symbols, feeds, collect),
+                           replicate
                        <-  analysis, monitor  <-  demo, cli
 
 Every import counts, those inside functions too. ``journal/__init__.py`` is the
@@ -23,6 +24,7 @@ LAYERS = {
     "core": 0,
     "archive": 1,
     "collectors": 1,
+    "replicate": 1,
     "analysis": 2,
     "monitor": 2,
     "demo": 3,
@@ -32,6 +34,9 @@ MAY_IMPORT = {
     "core": {"core"},
     "archive": {"core", "archive"},
     "collectors": {"core", "collectors"},
+    # journal replicate / mirror: the core's Reader and Writer (archives through
+    # Reader(archive=)) and nats-py; nothing of the collectors or the monitor.
+    "replicate": {"core", "archive", "replicate"},
     "analysis": {"core", "archive", "collectors", "analysis"},
     "monitor": {"core", "archive", "collectors", "monitor"},
     "demo": {"core", "archive", "collectors", "analysis", "monitor", "demo"},
@@ -104,6 +109,15 @@ def test_the_checker_sees_a_core_module_importing_the_archive(tmp_path: Path) ->
 
 def test_ls_journal_shows_the_layers() -> None:
     subpackages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert subpackages == ["analysis", "archive", "cli", "collect", "demo", "feeds", "monitor"]
+    assert subpackages == [
+        "analysis",
+        "archive",
+        "cli",
+        "collect",
+        "demo",
+        "feeds",
+        "monitor",
+        "replicate",
+    ]
     public = sorted(p.name for p in PACKAGE.glob("*.py") if not p.name.startswith("_"))
     assert public == ["collector.py", "symbols.py"]

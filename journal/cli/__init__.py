@@ -276,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_analyze,
         _add_import_captures,
         _add_collect,
+        _add_replicate,
+        _add_mirror,
         _add_top,
         _add_metrics,
         _add_export,
@@ -497,6 +499,44 @@ def _add_collect(commands: _Commands) -> None:
         return
     _run.add_arguments(collect)
     collect.set_defaults(run=_run.run)
+
+
+def _add_replicate(commands: _Commands) -> None:
+    from journal.replicate import _run
+
+    replicate = _add_command(
+        commands,
+        "replicate",
+        "publish journals to a NATS JetStream stream, for journal mirror on other hosts",
+        "Tail each JOURNAL (from the archive too, with --archive) and publish its records "
+        "to the stream (created if missing), many records a message, each message "
+        "de-duplicated by its id and stored only right after the journal's previous one: "
+        "no loss, no duplicate across crashes of either side. Where to go on is read "
+        "back from the stream at start. docs/REPLICATION.md.",
+        "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal could not go on (said); "
+        "2 a bad argument.",
+    )
+    _run.add_replicate_arguments(replicate)
+    replicate.set_defaults(run=_run.run_replicate)
+
+
+def _add_mirror(commands: _Commands) -> None:
+    from journal.replicate import _run
+
+    mirror = _add_command(
+        commands,
+        "mirror",
+        "copy the journals of a JetStream stream into local journals, byte for byte",
+        "A durable consumer of the stream appends each replicated journal's records to "
+        "DIR/<name>, the same bytes at the same positions, acknowledging a message only "
+        "once its records are committed; it goes on from what each mirror journal holds. "
+        "The radar and every reader tail a mirror journal as any journal. "
+        "docs/REPLICATION.md.",
+        "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal's copy could not go on "
+        "(said); 2 a bad argument.",
+    )
+    _run.add_mirror_arguments(mirror)
+    mirror.set_defaults(run=_run.run_mirror)
 
 
 def _missing_extra(extra: str, module: str) -> int:

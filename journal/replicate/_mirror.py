@@ -1,0 +1,398 @@
+"""``journal mirror``: a durable JetStream consumer that appends the replicated
+records to local journals, byte for byte, at their source positions.
+
+A mirror journal is the source journal's copy: the same records at the same
+``(segment, offset)`` in segments of the source's size that carry the source's
+``incarnation_ns`` (journal.Writer's ``append_frames``, ``roll``, ``incarnation_ns``
+and ``first_segment``). So the mirror journal itself says how far it is: a message
+that ends at or before its position is a duplicate (acknowledged, nothing written),
+one that starts at its position is appended, then acknowledged (never before the
+commit), and anything else is a gap, never written.
+
+A gap (a message lost on its way to this consumer, a restart of the mirror with
+messages still unacknowledged) is answered by a *rewind*: the durable consumer is
+made again, starting right after its acknowledgement floor, so that every message not
+acknowledged comes again, in stream order, at once (rather than one by one as their
+acknowledgement timeouts expire). A gap that a rewind does not fill is data the
+stream no longer holds: that journal stops, said with what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from journal._errors import JournalError
+from journal._names import check_stream_name
+from journal._segment import segment_indices
+from journal._writer import Writer
+from journal.replicate import _scheme
+from journal.replicate._nats import (
+    ConnectionState,
+    NatsOptions,
+    StreamOptions,
+    connect,
+    import_nats,
+)
+from journal.replicate._scheme import Run
+
+log = logging.getLogger("journal.mirror")
+
+APPENDED: Final = "appended"
+DUPLICATE: Final = "duplicate"
+GAP: Final = "gap"
+SKIPPED: Final = "skipped"
+
+
+class MirrorJournal:
+    """One source journal's copy under the journal root."""
+
+    def __init__(self, root: Path, name: str, stats: Any) -> None:
+        self.name = check_stream_name(name)
+        self.path = root / name
+        self.stats = stats
+        self.writer: Writer | None = None
+        self.failed: str | None = None
+        self.gap_at: tuple[int, int] | None = None
+        """The copy's position when a message last did not continue it (a rewind
+        followed); a second gap there is data the stream no longer holds."""
+
+    def apply(self, run: Run, payload: bytes) -> str:
+        """Append ``run`` if it continues the copy; say what was done."""
+        writer = self.writer
+        if writer is None:
+            if segment_indices(self.path):
+                writer = self.writer = Writer(
+                    self.path, segment_size=run.segment_size, payload_id=run.payload_id
+                )
+                log.info("%s: mirror journal at %s", self.name, writer.position)
+            elif run.first_of_segment:
+                return self._start(run, payload)
+            else:
+                return SKIPPED  # a new copy starts at a segment's start
+        if run.incarnation_ns < writer.incarnation_ns:
+            return DUPLICATE  # of an incarnation this copy is past
+        if run.incarnation_ns > writer.incarnation_ns:
+            if not run.first_of_segment:
+                return GAP
+            log.warning(
+                "%s: the source journal was recreated (incarnation %d, was %d): the copy is too",
+                self.name,
+                run.incarnation_ns,
+                writer.incarnation_ns,
+            )
+            self._replace()
+            return self._start(run, payload)
+        segment, offset = writer.position
+        if (run.segment, run.end) <= (segment, offset):
+            return DUPLICATE
+        if run.segment == segment and run.start == offset:
+            return self._append(writer, run, payload)
+        if run.segment > segment and run.first_of_segment and run.previous == (segment, offset):
+            while writer.position[0] < run.segment:  # where the source rolled
+                writer.roll()
+            return self._append(writer, run, payload)
+        return GAP
+
+    def _append(self, writer: Writer, run: Run, payload: bytes) -> str:
+        count = writer.append_frames(payload)
+        if count != run.records or writer.position != (run.segment, run.end):
+            raise JournalError(
+                f"{self.name}: message of {run.records} records ending at "
+                f"({run.segment}, {run.end}) appended {count} ending at {writer.position}: "
+                "the copy no longer matches its source"
+            )
+        return APPENDED
+
+    def _start(self, run: Run, payload: bytes) -> str:
+        """A new copy (or a new incarnation of it) at the run's segment."""
+        self.writer = Writer(
+            self.path,
+            segment_size=run.segment_size,
+            payload_id=run.payload_id,
+            incarnation_ns=run.incarnation_ns,
+            first_segment=run.segment,
+        )
+        if self.writer.incarnation_ns != run.incarnation_ns:
+            raise JournalError(
+                f"{self.path}: a journal appeared there meanwhile (incarnation "
+                f"{self.writer.incarnation_ns}); not mixing it with the source's"
+            )
+        log.info(
+            "%s: mirror journal %s started at segment %d (incarnation %d)",
+            self.name,
+            self.path,
+            run.segment,
+            run.incarnation_ns,
+        )
+        return self._append(self.writer, run, payload)
+
+    def _replace(self) -> None:
+        """Remove this copy's incarnation: the directory goes away whole (renamed
+        first, so readers see the path empty, never half removed), as the source's did."""
+        assert self.writer is not None
+        self.writer.close()
+        self.writer = None
+        hidden = self.path.with_name(f".{self.name}.replaced-{os.getpid()}-{time.time_ns()}")
+        os.rename(self.path, hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    durable: str = "mirror"
+    batch: int = 512
+    """Messages asked for in one pull request; another is sent when half arrived."""
+    expires_s: float = 5.0
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 10_000
+
+
+class Mirror:
+    """Consumes the stream's journal subjects into ``root/<journal>``."""
+
+    def __init__(
+        self,
+        root: Path,
+        nats_options: NatsOptions,
+        stream: StreamOptions,
+        consumer: ConsumerOptions = ConsumerOptions(),
+        stats: Any = None,
+    ) -> None:
+        self.root = root
+        self.nats_options = nats_options
+        self.stream = stream
+        self.consumer = consumer
+        self.stats = stats if stats is not None else NoMirrorStats()
+        self.state = ConnectionState()
+        self.journals: dict[str, MirrorJournal] = {}
+        self._nats = import_nats()
+        self.nc: Any = None
+        self.js: Any = None
+        self._sub: Any = None
+        self._inbox = ""
+        self._requested_since_pull = 0
+        self._last_pull = 0.0
+        self._rewind_wanted = False
+
+    async def run(self, stop: asyncio.Event) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.nc = await connect(self.nats_options, self.state)
+        self.js = self.nc.jetstream(timeout=5.0)
+        try:
+            await self._wait_for_stream(stop)
+            await self._rewind(first=True)
+            puller = asyncio.create_task(self._keep_pulling(stop))
+            try:
+                while not stop.is_set():
+                    if self._rewind_wanted:
+                        await self._rewind()
+                    try:
+                        msg = await self._sub.next_msg(timeout=0.25)
+                    except (TimeoutError, self._nats.errors.TimeoutError):
+                        continue
+                    await self._handle(msg)
+            finally:
+                puller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await puller
+        finally:
+            for journal in self.journals.values():
+                journal.close()
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+        return 1 if any(j.failed for j in self.journals.values()) else 0
+
+    # -- the consumer --------------------------------------------------------------------
+
+    async def _wait_for_stream(self, stop: asyncio.Event) -> None:
+        said = False
+        while not stop.is_set():
+            try:
+                await self.js.stream_info(self.stream.name)
+                return
+            except self._nats.js.errors.NotFoundError:
+                if not said:
+                    log.warning(
+                        "stream %s does not exist yet; waiting for journal replicate to make it",
+                        self.stream.name,
+                    )
+                    said = True
+            except (TimeoutError, self._nats.errors.Error) as error:
+                log.debug("stream info: %s", error)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    async def _rewind(self, first: bool = False) -> None:
+        """(Re)make the durable consumer right after its acknowledgement floor and
+        subscribe a fresh inbox: messages delivered to the old one are never read
+        (a subscription receives what its own pull requests brought)."""
+        self._rewind_wanted = False
+        api = self._nats.js.api
+        name = self.consumer.durable
+        floor = 0
+        while True:
+            try:
+                info = await self.js.consumer_info(self.stream.name, name)
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                await self.js.delete_consumer(self.stream.name, name)
+            except self._nats.js.errors.NotFoundError:
+                pass
+            except (TimeoutError, self._nats.errors.Error) as error:
+                log.warning("consumer %s: %s; retrying", name, error)
+                await asyncio.sleep(0.25)
+                continue
+            config = api.ConsumerConfig(
+                durable_name=name,
+                name=name,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=self.consumer.ack_wait_s,
+                max_ack_pending=self.consumer.max_ack_pending,
+                filter_subject=_scheme.stream_subjects(self.stream.subject_prefix),
+                max_waiting=512,
+            )
+            if floor:
+                config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = floor + 1
+            else:
+                config.deliver_policy = api.DeliverPolicy.ALL
+            try:
+                await self.js.add_consumer(self.stream.name, config=config)
+                break
+            except (TimeoutError, self._nats.errors.Error) as error:
+                log.warning("creating consumer %s: %s; retrying", name, error)
+                await asyncio.sleep(0.25)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, pending_msgs_limit=1_000_000)
+        self._requested_since_pull = 0
+        await self._pull()
+        if not first:
+            self.stats.rewound()
+        log.info(
+            "consumer %s of %s %s from stream sequence %d",
+            name,
+            self.stream.name,
+            "starts" if first else "rewound",
+            floor + 1,
+        )
+
+    async def _pull(self) -> None:
+        request = {
+            "batch": self.consumer.batch,
+            "expires": int(self.consumer.expires_s * 1e9),
+        }
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream.name}.{self.consumer.durable}"
+        try:
+            await self.nc.publish(subject, json.dumps(request).encode(), reply=self._inbox)
+        except self._nats.errors.Error as error:
+            log.debug("pull request: %s", error)
+        self._requested_since_pull = 0
+        self._last_pull = time.monotonic()
+
+    async def _keep_pulling(self, stop: asyncio.Event) -> None:
+        """A fresh pull request before the last one expires (and after a reconnect)."""
+        reconnects = self.state.reconnects
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+            stale = time.monotonic() - self._last_pull > self.consumer.expires_s / 2
+            if stale or reconnects != self.state.reconnects:
+                reconnects = self.state.reconnects
+                await self._pull()
+            self.stats.connection(self.state)
+
+    async def _handle(self, msg: Any) -> None:
+        if not msg.data and msg.headers and "Status" in msg.headers:
+            status = msg.headers.get("Status")
+            description = msg.headers.get("Description", "")
+            if status == "409" and "Deleted" in description:
+                self._rewind_wanted = True
+            return
+        self._requested_since_pull += 1
+        if self._requested_since_pull >= self.consumer.batch // 2:
+            await self._pull()
+        try:
+            run = _scheme.parse_run(msg.headers, len(msg.data))
+        except _scheme.BadHeaders as error:
+            log.error(
+                "stream %s: a message that is not a journal run (%s): ignored",
+                self.stream.name,
+                error,
+            )
+            await msg.term()
+            return
+        metadata = msg.metadata
+        if metadata.num_delivered > 1:
+            self.stats.redelivered()
+        journal = self.journals.get(run.journal)
+        if journal is None:
+            journal = self.journals[run.journal] = MirrorJournal(self.root, run.journal, self.stats)
+        if journal.failed:
+            self.stats.dropped(run)
+            await msg.term()
+            return
+        outcome = journal.apply(run, msg.data)
+        if outcome == GAP:
+            position = journal.writer.position if journal.writer else None
+            if journal.gap_at == position:
+                journal.failed = (
+                    f"the stream holds ({run.segment}, {run.start}) of incarnation "
+                    f"{run.incarnation_ns} next, the copy is at {position}: the records "
+                    "between are no longer in the stream (its limits dropped them?); "
+                    f"remove {journal.path} to start the copy again from what the stream holds"
+                )
+                log.error("%s: mirror stopped: %s", run.journal, journal.failed)
+                self.stats.dropped(run)
+                await msg.term()
+                return
+            journal.gap_at = position
+            self.stats.gap(run)
+            log.warning(
+                "%s: message (%d, %d..%d) does not continue the copy at %s; rewinding the consumer",
+                run.journal,
+                run.segment,
+                run.start,
+                run.end,
+                position,
+            )
+            self._rewind_wanted = True
+            return
+        if outcome == APPENDED:
+            journal.gap_at = None
+        self.stats.applied(run, outcome, metadata.sequence.stream)
+        await msg.ack()  # after the commit: a crash before it redelivers, a duplicate
+
+
+class NoMirrorStats:
+    def applied(self, run: Run, outcome: str, sequence: int) -> None:
+        pass
+
+    def redelivered(self) -> None:
+        pass
+
+    def rewound(self) -> None:
+        pass
+
+    def gap(self, run: Run) -> None:
+        pass
+
+    def dropped(self, run: Run) -> None:
+        pass
+
+    def connection(self, state: ConnectionState) -> None:
+        pass

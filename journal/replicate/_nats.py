@@ -1,0 +1,250 @@
+"""The NATS side: connection options as a deployer gives them, the stream, a link.
+
+nats-py is asyncio; the replicator's readers run in threads of their own (a reader
+waits on the journal's futex with the GIL released), so ``Link`` runs one event loop
+in a thread and offers blocking calls into it. The mirror runs on the loop itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from journal.replicate import _scheme
+
+log = logging.getLogger("journal.replicate")
+
+T = TypeVar("T")
+
+
+def import_nats() -> Any:
+    """nats-py, or an error that says how to install it (the ``replicate`` extra)."""
+    try:
+        import nats
+        import nats.js.api
+        import nats.js.errors
+    except ImportError as error:
+        raise SystemExit(
+            f"journal replicate/mirror need nats-py ({error}): pip install "
+            "'orderbook-journal[replicate]'"
+        ) from None
+    return nats
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """How to reach NATS: every server URL (the client fails over between them), and
+    credentials or TLS passed to nats-py as they are."""
+
+    servers: tuple[str, ...]
+    name: str = "journal"
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: Path | None = None
+    """A .creds file (JWT and NKey seed), nats-py's ``user_credentials``."""
+    nkey_seed: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_hostname: str | None = None
+    connect_timeout: float = 5.0
+    reconnect_wait: float = 0.25
+    """Between attempts to reconnect: short, since a replica set fails over in seconds."""
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "servers": list(self.servers),
+            "name": self.name,
+            "connect_timeout": self.connect_timeout,
+            "reconnect_time_wait": self.reconnect_wait,
+            "max_reconnect_attempts": -1,  # forever: a journal outlives a NATS outage
+            "allow_reconnect": True,
+            # Publishes made while reconnecting wait in this buffer (bytes).
+            "pending_size": 64 * 1024 * 1024,
+        }
+        if self.user is not None:
+            kwargs["user"] = self.user
+            kwargs["password"] = self.password
+        if self.token is not None:
+            kwargs["token"] = self.token
+        if self.creds is not None:
+            kwargs["user_credentials"] = str(self.creds)
+        if self.nkey_seed is not None:
+            kwargs["nkeys_seed"] = str(self.nkey_seed)
+        if self.tls_ca or self.tls_cert:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cafile=str(self.tls_ca) if self.tls_ca else None
+            )
+            if self.tls_cert:
+                context.load_cert_chain(str(self.tls_cert), str(self.tls_key or self.tls_cert))
+            kwargs["tls"] = context
+            if self.tls_hostname:
+                kwargs["tls_hostname"] = self.tls_hostname
+        return kwargs
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """The stream journals are replicated to, created if missing with these limits.
+
+    ``duplicate_window``: how long JetStream remembers a message id; a publish retried
+    within it is dropped as a duplicate (docs/REPLICATION.md says why the protocol
+    stays exactly-once past it too)."""
+
+    name: str = _scheme.DEFAULT_STREAM
+    subject_prefix: str = _scheme.DEFAULT_SUBJECT_PREFIX
+    replicas: int = 1
+    max_age_s: float = 0.0  # 0: no age limit
+    max_bytes: int = -1  # -1: no size limit
+    duplicate_window_s: float = 120.0
+    max_message_bytes: int = 1 << 20
+
+
+class ConnectionState:
+    """Counts what nats-py reports about the connection, for the metrics files."""
+
+    CONNECTING, CONNECTED, DISCONNECTED, CLOSED = 0, 1, 2, 3
+
+    def __init__(self) -> None:
+        self.state = self.CONNECTING
+        self.reconnects = 0
+        self.errors = 0
+        self.server = ""
+
+    async def disconnected(self) -> None:
+        self.state = self.DISCONNECTED
+        log.warning("NATS connection lost; reconnecting")
+
+    async def reconnected(self, nc: Any = None) -> None:
+        self.state = self.CONNECTED
+        self.reconnects += 1
+        log.warning("NATS reconnected to %s", getattr(nc, "connected_url", None) or "?")
+
+    async def closed(self) -> None:
+        self.state = self.CLOSED
+
+    async def error(self, error: Exception) -> None:
+        self.errors += 1
+        log.debug("NATS: %s", error)
+
+
+async def connect(options: NatsOptions, state: ConnectionState) -> Any:
+    """A connection that reconnects forever; the first connect is retried as well
+    (until it works: a replicator started before its NATS server waits for it)."""
+    nats = import_nats()
+    holder: dict[str, Any] = {}
+
+    async def reconnected() -> None:
+        await state.reconnected(holder.get("nc"))
+
+    attempt = 0
+    while True:
+        try:
+            nc = await nats.connect(
+                **options.connect_kwargs(),
+                disconnected_cb=state.disconnected,
+                reconnected_cb=reconnected,
+                closed_cb=state.closed,
+                error_cb=state.error,
+            )
+            break
+        except (TimeoutError, OSError, nats.errors.Error) as error:
+            attempt += 1
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning(
+                    "cannot connect to NATS at %s (%s); retrying", ", ".join(options.servers), error
+                )
+            await asyncio.sleep(min(options.reconnect_wait * attempt, 2.0))
+    holder["nc"] = nc
+    state.state = ConnectionState.CONNECTED
+    state.server = str(nc.connected_url.netloc) if nc.connected_url else ""
+    return nc
+
+
+async def ensure_stream(js: Any, options: StreamOptions) -> Any:
+    """The stream's info; created if it does not exist, never changed if it does (an
+    existing stream's limits are the operator's: they are logged when they differ)."""
+    nats = import_nats()
+    api = nats.js.api
+    subjects = [_scheme.stream_subjects(options.subject_prefix)]
+    try:
+        info = await js.stream_info(options.name)
+    except nats.js.errors.NotFoundError:
+        config = api.StreamConfig(
+            name=options.name,
+            subjects=subjects,
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            num_replicas=options.replicas,
+            max_age=options.max_age_s or None,
+            max_bytes=options.max_bytes,
+            duplicate_window=options.duplicate_window_s,
+            max_msg_size=options.max_message_bytes + 64 * 1024,  # the headers too
+            discard=api.DiscardPolicy.OLD,
+        )
+        try:
+            info = await js.add_stream(config)
+            log.info(
+                "created stream %s (subjects %s, %d replicas, max age %s s, max bytes %s)",
+                options.name,
+                subjects[0],
+                options.replicas,
+                options.max_age_s or "unlimited",
+                options.max_bytes if options.max_bytes > 0 else "unlimited",
+            )
+        except nats.js.errors.BadRequestError:
+            info = await js.stream_info(options.name)  # created meanwhile by another
+    if subjects[0] not in (info.config.subjects or []):
+        raise SystemExit(
+            f"stream {options.name} exists but does not hold subjects {subjects[0]} (it "
+            f"holds {info.config.subjects}): choose another --stream or --subject-prefix"
+        )
+    if (info.config.num_replicas or 1) != options.replicas:
+        log.warning(
+            "stream %s has %s replicas, --replicas %d applies only to a stream it creates",
+            options.name,
+            info.config.num_replicas,
+            options.replicas,
+        )
+    return info
+
+
+@dataclass
+class Link:
+    """An asyncio loop in a thread of its own, holding the NATS connection; threads
+    call into it with ``call`` (blocking)."""
+
+    options: NatsOptions
+    state: ConnectionState = field(default_factory=ConnectionState)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    nc: Any = None
+    js: Any = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.loop.run_forever, name="nats", daemon=True)
+        self._thread.start()
+        self.nc = self.call(connect(self.options, self.state))
+        self.js = self.nc.jetstream(timeout=5.0)
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coroutine`` on the loop and wait for its result (raised as is)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        if self.nc is not None:
+            try:
+                self.call(self.nc.drain(), timeout=5.0)
+            except Exception as error:  # closing: say it, never hang on it
+                log.debug("closing the NATS connection: %s", error)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(5.0)

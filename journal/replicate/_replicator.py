@@ -1,0 +1,399 @@
+"""``journal replicate``: tail journals and publish their records to JetStream.
+
+Per journal, one thread reads (a journal.Reader, with the archive when one is given,
+waiting on the journal's futex with the GIL released) and publishes through the
+shared NATS loop (journal.replicate._nats.Link), **one message in flight at a time**:
+
+* A message is a run of whole record frames of one segment, cut when it reaches
+  ``max_bytes``, when ``max_delay`` has passed since its first record, or when the
+  journal has nothing more to read right now (so a quiet journal ships a book at
+  once, and a busy one ships what accumulated while the previous message was in
+  flight: batching grows with the load, latency does not).
+* It carries ``Nats-Msg-Id`` (journal, incarnation, segment, start offset) and
+  ``Nats-Expected-Last-Subject-Sequence`` (the stream sequence of the journal's
+  previous message): JetStream stores it only right after that message, and drops a
+  second copy of it within the duplicate window. So the subject never has a gap, a
+  duplicate or a reordering, whatever fails and whoever else publishes it
+  (docs/REPLICATION.md, "Exactly once").
+* Where to start is read back from JetStream (the subject's last message, by the
+  stream's last-message-by-subject API), never from a local file: the journal goes
+  on after that message's end. Any doubt (a duplicate acknowledged, the expected
+  sequence refused) is settled the same way: read the last message again and go
+  on after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from journal import _layout as F
+from journal._decode import Record
+from journal._errors import JournalError
+from journal._reader import IdleName, Reader, Start
+from journal._segment import MappedSegment, segment_indices, segment_path
+from journal.replicate import _scheme
+from journal.replicate._nats import Link, StreamOptions, import_nats
+from journal.replicate._scheme import Run
+
+log = logging.getLogger("journal.replicate")
+
+WRONG_LAST_SEQUENCE: Final = 10071
+"""JetStream's error code for a Nats-Expected-Last-Subject-Sequence that does not hold."""
+NO_MESSAGE_FOUND: Final = 10037
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """When a message is cut (whichever comes first)."""
+
+    max_bytes: int = 512 * 1024
+    max_delay_s: float = 0.001
+    """A batch is shipped at most this long after its first record was read, even if
+    records keep coming (a quiet journal ships at once: nothing more to read)."""
+    max_records: int = 0  # 0: no limit; 1: one book per message (the benchmark's baseline)
+
+
+class Resync(Exception):
+    """What is stored for the journal is not what this replicator thought: read it back."""
+
+
+class JournalReplicator:
+    """Replicates journal ``path`` to its subject; ``run`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        path: Path,
+        link: Link,
+        stream: StreamOptions,
+        *,
+        archive: Path | None = None,
+        limits: BatchLimits = BatchLimits(),
+        start: Start = "beginning",
+        idle: IdleName = "futex",
+        ack_timeout_s: float = 5.0,
+        stats: Any = None,
+    ) -> None:
+        self.path = path
+        self.name = path.name
+        self.link = link
+        self.stream = stream
+        self.subject = _scheme.subject(stream.subject_prefix, self.name)
+        self.archive = archive
+        self.limits = limits
+        self.start = start
+        self.idle = idle
+        self.ack_timeout_s = ack_timeout_s
+        self.stats = stats if stats is not None else NoStats()
+        self.last_sequence = 0  # of the subject's last message (0: none)
+        self.last: Run | None = None  # the run of that message
+        self.error: BaseException | None = None
+        self._nats = import_nats()
+        self._reader: Reader | None = None
+        self._pending: Record | None = None  # read, not yet in a batch
+        self._skip_before: tuple[int, int, int] | None = None
+
+    # -- the thread ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Read and publish until ``stop``; an error stops this journal (``error``)."""
+        try:
+            self._resync(stop)
+            while not stop.is_set():
+                batch = self._collect(stop)
+                if batch is None:
+                    continue
+                run, payload = batch
+                try:
+                    self._publish(run, payload, stop)
+                except Resync as why:
+                    log.warning("%s: %s; reading the subject's last message again", self.name, why)
+                    self.stats.resynced()
+                    self._resync(stop)
+        except BaseException as error:
+            self.error = error
+            if not isinstance(error, _Stopped):
+                log.error("%s: replication stopped: %s", self.name, error)
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+
+    # -- where to go on from -----------------------------------------------------------
+
+    def _resync(self, stop: threading.Event) -> None:
+        """Place the reader right after the subject's last message (or at ``start``)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._pending = None
+        self._skip_before = None
+        found = self._last_message(stop)
+        if found is None:
+            self.last, self.last_sequence = None, 0
+            log.info("%s: nothing in %s yet, starting at %s", self.name, self.subject, self.start)
+            self._reader = self._new_reader(self.start)
+            return
+        self.last, self.last_sequence = found
+        run = self.last
+        self.stats.acknowledged(run, self.last_sequence)
+        if self._tmpfs_incarnation() == run.incarnation_ns:
+            log.info(
+                "%s: going on after stream sequence %d, at (%d, %d)",
+                self.name,
+                self.last_sequence,
+                run.segment,
+                run.end,
+            )
+            self._reader = self._new_reader((run.segment, run.end))
+            return
+        # The journal was recreated since that message: the rest of its incarnation
+        # (from the archive, if there is one), then the new one, skipping what was sent.
+        log.warning(
+            "%s: the journal is not the incarnation %d replicated last; reading the "
+            "stream of incarnations%s from its oldest record",
+            self.name,
+            run.incarnation_ns,
+            " (with the archive)" if self.archive else "",
+        )
+        self._skip_before = (run.incarnation_ns, run.segment, run.end)
+        self._reader = self._new_reader("beginning")
+
+    def _new_reader(self, start: Start) -> Reader:
+        return Reader(
+            self.path,
+            start=start,
+            archive=self.archive,
+            idle=self.idle,
+            name="replicate",
+        )
+
+    def _tmpfs_incarnation(self) -> int | None:
+        """The incarnation of the journal in tmpfs now (its oldest segment's stamp)."""
+        for index in segment_indices(self.path):
+            try:
+                with MappedSegment(segment_path(self.path, index)) as segment:
+                    return segment.header.incarnation_ns
+            except FileNotFoundError:
+                continue  # archived and removed meanwhile
+        return None
+
+    def _last_message(self, stop: threading.Event) -> tuple[Run, int] | None:
+        """The subject's last message, as stored (by the stream leader)."""
+        errors = self._nats.errors
+        attempt = 0
+        while True:
+            _check_stop(stop)
+            try:
+                message = self.link.call(
+                    self.link.js.get_last_msg(self.stream.name, self.subject),
+                    timeout=self.ack_timeout_s + 1,
+                )
+            except self._nats.js.errors.NotFoundError:
+                return None
+            except self._nats.js.errors.APIError as error:
+                if error.err_code == NO_MESSAGE_FOUND:
+                    return None
+                attempt = self._retry("reading the last message", error, attempt, stop)
+                continue
+            except (errors.Error, TimeoutError, OSError) as error:
+                attempt = self._retry("reading the last message", error, attempt, stop)
+                continue
+            data = message.data or b""
+            try:
+                run = _scheme.parse_run(message.headers, len(data))
+            except _scheme.BadHeaders as error:
+                raise JournalError(
+                    f"stream {self.stream.name} sequence {message.seq} on {self.subject}: "
+                    f"{error}; something other than journal replicate publishes there"
+                ) from None
+            if run.journal != self.name:
+                raise JournalError(
+                    f"{self.subject} holds journal {run.journal!r}, not {self.name!r}: two "
+                    "journals of one name replicate to one stream; give them another "
+                    "--subject-prefix"
+                )
+            return run, int(message.seq)
+
+    def _retry(self, what: str, error: BaseException, attempt: int, stop: threading.Event) -> int:
+        self.stats.retried()
+        if attempt == 0 or attempt % 20 == 0:
+            log.warning(
+                "%s: %s failed (%s: %s); retrying", self.name, what, type(error).__name__, error
+            )
+        stop.wait(min(0.01 * 2**attempt, 1.0))
+        return attempt + 1
+
+    # -- reading a batch ------------------------------------------------------------------
+
+    def _collect(self, stop: threading.Event) -> tuple[Run, bytes] | None:
+        """The next message's run and frames, or None (nothing to read in a while)."""
+        reader = self._reader
+        assert reader is not None
+        record = self._pending
+        self._pending = None
+        if record is None:
+            record = reader.poll(0.1)
+            _check_stop(stop)
+            if record is None:
+                return None
+        limits = self.limits
+        payload = bytearray()
+        count = 0
+        started = time.monotonic()
+        run_start: tuple[int, int] | None = None
+        incarnation = 0
+        last_time = 0
+        time_field = reader.schema.time_field if reader.schema is not None else ""
+        while record is not None:
+            segment, offset = record.position
+            if run_start is None:
+                if self._skip(reader, record):
+                    record = reader.try_next()
+                    continue
+                run_start = (segment, offset)
+                incarnation = reader.incarnation_ns or 0
+            elif (
+                segment != run_start[0]
+                or offset != run_start[1] + len(payload)
+                or len(payload) + record.size > limits.max_bytes
+                or count == limits.max_records
+            ):
+                self._pending = record  # the next message's first record
+                break
+            data = reader.record_bytes(record)
+            payload += data
+            padding = F.align_record(len(data)) - len(data)
+            if padding:
+                payload += bytes(padding)
+            count += 1
+            last_time = getattr(record, time_field)
+            if not count & 63 and time.monotonic() - started >= limits.max_delay_s:
+                break
+            record = reader.try_next()
+        if run_start is None:
+            return None
+        previous = None if self.last is None else (self.last.segment, self.last.end)
+        if self.last is not None and self.last.incarnation_ns != incarnation:
+            previous = None  # the first message of a new incarnation
+        run = Run(
+            journal=self.name,
+            incarnation_ns=incarnation,
+            segment=run_start[0],
+            start=run_start[1],
+            end=run_start[1] + len(payload),
+            records=count,
+            previous=previous,
+            segment_size=reader.segment_size or 0,
+            payload_id=reader.payload_id or b"",
+            last_time_ns=last_time,
+        )
+        return run, bytes(payload)
+
+    def _skip(self, reader: Reader, record: Record) -> bool:
+        """After a journal was recreated: whether ``record`` was replicated already
+        (an older incarnation, or this one before the last message's end)."""
+        if self._skip_before is None:
+            return False
+        incarnation, segment, end = self._skip_before
+        current = reader.incarnation_ns or 0
+        if current < incarnation or (current == incarnation and record.position < (segment, end)):
+            return True
+        self._skip_before = None
+        return False
+
+    # -- publishing -------------------------------------------------------------------
+
+    def _publish(self, run: Run, payload: bytes, stop: threading.Event) -> None:
+        """Publish until JetStream has it right after the subject's last message."""
+        headers = run.headers()
+        headers[_scheme.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self.last_sequence)
+        errors = self._nats.errors
+        attempt = 0
+        started = time.perf_counter_ns()
+        while True:
+            _check_stop(stop)
+            try:
+                ack = self.link.call(
+                    self.link.js.publish(
+                        self.subject, payload, timeout=self.ack_timeout_s, headers=dict(headers)
+                    ),
+                    timeout=self.ack_timeout_s + 1,
+                )
+            except self._nats.js.errors.APIError as error:
+                if error.err_code == WRONG_LAST_SEQUENCE:
+                    raise Resync(
+                        f"JetStream refused the expected sequence ({error.description})"
+                    ) from None
+                attempt = self._retry("publishing", error, attempt, stop)
+                continue
+            except (errors.Error, TimeoutError, OSError) as error:
+                attempt = self._retry("publishing", error, attempt, stop)
+                continue
+            if ack.duplicate:
+                # Stored before (an earlier attempt whose acknowledgement was lost, or
+                # another replicator): what is stored decides where to go on.
+                raise Resync(f"stream sequence {ack.seq} already holds {headers[_scheme.MSG_ID]}")
+            self.last, self.last_sequence = run, int(ack.seq)
+            self.stats.published(run, len(payload), int(ack.seq), time.perf_counter_ns() - started)
+            return
+
+
+class _Stopped(Exception):
+    """``stop`` was set: leave the thread."""
+
+
+def _check_stop(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stopped
+
+
+class NoStats:
+    """The replicator's counters, discarded (``stats=None``)."""
+
+    def published(self, run: Run, size: int, sequence: int, latency_ns: int) -> None:
+        pass
+
+    def acknowledged(self, run: Run, sequence: int) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
+
+    def resynced(self) -> None:
+        pass
+
+
+@dataclass
+class Replication:
+    """Every journal of one ``journal replicate`` process, one thread each."""
+
+    replicators: list[JournalReplicator]
+
+    def run(self, stop: threading.Event) -> int:
+        threads = [
+            threading.Thread(target=r.run, args=(stop,), name=f"replicate-{r.name}", daemon=True)
+            for r in self.replicators
+        ]
+        for thread in threads:
+            thread.start()
+        with contextlib.suppress(KeyboardInterrupt):
+            while any(thread.is_alive() for thread in threads):
+                for thread in threads:
+                    thread.join(0.2)
+                if any(
+                    r.error is not None and not isinstance(r.error, _Stopped)
+                    for r in self.replicators
+                ):
+                    stop.set()
+        stop.set()
+        for thread in threads:
+            thread.join(5.0)
+        failed = [
+            r for r in self.replicators if r.error is not None and not isinstance(r.error, _Stopped)
+        ]
+        return 1 if failed else 0

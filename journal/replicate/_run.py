@@ -1,0 +1,364 @@
+"""The ``journal replicate`` and ``journal mirror`` commands: arguments and startup.
+
+Startup refuses what cannot work before anything connects (a journal path that is not
+a directory, a bad stream or subject name, a NATS URL without a scheme: exit 2). Then
+they run until SIGINT/SIGTERM or ``--duration``; a journal that cannot go on (its
+source gone past the archive, a copy the stream can no longer fill) is said and makes
+the exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from journal._arguments import positive_number
+from journal._reader import IDLE_STRATEGIES
+from journal.replicate import _scheme
+from journal.replicate._nats import Link, NatsOptions, StreamOptions
+
+log = logging.getLogger("journal.replicate")
+
+
+def _urls(text: str) -> list[str]:
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    for url in urls:
+        if "://" not in url:
+            raise argparse.ArgumentTypeError(
+                f"{url!r}: give a NATS URL such as nats://127.0.0.1:4222 (tls:// for TLS)"
+            )
+    if not urls:
+        raise argparse.ArgumentTypeError(f"{text!r}: no NATS URL")
+    return urls
+
+
+def _checked(check: object) -> object:
+    def parse(text: str) -> str:
+        try:
+            return check(text)  # type: ignore[operator,no-any-return]
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _byte_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    number, unit = (text[:-1], units[text[-1].lower()]) if text[-1:].lower() in units else (text, 1)
+    try:
+        value = int(float(number) * unit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512k, 64m or 10g") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than 0")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
+def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("NATS")
+    group.add_argument(
+        "--nats",
+        type=_urls,
+        action="extend",
+        required=True,
+        metavar="URL[,URL...]",
+        help="NATS server URL(s); several (comma-separated or repeated) for failover, "
+        "e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+    )
+    group.add_argument(
+        "--stream",
+        type=_checked(_scheme.check_stream),
+        default=_scheme.DEFAULT_STREAM,
+        help=f"the JetStream stream (default {_scheme.DEFAULT_STREAM})",
+    )
+    group.add_argument(
+        "--subject-prefix",
+        type=_checked(_scheme.check_subject_prefix),
+        default=_scheme.DEFAULT_SUBJECT_PREFIX,
+        metavar="PREFIX",
+        help="journal NAME goes to subject PREFIX.NAME (default "
+        f"{_scheme.DEFAULT_SUBJECT_PREFIX}; docs/REPLICATION.md)",
+    )
+    group.add_argument("--user", help="NATS user (with --password)")
+    group.add_argument("--password", help="NATS password")
+    group.add_argument("--token", help="NATS authentication token")
+    group.add_argument("--creds", type=Path, metavar="FILE", help="a NATS .creds file (JWT, NKey)")
+    group.add_argument("--nkey", type=Path, metavar="FILE", help="a NATS NKey seed file")
+    group.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificates for TLS")
+    group.add_argument("--tls-cert", type=Path, metavar="FILE", help="client certificate (mTLS)")
+    group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
+    group.add_argument("--tls-hostname", metavar="NAME", help="the server name TLS expects")
+    parser.add_argument(
+        "--duration",
+        type=positive_number,
+        metavar="SECONDS",
+        help="stop after this long (default: until SIGINT or SIGTERM)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
+
+
+def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
+    for option in ("creds", "nkey", "tls_ca", "tls_cert", "tls_key"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            raise SystemExit(
+                f"journal {args.command}: --{option.replace('_', '-')} {path}: no such file"
+            )
+    return NatsOptions(
+        servers=tuple(args.nats),
+        name=name,
+        user=args.user,
+        password=args.password,
+        token=args.token,
+        creds=args.creds,
+        nkey_seed=args.nkey,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_hostname=args.tls_hostname,
+    )
+
+
+def add_replicate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "journals",
+        metavar="JOURNAL",
+        nargs="+",
+        type=Path,
+        help="journal directories to replicate, e.g. /dev/shm/books/upbit (one need not "
+        "exist yet: its writer creates it)",
+    )
+    add_nats_arguments(parser)
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        metavar="DIR",
+        help="the compactor's archive root: segments tmpfs no longer holds are read from it",
+    )
+    parser.add_argument(
+        "--start",
+        choices=("beginning", "end"),
+        default="beginning",
+        help="where a journal with nothing in the stream yet starts (default beginning; "
+        "after that, always right after its last message in the stream)",
+    )
+    parser.add_argument(
+        "--idle",
+        choices=IDLE_STRATEGIES,
+        default="futex",
+        help="how a reader waits for records (default futex: woken by the writer)",
+    )
+    stream = parser.add_argument_group("batching")
+    stream.add_argument(
+        "--max-batch-bytes",
+        type=_byte_size,
+        default=512 * 1024,
+        metavar="SIZE",
+        help="largest message (default 512k; below the server's max_payload, 1m by default)",
+    )
+    stream.add_argument(
+        "--max-batch-delay",
+        type=positive_number,
+        default=0.001,
+        metavar="SECONDS",
+        help="a batch ships at most this long after its first record (default 0.001); a "
+        "journal with nothing more to read ships at once",
+    )
+    stream.add_argument(
+        "--max-batch-records",
+        type=_whole,
+        default=None,
+        metavar="N",
+        help="at most N records a message (default: no limit; 1 = one book per message)",
+    )
+    created = parser.add_argument_group("the stream, if it has to be created")
+    created.add_argument(
+        "--replicas", type=_whole, default=1, help="JetStream replicas (1..5; default 1)"
+    )
+    created.add_argument(
+        "--max-age",
+        type=positive_number,
+        default=0.0,
+        metavar="SECONDS",
+        help="drop messages older than this (default: no limit)",
+    )
+    created.add_argument(
+        "--max-bytes",
+        type=_byte_size,
+        default=None,
+        metavar="SIZE",
+        help="drop the oldest messages past this size (default: no limit)",
+    )
+    created.add_argument(
+        "--duplicate-window",
+        type=positive_number,
+        default=120.0,
+        metavar="SECONDS",
+        help="how long JetStream remembers message ids (default 120)",
+    )
+
+
+def add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
+    add_nats_arguments(parser)
+    parser.add_argument(
+        "--journal-root",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="one mirror journal per source journal under DIR (DIR/<name>), e.g. /dev/shm/mirror",
+    )
+    parser.add_argument(
+        "--durable",
+        default="mirror",
+        type=_checked(_scheme.check_stream),
+        metavar="NAME",
+        help="the durable consumer's name (default mirror): one per mirror host",
+    )
+
+
+def _logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _stop_on_signals(stop: threading.Event, duration: float | None) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+
+
+def run_replicate(args: argparse.Namespace) -> int:
+    from journal.replicate._metrics import ReplicatorStats
+    from journal.replicate._replicator import BatchLimits, JournalReplicator, Replication
+
+    for path in args.journals:
+        if path.exists() and not path.is_dir():
+            print(f"journal replicate: {path} is not a directory (a journal is)", file=sys.stderr)
+            return 2
+    names = [path.name for path in args.journals]
+    if len(set(names)) != len(names):
+        print(
+            "journal replicate: two journals of one name would share a subject: "
+            + ", ".join(sorted({n for n in names if names.count(n) > 1})),
+            file=sys.stderr,
+        )
+        return 2
+    if args.archive is not None and not args.archive.is_dir():
+        print(f"journal replicate: --archive {args.archive} is not a directory", file=sys.stderr)
+        return 2
+    _logging(args)
+    stream = StreamOptions(
+        name=args.stream,
+        subject_prefix=args.subject_prefix,
+        replicas=args.replicas,
+        max_age_s=args.max_age,
+        max_bytes=args.max_bytes or -1,
+        duplicate_window_s=args.duplicate_window,
+        max_message_bytes=args.max_batch_bytes,
+    )
+    limits = BatchLimits(
+        max_bytes=args.max_batch_bytes,
+        max_delay_s=args.max_batch_delay,
+        max_records=args.max_batch_records or 0,
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop, args.duration)
+    link = Link(nats_options(args, "journal replicate"))
+    link.start()
+    from journal.replicate._nats import ensure_stream
+
+    link.call(ensure_stream(link.js, stream))
+    stats = []
+    replicators = []
+    for path in args.journals:
+        journal_stats = ReplicatorStats.create(path, link.state)
+        stats.append(journal_stats)
+        replicators.append(
+            JournalReplicator(
+                path,
+                link,
+                stream,
+                archive=args.archive,
+                limits=limits,
+                start=args.start,
+                idle=args.idle,
+                stats=journal_stats,
+            )
+        )
+    try:
+        return Replication(replicators).run(stop)
+    finally:
+        for journal_stats in stats:
+            journal_stats.close()
+        link.close()
+
+
+def run_mirror(args: argparse.Namespace) -> int:
+    from journal.replicate._metrics import MirrorStats
+    from journal.replicate._mirror import ConsumerOptions, Mirror
+
+    root = args.journal_root
+    if root.exists() and not root.is_dir():
+        print(f"journal mirror: --journal-root {root} is not a directory", file=sys.stderr)
+        return 2
+    _logging(args)
+    stream = StreamOptions(name=args.stream, subject_prefix=args.subject_prefix)
+    stop_thread = threading.Event()
+    _stop_on_signals(stop_thread, args.duration)
+    stats = MirrorStats(root)
+    mirror = Mirror(
+        root,
+        nats_options(args, "journal mirror"),
+        stream,
+        ConsumerOptions(durable=args.durable),
+        stats=stats,
+    )
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        async def watch() -> None:
+            while not stop_thread.is_set():
+                await asyncio.sleep(0.05)
+            stop.set()
+
+        watcher = loop.create_task(watch())
+        try:
+            return await mirror.run(stop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    try:
+        return asyncio.run(main())
+    finally:
+        stats.close()

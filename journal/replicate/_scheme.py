@@ -1,0 +1,153 @@
+"""What a replicated journal looks like in JetStream: subjects, headers, message ids.
+
+One NATS message carries a run of record frames of one segment of one incarnation of
+one journal, exactly the bytes between two record boundaries of that segment (each
+record, then its zero padding to 8 bytes): the mirror appends them as they are. The
+headers say where the run lies in its source, so that the mirror can check that it
+continues what it holds, and the message id names that place, so that JetStream
+drops a second copy of it (docs/REPLICATION.md has the whole scheme and why it is
+exactly-once). No NATS import here: bytes and strings in, bytes and strings out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from journal._layout import HEADER_SIZE
+from journal._names import check_stream_name
+
+DEFAULT_STREAM: Final = "JOURNAL"
+DEFAULT_SUBJECT_PREFIX: Final = "journal"
+
+# Header names (NATS headers are case-sensitive as sent; nats-py keeps them).
+MSG_ID: Final = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
+JOURNAL: Final = "Journal-Name"
+INCARNATION: Final = "Journal-Incarnation"
+SEGMENT: Final = "Journal-Segment"
+START: Final = "Journal-Start"
+END: Final = "Journal-End"
+RECORDS: Final = "Journal-Records"
+PREVIOUS: Final = "Journal-Previous"
+SEGMENT_SIZE: Final = "Journal-Segment-Size"
+PAYLOAD: Final = "Journal-Payload"
+LAST_TIME: Final = "Journal-Last-Time"
+"""The time field (``local_timestamp_ns`` for order books) of the run's last record."""
+
+_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
+_NAME_DOT: Final = "%2E"
+"""'.' separates subject tokens; a journal name's dots become this (journal names
+never hold '%', so the mapping is one to one)."""
+
+
+def check_subject_prefix(prefix: str) -> str:
+    """``prefix`` if it is one or more subject tokens of ``[A-Za-z0-9_-]``, else ValueError."""
+    if not _TOKEN.fullmatch(prefix):
+        raise ValueError(
+            f"subject prefix {prefix!r}: use tokens of [A-Za-z0-9_-] separated by '.' "
+            "(no wildcard, no space)"
+        )
+    return prefix
+
+
+def check_stream(stream: str) -> str:
+    """A JetStream stream name: ``[A-Za-z0-9_-]``, at most 64 characters."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stream, re.ASCII):
+        raise ValueError(f"stream name {stream!r}: use 1-64 of [A-Za-z0-9_-]")
+    return stream
+
+
+def subject(prefix: str, journal: str) -> str:
+    """The subject of journal directory name ``journal``: ``<prefix>.<name>``, its
+    dots written %2E so that the name is one token."""
+    return f"{prefix}.{check_stream_name(journal).replace('.', _NAME_DOT)}"
+
+
+def stream_subjects(prefix: str) -> str:
+    """The subjects a stream of journals holds: one token after the prefix."""
+    return f"{prefix}.*"
+
+
+def message_id(journal: str, incarnation_ns: int, segment: int, start: int) -> str:
+    """The place a run starts at: the same run published twice has the same id."""
+    return f"{journal}:{incarnation_ns}:{segment}:{start}"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Where a message's frames lie in its source journal (its headers, parsed)."""
+
+    journal: str
+    incarnation_ns: int
+    segment: int
+    start: int
+    end: int
+    records: int
+    previous: tuple[int, int] | None
+    """``(segment, offset)`` where the message before it on the subject ended; None
+    for the first message of an incarnation."""
+    segment_size: int
+    payload_id: bytes
+    last_time_ns: int
+
+    def headers(self) -> dict[str, str]:
+        previous = "-" if self.previous is None else f"{self.previous[0]}:{self.previous[1]}"
+        return {
+            MSG_ID: message_id(self.journal, self.incarnation_ns, self.segment, self.start),
+            JOURNAL: self.journal,
+            INCARNATION: str(self.incarnation_ns),
+            SEGMENT: str(self.segment),
+            START: str(self.start),
+            END: str(self.end),
+            RECORDS: str(self.records),
+            PREVIOUS: previous,
+            SEGMENT_SIZE: str(self.segment_size),
+            PAYLOAD: self.payload_id.decode("ascii"),
+            LAST_TIME: str(self.last_time_ns),
+        }
+
+    @property
+    def first_of_segment(self) -> bool:
+        return self.start == HEADER_SIZE
+
+
+class BadHeaders(ValueError):
+    """A message on a journal subject whose headers are not this scheme's."""
+
+
+def parse_run(headers: dict[str, str] | None, size: int) -> Run:
+    """The Run of a message of ``size`` payload bytes; BadHeaders says what is wrong."""
+    if not headers:
+        raise BadHeaders("no headers: not a message of journal replicate")
+    try:
+        journal = headers[JOURNAL]
+        check_stream_name(journal)
+        previous_text = headers[PREVIOUS]
+        if previous_text == "-":
+            previous = None
+        else:
+            segment_text, _, offset_text = previous_text.partition(":")
+            previous = (int(segment_text), int(offset_text))
+        run = Run(
+            journal=journal,
+            incarnation_ns=int(headers[INCARNATION]),
+            segment=int(headers[SEGMENT]),
+            start=int(headers[START]),
+            end=int(headers[END]),
+            records=int(headers[RECORDS]),
+            previous=previous,
+            segment_size=int(headers[SEGMENT_SIZE]),
+            payload_id=headers[PAYLOAD].encode("ascii"),
+            last_time_ns=int(headers[LAST_TIME]),
+        )
+    except KeyError as error:
+        raise BadHeaders(f"header {error.args[0]} missing") from None
+    except (ValueError, UnicodeEncodeError) as error:
+        raise BadHeaders(f"a header does not parse: {error}") from None
+    if run.end - run.start != size or run.start < HEADER_SIZE or run.end % 8 or run.start % 8:
+        raise BadHeaders(f"{START}={run.start} {END}={run.end} but the payload holds {size} bytes")
+    if headers.get(MSG_ID) != message_id(journal, run.incarnation_ns, run.segment, run.start):
+        raise BadHeaders(f"{MSG_ID}={headers.get(MSG_ID)!r} does not name the run's place")
+    return run
