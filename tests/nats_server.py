@@ -111,7 +111,9 @@ class NatsServer:
                 line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
             except queue.Empty:
                 self.kill()
-                raise TimeoutError(f"nats-server {self.name} not ready in {timeout} s: {self.log}")
+                raise TimeoutError(
+                    f"nats-server {self.name} not ready in {timeout} s: {self.log}"
+                ) from None
             if line is None:
                 raise RuntimeError(f"nats-server {self.name} exited at start: {self.log}")
             if _LISTENING in line:

@@ -1,0 +1,211 @@
+"""journal replicate -> NATS JetStream -> journal mirror, with real nats-server processes.
+
+A mirror journal must be its source byte for byte: the same records at the same
+positions, in segments carrying the source's incarnation; the radar on it computes
+what it computes on the source. Where to go on is read back from the stream (the
+replicator) and from the mirror journal itself (the mirror).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import journal
+from journal.replicate import _scheme
+from tests import _cpp
+from tests._replication import (
+    Process,
+    end_of,
+    incarnation_of,
+    mirror,
+    records_of,
+    replicate,
+    wait_for,
+    writer,
+)
+from tests.nats_server import NatsServer, nats_server  # noqa: F401  (a fixture)
+from tests.test_radar_replay import HOUR_NS, write_old_journals
+
+SEGMENT = 1 << 20
+
+
+# -- the scheme, without a server ---------------------------------------------------------
+
+
+def test_a_run_survives_its_headers() -> None:
+    run = _scheme.Run("upbit.spot", 17, 3, 4096, 4096 + 864, 2, (2, 999_992), SEGMENT, b"OBK1", 5)
+    headers = run.headers()
+    assert headers["Nats-Msg-Id"] == "upbit.spot:17:3:4096"
+    assert _scheme.parse_run(headers, 864) == run
+    assert _scheme.subject("journal", "upbit.spot") == "journal.upbit%2Espot"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda h: h.pop("Journal-End"), "Journal-End missing"),
+        (lambda h: h.update({"Journal-Start": "x"}), "does not parse"),
+        (lambda h: h.update({"Nats-Msg-Id": "other"}), "does not name"),
+        (lambda h: h.update({"Journal-Name": "../etc"}), "does not parse"),
+    ],
+)
+def test_headers_that_are_not_the_scheme_are_refused(spoil: object, message: str) -> None:
+    headers = _scheme.Run("upbit", 1, 0, 4096, 4104, 1, None, SEGMENT, b"OBK1", 5).headers()
+    spoil(headers)  # type: ignore[operator]
+    with pytest.raises(_scheme.BadHeaders, match=message):
+        _scheme.parse_run(headers, 8)
+
+
+def test_a_payload_of_another_size_is_refused() -> None:
+    headers = _scheme.Run("upbit", 1, 0, 4096, 4104, 1, None, SEGMENT, b"OBK1", 5).headers()
+    with pytest.raises(_scheme.BadHeaders, match="payload holds 16"):
+        _scheme.parse_run(headers, 16)
+
+
+# -- with a server ------------------------------------------------------------------------
+
+
+def assert_mirrors(source: Path, copy: Path) -> None:
+    """Every record at the same position with the same bytes, and the same incarnation."""
+    expected, got = records_of(source), records_of(copy)
+    assert len(got) == len(expected)
+    assert got == expected
+    assert incarnation_of(copy) == incarnation_of(source)
+
+
+def caught_up(source: Path, copy: Path) -> bool:
+    return copy.exists() and end_of(copy) == end_of(source)
+
+
+@pytest.mark.slow
+def test_the_radar_on_the_mirror_computes_what_it_computes_on_the_source(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """writer -> replicate -> NATS -> mirror -> radar: equal books, equal results."""
+    source, mirrored = shm_dir / "books", shm_dir / "mirror"
+    upbit, binance = source / "upbit", source / "binance"
+    books = write_old_journals(upbit, binance, time.time_ns() - HOUR_NS, 20)
+    logs = [shm_dir / "replicate.log", shm_dir / "mirror.log"]
+    runs = [
+        replicate(nats_server.url, [upbit, binance], logs[0]).start(),
+        mirror(nats_server.url, mirrored, logs[1]).start(),
+    ]
+    try:
+        for name in ("upbit", "binance"):
+            wait_for(lambda n=name: caught_up(source / n, mirrored / n), 30, name, logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    for name in ("upbit", "binance"):
+        assert_mirrors(source / name, mirrored / name)
+    results = {}
+    for where in (source, mirrored):
+        done = _cpp.radar(
+            *("--journal", str(where / "upbit"), "--journal", str(where / "binance")),
+            *("--results", str(where / "results"), "--start", "beginning", "--quiet"),
+            *("--max-records", str(books), "--no-metrics"),
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        with journal.Reader(where / "results", metrics=False) as reader:
+            # timestamp_ns is the radar's clock when it computed the result.
+            results[where] = [
+                {k: v for k, v in r.to_dict().items() if k not in ("timestamp_ns", "position")}
+                for r in reader.available()
+            ]
+    assert len(results[source]) > 1000
+    assert results[mirrored] == results[source]
+
+
+@pytest.mark.slow
+def test_restarts_go_on_from_the_stream_and_the_mirror_journal(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Stopped and started again (both sides), nothing is sent or appended twice: the
+    stream's messages chain, each starting where the one before ended."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    for round_ in range(3):
+        writing = writer(source, 1 + 5000 * round_, 5000, 0, SEGMENT, logs[0]).start()
+        assert writing.line() == b"done\n"
+        writing.wait(10)
+        runs = [
+            replicate(nats_server.url, [source], logs[1], "--max-batch-bytes", "16k").start(),
+            mirror(nats_server.url, copy.parent, logs[2]).start(),
+        ]
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, f"round {round_}", logs)
+        finally:
+            assert [run.terminate() for run in runs] == [0, 0]
+    assert_mirrors(source, copy)
+    runs_of_stream = asyncio.run(stream_runs(nats_server.url, "journal.feed"))
+    assert runs_of_stream[0].start == 4096 and runs_of_stream[0].previous is None
+    for before, after in itertools.pairwise(runs_of_stream):
+        assert after.previous == (before.segment, before.end)
+        assert (after.segment, after.start) in (
+            (before.segment, before.end),
+            (before.segment + 1, 4096),
+        )
+    assert sum(run.records for run in runs_of_stream) == 15_000
+
+
+async def stream_runs(url: str, subject: str) -> list[_scheme.Run]:
+    """Every message of ``subject``, in stream order, as runs."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(_scheme.DEFAULT_STREAM)
+        runs = []
+        seq = info.state.first_seq
+        while seq <= info.state.last_seq:
+            try:
+                message = await js.get_msg(_scheme.DEFAULT_STREAM, seq, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            runs.append(_scheme.parse_run(message.headers, len(message.data or b"")))
+            seq = message.seq + 1
+        return runs
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    runs: list[Process] = [
+        replicate(nats_server.url, [source], logs[1]).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        writing = writer(source, 1, 3000, 0, SEGMENT, logs[0]).start()
+        assert writing.line() == b"done\n"
+        wait_for(lambda: caught_up(source, copy), 30, "the first incarnation", logs)
+        first = incarnation_of(copy)
+        shutil.rmtree(source)  # an operator's rm -rf, a wiped tmpfs
+        writing = writer(source, 100_001, 2000, 0, SEGMENT, logs[0]).start()
+        assert writing.line() == b"done\n"
+        wait_for(
+            lambda: copy.exists() and incarnation_of(copy) != first and caught_up(source, copy),
+            30,
+            "the second incarnation",
+            logs,
+        )
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    assert_mirrors(source, copy)  # the new incarnation alone, none of the old one's books
+    assert [r.sequence for r in journal.Reader(copy, metrics=False).available()] == list(
+        range(100_001, 102_001)
+    )
