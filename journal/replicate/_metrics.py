@@ -58,5 +58,8 @@ class MirrorStats:
     def connection(self, state: Any) -> None:
         pass
 
+    def pending(self, messages: int, unacknowledged: int) -> None:
+        pass
+
     def close(self) -> None:
         pass

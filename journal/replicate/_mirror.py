@@ -186,6 +186,7 @@ class Mirror:
         self._inbox = ""
         self._requested_since_pull = 0
         self._last_pull = 0.0
+        self._last_message = time.monotonic()
         self._rewind_wanted = False
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -306,17 +307,39 @@ class Mirror:
         self._last_pull = time.monotonic()
 
     async def _keep_pulling(self, stop: asyncio.Event) -> None:
-        """A fresh pull request before the last one expires (and after a reconnect)."""
+        """A fresh pull request before the last one expires (and after a reconnect);
+        once a second, the consumer's state: what is pending (the mirror's lag), and
+        messages delivered but never received (lost with a connection or a server:
+        nothing after them reveals a gap), which a rewind brings again at once."""
         reconnects = self.state.reconnects
+        next_info = time.monotonic() + 1.0
         while not stop.is_set():
             await asyncio.sleep(0.1)
-            stale = time.monotonic() - self._last_pull > self.consumer.expires_s / 2
+            now = time.monotonic()
+            stale = now - self._last_pull > self.consumer.expires_s / 2
             if stale or reconnects != self.state.reconnects:
                 reconnects = self.state.reconnects
                 await self._pull()
             self.stats.connection(self.state)
+            if now < next_info:
+                continue
+            next_info = now + 1.0
+            try:
+                info = await self.js.consumer_info(self.stream.name, self.consumer.durable)
+            except (TimeoutError, self._nats.errors.Error) as error:
+                log.debug("consumer info: %s", error)
+                continue
+            self.stats.pending(info.num_pending or 0, info.num_ack_pending or 0)
+            idle = now - self._last_message > 1.0
+            if idle and (info.num_ack_pending or 0) > 0 and not self._rewind_wanted:
+                log.warning(
+                    "%d messages delivered to this consumer never arrived; rewinding",
+                    info.num_ack_pending,
+                )
+                self._rewind_wanted = True
 
     async def _handle(self, msg: Any) -> None:
+        self._last_message = time.monotonic()
         if not msg.data and msg.headers and "Status" in msg.headers:
             status = msg.headers.get("Status")
             description = msg.headers.get("Description", "")
@@ -395,4 +418,7 @@ class NoMirrorStats:
         pass
 
     def connection(self, state: ConnectionState) -> None:
+        pass
+
+    def pending(self, messages: int, unacknowledged: int) -> None:
         pass

@@ -172,6 +172,20 @@ async def ensure_stream(js: Any, options: StreamOptions) -> Any:
     """The stream's info; created if it does not exist, never changed if it does (an
     existing stream's limits are the operator's: they are logged when they differ)."""
     nats = import_nats()
+    attempt = 0
+    while True:
+        try:
+            return await _ensure_stream(js, options)
+        except (TimeoutError, nats.errors.Error) as error:
+            # A server restarting, a cluster electing its leader: seconds.
+            attempt += 1
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning("stream %s: %s; retrying", options.name, error)
+            await asyncio.sleep(min(0.1 * attempt, 1.0))
+
+
+async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
+    nats = import_nats()
     api = nats.js.api
     subjects = [_scheme.stream_subjects(options.subject_prefix)]
     try:

@@ -76,7 +76,7 @@ class JournalReplicator:
         limits: BatchLimits = BatchLimits(),
         start: Start = "beginning",
         idle: IdleName = "futex",
-        ack_timeout_s: float = 5.0,
+        ack_timeout_s: float = 2.0,
         stats: Any = None,
     ) -> None:
         self.path = path

@@ -21,7 +21,7 @@ from pathlib import Path
 from journal._arguments import positive_number
 from journal._reader import IDLE_STRATEGIES
 from journal.replicate import _scheme
-from journal.replicate._nats import Link, NatsOptions, StreamOptions
+from journal.replicate._nats import Link, NatsOptions, StreamOptions, ensure_stream
 
 log = logging.getLogger("journal.replicate")
 
@@ -292,8 +292,6 @@ def run_replicate(args: argparse.Namespace) -> int:
     _stop_on_signals(stop, args.duration)
     link = Link(nats_options(args, "journal replicate"))
     link.start()
-    from journal.replicate._nats import ensure_stream
-
     link.call(ensure_stream(link.js, stream))
     stats = []
     replicators = []
