@@ -1,8 +1,7 @@
-"""The NATS side: connection options as a deployer gives them, the stream, a link.
+"""The NATS side: connection options as a deployer gives them, and the stream.
 
-nats-py is asyncio; the replicator's readers run in threads of their own (a reader
-waits on the journal's futex with the GIL released), so ``Link`` runs one event loop
-in a thread and offers blocking calls into it. The mirror runs on the loop itself.
+nats-py is asyncio: the replicator's tasks and the mirror run on the loop of their
+connection.
 """
 
 from __future__ import annotations
@@ -10,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from journal.replicate import _scheme
 
 log = logging.getLogger("journal.replicate")
-
-T = TypeVar("T")
 
 
 def import_nats() -> Any:
@@ -228,37 +223,3 @@ async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
             options.replicas,
         )
     return info
-
-
-@dataclass
-class Link:
-    """An asyncio loop in a thread of its own, holding the NATS connection; threads
-    call into it with ``call`` (blocking)."""
-
-    options: NatsOptions
-    state: ConnectionState = field(default_factory=ConnectionState)
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    nc: Any = None
-    js: Any = None
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.loop.run_forever, name="nats", daemon=True)
-        self._thread.start()
-        self.nc = self.call(connect(self.options, self.state))
-        self.js = self.nc.jetstream(timeout=5.0)
-
-    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coroutine`` on the loop and wait for its result (raised as is)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return future.result(timeout)
-
-    def close(self) -> None:
-        if self.nc is not None:
-            try:
-                self.call(self.nc.drain(), timeout=5.0)
-            except Exception as error:  # closing: say it, never hang on it
-                log.debug("closing the NATS connection: %s", error)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        if self._thread is not None:
-            self._thread.join(5.0)

@@ -1,8 +1,11 @@
 """``journal replicate``: tail journals and publish their records to JetStream.
 
-Per journal, one thread reads (a journal.Reader, with the archive when one is given,
-waiting on the journal's futex with the GIL released) and publishes through the
-shared NATS loop (journal.replicate._nats.Link), **one message in flight at a time**:
+Per journal, one asyncio task on the NATS connection's loop reads (a journal.Reader,
+with the archive when one is given) and publishes, **one message in flight at a
+time**. Reading never blocks the loop: records are taken while there are any, and
+only a journal with nothing to read waits, on its futex, in a thread of its own (the
+GIL released) that hands the next record back to the loop. A busy journal so costs no
+thread hop at all; a quiet one, one hop per wake-up.
 
 * A message is a run of whole record frames of one segment, cut when it reaches
   ``max_bytes``, when ``max_delay`` has passed since its first record, or when the
@@ -24,10 +27,11 @@ shared NATS loop (journal.replicate._nats.Link), **one message in flight at a ti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -38,7 +42,7 @@ from journal._errors import JournalError
 from journal._reader import IdleName, Reader, Start
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.replicate import _scheme
-from journal.replicate._nats import Link, StreamOptions, import_nats
+from journal.replicate._nats import StreamOptions, import_nats
 from journal.replicate._scheme import Run
 
 log = logging.getLogger("journal.replicate")
@@ -69,7 +73,7 @@ class JournalReplicator:
     def __init__(
         self,
         path: Path,
-        link: Link,
+        js: Any,
         stream: StreamOptions,
         *,
         archive: Path | None = None,
@@ -81,7 +85,7 @@ class JournalReplicator:
     ) -> None:
         self.path = path
         self.name = path.name
-        self.link = link
+        self.js = js
         self.stream = stream
         self.subject = _scheme.subject(stream.subject_prefix, self.name)
         self.archive = archive
@@ -97,42 +101,46 @@ class JournalReplicator:
         self._reader: Reader | None = None
         self._pending: Record | None = None  # read, not yet in a batch
         self._skip_before: tuple[int, int, int] | None = None
+        # Where the reader waits on the journal's futex when it has nothing to read.
+        self._waiter = ThreadPoolExecutor(1, thread_name_prefix=f"replicate-{self.name}")
 
-    # -- the thread ------------------------------------------------------------------
+    # -- the task ----------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
         """Read and publish until ``stop``; an error stops this journal (``error``)."""
         try:
-            self._resync(stop)
+            await self._resync(stop)
             while not stop.is_set():
-                batch = self._collect(stop)
+                batch = await self._collect(stop)
                 if batch is None:
                     continue
                 run, payload = batch
                 try:
-                    self._publish(run, payload, stop)
+                    await self._publish(run, payload, stop)
                 except Resync as why:
                     log.warning("%s: %s; reading the subject's last message again", self.name, why)
                     self.stats.resynced()
-                    self._resync(stop)
-        except BaseException as error:
+                    await self._resync(stop)
+        except _Stopped:
+            pass
+        except Exception as error:
             self.error = error
-            if not isinstance(error, _Stopped):
-                log.error("%s: replication stopped: %s", self.name, error)
+            log.error("%s: replication stopped: %s", self.name, error)
         finally:
+            self._waiter.shutdown(wait=True)  # a wait in progress ends within 0.1 s
             if self._reader is not None:
                 self._reader.close()
 
     # -- where to go on from -----------------------------------------------------------
 
-    def _resync(self, stop: threading.Event) -> None:
+    async def _resync(self, stop: asyncio.Event) -> None:
         """Place the reader right after the subject's last message (or at ``start``)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
         self._pending = None
         self._skip_before = None
-        found = self._last_message(stop)
+        found = await self._last_message(stop)
         if found is None:
             self.last, self.last_sequence = None, 0
             log.info("%s: nothing in %s yet, starting at %s", self.name, self.subject, self.start)
@@ -182,26 +190,23 @@ class JournalReplicator:
                 continue  # archived and removed meanwhile
         return None
 
-    def _last_message(self, stop: threading.Event) -> tuple[Run, int] | None:
+    async def _last_message(self, stop: asyncio.Event) -> tuple[Run, int] | None:
         """The subject's last message, as stored (by the stream leader)."""
         errors = self._nats.errors
         attempt = 0
         while True:
             _check_stop(stop)
             try:
-                message = self.link.call(
-                    self.link.js.get_last_msg(self.stream.name, self.subject),
-                    timeout=self.ack_timeout_s + 1,
-                )
+                message = await self.js.get_last_msg(self.stream.name, self.subject)
             except self._nats.js.errors.NotFoundError:
                 return None
             except self._nats.js.errors.APIError as error:
                 if error.err_code == NO_MESSAGE_FOUND:
                     return None
-                attempt = self._retry("reading the last message", error, attempt, stop)
+                attempt = await self._retry("reading the last message", error, attempt, stop)
                 continue
             except (errors.Error, TimeoutError, OSError) as error:
-                attempt = self._retry("reading the last message", error, attempt, stop)
+                attempt = await self._retry("reading the last message", error, attempt, stop)
                 continue
             data = message.data or b""
             try:
@@ -219,25 +224,32 @@ class JournalReplicator:
                 )
             return run, int(message.seq)
 
-    def _retry(self, what: str, error: BaseException, attempt: int, stop: threading.Event) -> int:
+    async def _retry(
+        self, what: str, error: BaseException, attempt: int, stop: asyncio.Event
+    ) -> int:
         self.stats.retried()
         if attempt == 0 or attempt % 20 == 0:
             log.warning(
                 "%s: %s failed (%s: %s); retrying", self.name, what, type(error).__name__, error
             )
-        stop.wait(min(0.01 * 2**attempt, 1.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(0.01 * 2**attempt, 1.0))
         return attempt + 1
 
     # -- reading a batch ------------------------------------------------------------------
 
-    def _collect(self, stop: threading.Event) -> tuple[Run, bytes] | None:
+    async def _collect(self, stop: asyncio.Event) -> tuple[Run, bytes] | None:
         """The next message's run and frames, or None (nothing to read in a while)."""
         reader = self._reader
         assert reader is not None
         record = self._pending
         self._pending = None
         if record is None:
-            record = reader.poll(0.1)
+            record = reader.try_next()
+        if record is None:
+            # Nothing now: wait on the futex in the waiter thread, the loop free.
+            loop = asyncio.get_running_loop()
+            record = await loop.run_in_executor(self._waiter, reader.poll, 0.1)
             _check_stop(stop)
             if record is None:
                 return None
@@ -308,7 +320,7 @@ class JournalReplicator:
 
     # -- publishing -------------------------------------------------------------------
 
-    def _publish(self, run: Run, payload: bytes, stop: threading.Event) -> None:
+    async def _publish(self, run: Run, payload: bytes, stop: asyncio.Event) -> None:
         """Publish until JetStream has it right after the subject's last message."""
         headers = run.headers()
         headers[_scheme.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self.last_sequence)
@@ -318,21 +330,18 @@ class JournalReplicator:
         while True:
             _check_stop(stop)
             try:
-                ack = self.link.call(
-                    self.link.js.publish(
-                        self.subject, payload, timeout=self.ack_timeout_s, headers=dict(headers)
-                    ),
-                    timeout=self.ack_timeout_s + 1,
+                ack = await self.js.publish(
+                    self.subject, payload, timeout=self.ack_timeout_s, headers=dict(headers)
                 )
             except self._nats.js.errors.APIError as error:
                 if error.err_code == WRONG_LAST_SEQUENCE:
                     raise Resync(
                         f"JetStream refused the expected sequence ({error.description})"
                     ) from None
-                attempt = self._retry("publishing", error, attempt, stop)
+                attempt = await self._retry("publishing", error, attempt, stop)
                 continue
             except (errors.Error, TimeoutError, OSError) as error:
-                attempt = self._retry("publishing", error, attempt, stop)
+                attempt = await self._retry("publishing", error, attempt, stop)
                 continue
             if ack.duplicate:
                 # Stored before (an earlier attempt whose acknowledgement was lost, or
@@ -344,10 +353,10 @@ class JournalReplicator:
 
 
 class _Stopped(Exception):
-    """``stop`` was set: leave the thread."""
+    """``stop`` was set: leave the task."""
 
 
-def _check_stop(stop: threading.Event) -> None:
+def _check_stop(stop: asyncio.Event) -> None:
     if stop.is_set():
         raise _Stopped
 
@@ -370,30 +379,17 @@ class NoStats:
 
 @dataclass
 class Replication:
-    """Every journal of one ``journal replicate`` process, one thread each."""
+    """Every journal of one ``journal replicate`` process, one task each."""
 
     replicators: list[JournalReplicator]
 
-    def run(self, stop: threading.Event) -> int:
-        threads = [
-            threading.Thread(target=r.run, args=(stop,), name=f"replicate-{r.name}", daemon=True)
-            for r in self.replicators
+    async def run(self, stop: asyncio.Event) -> int:
+        tasks = [
+            asyncio.create_task(r.run(stop), name=f"replicate-{r.name}") for r in self.replicators
         ]
-        for thread in threads:
-            thread.start()
-        with contextlib.suppress(KeyboardInterrupt):
-            while any(thread.is_alive() for thread in threads):
-                for thread in threads:
-                    thread.join(0.2)
-                if any(
-                    r.error is not None and not isinstance(r.error, _Stopped)
-                    for r in self.replicators
-                ):
-                    stop.set()
-        stop.set()
-        for thread in threads:
-            thread.join(5.0)
-        failed = [
-            r for r in self.replicators if r.error is not None and not isinstance(r.error, _Stopped)
-        ]
-        return 1 if failed else 0
+        pending = set(tasks)
+        while pending:
+            _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(r.error is not None for r in self.replicators):
+                stop.set()  # one journal failed: the process says so and stops
+        return 1 if any(r.error is not None for r in self.replicators) else 0

@@ -15,13 +15,18 @@ import contextlib
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from journal._arguments import positive_number
 from journal._reader import IDLE_STRATEGIES
 from journal.replicate import _scheme
-from journal.replicate._nats import Link, NatsOptions, StreamOptions, ensure_stream
+from journal.replicate._nats import (
+    ConnectionState,
+    NatsOptions,
+    StreamOptions,
+    connect,
+    ensure_stream,
+)
 
 log = logging.getLogger("journal.replicate")
 
@@ -240,18 +245,19 @@ def _logging(args: argparse.Namespace) -> None:
     )
 
 
-def _stop_on_signals(stop: threading.Event, duration: float | None) -> None:
-    def handler(signum: int, _frame: object) -> None:
+async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
+    """Set ``stop`` at SIGINT/SIGTERM or after ``duration``; a second signal ends at once."""
+    loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
+            raise SystemExit(130)
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping)
     if duration is not None:
-        timer = threading.Timer(duration, stop.set)
-        timer.daemon = True
-        timer.start()
+        loop.call_later(duration, stop.set)
 
 
 def run_replicate(args: argparse.Namespace) -> int:
@@ -288,34 +294,41 @@ def run_replicate(args: argparse.Namespace) -> int:
         max_delay_s=args.max_batch_delay,
         max_records=args.max_batch_records or 0,
     )
-    stop = threading.Event()
-    _stop_on_signals(stop, args.duration)
-    link = Link(nats_options(args, "journal replicate"))
-    link.start()
-    link.call(ensure_stream(link.js, stream))
-    stats = []
-    replicators = []
-    for path in args.journals:
-        journal_stats = ReplicatorStats.create(path, link.state)
-        stats.append(journal_stats)
-        replicators.append(
-            JournalReplicator(
-                path,
-                link,
-                stream,
-                archive=args.archive,
-                limits=limits,
-                start=args.start,
-                idle=args.idle,
-                stats=journal_stats,
-            )
-        )
-    try:
-        return Replication(replicators).run(stop)
-    finally:
-        for journal_stats in stats:
-            journal_stats.close()
-        link.close()
+    options = nats_options(args, "journal replicate")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        await _until_stopped(stop, args.duration)
+        state = ConnectionState()
+        nc = await connect(options, state)
+        stats = []
+        try:
+            js = nc.jetstream(timeout=5.0)
+            await ensure_stream(js, stream)
+            replicators = []
+            for path in args.journals:
+                journal_stats = ReplicatorStats.create(path, state)
+                stats.append(journal_stats)
+                replicators.append(
+                    JournalReplicator(
+                        path,
+                        js,
+                        stream,
+                        archive=args.archive,
+                        limits=limits,
+                        start=args.start,
+                        idle=args.idle,
+                        stats=journal_stats,
+                    )
+                )
+            return await Replication(replicators).run(stop)
+        finally:
+            for journal_stats in stats:
+                journal_stats.close()
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    return asyncio.run(main())
 
 
 def run_mirror(args: argparse.Namespace) -> int:
@@ -328,8 +341,6 @@ def run_mirror(args: argparse.Namespace) -> int:
         return 2
     _logging(args)
     stream = StreamOptions(name=args.stream, subject_prefix=args.subject_prefix)
-    stop_thread = threading.Event()
-    _stop_on_signals(stop_thread, args.duration)
     stats = MirrorStats(root)
     mirror = Mirror(
         root,
@@ -341,20 +352,8 @@ def run_mirror(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        async def watch() -> None:
-            while not stop_thread.is_set():
-                await asyncio.sleep(0.05)
-            stop.set()
-
-        watcher = loop.create_task(watch())
-        try:
-            return await mirror.run(stop)
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await _until_stopped(stop, args.duration)
+        return await mirror.run(stop)
 
     try:
         return asyncio.run(main())
