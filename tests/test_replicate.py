@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import journal
 from journal.replicate import _scheme
 from tests import _cpp
 from tests._replication import (
+    JOURNAL,
     Process,
     end_of,
     incarnation_of,
@@ -209,3 +212,62 @@ def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
     assert [r.sequence for r in journal.Reader(copy, metrics=False).available()] == list(
         range(100_001, 102_001)
     )
+
+
+@pytest.mark.slow
+def test_top_and_metrics_show_both_sides(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    writing = writer(source, 1, 3000, 0, SEGMENT, logs[0]).start()
+    assert writing.line() == b"done\n"
+    runs = [
+        replicate(nats_server.url, [source], logs[1]).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: caught_up(source, copy), 30, "the mirror", logs)
+        metrics = exposition(source.parent, copy.parent)
+        for role in ("replicate", "mirror"):
+            # Two journals named feed: labelled by their paths.
+            labels = f'journal="[^"]*/feed",role="{role}",stream="JOURNAL"'
+            for sample in ("records_total{%s} 3000", "up{%s} 1", "nats_connected{%s} 1"):
+                assert re.search("journal_replication_" + sample % labels, metrics), metrics
+        assert re.search(
+            'journal_replication_lag_records{journal="[^"]*src/feed",role="replicate",'
+            'stream="JOURNAL"} 0\n',
+            metrics,
+        )
+        top = subprocess.run(
+            [
+                str(JOURNAL),
+                "top",
+                "--once",
+                "--interval",
+                "0.1",
+                str(source.parent),
+                str(copy.parent),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert top.returncode == 0, top.stderr
+        lines = [line for line in top.stdout.splitlines() if " replication=" in line]
+        assert len(lines) == 2, top.stdout
+        assert all("records_total=3000" in line and "nats_state=1" in line for line in lines)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    # Closed: the files stay with their last figures, their owners no longer up.
+    metrics = exposition(source.parent, copy.parent)
+    assert re.search('journal_replication_up{[^}]*role="mirror"[^}]*} 0', metrics)
+
+
+def exposition(*roots: Path) -> str:
+    done = subprocess.run(
+        [str(JOURNAL), "metrics", *map(str, roots)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

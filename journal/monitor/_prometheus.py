@@ -30,6 +30,7 @@ from journal import _metrics_layout as M
 from journal._errors import JournalError
 from journal._feed_metrics import FeedCounter, FeedSnapshot, FeedState, StreamFigures
 from journal._paths import replaceable_file_problem
+from journal.monitor import _replication as replication
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
@@ -444,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
     for shot in snapshots:
         for problem in shot.problems:
             print(f"journal metrics: {problem}", file=sys.stderr)
-    text = render(snapshots)
+    text = render(snapshots) + replication.exposition(snapshots)
     if output is None:
         sys.stdout.write(text)
         return 0

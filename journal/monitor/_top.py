@@ -32,6 +32,7 @@ from typing import Final, TextIO
 from journal._arguments import positive_number
 from journal._feed_metrics import FeedSnapshot, FeedState, StreamFigures
 from journal._metrics import remove_dead_readers
+from journal.monitor import _replication as replication
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
@@ -453,9 +454,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             rows = [compare(previous.get(j), current[j], args.stale) for j in journals]
             shots = list(current.values())
             if terminal:
-                out.write(("" if args.once else _CLEAR) + screen(rows, shots, args.interval))
+                view = screen(rows, shots, args.interval) + replication.screen(shots)
+                out.write(("" if args.once else _CLEAR) + view)
             else:
-                out.write(log_lines(rows))
+                out.write(log_lines(rows) + replication.log_lines(shots))
             out.flush()
             if args.clean:
                 for journal in journals:

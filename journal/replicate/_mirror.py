@@ -141,6 +141,7 @@ class MirrorJournal:
         assert self.writer is not None
         self.writer.close()
         self.writer = None
+        self.stats.replaced(self.name)
         hidden = self.path.with_name(f".{self.name}.replaced-{os.getpid()}-{time.time_ns()}")
         os.rename(self.path, hidden)
         shutil.rmtree(hidden, ignore_errors=True)
@@ -418,6 +419,9 @@ class NoMirrorStats:
         pass
 
     def connection(self, state: ConnectionState) -> None:
+        pass
+
+    def replaced(self, journal: str) -> None:
         pass
 
     def pending(self, messages: int, unacknowledged: int) -> None:

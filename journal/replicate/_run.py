@@ -307,7 +307,7 @@ def run_replicate(args: argparse.Namespace) -> int:
             await ensure_stream(js, stream)
             replicators = []
             for path in args.journals:
-                journal_stats = ReplicatorStats.create(path, state)
+                journal_stats = ReplicatorStats.create(path, state, stream.name)
                 stats.append(journal_stats)
                 replicators.append(
                     JournalReplicator(
@@ -321,7 +321,18 @@ def run_replicate(args: argparse.Namespace) -> int:
                         stats=journal_stats,
                     )
                 )
-            return await Replication(replicators).run(stop)
+
+            async def tick() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    for journal_stats in stats:
+                        journal_stats.tick()
+
+            ticking = asyncio.create_task(tick())
+            try:
+                return await Replication(replicators).run(stop)
+            finally:
+                ticking.cancel()
         finally:
             for journal_stats in stats:
                 journal_stats.close()
@@ -341,7 +352,7 @@ def run_mirror(args: argparse.Namespace) -> int:
         return 2
     _logging(args)
     stream = StreamOptions(name=args.stream, subject_prefix=args.subject_prefix)
-    stats = MirrorStats(root)
+    stats = MirrorStats(root, stream.name)
     mirror = Mirror(
         root,
         nats_options(args, "journal mirror"),
