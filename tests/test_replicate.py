@@ -271,3 +271,62 @@ def exposition(*roots: Path) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replicate", "/etc/passwd", "--nats", "nats://127.0.0.1:1"], "is not a directory"),
+        (["replicate", "j", "--nats", "127.0.0.1:4222"], "give a NATS URL"),
+        (["replicate", "j", "--nats", "nats://127.0.0.1:1", "--creds", "/nope"], "does not exist"),
+        (["replicate", "j", "--nats", "nats://127.0.0.1:1", "--stream", "a.b"], "stream name"),
+        (["replicate", "j", "--nats", "nats://127.0.0.1:1", "--user", "u"], "go together"),
+        (["replicate", "a/j", "b/j", "--nats", "nats://127.0.0.1:1"], "share a subject"),
+        (["replicate", "j", "--nats", "nats://127.0.0.1:1", "--archive", "/nope"], "--archive"),
+        (["mirror", "--nats", "nats://127.0.0.1:1", "--journal-root", "/etc/passwd"], "not a dir"),
+        (["mirror", "--nats", "nats://127.0.0.1:1"], "--journal-root"),
+    ],
+)
+def test_bad_arguments_are_said_in_one_line_with_status_2(
+    shm_dir: Path, args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [str(JOURNAL), *args], capture_output=True, text=True, timeout=60, cwd=shm_dir
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_segments_tmpfs_dropped_are_replicated_from_the_archive(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """The compactor took most segments out of tmpfs before the replicator started:
+    it reads them from the archive, and the mirror holds every record."""
+    source, copy, archive = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed", shm_dir / "a"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror", "compact")]
+    small = 64 * 1024
+    writing = writer(source, 1, 3000, 0, small, logs[0]).start()
+    assert writing.line() == b"done\n"
+    archive.mkdir()
+    compact = subprocess.run(
+        [str(JOURNAL), "compact", "--once", "--keep", "1", "--archive", str(archive), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compact.returncode == 0, compact.stderr
+    assert min(int(p.name[:8]) for p in source.glob("*.journal")) >= 5  # archived only
+    runs = [
+        replicate(nats_server.url, [source], logs[1], "--archive", str(archive)).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: caught_up(source, copy), 60, "the mirror", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    with journal.Reader(source, archive=archive, metrics=False) as reader:
+        expected = [(r.position, reader.record_bytes(r)) for r in reader.available()]
+    assert len(expected) == 3000
+    assert records_of(copy) == expected

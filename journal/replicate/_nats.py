@@ -13,9 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from journal._errors import JournalError
 from journal.replicate import _scheme
 
 log = logging.getLogger("journal.replicate")
+
+
+class UsageError(ValueError):
+    """An argument that cannot work, said before anything connects (exit status 2)."""
 
 
 def import_nats() -> Any:
@@ -25,8 +30,8 @@ def import_nats() -> Any:
         import nats.js.api
         import nats.js.errors
     except ImportError as error:
-        raise SystemExit(
-            f"journal replicate/mirror need nats-py ({error}): pip install "
+        raise UsageError(
+            f"needs nats-py, which is not installed ({error}): pip install "
             "'orderbook-journal[replicate]'"
         ) from None
     return nats
@@ -211,7 +216,7 @@ async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
         except nats.js.errors.BadRequestError:
             info = await js.stream_info(options.name)  # created meanwhile by another
     if subjects[0] not in (info.config.subjects or []):
-        raise SystemExit(
+        raise JournalError(
             f"stream {options.name} exists but does not hold subjects {subjects[0]} (it "
             f"holds {info.config.subjects}): choose another --stream or --subject-prefix"
         )

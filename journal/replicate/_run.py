@@ -24,8 +24,10 @@ from journal.replicate._nats import (
     ConnectionState,
     NatsOptions,
     StreamOptions,
+    UsageError,
     connect,
     ensure_stream,
+    import_nats,
 )
 
 log = logging.getLogger("journal.replicate")
@@ -122,9 +124,10 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
     for option in ("creds", "nkey", "tls_ca", "tls_cert", "tls_key"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
-            raise SystemExit(
-                f"journal {args.command}: --{option.replace('_', '-')} {path}: no such file"
-            )
+            what = "is not a file" if path.exists() else "does not exist"
+            raise UsageError(f"--{option.replace('_', '-')} {path} {what}")
+    if (args.user is None) != (args.password is None):
+        raise UsageError("--user and --password go together")
     return NatsOptions(
         servers=tuple(args.nats),
         name=name,
@@ -279,6 +282,12 @@ def run_replicate(args: argparse.Namespace) -> int:
     if args.archive is not None and not args.archive.is_dir():
         print(f"journal replicate: --archive {args.archive} is not a directory", file=sys.stderr)
         return 2
+    try:
+        options = nats_options(args, "journal replicate")
+        import_nats()
+    except UsageError as error:
+        print(f"journal replicate: {error}", file=sys.stderr)
+        return 2
     _logging(args)
     stream = StreamOptions(
         name=args.stream,
@@ -294,7 +303,6 @@ def run_replicate(args: argparse.Namespace) -> int:
         max_delay_s=args.max_batch_delay,
         max_records=args.max_batch_records or 0,
     )
-    options = nats_options(args, "journal replicate")
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -350,12 +358,18 @@ def run_mirror(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         print(f"journal mirror: --journal-root {root} is not a directory", file=sys.stderr)
         return 2
+    try:
+        options = nats_options(args, "journal mirror")
+        import_nats()
+    except UsageError as error:
+        print(f"journal mirror: {error}", file=sys.stderr)
+        return 2
     _logging(args)
     stream = StreamOptions(name=args.stream, subject_prefix=args.subject_prefix)
     stats = MirrorStats(root, stream.name)
     mirror = Mirror(
         root,
-        nats_options(args, "journal mirror"),
+        options,
         stream,
         ConsumerOptions(durable=args.durable),
         stats=stats,
