@@ -13,9 +13,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from journal._arguments import positive_number
 from journal._reader import IDLE_STRATEGIES
@@ -248,6 +251,20 @@ def _logging(args: argparse.Namespace) -> None:
     )
 
 
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on uvloop where it is installed (the replicate extra brings it:
+    it takes about a third off each message's round trip through the loop), else on
+    asyncio's own loop; ``JOURNAL_ASYNCIO_LOOP=1`` forces the latter."""
+    if not os.environ.get("JOURNAL_ASYNCIO_LOOP"):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)  # type: ignore[no-any-return]
+    return asyncio.run(main)
+
+
 async def _until_stopped(stop: asyncio.Event, duration: float | None) -> None:
     """Set ``stop`` at SIGINT/SIGTERM or after ``duration``; a second signal ends at once."""
     loop = asyncio.get_running_loop()
@@ -347,7 +364,7 @@ def run_replicate(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):
                 await nc.drain()
 
-    return asyncio.run(main())
+    return _run_loop(main())
 
 
 def run_mirror(args: argparse.Namespace) -> int:
@@ -381,6 +398,6 @@ def run_mirror(args: argparse.Namespace) -> int:
         return await mirror.run(stop)
 
     try:
-        return asyncio.run(main())
+        return _run_loop(main())
     finally:
         stats.close()
