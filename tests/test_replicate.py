@@ -159,6 +159,16 @@ def test_restarts_go_on_from_the_stream_and_the_mirror_journal(
     assert sum(run.records for run in runs_of_stream) == 15_000
 
 
+def stream_records(url: str, subject: str) -> int:
+    """Records in the subject's messages; 0 before the stream exists."""
+    import nats.js.errors
+
+    try:
+        return sum(run.records for run in asyncio.run(stream_runs(url, subject)))
+    except nats.js.errors.NotFoundError:
+        return 0
+
+
 async def stream_runs(url: str, subject: str) -> list[_scheme.Run]:
     """Every message of ``subject``, in stream order, as runs."""
     import nats
@@ -380,3 +390,56 @@ def test_refused_credentials_are_said_and_stop(shm_dir: Path, tmp_path: Path) ->
             assert "refused the credentials" in done.stderr and "Traceback" not in done.stderr
     finally:
         server.kill()
+
+
+@pytest.mark.slow
+def test_a_journal_recreated_while_the_replicator_was_down_is_finished_from_the_archive(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Down, the replicator missed the end of an incarnation (archived by the
+    compactor when it was sealed) and the start of the next: at start it sends the
+    rest of the old one, then the new one, each record once."""
+    source, copy, archive = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed", shm_dir / "a"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror", "compact")]
+    archive.mkdir()
+    small = 64 * 1024
+    assert writer(source, 1, 1000, 0, small, logs[0]).start().line() == b"done\n"
+    run = replicate(nats_server.url, [source], logs[1], "--archive", str(archive)).start()
+    wait_for(
+        lambda: stream_records(nats_server.url, "journal.feed") == 1000,
+        30,
+        "the first 1000 books in the stream",
+        logs,
+    )
+    assert run.terminate() == 0
+    # While it is down: 1000 more books, sealed and archived, then the journal is
+    # removed and written again.
+    assert writer(source, 1001, 1000, 0, small, logs[0]).start().line() == b"done\n"
+    with journal.Writer(source, segment_size=small) as sealing:
+        sealing.close(seal=True)
+    compact = subprocess.run(
+        [str(JOURNAL), "compact", "--once", "--keep", "0", "--archive", str(archive), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert compact.returncode == 0, compact.stderr
+    shutil.rmtree(source)
+    assert writer(source, 100_001, 500, 0, small, logs[0]).start().line() == b"done\n"
+    runs = [
+        replicate(nats_server.url, [source], logs[1], "--archive", str(archive)).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: caught_up(source, copy), 60, "the mirror", logs)
+    finally:
+        assert [r.terminate() for r in runs] == [0, 0]
+    runs_of_stream = asyncio.run(stream_runs(nats_server.url, "journal.feed"))
+    incarnations = sorted({r.incarnation_ns for r in runs_of_stream})
+    assert len(incarnations) == 2
+    per_incarnation = [
+        sum(r.records for r in runs_of_stream if r.incarnation_ns == i) for i in incarnations
+    ]
+    assert per_incarnation == [2000, 500]
+    assert_mirrors(source, copy)
