@@ -443,3 +443,48 @@ def test_a_journal_recreated_while_the_replicator_was_down_is_finished_from_the_
     ]
     assert per_incarnation == [2000, 500]
     assert_mirrors(source, copy)
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 it signed (openssl)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make test certificates")
+    ca_key, ca, key, request, certificate = (
+        directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    extensions = directory / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    for command in (
+        f"req -x509 -newkey rsa:2048 -nodes -keyout {ca_key} -out {ca} -days 1 "
+        "-subj /CN=journal-test-ca",
+        f"req -newkey rsa:2048 -nodes -keyout {key} -out {request} -subj /CN=127.0.0.1",
+        f"x509 -req -in {request} -CA {ca} -CAkey {ca_key} -CAcreateserial -out {certificate} "
+        f"-days 1 -extfile {extensions}",
+    ):
+        subprocess.run(["openssl", *command.split()], check=True, capture_output=True)
+    return ca, certificate, key
+
+
+@pytest.mark.slow
+def test_tls_options_are_passed_to_nats(shm_dir: Path, tmp_path: Path) -> None:
+    ca, certificate, key = make_certificates(tmp_path)
+    server = NatsServer(
+        tmp_path / "nats-tls", extra=("--tls", "--tlscert", str(certificate), "--tlskey", str(key))
+    )
+    server.start()
+    url = server.url.replace("nats://", "tls://")
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    try:
+        assert writer(source, 1, 500, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        runs = [
+            replicate(url, [source], logs[1], "--tls-ca", str(ca)).start(),
+            mirror(url, copy.parent, logs[2], "--tls-ca", str(ca)).start(),
+        ]
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, "the mirror over TLS", logs)
+        finally:
+            assert [run.terminate() for run in runs] == [0, 0]
+        assert_mirrors(source, copy)
+    finally:
+        server.kill()
