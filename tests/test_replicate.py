@@ -44,7 +44,7 @@ SEGMENT = 1 << 20
 def test_a_run_survives_its_headers() -> None:
     run = _scheme.Run("upbit.spot", 17, 3, 4096, 4096 + 864, 2, (2, 999_992), SEGMENT, b"OBK1", 5)
     headers = run.headers()
-    assert headers["Nats-Msg-Id"] == "upbit.spot:17:3:4096"
+    assert headers["Nats-Msg-Id"] == "upbit.spot:17:3:4096:4960"
     assert _scheme.parse_run(headers, 864) == run
     assert _scheme.subject("journal", "upbit.spot") == "journal.upbit%2Espot"
 
@@ -488,3 +488,29 @@ def test_tls_options_are_passed_to_nats(shm_dir: Path, tmp_path: Path) -> None:
         assert_mirrors(source, copy)
     finally:
         server.kill()
+
+
+@pytest.mark.slow
+def test_a_sealed_segment_is_sealed_in_the_mirror_without_more_records(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """A writer that seals its segment and stops: the mirror seals its copy too (an
+    empty run), so the mirror host's compactor can archive it."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(source, 1, 700, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    with journal.Writer(source) as sealing:
+        sealing.close(seal=True)
+    assert end_of(source) == (1, 4096)
+    runs = [
+        replicate(nats_server.url, [source], logs[1]).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: copy.exists() and end_of(copy) == (1, 4096), 30, "the seal", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    assert_mirrors(source, copy)
+    runs_of_stream = asyncio.run(stream_runs(nats_server.url, "journal.feed"))
+    assert (runs_of_stream[-1].segment, runs_of_stream[-1].records) == (1, 0)

@@ -18,6 +18,8 @@ thread hop at all; a quiet one, one hop per wake-up.
   second copy of it within the duplicate window. So the subject never has a gap, a
   duplicate or a reordering, whatever fails and whoever else publishes it
   (docs/REPLICATION.md, "Exactly once").
+* When the reader passes the end marker of a segment, an empty message at the next
+  segment's start tells the mirror to seal its copy there.
 * Where to start is read back from JetStream (the subject's last message, by the
   stream's last-message-by-subject API), never from a local file: the journal goes
   on after that message's end. Any doubt (a duplicate acknowledged, the expected
@@ -246,6 +248,8 @@ class JournalReplicator:
         self._pending = None
         if record is None:
             record = reader.try_next()
+        if record is None and (sealed := self._seal_run(reader)) is not None:
+            return sealed
         if record is None:
             # Nothing now: wait on the futex in the waiter thread, the loop free.
             loop = asyncio.get_running_loop()
@@ -305,6 +309,34 @@ class JournalReplicator:
             last_time_ns=last_time,
         )
         return run, bytes(payload)
+
+    def _seal_run(self, reader: Reader) -> tuple[Run, bytes] | None:
+        """An empty run at the start of the next segment once the reader went past the
+        end marker of the last message's segment: the mirror seals its copy of that
+        segment there and then (its compactor can archive it), not only when the next
+        records come, which may be never (a writer that sealed and stopped)."""
+        last, position = self.last, reader.position
+        if (
+            last is None
+            or position is None
+            or self._skip_before is not None
+            or position != (last.segment + 1, F.HEADER_SIZE)
+            or (reader.incarnation_ns or 0) != last.incarnation_ns
+        ):
+            return None
+        run = Run(
+            journal=self.name,
+            incarnation_ns=last.incarnation_ns,
+            segment=position[0],
+            start=F.HEADER_SIZE,
+            end=F.HEADER_SIZE,
+            records=0,
+            previous=(last.segment, last.end),
+            segment_size=last.segment_size,
+            payload_id=last.payload_id,
+            last_time_ns=last.last_time_ns,
+        )
+        return run, b""
 
     def _skip(self, reader: Reader, record: Record) -> bool:
         """After a journal was recreated: whether ``record`` was replicated already

@@ -70,9 +70,10 @@ def stream_subjects(prefix: str) -> str:
     return f"{prefix}.*"
 
 
-def message_id(journal: str, incarnation_ns: int, segment: int, start: int) -> str:
-    """The place a run starts at: the same run published twice has the same id."""
-    return f"{journal}:{incarnation_ns}:{segment}:{start}"
+def message_id(journal: str, incarnation_ns: int, segment: int, start: int, end: int) -> str:
+    """The place of a run: the same run published twice has the same id (and the
+    empty run that seals a segment another than the records that follow it)."""
+    return f"{journal}:{incarnation_ns}:{segment}:{start}:{end}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,9 @@ class Run:
     def headers(self) -> dict[str, str]:
         previous = "-" if self.previous is None else f"{self.previous[0]}:{self.previous[1]}"
         return {
-            MSG_ID: message_id(self.journal, self.incarnation_ns, self.segment, self.start),
+            MSG_ID: message_id(
+                self.journal, self.incarnation_ns, self.segment, self.start, self.end
+            ),
             JOURNAL: self.journal,
             INCARNATION: str(self.incarnation_ns),
             SEGMENT: str(self.segment),
@@ -146,8 +149,11 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
         raise BadHeaders(f"header {error.args[0]} missing") from None
     except (ValueError, UnicodeEncodeError) as error:
         raise BadHeaders(f"a header does not parse: {error}") from None
+    # An empty run (START = END at a segment's start) seals the segment before it.
     if run.end - run.start != size or run.start < HEADER_SIZE or run.end % 8 or run.start % 8:
         raise BadHeaders(f"{START}={run.start} {END}={run.end} but the payload holds {size} bytes")
-    if headers.get(MSG_ID) != message_id(journal, run.incarnation_ns, run.segment, run.start):
+    if headers.get(MSG_ID) != message_id(
+        journal, run.incarnation_ns, run.segment, run.start, run.end
+    ):
         raise BadHeaders(f"{MSG_ID}={headers.get(MSG_ID)!r} does not name the run's place")
     return run
