@@ -514,3 +514,24 @@ def test_a_sealed_segment_is_sealed_in_the_mirror_without_more_records(
     assert_mirrors(source, copy)
     runs_of_stream = asyncio.run(stream_runs(nats_server.url, "journal.feed"))
     assert (runs_of_stream[-1].segment, runs_of_stream[-1].records) == (1, 0)
+
+
+@pytest.mark.slow
+def test_a_journal_the_mirror_did_not_make_is_never_removed(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(copy, 1, 10, 0, SEGMENT, logs[0]).start().line() == b"done\n"  # someone's
+    theirs = records_of(copy)
+    assert writer(source, 1001, 300, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    runs = [
+        replicate(nats_server.url, [source], logs[1]).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: "did not make" in logs[2].read_text(errors="replace"), 30, "refusal", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 1]  # the mirror says a copy stopped
+    assert records_of(copy) == theirs

@@ -52,13 +52,20 @@ GAP: Final = "gap"
 SKIPPED: Final = "skipped"
 
 
+MARKER: Final = "mirror.source"
+"""In a mirror journal's directory, written before its first segment: the mirror
+removes a copy for a new incarnation only where it finds this (never a journal it
+did not make). It says where the copy comes from; positions are never read from it."""
+
+
 class MirrorJournal:
     """One source journal's copy under the journal root."""
 
-    def __init__(self, root: Path, name: str, stats: Any) -> None:
+    def __init__(self, root: Path, name: str, stats: Any, source: str = "") -> None:
         self.name = check_stream_name(name)
         self.path = root / name
         self.stats = stats
+        self.source = source
         self.writer: Writer | None = None
         self.failed: str | None = None
         self.gap_at: tuple[int, int] | None = None
@@ -114,6 +121,15 @@ class MirrorJournal:
 
     def _start(self, run: Run, payload: bytes) -> str:
         """A new copy (or a new incarnation of it) at the run's segment."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        marker = self.path / MARKER
+        if not marker.exists():
+            temporary = self.path / f".{MARKER}.{os.getpid()}"
+            temporary.write_text(
+                f"journal mirror of {run.journal} from {self.source}, incarnation "
+                f"{run.incarnation_ns}\n"
+            )
+            os.replace(temporary, marker)
         self.writer = Writer(
             self.path,
             segment_size=run.segment_size,
@@ -139,6 +155,11 @@ class MirrorJournal:
         """Remove this copy's incarnation: the directory goes away whole (renamed
         first, so readers see the path empty, never half removed), as the source's did."""
         assert self.writer is not None
+        if not (self.path / MARKER).exists():
+            raise JournalError(
+                f"{self.path} holds a journal this mirror did not make (no {MARKER}): not "
+                f"removing it for the source's new incarnation; move it away and restart"
+            )
         self.writer.close()
         self.writer = None
         self.stats.replaced(self.name)
@@ -332,7 +353,9 @@ class Mirror:
                 continue
             self.stats.pending(info.num_pending or 0, info.num_ack_pending or 0)
             idle = now - self._last_message > 1.0
-            if idle and (info.num_ack_pending or 0) > 0 and not self._rewind_wanted:
+            # (A stopped journal's messages stay unacknowledged on purpose.)
+            failed = any(journal.failed for journal in self.journals.values())
+            if idle and not failed and (info.num_ack_pending or 0) > 0 and not self._rewind_wanted:
                 log.warning(
                     "%d messages delivered to this consumer never arrived; rewinding",
                     info.num_ack_pending,
@@ -365,12 +388,21 @@ class Mirror:
             self.stats.redelivered()
         journal = self.journals.get(run.journal)
         if journal is None:
-            journal = self.journals[run.journal] = MirrorJournal(self.root, run.journal, self.stats)
+            journal = self.journals[run.journal] = MirrorJournal(
+                self.root, run.journal, self.stats, f"stream {self.stream.name}"
+            )
         if journal.failed:
+            # Never acknowledged: after the operator's fix and a restart, the rewind
+            # to the acknowledgement floor brings these messages again.
             self.stats.dropped(run)
-            await msg.term()
             return
-        outcome = journal.apply(run, msg.data)
+        try:
+            outcome = journal.apply(run, msg.data)
+        except JournalError as error:  # tmpfs full, a directory not its own, damage
+            journal.failed = str(error)
+            log.error("%s: mirror of this journal stopped: %s", run.journal, error)
+            self.stats.dropped(run)
+            return
         if outcome == GAP:
             position = journal.writer.position if journal.writer else None
             if journal.gap_at == position:
@@ -382,7 +414,6 @@ class Mirror:
                 )
                 log.error("%s: mirror stopped: %s", run.journal, journal.failed)
                 self.stats.dropped(run)
-                await msg.term()
                 return
             journal.gap_at = position
             self.stats.gap(run)
