@@ -449,6 +449,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             labels = journal_labels(journals)
             if not previous:
                 previous = {j: snapshot(j, labels[j]) for j in journals}
+                replication.replication_rows(list(previous.values()))  # rates from here
                 time.sleep(args.interval)
             current = {j: snapshot(j, labels[j]) for j in journals}
             rows = [compare(previous.get(j), current[j], args.stale) for j in journals]
