@@ -63,10 +63,10 @@ import contextlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -275,6 +275,33 @@ class Books:
         mid = self.mid
         return (self.ask_price[:, 0] - self.bid_price[:, 0]) / mid * 1e4
 
+    # -- as a table (journal.analysis._table: the columns journal export writes) ----------
+
+    def to_arrow(self, layout: str = "list") -> Any:
+        """A pyarrow Table: exchange, symbol, market, exchange_time, local_time,
+        sequence and the levels (``layout="list"``: list<double> columns of each
+        book's own levels; ``"wide"``: ``bid_price_0`` ... null past its depth).
+        Needs pyarrow (``pip install 'orderbook-journal[parquet]'``)."""
+        from journal.analysis._table import books_arrow
+
+        return books_arrow(self, layout=layout)
+
+    def to_pandas(self, layout: str = "list") -> Any:
+        """A pandas DataFrame of to_arrow's columns: timestamps tz-aware UTC, names
+        categorical, ``sequence`` nullable Int64, lists as ``pd.ArrowDtype``
+        (``layout="wide"``: nullable Float64 columns). Needs the ``pandas`` extra."""
+        from journal.analysis._table import books_pandas
+
+        return books_pandas(self, layout)
+
+    def to_polars(self, layout: str = "list") -> Any:
+        """A Polars DataFrame of to_arrow's columns (built without pyarrow): names
+        Categorical, ``market`` an Enum, Datetime in UTC, List(Float64) levels (or
+        ``layout="wide"``). Needs the ``polars`` extra."""
+        from journal.analysis._table import books_polars
+
+        return books_polars(self, layout)
+
 
 # -- where records come from ---------------------------------------------------------------
 
@@ -446,6 +473,8 @@ class _Loader:
     symbols: _Names
     threads: int
     allow_gaps: bool
+    progress: Callable[[int, int | None], None] | None = None
+    read: int = 0
     streams: dict[str, set[tuple[int, int, int]]] = field(default_factory=dict)
     gaps: tuple[SegmentGap, ...] = ()
     out: dict[str, np.ndarray] = field(default_factory=dict)
@@ -657,6 +686,9 @@ class _Loader:
             self._decode_block(
                 walked, walked.starts[part], walked.sizes[part], values, bounds, writer
             )
+            if self.progress is not None:
+                self.read += len(walked.starts[part])
+                self.progress(self.read, self._planned_records())
 
     def _decode_block(
         self,
@@ -704,6 +736,19 @@ class _Loader:
             while len(self.writes) >= _WRITES_AHEAD:
                 self.writes.popleft().result()
             self.writes.append(writer.submit(block.write, self.out, n, keep, kept))
+
+    def _planned_records(self) -> int | None:
+        """The records of every source to read (live segments' walked, archives'
+        claimed, _claim), once every walk is done; None before."""
+        total = 0
+        for unit in self.plan[: self.cut]:
+            if isinstance(unit, _Walking):
+                if not unit.walk.done() or unit.walk.exception() is not None:
+                    return None
+                total += len(unit.walk.result()[0])
+            else:
+                total += unit if isinstance(unit, int) else unit.rows
+        return total
 
     def _walks_done(self) -> bool:
         return all(unit.walk.done() for unit in self.plan if isinstance(unit, _Walking))
@@ -1411,6 +1456,7 @@ def load_books(
     *,
     threads: int | None = None,
     allow_gaps: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Books:
     """Load order books into numpy columns (see Books).
 
@@ -1425,7 +1471,10 @@ def load_books(
     more writing the columns of live segments (default: one fewer than the CPUs, at
     least 1, at most 4; 0: everything in this thread); the result is the same.
     ``allow_gaps``: read around segments missing in the middle of a stream (listed in
-    ``Books.gaps``) instead of raising MissingSegmentsError.
+    ``Books.gaps``) instead of raising MissingSegmentsError. ``progress``: called
+    with ``(records read, records to read)`` after every block of records decoded
+    (the total None until every live segment is walked; archives count what their
+    index claims), e.g. for journal.analysis._progress.Progress.
     """
     if depth < 1:
         raise ValueError(f"depth={depth}: must be at least 1")
@@ -1436,7 +1485,7 @@ def load_books(
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     loader = _Loader(
-        start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps
+        start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps, progress
     )
     loader.load(sources)
     return loader.books()
