@@ -151,13 +151,17 @@ def _verify(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from journal.demo import _pipeline as _demo
 
+    radar = Path(args.radar) if args.radar is not None else _demo.find_radar()
+    if radar is None:
+        print(f"journal demo: no radar found: {_demo.RADAR_HOW_TO_GET}", file=sys.stderr)
+        return 2
     return _demo.run_demo(
         _demo.DemoOptions(
             duration_s=args.duration,
             rate=args.rate,
             seed=args.seed,
             output=Path(args.output),
-            radar=Path(args.radar),
+            radar=radar,
             idle=args.idle,
             keep_shm=args.keep_shm,
         )
@@ -247,12 +251,25 @@ def _add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    """The package version, and whether the compiled extensions are in use."""
+    """The package version, whether the compiled extensions are in use, and the radar
+    ``journal demo`` would run (the first thing to check after an install)."""
+    from journal.demo._pipeline import RADAR_HOW_TO_GET, find_radar
+
     try:
         version = importlib.metadata.version("orderbook-journal")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown (the package is not installed: pip install -e .)"
-    return f"{version} ({describe_native()})"
+    radar = find_radar()
+    found = str(radar) if radar is not None else f"none found ({RADAR_HOW_TO_GET})"
+    return f"{version} ({describe_native()})\nradar: {found}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: _version() worked out when asked, not for every command."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
         "such as /dev/shm/books/upbit.",
         epilog="journal COMMAND --help says what a command does and its exit statuses.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="show the version, the compiled or pure-Python path, and the radar found; exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_info,
@@ -365,8 +387,6 @@ def _add_verify(commands: _Commands) -> None:
 
 
 def _add_demo(commands: _Commands) -> None:
-    from journal.demo._pipeline import DEFAULT_RADAR
-
     demo = _add_command(
         commands,
         "demo",
@@ -393,7 +413,10 @@ def _add_demo(commands: _Commands) -> None:
         "(default ./demo-output)",
     )
     demo.add_argument(
-        "--radar", default=str(DEFAULT_RADAR), help=f"the radar program (default {DEFAULT_RADAR})"
+        "--radar",
+        help="the radar program (default: the one `pip install .` put beside journal, "
+        "else a checkout's build/release/radar, else radar on PATH; journal --version "
+        "says which)",
     )
     demo.add_argument(
         "--idle",

@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import os
 import re
 import shutil
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +37,11 @@ from journal.archive import _archive
 from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, reader_files
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_RADAR = REPO / "build" / "release" / "radar"
+CHECKOUT_RADAR = REPO / "build" / "release" / "radar"  # make setup, in a checkout
+RADAR_HOW_TO_GET = (
+    "`pip install .` in the repository builds it into the environment's bin/ (needs g++ "
+    "and cmake), `make setup` into build/release/radar, or give --radar PATH"
+)
 SEGMENT_SIZE = 4 * 1024 * 1024
 KEEP_SEGMENTS = 2
 # Taker fees in basis points, as the venues publish them for a plain account.
@@ -94,6 +101,23 @@ class Outcome:
     raw_bytes: int = 0
     radar: RadarSummary = field(default_factory=RadarSummary)
     problems: list[str] = field(default_factory=list)
+
+
+def find_radar() -> Path | None:
+    """The radar a plain ``journal demo`` runs (``--radar`` overrides): the one a wheel
+    installed among this Python's scripts (the venv's bin/ beside ``journal``, or the
+    user scheme's for ``pip install --user``), then a checkout's build/release/radar
+    (the editable install of ``make setup`` builds it there), then ``radar`` on PATH,
+    last because the name is generic. None if there is none (RADAR_HOW_TO_GET)."""
+    schemes = [sysconfig.get_default_scheme()]
+    if site.ENABLE_USER_SITE:  # not in a venv: pip install --user's ~/.local/bin
+        schemes.append(sysconfig.get_preferred_scheme("user"))
+    candidates = [Path(sysconfig.get_path("scripts", scheme)) / "radar" for scheme in schemes]
+    on_path = shutil.which("radar")
+    for path in [*candidates, CHECKOUT_RADAR, *([Path(on_path)] if on_path else [])]:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 class PipelineError(Exception):
@@ -222,7 +246,7 @@ def _new_run_directory(output: Path) -> Path:
 def run_demo(options: DemoOptions) -> int:
     if not options.radar.is_file():
         print(
-            f"demo: the radar is not built ({options.radar}): run `make setup` first",
+            f"demo: the radar {options.radar} is not a file: {RADAR_HOW_TO_GET}",
             file=sys.stderr,
         )
         return 2
