@@ -34,6 +34,7 @@ from types import FrameType
 from journal._errors import JournalError
 from journal._reader import Reader
 from journal.archive import _archive
+from journal.demo.feed import VENUES
 from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, reader_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,6 +298,11 @@ def run_demo(options: DemoOptions) -> int:
     return 1 if outcome.problems else 0
 
 
+def _venue_journals(books: Path) -> list[Path]:
+    """The feed's journal of each venue: ``books/<venue>``."""
+    return [books / venue.name for venue in VENUES]
+
+
 def _start(
     children: _Children,
     options: DemoOptions,
@@ -321,19 +327,20 @@ def _start(
             "--segment-size",
             str(SEGMENT_SIZE),
             "--seal",
+            "--per-venue",
         ),
         stdout=logs["feed"],
         stderr=subprocess.STDOUT,
     )
-    _wait_for(lambda: any(books.glob("*.journal")), 30, "the feed created no journal", signals)
+    journals = _venue_journals(books)
+    _wait_for(lambda: any(books.glob("*/*.journal")), 30, "the feed created no journal", signals)
     on_terminal = sys.stdout.isatty()
     fees = [arg for venue, bps in FEES_BPS.items() for arg in ("--fee", f"{venue}={bps}")]
     children.start(
         "radar",
         [
             str(options.radar),
-            "--journal",
-            str(books),
+            *(arg for journal in journals for arg in ("--journal", str(journal))),
             "--results",
             str(results),
             "--start",
@@ -352,7 +359,7 @@ def _start(
         _python(
             "journal.cli",
             "compact",
-            str(books),
+            *map(str, journals),
             "--archive",
             str(archive),
             "--keep",
@@ -386,16 +393,19 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
     book, then the compactor after a last pass archives what the feed sealed."""
     if children.stop("feed") != 0:
         outcome.problems.append("the feed exited with an error: see feed.log")
-    if not books.exists():  # stopped before the feed opened its journal
+    journals = _venue_journals(books)
+    if not all(journal.exists() for journal in journals):  # stopped before the feed opened them
         children.kill_all()
         return
-    outcome.books_written = _books_written(books)
+    outcome.books_written = _books_written(journals)
     if "radar" in children.running:
-        _wait_for_radar(books, outcome.books_written)
+        _wait_for_radar(journals, outcome.books_written)
     children.stop("radar", signal.SIGINT)
     children.stop("compact")
     last_pass = subprocess.run(
-        _python("journal.cli", "compact", str(books), "--archive", str(archive), "--once", "-q"),
+        _python(
+            "journal.cli", "compact", *map(str, journals), "--archive", str(archive), "--once", "-q"
+        ),
         start_new_session=True,
         capture_output=True,
         text=True,
@@ -404,19 +414,21 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
         outcome.problems.append(f"the compactor's last pass failed: {last_pass.stderr.strip()}")
 
 
-def _books_written(books: Path) -> int:
-    """The writer's own count, from its metrics file (it outlives the writer)."""
-    figures = read_writer(books)
-    return 0 if figures is None else figures.records
+def _books_written(journals: list[Path]) -> int:
+    """The writers' own counts, from their metrics files (they outlive the writers)."""
+    figures = [read_writer(journal) for journal in journals]
+    return sum(each.records for each in figures if each is not None)
 
 
-def _wait_for_radar(books: Path, written: int) -> None:
-    """Until the radar's registration says it has read ``written`` books; a radar
-    that stops making progress for RADAR_CATCH_UP_S is stopped anyway, and the
+def _wait_for_radar(journals: list[Path], written: int) -> None:
+    """Until the radar's registrations say it has read ``written`` books in all; a
+    radar that stops making progress for RADAR_CATCH_UP_S is stopped anyway, and the
     summary then says how many it read."""
     progress, since = -1, time.monotonic()
     while time.monotonic() - since < RADAR_CATCH_UP_S:
-        read = sum(reader.records for reader in _radar_registrations(books))
+        read = sum(
+            reader.records for journal in journals for reader in _radar_registrations(journal)
+        )
         if read >= written:
             return
         if read > progress:
@@ -436,12 +448,13 @@ def _radar_registrations(books: Path) -> list[ReaderFigures]:
 
 def _account(outcome: Outcome, books: Path, archive: Path) -> None:
     """Archived records, sizes, and the checks: written == read by the radar == archived."""
-    for path in _archive.archive_files(archive / books.name):
-        with _archive.ArchiveReader(path) as reader:
-            outcome.archived_segments += 1
-            outcome.archive_bytes += reader.file_size
-            outcome.raw_bytes += reader.header.commit_offset
-            outcome.archived_records += sum(1 for _ in reader.records())
+    for journal in _venue_journals(books):
+        for path in _archive.archive_files(archive / journal.name):
+            with _archive.ArchiveReader(path) as reader:
+                outcome.archived_segments += 1
+                outcome.archive_bytes += reader.file_size
+                outcome.raw_bytes += reader.header.commit_offset
+                outcome.archived_records += sum(1 for _ in reader.records())
     written = outcome.books_written
     read = outcome.radar.books or 0  # None: it printed no summary (never started)
     if read != written:
