@@ -9,7 +9,10 @@
 // (a --journal path that is a file, or a directory the radar may not read). A
 // --journal that does not exist yet is waited for, said once on stderr.
 // It registers as a reader of each journal it tails
-// (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
+// (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag, and
+// publishes its own figures (books, results, the latest result per pair, per-stream
+// updates and times, its latency histogram) in radar.metrics in the results journal
+// or at --metrics-file (radar_metrics.hpp), which `journal metrics` serves. A
 // journal directory removed and made again by a new writer is followed into its new
 // incarnation, said once on stderr. The summary says how far behind the writers
 // the radar fell. The journals are merged in time order; an old journal is
@@ -39,6 +42,7 @@
 #include "radar_reader/histogram.hpp"
 #include "radar_reader/idle.hpp"
 #include "radar_reader/paths.hpp"
+#include "radar_reader/radar_metrics.hpp"
 #include "radar_reader/reader.hpp"
 #include "radar_reader/venues.hpp"
 #include "radar_reader/writer.hpp"
@@ -75,8 +79,13 @@ constexpr const char* kUsage =
     "  --max-records N        stop after N books (a whole number >= 1)\n"
     "  --no-verify            skip the FlatBuffers Verifier (trusted replay only)\n"
     "  --quiet                no live table, only the summary\n"
-    "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
-    "  --no-metrics           do not register as a reader (journal top will not show it)\n"
+    "  --metrics-name NAME    reader name in each journal's readers/, and the radar's\n"
+    "                         name in its metrics (default radar)\n"
+    "  --metrics-file PATH    publish the radar's figures (results per pair, books per\n"
+    "                         stream, latency) in PATH for journal metrics; default\n"
+    "                         radar.metrics in the --results directory, none without\n"
+    "  --no-metrics           neither register as a reader (journal top will not show\n"
+    "                         it) nor write radar.metrics\n"
     "  --print-venues         the venue names --fee takes, one a line, and exit\n"
     "  --help                 this text\n"
     "\n"
@@ -101,7 +110,17 @@ struct Options {
   bool verify = true;
   bool quiet = false;
   std::string metrics_name = "radar";
+  std::string metrics_file;  // --metrics-file, or empty: radar.metrics in --results
+  bool no_metrics = false;
   std::vector<std::pair<std::string, double>> fees;  // --fee VENUE=BPS, as given
+
+  // Where radar.metrics goes: --metrics-file, else the results journal; "" for none.
+  std::string radar_metrics_path() const {
+    if (no_metrics) return {};
+    if (!metrics_file.empty()) return metrics_file;
+    if (results.empty()) return {};
+    return results + "/" + radar::metrics::kRadarMetricsName;
+  }
 };
 
 // "5", "2.5", "-1": a fee as the user gave it.
@@ -250,8 +269,12 @@ Options parse(int argc, char** argv) {
       if (!radar::metrics::valid_reader_name(options.metrics_name))
         usage_error("--metrics-name " + options.metrics_name +
                     ": 1..32 letters, digits, '_', '.' or '-'");
+    } else if (arg == "--metrics-file") {
+      options.metrics_file = value();
+      if (options.metrics_file.empty())
+        usage_error("--metrics-file \"\": give a file's path (or --no-metrics)");
     } else if (arg == "--no-metrics") {
-      options.metrics_name.clear();
+      options.no_metrics = true;
     } else if (arg == "--quiet") {
       options.quiet = true;
     } else {
@@ -259,6 +282,9 @@ Options parse(int argc, char** argv) {
     }
   }
   if (options.journals.empty()) usage_error("at least one --journal DIR is needed");
+  if (options.no_metrics && !options.metrics_file.empty())
+    usage_error("--metrics-file " + options.metrics_file +
+                " and --no-metrics: give one or the other");
   return options;
 }
 
@@ -347,13 +373,28 @@ class ResultsJournal {
 // streams: a linear scan comparing short names beats a map keyed by strings here.
 class StreamStats {
  public:
-  void see(std::string_view exchange, std::string_view symbol, std::int64_t sequence) {
+  struct Stream {
+    std::string exchange;
+    std::string symbol;
+    std::uint64_t updates = 0;
+    std::uint64_t out_of_order = 0;
+    std::int64_t last_sequence = 0;
+    bool has_sequence = false;
+    // Its slot in radar.metrics, claimed on its first book (the lookup above finds
+    // it with the stream: no second one per book).
+    bool metrics_claimed = false;
+    radar::metrics::RadarMetrics::StreamSlot metrics;
+  };
+
+  // The stream of this book, counted.
+  Stream& see(std::string_view exchange, std::string_view symbol, std::int64_t sequence) {
     Stream& stream = find(exchange, symbol);
     ++stream.updates;
-    if (sequence == 0) return;
+    if (sequence == 0) return stream;
     if (stream.has_sequence && sequence <= stream.last_sequence) ++stream.out_of_order;
     else stream.last_sequence = sequence;
     stream.has_sequence = true;
+    return stream;
   }
 
   // Books per venue, in name order, and the total out of order.
@@ -369,20 +410,13 @@ class StreamStats {
   }
 
  private:
-  struct Stream {
-    std::string exchange;
-    std::string symbol;
-    std::uint64_t updates = 0;
-    std::uint64_t out_of_order = 0;
-    std::int64_t last_sequence = 0;
-    bool has_sequence = false;
-  };
-
   Stream& find(std::string_view exchange, std::string_view symbol) {
     for (Stream& stream : streams_)
       if (stream.symbol == symbol && stream.exchange == exchange) return stream;
-    streams_.push_back(Stream{std::string(exchange), std::string(symbol)});
-    return streams_.back();
+    Stream& added = streams_.emplace_back();
+    added.exchange = std::string(exchange);
+    added.symbol = std::string(symbol);
+    return added;
   }
 
   std::vector<Stream> streams_;
@@ -687,7 +721,7 @@ class RadarRun {
   void open(const std::vector<bool>& missing) {
     radar::ReaderOptions reader_options;
     reader_options.verify = options_.verify;
-    reader_options.metrics_name = options_.metrics_name;
+    reader_options.metrics_name = options_.no_metrics ? "" : options_.metrics_name;
     for (const std::string& journal : options_.journals) {
       try {
         readers_.emplace_back(journal, options_.start, reader_options);
@@ -699,6 +733,9 @@ class RadarRun {
     }
     engine_.emplace(options_.engine);
     if (!options_.results.empty()) results_.emplace(options_.results);
+    // After the results journal: its writer made the directory radar.metrics goes in.
+    if (const std::string path = options_.radar_metrics_path(); !path.empty())
+      metrics_ = radar::metrics::RadarMetrics::create(path, options_.metrics_name);
     // Waiting is fine, waiting silently is not: a typo in a path looks just like a
     // writer that has not started.
     for (std::size_t i = 0; i < options_.journals.size(); ++i) {
@@ -807,19 +844,31 @@ class RadarRun {
     if (!replayed) {
       const std::int64_t age = now - book.local_timestamp_ns();
       latency_.record(age);
+      metrics_.observed(age);
       lag_.book(age, now);
       if (records_ % LagTracker::kBacklogSampleEvery == 0)
         lag_.sample_backlog(readers_[next], record.size);
     }
     const radar::BookView view = view_of(book);
-    streams_.see(view.exchange, view.symbol, book.sequence());
+    StreamStats::Stream& stream = streams_.see(view.exchange, view.symbol, book.sequence());
+    if (metrics_) {
+      if (!stream.metrics_claimed) {
+        stream.metrics = metrics_.claim_stream(view.exchange, view.symbol);
+        stream.metrics_claimed = true;
+      }
+      metrics_.book(stream.metrics, view.local_timestamp_ns, view.timestamp_ms);
+    }
     produced_.clear();
     const std::int64_t clock = replayed ? replay_.clock_ns() : now;
     engine_->update(view, now, clock, produced_);
     for (const radar::Result& r : produced_) {
       append(r);
+      metrics_.result(r);
       if (!options_.quiet) table_.update(r, clock);
     }
+    // A stream or pair radar.metrics has no slot for: said once.
+    if (metrics_.has_notice())
+      std::fprintf(stderr, "radar: %s\n", metrics_.take_notice().c_str());
     ++records_;
     if (options_.max_records && records_ >= options_.max_records) stop_requested = true;
   }
@@ -938,6 +987,7 @@ class RadarRun {
   std::vector<radar::JournalReader> readers_;
   std::optional<radar::Engine> engine_;  // before the table: its rows view into it
   std::optional<ResultsJournal> results_;
+  radar::metrics::RadarMetrics metrics_;  // none without --results or --metrics-file
   Table table_;
   radar::Idler idler_;
   std::vector<ReadAhead> ahead_;  // one per reader, erased with it
