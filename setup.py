@@ -43,7 +43,9 @@ C_FLAGS = [
     # The record head is written through a struct laid over the mapping's bytes.
     "-fno-strict-aliasing",
 ]
-C_HEADERS = ["journal/_c/layout.h", "journal/_c/atomics.h"]
+# Every header the extensions include: rebuilt when one changes, and carried by the
+# sdist (a header missing there left a wheel built from it without journal._creader).
+C_HEADERS = sorted(str(header) for header in Path("journal/_c").glob("*.h"))
 
 
 def extension(name: str, source: str, **options: object) -> Extension:
