@@ -333,7 +333,7 @@ class RadarMetrics {
   // written, then stream_count published. Call once per stream; an empty slot when
   // there is no room or a name is longer than its field (counted, and said once:
   // take_notice()).
-  StreamSlot claim_stream(std::string_view venue, std::string_view symbol) {
+  [[gnu::noinline]] StreamSlot claim_stream(std::string_view venue, std::string_view symbol) {
     if (!map_) return {};
     const char* why = venue.size() > kVenueSize || symbol.size() > kSymbolSize
                           ? "a name is longer than its 32-byte field"
@@ -448,18 +448,22 @@ class RadarMetrics {
   // power-of-two table at most half full.
   PairEntry& pair_entry(const Result& r) {
     const std::uint64_t hash = pair_hash(r);
-    std::size_t mask = table_.size() - 1;
-    std::size_t i = hash >> table_shift_;
-    for (;; i = (i + 1) & mask) {
+    const std::size_t mask = table_.size() - 1;
+    for (std::size_t i = hash >> table_shift_;; i = (i + 1) & mask) {
       PairEntry& entry = table_[i];
-      if (entry.base == nullptr) break;
+      if (entry.base == nullptr) return add_pair(r, hash, i);
       if (entry.base == r.base.data() && entry.krw == r.krw_exchange.data() &&
           entry.usdt == r.usdt_exchange.data())
         return entry;
     }
+  }
+
+  // A pair's first result: its entry at free index i (or after growing the table),
+  // and its slot. Out of line: once per pair, not on the path of every result.
+  [[gnu::noinline]] PairEntry& add_pair(const Result& r, std::uint64_t hash, std::size_t i) {
     if (2 * (pairs_known_ + 1) > table_.size()) {
       grow();
-      mask = table_.size() - 1;
+      const std::size_t mask = table_.size() - 1;
       for (i = hash >> table_shift_; table_[i].base != nullptr; i = (i + 1) & mask) {
       }
     }
