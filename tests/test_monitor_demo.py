@@ -6,11 +6,18 @@ prometheus_client's parser."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from journal._feed_metrics import FeedState, read_feed_metrics
 from journal.demo.feed import MARKETS, VENUES, run_feed
 from journal.symbols import normalize
+from tests._procs import wait_until
+from tests.test_demo_pipeline import demo_argv
+from tests.test_metrics_http import DEADLINE_S, families, read_line, scrape, series, value
 
 
 def test_the_feed_per_venue_keeps_each_venues_feed_metrics(shm_dir: Path) -> None:
@@ -36,3 +43,74 @@ def test_the_feed_into_one_journal_has_no_feed_metrics(journal_dir: Path) -> Non
     """One journal for all venues: a collector's metrics name one venue, so none."""
     run_feed(journal_dir, 1_000, 0.1, segment_size=1 << 20)
     assert read_feed_metrics(journal_dir) is None
+
+
+@pytest.mark.slow
+def test_the_demo_serves_the_pipelines_metrics_while_it_runs(tmp_path: Path) -> None:
+    """Writers, the radar's reads, the feeds and the radar's own figures, in one
+    endpoint, while the demo runs; then it finishes as it does without."""
+    demo = subprocess.Popen(
+        [
+            *demo_argv(tmp_path / "demo", seconds=8),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        url = read_line(demo, r"^serving http://127\.0\.0\.1:\d+/metrics$").split()[1]
+        venues = [venue.name for venue in VENUES]
+
+        def everything_seen() -> bool:
+            found = families(scrape(url))
+            needed = ("journal_records", "journal_reader_records", "journal_feed_books")
+            if not all(name in found for name in (*needed, "radar_kimchi_premium_ratio")):
+                return False
+            readers = series(found["journal_reader_records"], reader="radar")
+            premiums = series(found["radar_kimchi_premium_ratio"], base="BTC")
+            return len(readers) == len(venues) and min(readers.values()) > 0 and bool(premiums)
+
+        wait_until(everything_seen, DEADLINE_S, "every part of the pipeline in a scrape")
+        found = families(scrape(url))
+        for venue in venues:
+            assert value(found, "journal_writer_up", journal=venue) == 1
+            assert value(found, "journal_reader_up", journal=venue, reader="radar") == 1
+            assert value(found, "journal_feed_up", journal=venue, venue=venue) == 1
+            assert (
+                value(
+                    found,
+                    "journal_feed_state",
+                    journal=venue,
+                    venue=venue,
+                    symbol="BTC-KRW" if venue in ("upbit", "bithumb") else "BTC-USDT",
+                    state="live",
+                )
+                == 1
+            )
+        assert value(found, "radar_up", radar="radar") == 1
+        premium = value(
+            found,
+            "radar_kimchi_premium_ratio",
+            radar="radar",
+            base="BTC",
+            krw_exchange="upbit",
+            usdt_exchange="binance",
+        )
+        assert -0.01 <= premium <= 0.05  # the feed's premium (journal.demo.feed)
+        assert found["radar_observe_latency_seconds"].type == "histogram"
+        assert (
+            value(
+                found, "radar_book_updates_total", radar="radar", venue="upbit", symbol="USDT-KRW"
+            )
+            > 0
+        )
+        stdout, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, stderr
+    assert "every book written was read by the radar and archived" in stdout

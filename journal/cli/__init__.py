@@ -9,6 +9,7 @@ exit status 1, as ``journal verify`` and the radar have it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib.metadata
 import json
@@ -164,8 +165,50 @@ def _demo(args: argparse.Namespace) -> int:
             radar=radar,
             idle=args.idle,
             keep_shm=args.keep_shm,
+            metrics_listen=_metrics_listen(args.metrics_listen),
         )
     )
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from journal.collect import _run
+
+    listen = _metrics_listen(args.metrics_listen)
+    if listen is None:
+        return _run.run(args)
+    import logging
+
+    from journal.monitor._exporter import serving
+
+    def serve(root: Path) -> contextlib.AbstractContextManager[object]:
+        return serving(
+            [root],
+            listen,
+            option="--metrics-listen",
+            prefix="metrics: ",
+            say=logging.getLogger("journal.collect").warning,
+        )
+
+    return _run.run(args, serve)
+
+
+def _metrics_listen(listen: str | None) -> str | None:
+    """``--metrics-listen`` of collect and demo, checked before anything starts: a
+    well-formed HOST:PORT, and prometheus_client installed (JournalError: one line,
+    exit status 2, with the pip command)."""
+    if listen is None:
+        return None
+    try:
+        from journal.monitor._exporter import parse_listen
+    except ModuleNotFoundError as error:  # prometheus_client: the metrics extra
+        if (error.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        raise JournalError(
+            "--metrics-listen needs prometheus_client, which is not installed: "
+            "pip install 'orderbook-journal[metrics]'"
+        ) from None
+    parse_listen(listen, "--metrics-listen")
+    return listen
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -427,6 +470,13 @@ def _add_demo(commands: _Commands) -> None:
     demo.add_argument(
         "--keep-shm", action="store_true", help="keep the journals in /dev/shm afterwards"
     )
+    demo.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve the pipeline's metrics (writers, the radar's reads, feeds, the radar's "
+        "premiums and edges) for Prometheus while it runs, as journal metrics --listen; "
+        "127.0.0.1:0 picks a free port; the URL is printed",
+    )
     demo.set_defaults(run=_demo)
 
 
@@ -519,7 +569,7 @@ def _add_collect(commands: _Commands) -> None:
         collect.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         return
     _run.add_arguments(collect)
-    collect.set_defaults(run=_run.run)
+    collect.set_defaults(run=_collect)
 
 
 def _missing_extra(extra: str, module: str) -> int:
@@ -553,25 +603,38 @@ def _add_top(commands: _Commands) -> None:
 
 
 def _add_metrics(commands: _Commands) -> None:
-    from journal.monitor import _prometheus
-
     metrics = _add_command(
         commands,
         "metrics",
-        "writer, reader and collector feed metrics in the Prometheus text format",
-        "Print the writer and reader metrics of each journal in the Prometheus text "
-        "format 0.0.4 (records, bytes, rolls, refused appends, the append latency "
-        "histogram, each reader's position and lag, each collector feed's state, "
-        "messages, books, reconnects, gaps, resyncs, delay and last message age), for a "
-        "scrape or, with --output, "
-        "node_exporter's textfile collector. A metrics file that cannot be read is said "
-        "on stderr and left out; the rest is printed.",
-        "0 printed or written (problems with single metrics files on stderr); 2 a "
-        "JOURNAL that is neither a journal nor holds journals, or cannot be read, or an "
-        "--output that cannot be written.",
+        "writer, reader, collector feed and radar metrics for Prometheus: served or printed",
+        "Export each journal's metrics for Prometheus (docs/METRICS.md): the writer's "
+        "records, bytes, rolls, refused appends and append latency histogram; each "
+        "reader's position and lag (labelled by its name, stable across restarts); each "
+        "collector feed's state, messages, books, reconnects, gaps, resyncs, delay and "
+        "last message age per symbol; each radar's premiums, executable edges and FX per "
+        "pair, book ages per stream and observe latency (the radar.metrics of a journal "
+        "given, or --radar FILE). Every read is fresh from the shared-memory counters. "
+        "With --listen HOST:PORT an HTTP endpoint serves them until SIGINT or SIGTERM "
+        "(journals created under a JOURNAL root later appear); with --output FILE they "
+        "are written for node_exporter's textfile collector, once or every --interval "
+        "seconds; otherwise printed once (text format 0.0.4). A metrics file that cannot "
+        "be read is said on stderr and left out; the rest is exported.",
+        "0 printed or written, or served until SIGINT or SIGTERM (problems with single "
+        "metrics files on stderr); 2 a JOURNAL that is neither a journal nor holds "
+        "journals, or cannot be read, a --radar FILE that does not exist, an --output "
+        "that cannot be written, a bad HOST:PORT or a port in use, or prometheus_client "
+        "not installed (pip install 'orderbook-journal[metrics]').",
     )
-    _prometheus.add_arguments(metrics)
-    metrics.set_defaults(run=_prometheus.run)
+    try:
+        from journal.monitor import _exporter
+    except ModuleNotFoundError as error:  # prometheus_client: the metrics extra
+        if (error.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        metrics.set_defaults(run=lambda _args: _missing_extra("metrics", "prometheus_client"))
+        metrics.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    _exporter.add_arguments(metrics)
+    metrics.set_defaults(run=_exporter.run)
 
 
 def _add_export(commands: _Commands) -> None:

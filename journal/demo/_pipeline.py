@@ -1,9 +1,12 @@
 """``journal demo``: the whole product in one command.
 
 Starts, each in its own process: the synthetic multi-exchange feed publishing
-through the collector publisher into a journal in /dev/shm, the C++ radar
-tailing it (its live table on the terminal, its results in a results journal),
-and the compactor archiving every sealed segment. After the chosen duration, or
+through the collector publisher into one journal per venue in /dev/shm (as
+``journal collect`` writes them, each with the collector's feed metrics), the C++
+radar tailing them (its live table on the terminal, its results in a results
+journal, its own metrics beside them), and the compactor archiving every sealed
+segment. With ``--metrics-listen HOST:PORT`` the demo serves the metrics of all of
+it (writers, readers, feeds, radar) for Prometheus while it runs. After the chosen duration, or
 at Ctrl-C, it stops them in the order that loses nothing (feed, then radar once
 it has read every book, then compactor after a last pass), checks that every
 book written was read by the radar and archived, prints a summary and draws the
@@ -62,6 +65,8 @@ class DemoOptions:
     radar: Path
     idle: str
     keep_shm: bool
+    metrics_listen: str | None = None
+    """HOST:PORT to serve the pipeline's metrics on (journal metrics --listen)."""
 
 
 @dataclass
@@ -261,6 +266,13 @@ def run_demo(options: DemoOptions) -> int:
         contextlib.ExitStack() as files,
     ):
         books, results, archive = shm / "books", shm / "results", run_dir / "archive"
+        if options.metrics_listen is not None:
+            try:
+                files.enter_context(_serve_metrics(options.metrics_listen, books, results))
+            except JournalError as error:
+                print(f"demo: {error}", file=sys.stderr)
+                run_dir.rmdir()
+                return 2
         logs = {
             name: files.enter_context(open(run_dir / f"{name}.log", "wb"))
             for name in ("feed", "radar", "compact")
@@ -296,6 +308,17 @@ def run_demo(options: DemoOptions) -> int:
     if interrupted:
         return 130
     return 1 if outcome.problems else 0
+
+
+def _serve_metrics(
+    listen: str, books: Path, results: Path
+) -> contextlib.AbstractContextManager[object]:
+    """The metrics of the venues' journals (writer, radar's registration, feed) and
+    of the results journal (the radar's own metrics) on ``listen``, found at each
+    scrape: they appear as the pipeline starts."""
+    from journal.monitor._exporter import serving
+
+    return serving([books, results], listen, option="--metrics-listen", prefix="demo: metrics: ")
 
 
 def _venue_journals(books: Path) -> list[Path]:
