@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ import journal
 from journal._errors import JournalError
 from journal._feed_metrics import FeedCounter, FeedMetricsWriter, FeedState
 from journal.monitor._exporter import ALL_INTERFACES, parse_listen
-from journal.monitor._prometheus import family_names
+from journal.monitor._prometheus import family_names, stable_labels
 from tests._procs import wait_until
 from tests.conftest import ASKS, BIDS, REPO
 
@@ -531,3 +532,30 @@ def test_docs_list_every_family_with_its_type() -> None:
         if name.endswith("_latency_seconds"):
             expected = "histogram"
         assert kind == expected, name
+
+
+@dataclass(frozen=True)
+class _Registration:
+    name: str
+    alive: bool
+    pid: int
+    started_ns: int
+
+
+def test_stable_labels_rules() -> None:
+    """By name; later live ones name-2, name-3 (skipping a name another has); dead
+    ones only where no live one of the name is, the newest of them."""
+    live_old = _Registration("arb", True, 30, 100)
+    live_new = _Registration("arb", True, 10, 200)
+    live_third = _Registration("arb", True, 20, 300)
+    squatter = _Registration("arb-2", True, 40, 50)
+    dead = _Registration("arb", False, 50, 400)
+    old_dead, new_dead = _Registration("mm", False, 60, 1), _Registration("mm", False, 70, 2)
+    shown = stable_labels([dead, live_third, live_new, squatter, live_old, old_dead, new_dead])
+    assert shown == [
+        ("arb", live_old),
+        ("arb-3", live_new),
+        ("arb-4", live_third),
+        ("arb-2", squatter),
+        ("mm", new_dead),
+    ]
