@@ -863,9 +863,9 @@ class RadarRun {
     engine_->update(view, now, clock, produced_);
     for (const radar::Result& r : produced_) {
       append(r);
-      metrics_.result(r);
       if (!options_.quiet) table_.update(r, clock);
     }
+    metrics_.results(produced_.data(), produced_.size());
     // A stream or pair radar.metrics has no slot for: said once.
     if (metrics_.has_notice())
       std::fprintf(stderr, "radar: %s\n", metrics_.take_notice().c_str());

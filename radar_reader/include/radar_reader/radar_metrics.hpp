@@ -32,7 +32,7 @@
 // Cost on the radar's path (measured with benchmarks/bench_radar.py, README): per
 // book a few stores (book(): the stream's slot is the caller's, found with the
 // lookup it does anyway), per live book two more (observed()), per result a lookup
-// by the names' addresses and nine stores (result()). No system call, no
+// by the names' addresses and nine stores (results()). No system call, no
 // allocation except when a stream or pair is first seen.
 #pragma once
 
@@ -380,29 +380,18 @@ class RadarMetrics {
     atomics::store_word_relaxed(word(kRadarLatencySumNsOffset), latency_sum_ns_);
   }
 
-  // A result computed: results_total, and its pair's slot (claimed on the pair's
-  // first result) under the slot's sequence lock. The pair is found by the
-  // addresses of r's names: an Engine's names are interned and never move
+  // The results of one book: each pair's slot (claimed on the pair's first result)
+  // under the slot's sequence lock, then results_total once. A pair is found by the
+  // addresses of its names: an Engine's names are interned and never move
   // (engine.hpp), so each pair has one triple of addresses. Precondition: every
   // result comes from one Engine that outlives this object's use of it.
-  void result(const Result& r) {
-    if (!map_) return;
-    atomics::store_word_relaxed(word(kResultsTotalOffset), ++results_);
-    PairEntry& pair = pair_entry(r);
-    std::uint64_t* words = pair.words;
-    if (words == nullptr) return;
-    // Pairs with the reader's first load of the sequence (and its check after the data).
-    atomics::seqlock_write_begin(words + kPairSequenceOffset / 8, ++pair.sequence);  // odd
-    atomics::store_word_relaxed(words + kPairKimchiPremiumOffset / 8, bits(r.kimchi_premium));
-    atomics::store_word_relaxed(words + kPairEdgeBpsOffset / 8, bits(r.edge_bps));
-    atomics::store_word_relaxed(words + kPairFxOffset / 8, bits(r.fx));
-    atomics::store_word_relaxed(words + kPairFillBaseQuantityOffset / 8, bits(r.fill_base_quantity));
-    atomics::store_word_relaxed(words + kPairStaleOffset / 8, r.stale ? 1 : 0);
-    atomics::store_word_relaxed(words + kPairUpdatedNsOffset / 8,
-                                static_cast<std::uint64_t>(r.timestamp_ns));
-    atomics::store_word_relaxed(words + kPairUpdatesTotalOffset / 8, ++pair.updates);
-    atomics::seqlock_write_end(words + kPairSequenceOffset / 8, ++pair.sequence);  // even
+  void results(const Result* first, std::size_t count) {
+    if (!map_ || count == 0) return;
+    for (const Result* r = first; r != first + count; ++r) store_result(*r);
+    results_ += count;
+    atomics::store_word_relaxed(word(kResultsTotalOffset), results_);
   }
+  void result(const Result& r) { results(&r, 1); }
 
   // What the radar should say on stderr (a stream or pair without a slot, once per
   // kind), and whether there is any.
@@ -410,6 +399,26 @@ class RadarMetrics {
   std::string take_notice() { return std::exchange(notice_, {}); }
 
  private:
+  void store_result(const Result& r) {
+    PairEntry& pair = pair_entry(r);
+    std::uint64_t* words = pair.words;
+    if (words == nullptr) return;
+    // Each write moves the sequence by 2: odd 2n - 1 while the n-th result is
+    // stored, even 2n after. Pairs with the reader's first load of the sequence (and
+    // its check after the data).
+    const std::uint64_t updates = ++pair.updates;
+    atomics::seqlock_write_begin(words + kPairSequenceOffset / 8, 2 * updates - 1);
+    atomics::store_word_relaxed(words + kPairKimchiPremiumOffset / 8, bits(r.kimchi_premium));
+    atomics::store_word_relaxed(words + kPairEdgeBpsOffset / 8, bits(r.edge_bps));
+    atomics::store_word_relaxed(words + kPairFxOffset / 8, bits(r.fx));
+    atomics::store_word_relaxed(words + kPairFillBaseQuantityOffset / 8, bits(r.fill_base_quantity));
+    atomics::store_word_relaxed(words + kPairStaleOffset / 8, r.stale ? 1 : 0);
+    atomics::store_word_relaxed(words + kPairUpdatedNsOffset / 8,
+                                static_cast<std::uint64_t>(r.timestamp_ns));
+    atomics::store_word_relaxed(words + kPairUpdatesTotalOffset / 8, updates);
+    atomics::seqlock_write_end(words + kPairSequenceOffset / 8, 2 * updates);
+  }
+
   static constexpr const char* kCreatingSuffix = ".creating";
   static constexpr int kLinkAttempts = 10;
   static constexpr int kLockAttempts = 5;
@@ -424,8 +433,7 @@ class RadarMetrics {
     const char* krw = nullptr;
     const char* usdt = nullptr;
     std::uint64_t* words = nullptr;
-    std::uint64_t sequence = 0;  // the radar's copy of the slot's words
-    std::uint64_t updates = 0;
+    std::uint64_t updates = 0;  // the radar's copy of updates_total (sequence: 2 x it)
   };
 
   std::uint64_t* word(std::size_t offset) const noexcept {
@@ -438,10 +446,15 @@ class RadarMetrics {
     return word;
   }
 
+  // The three addresses folded into one word (rotated apart: their low bits
+  // differ, their high bits are alike), then one multiplication carries every bit
+  // into the top bits the table takes (Fibonacci hashing, as engine.hpp's).
   static std::uint64_t pair_hash(const Result& r) noexcept {
-    return (reinterpret_cast<std::uintptr_t>(r.base.data()) * 0x9E3779B97F4A7C15ULL) ^
-           (reinterpret_cast<std::uintptr_t>(r.krw_exchange.data()) * 0xC2B2AE3D27D4EB4FULL) ^
-           (reinterpret_cast<std::uintptr_t>(r.usdt_exchange.data()) * 0x165667B19E3779F9ULL);
+    const auto rotate = [](std::uint64_t word, int by) { return word << by | word >> (64 - by); };
+    const std::uint64_t folded = reinterpret_cast<std::uintptr_t>(r.base.data()) ^
+                                 rotate(reinterpret_cast<std::uintptr_t>(r.krw_exchange.data()), 21) ^
+                                 rotate(reinterpret_cast<std::uintptr_t>(r.usdt_exchange.data()), 42);
+    return folded * 0x9E3779B97F4A7C15ULL;
   }
 
   // The entry of r's pair, made on its first result. Linear probing in a
