@@ -117,7 +117,8 @@ class RadarSnapshot:
     alive: bool
     """Whether the radar holds the file's lock (it runs); False once it stopped or died."""
     taken_ns: int
-    """CLOCK_REALTIME ns when the words were read: ages are measured from it."""
+    """CLOCK_REALTIME ns just after the words were read: ages are measured from it (a
+    book's ``taken_ns - last_local_ns`` is never negative on the radar's host)."""
     books: int
     """Books read, all journals."""
     results: int
@@ -149,7 +150,6 @@ def read_radar_metrics(path: str | os.PathLike[str]) -> RadarSnapshot:
     data = _map(path)
     with data:
         stream_capacity = _check_header(path, data)
-        taken_ns = time.time_ns()
         with memoryview(data) as raw, raw.cast("Q") as words, raw.cast("d") as doubles:
             # The counts first: the names below them are complete (published after them).
             stream_count = _count(path, words, L.STREAM_COUNT_OFFSET, L.STREAM_CAPACITY_OFFSET)
@@ -166,6 +166,8 @@ def read_radar_metrics(path: str | os.PathLike[str]) -> RadarSnapshot:
             latency_sum_ns = words[_word(L.LATENCY_SUM_NS_OFFSET)]
             streams_without_slot = words[_word(L.STREAMS_WITHOUT_SLOT_TOTAL_OFFSET)]
             pairs_without_slot = words[_word(L.PAIRS_WITHOUT_SLOT_TOTAL_OFFSET)]
+        # After the words: every time in them is older (an age is never negative).
+        taken_ns = time.time_ns()
         _, _, _, pid, period, started_ns, host, name, _, _, _ = L.HEADER_STRUCT.unpack_from(data)
     return RadarSnapshot(
         path=path,
