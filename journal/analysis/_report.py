@@ -8,15 +8,16 @@ books in range, and the kimchi premium is shown against UTC clock time beside th
 executable edge (from the radar's results journal when one is among the sources,
 else from the books for a notional, without fees, and labelled so).
 
-Outputs appear whole or not at all: each file is written under a temporary name and
-renamed, so Ctrl-C (exit 130, "interrupted") or an error leaves no partial file.
+Outputs appear whole or not at all: each chart is written under a temporary name and
+renamed, the export's dataset in a staging directory published by renames
+(journal.analysis._dataset), so Ctrl-C (exit 130, "interrupted") or an error leaves
+no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +33,9 @@ from journal._paths import replaceable_file_problem
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import RADAR_RESULT_SCHEMA
 from journal.analysis import DEFAULT_DEPTH, Books, load_books
+from journal.analysis._dataset import ROW_GROUP_ROWS, dataset_problem, write_dataset
+from journal.analysis._progress import Progress
+from journal.analysis._table import books_arrow, parquet_options
 from journal.feeds import SequenceRule, venue_sequence
 
 KRW, USDT = "KRW", "USDT"
@@ -43,9 +47,6 @@ CHART_BUCKETS: Final = 1500
 """Time buckets a chart line is drawn with at most (about one per pixel): a bucket
 keeps its lowest and highest value, so no spike is lost and a day of updates draws
 as fast as a minute."""
-PARQUET_ROW_GROUP: Final = 1 << 20
-"""Rows per Parquet row group (pyarrow's default), written one at a time so that
-Ctrl-C is answered between two."""
 INTERRUPTED: Final = 130
 """Exit status after Ctrl-C, as a shell reports a process killed by SIGINT."""
 
@@ -826,59 +827,29 @@ def _replacing(path: Path) -> Iterator[Path]:
 # -- Parquet -----------------------------------------------------------------------------------
 
 
-LEVEL_COLUMNS = ("bid_price", "bid_qty", "ask_price", "ask_qty")
-
-
-def to_arrow(books: Books) -> Any:
-    """A pyarrow Table of the columns; the (n, depth) arrays as list<double> columns
-    (NaN where a book has fewer levels), names as dictionary-encoded strings next to
-    their codes. Raises ImportError without pyarrow."""
-    import pyarrow as pa
-
-    n, depth = len(books), books.depth
-    offsets = pa.array(np.arange(0, n * depth + 1, depth, dtype=np.int32))
-    columns = {
-        "timestamp": pa.array(books.timestamp),
-        "local_timestamp_ns": pa.array(books.local_timestamp_ns),
-        "sequence": pa.array(books.sequence),
-        "exchange_code": pa.array(books.exchange_code),
-        "symbol_code": pa.array(books.symbol_code),
-        "exchange": pa.DictionaryArray.from_arrays(
-            pa.array(books.exchange_code), pa.array(books.exchanges, pa.string())
-        ),
-        "symbol": pa.DictionaryArray.from_arrays(
-            pa.array(books.symbol_code), pa.array(books.symbols, pa.string())
-        ),
-    }
-    for name in LEVEL_COLUMNS:
-        values = pa.array(np.ascontiguousarray(getattr(books, name)).reshape(-1))
-        columns[name] = pa.ListArray.from_arrays(offsets, values)
-    metadata = {
-        "journal.depth": str(depth),
-        "journal.exchanges": json.dumps(books.exchanges),
-        "journal.symbols": json.dumps(books.symbols),
-        "journal.gaps": json.dumps([str(gap) for gap in books.gaps]),
-    }
-    return pa.table(columns).replace_schema_metadata(metadata)
-
-
 def write_parquet(books: Books, path: Path) -> None:
-    """zstd Parquet, a row group at a time, under a temporary name until complete."""
+    """One zstd Parquet file of books_arrow's columns (``journal export`` writes a
+    partitioned dataset, journal.analysis._dataset; this one file is for a script or
+    a benchmark), a row group at a time, under a temporary name until complete."""
     import pyarrow.parquet as pq
 
-    table = to_arrow(books)
+    table = books_arrow(books)
     with (
         _replacing(path) as temporary,
-        pq.ParquetWriter(temporary, table.schema, compression="zstd") as writer,
+        pq.ParquetWriter(temporary, table.schema, **parquet_options(table.schema)) as writer,
     ):
-        for start in range(0, max(len(books), 1), PARQUET_ROW_GROUP):
-            writer.write_table(table.slice(start, PARQUET_ROW_GROUP))
+        for start in range(0, max(len(books), 1), ROW_GROUP_ROWS):
+            writer.write_table(table.slice(start, ROW_GROUP_ROWS))
 
 
 # -- the commands --------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, sources: Sequence[str]) -> Books:
+def _load(
+    args: argparse.Namespace,
+    sources: Sequence[str],
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Books:
     return load_books(
         sources,
         start_ns=args.start,
@@ -887,6 +858,7 @@ def _load(args: argparse.Namespace, sources: Sequence[str]) -> Books:
         symbols=args.symbol,
         depth=args.depth,
         allow_gaps=args.allow_gaps,
+        progress=progress,
     )
 
 
@@ -957,9 +929,23 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_mode(args: argparse.Namespace) -> str:
+    """journal.analysis._dataset's mode from ``--overwrite`` / ``--replace-partitions``."""
+    if args.overwrite:
+        return "overwrite"
+    return "replace_partitions" if args.replace_partitions else "new"
+
+
 def run_export(args: argparse.Namespace) -> int:
-    if problem := _output_problem(Path(args.parquet), "--parquet", directory=False):
-        print(f"journal export: {problem}", file=sys.stderr)
+    if problem := dataset_problem(Path(args.parquet), export_mode(args)):
+        print(f"journal export: --parquet {problem}", file=sys.stderr)
+        return 2
+    if args.progress_interval < 0:
+        print(
+            f"journal export: --progress-interval {args.progress_interval:g}: give 0 or "
+            "more seconds",
+            file=sys.stderr,
+        )
         return 2
     try:
         import pyarrow  # noqa: F401
@@ -973,12 +959,45 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    books = _load(args, args.sources)
-    if books.gaps:
-        print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
-    write_parquet(books, Path(args.parquet))
-    print(f"{len(books):,} books -> {args.parquet}")
+    """Load, then write the dataset; progress on stderr (journal.analysis._progress)."""
+    out = Path(args.parquet)
+    progress = Progress(
+        "journal export", stream=sys.stderr, interval=args.progress_interval, quiet=args.quiet
+    )
+    try:
+        books = _load(
+            args,
+            args.sources,
+            lambda done, total: progress.update("reading", done, total, "records"),
+        )
+        progress.end(f"read {len(books):,} books")
+        if books.gaps:
+            progress.close()
+            print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
+        written = write_dataset(
+            books,
+            out,
+            export_mode(args),
+            lambda done, total: progress.update("writing", done, total, "books"),
+            layout=args.layout,
+        )
+        progress.end(f"wrote {written.books:,} books")
+    finally:
+        progress.close()
+    files = "file" if written.files == 1 else "files"
+    partitions = "partition" if written.partitions == 1 else "partitions"
+    print(
+        f"{written.books:,} books -> {out} ({written.partitions} {partitions}, "
+        f"{written.files} {files}, {_size_text(written.bytes)})"
+    )
     return 0
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, parse_time: Any) -> None:
