@@ -434,13 +434,17 @@ def _add_demo(commands: _Commands) -> None:
         commands,
         "demo",
         "the whole pipeline: demo feed -> journal -> radar, compactor, analysis",
-        "Run the synthetic multi-exchange feed into a journal in /dev/shm, the "
-        "radar tailing it and the compactor archiving it; then stop them in order, check "
-        "that every book was read and archived, and print a summary and a chart. Logs, "
-        "the archive and the charts stay in a new run-* directory of --output.",
+        "Run the synthetic multi-exchange feed into a journal per venue in /dev/shm "
+        "(each with the collector's feed metrics), the radar tailing them and the "
+        "compactor archiving them; then stop them in order, check that every book was "
+        "read and archived, and print a summary and a chart. Logs, the archive and the "
+        "charts stay in a new run-* directory of --output. With --metrics-listen the "
+        "pipeline's metrics (writers, readers, feeds, the radar's) are served for "
+        "Prometheus while it runs.",
         "0 every book was read by the radar and archived; 1 a problem, said in a PROBLEM "
-        "line (the logs are in the run directory); 2 the radar is not built (make setup) "
-        "or an argument is wrong; 130 interrupted (Ctrl-C).",
+        "line (the logs are in the run directory); 2 the radar is not built (make setup), "
+        "an argument is wrong, or the --metrics-listen port is in use; 130 interrupted "
+        "(Ctrl-C).",
     )
     demo.add_argument(
         "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
