@@ -7,6 +7,7 @@ prometheus_client's parser."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -114,3 +115,21 @@ def test_the_demo_serves_the_pipelines_metrics_while_it_runs(tmp_path: Path) -> 
             demo.communicate()
     assert demo.returncode == 0, stderr
     assert "every book written was read by the radar and archived" in stdout
+
+
+def test_the_demo_with_a_busy_metrics_port_starts_nothing(tmp_path: Path) -> None:
+    """One line, exit status 2, before any process or run directory is made."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*demo_argv(tmp_path / "demo", seconds=1), "--metrics-listen", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"demo: --metrics-listen 127.0.0.1:{port}: ") and "in use" in line
+    assert list((tmp_path / "demo").iterdir()) == []
