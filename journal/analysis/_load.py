@@ -76,7 +76,7 @@ from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._inspect import SegmentState, chain_break, load_states, open_segments
 from journal._segment import segment_indices
-from journal._verify import VerificationError
+from journal._verify import RADAR_RESULT_SCHEMA, VerificationError
 from journal.archive._archive import ArchiveReader, FrameEntry, archive_files, plane_values
 from journal.archive._layout import (
     ARCHIVE_SUFFIX,
@@ -103,7 +103,6 @@ _QUEUED_MAX: Final = 4
 """Blocks decoded while the workers still walk later segments, before the output is
 allocated (their columns are written then)."""
 
-_PAYLOAD_U32: Final = struct.unpack("<I", OB.PAYLOAD_ID)[0]
 _MOVED_SIZE: Final = MIN_VALUE_FRAME - F.SIZE_PREFIX_SIZE - (F.RECORD_ALIGNMENT - 1)
 """The smallest size prefix of a record frame (padded to 8 bytes) of MIN_VALUE_FRAME
 bytes or more: one whose values an archive moves to its value planes."""
@@ -449,6 +448,37 @@ def _executor(threads: int, name: str) -> Iterator[concurrent.futures.Executor]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+# -- sources ----------------------------------------------------------------------------------
+
+
+def source_parts(path: Path) -> list[tuple[Path | None, Path | None]]:
+    """What one source names, in load order: ``(journal directory, None)`` or ``(None,
+    archive file)`` pairs. A source is an archive file, a live journal directory, an
+    archive stream directory (``ARCHIVE/<stream>``, its files) or an archive root
+    (every stream in it); anything else raises JournalError saying what it is."""
+    if path.is_file():
+        if not path.name.endswith(ARCHIVE_SUFFIX):
+            raise JournalError(f"{path}: not an archive file (*{ARCHIVE_SUFFIX})")
+        return [(None, path)]
+    if not path.is_dir():
+        raise JournalError(f"{path}: no such file or directory")
+    if segment_indices(path):
+        return [(path, None)]
+    if archives := archive_files(path):
+        return [(None, file) for file in archives]
+    streams = [p for p in sorted(path.iterdir()) if p.is_dir() and archive_files(p)]
+    if not streams:
+        raise JournalError(f"{path}: no journal segments or archive files")
+    return [(None, file) for stream in streams for file in archive_files(stream)]
+
+
+def not_books(payload_id: bytes) -> str:
+    """What load_books says of a journal or archive of another payload."""
+    radar = payload_id == RADAR_RESULT_SCHEMA.payload_id
+    hint = " (the radar's results: load_results reads them)" if radar else ""
+    return f"payload_id={payload_id!r}, not order books{hint}"
+
+
 # -- the loader --------------------------------------------------------------------------------
 
 
@@ -524,25 +554,12 @@ class _Loader:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan_source(self, path: Path, stack: contextlib.ExitStack) -> None:
-        if path.is_file():
-            if not path.name.endswith(ARCHIVE_SUFFIX):
-                raise JournalError(f"{path}: not an archive file (*{ARCHIVE_SUFFIX})")
-            self._plan_archive(path)
-        elif path.is_dir():
-            if segment_indices(path):
-                self._plan_journal(path, stack)
-            elif archives := archive_files(path):
-                for file in archives:
-                    self._plan_archive(file)
-            else:  # an archive root: one directory per stream
-                streams = [p for p in sorted(path.iterdir()) if p.is_dir() and archive_files(p)]
-                if not streams:
-                    raise JournalError(f"{path}: no journal segments or archive files")
-                for stream in streams:
-                    for file in archive_files(stream):
-                        self._plan_archive(file)
-        else:
-            raise JournalError(f"{path}: no such file or directory")
+        for journal_dir, archive in source_parts(path):
+            if journal_dir is not None:
+                self._plan_journal(journal_dir, stack)
+            else:
+                assert archive is not None
+                self._plan_archive(archive)
 
     def _first_time(self, key: tuple[int, ...], stream: str, incarnation_ns: int) -> bool:
         """Whether the segment ``key`` (index, created_ns, writer) is new to this load;
@@ -578,7 +595,7 @@ class _Loader:
         segment = state.segment
         header = segment.header
         if header.payload_id != OB.PAYLOAD_ID:
-            raise JournalError(f"{segment.path}: payload_id={header.payload_id!r}, not order books")
+            raise JournalError(f"{segment.path}: {not_books(header.payload_id)}")
         key = (segment.index, header.created_ns, header.writer.pid, header.writer.started_ns)
         if not self._first_time(key, stream, header.incarnation_ns):
             return
@@ -593,7 +610,7 @@ class _Loader:
         with ArchiveReader(path) as reader:
             header = reader.header
             if header.payload_id != OB.PAYLOAD_ID:
-                raise JournalError(f"{path}: payload_id={header.payload_id!r}, not order books")
+                raise JournalError(f"{path}: {not_books(header.payload_id)}")
             key = (
                 header.segment_index,
                 header.created_ns,
@@ -1176,7 +1193,7 @@ def _walk_segment(
 
 
 def _walk(
-    u8: np.ndarray, origin: _Origin, *, marker_allowed: bool
+    u8: np.ndarray, origin: _Origin, *, marker_allowed: bool, payload_id: bytes = OB.PAYLOAD_ID
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Byte offsets and size prefixes of the records of a buffer, and whether it ends
     with the end-of-segment marker.
@@ -1188,22 +1205,25 @@ def _walk(
     vtable head (one comparison of whole words, the fastest); then any identifier;
     otherwise (corrupt bytes, or an identifier inside a record's data) the frames are
     walked one by one, which finds the records or raises at the first bad frame.
+    ``payload_id``: the records' identifier (another than order books': no own layout).
     """
     if len(u8) % _WORD:
         raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of {_WORD}", 0)
     if not len(u8):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), False
     u32 = u8.view("<u4")
-    first_fixed = OB.FIXED_WORDS[0]  # a hit at index k is word k + first_fixed: slot k
-    own = np.flatnonzero(u8.view("<u8")[first_fixed:] == _FIXED_WORDS[0])
-    chained = _chain(u32, own, marker_allowed)
+    chained = None
+    if payload_id == OB.PAYLOAD_ID:
+        first_fixed = OB.FIXED_WORDS[0]  # a hit at index k is word k + first_fixed: slot k
+        own = np.flatnonzero(u8.view("<u8")[first_fixed:] == _FIXED_WORDS[0])
+        chained = _chain(u32, own, marker_allowed)
     if chained is None:
         # The identifier is the low u32 of word _ID_WORD of a record at slot.
-        hits = np.flatnonzero(u32 == _PAYLOAD_U32)
+        hits = np.flatnonzero(u32 == struct.unpack("<I", payload_id)[0])
         slots = hits[hits % _U32_PER_WORD == 0] // _U32_PER_WORD - _ID_WORD
         chained = _chain(u32, slots[slots >= 0], marker_allowed)
     if chained is None:
-        return _walk_slowly(u8, u32, origin, marker_allowed)
+        return _walk_slowly(u8, u32, origin, marker_allowed, payload_id)
     return chained
 
 
@@ -1238,7 +1258,11 @@ def _is_end_marker(u32: np.ndarray, slot: int) -> bool:
 
 
 def _walk_slowly(
-    u8: np.ndarray, u32: np.ndarray, origin: _Origin, marker_allowed: bool
+    u8: np.ndarray,
+    u32: np.ndarray,
+    origin: _Origin,
+    marker_allowed: bool,
+    payload_id: bytes = OB.PAYLOAD_ID,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """journal._frames' rules, record by record, raising at the first bad frame."""
     starts = []
@@ -1254,10 +1278,8 @@ def _walk_slowly(
             raise origin.corrupt(f"size prefix={size} runs past the end of the records", offset)
         at = offset + F.RECORD_PAYLOAD_ID_OFFSET
         identifier = bytes(u8[at : at + F.PAYLOAD_ID_SIZE])
-        if identifier != OB.PAYLOAD_ID:
-            raise origin.corrupt(
-                f"file_identifier={identifier!r}, expected {OB.PAYLOAD_ID!r}", offset
-            )
+        if identifier != payload_id:
+            raise origin.corrupt(f"file_identifier={identifier!r}, expected {payload_id!r}", offset)
         starts.append(offset)
         offset = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
     return *_walked(starts, u32), False
