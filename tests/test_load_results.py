@@ -286,3 +286,25 @@ def test_empty_and_missing_sources(shm_dir: Path, journal_dir: Path) -> None:
     assert len(empty) == 0 and empty.names == [] and empty.fx.dtype == np.float64
     with pytest.raises(JournalError, match="no such file or directory"):
         load_results(shm_dir / "nothing")
+
+
+def test_analyze_takes_the_results_archives_too(many_segments: Path, shm_dir: Path) -> None:
+    """journal analyze's radar edges come from load_results: an archive of results
+    is a results source as the journal is, and both together are read once."""
+    from journal.analysis._report import is_results_journal, radar_edges
+
+    stream = archive_sealed(many_segments, shm_dir / "archive", frame_size=2048)
+    assert is_results_journal(stream) and is_results_journal(next(stream.iterdir()))
+    assert is_results_journal(many_segments) and not is_results_journal(shm_dir / "nothing")
+    live = radar_edges([many_segments])
+    both = radar_edges([stream, many_segments])
+    assert [(e.base, e.krw_exchange, e.usdt_exchange) for e in both] == [
+        ("BTC", "bithumb", "binance"),
+        ("BTC", "upbit", "binance"),
+        ("ETH", "upbit", "binance"),
+    ]
+    for a, b in zip(live, both, strict=True):
+        np.testing.assert_array_equal(a.time_ns, b.time_ns)
+        np.testing.assert_array_equal(a.edge, b.edge)
+        assert a.notional_krw == b.notional_krw == 10_000_000.0
+    assert sum(len(e.time_ns) for e in both) == 6000

@@ -32,10 +32,12 @@ from journal._errors import JournalError
 from journal._paths import replaceable_file_problem
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import RADAR_RESULT_SCHEMA
-from journal.analysis import DEFAULT_DEPTH, Books, load_books
+from journal.analysis import DEFAULT_DEPTH, Books, load_books, load_results
 from journal.analysis._dataset import ROW_GROUP_ROWS, dataset_problem, write_dataset
+from journal.analysis._load import source_parts
 from journal.analysis._progress import Progress
 from journal.analysis._table import books_arrow, parquet_options
+from journal.archive._archive import ArchiveReader
 from journal.feeds import SequenceRule, venue_sequence
 
 KRW, USDT = "KRW", "USDT"
@@ -326,16 +328,22 @@ class RadarEdge:
 
 
 def is_results_journal(source: str | os.PathLike[str]) -> bool:
-    """Whether ``source`` is a journal directory of the radar's results (payload RDR1)."""
-    path = Path(source)
-    indices = segment_indices(path) if path.is_dir() else []
-    if not indices:
-        return False
+    """Whether ``source`` holds the radar's results (payload RDR1): a journal
+    directory, an archive file or an archive stream directory (judged by its first
+    segment or archive; load_books or load_results says what is wrong with the rest)."""
     try:
-        with MappedSegment(segment_path(path, indices[-1])) as segment:
-            return segment.header.payload_id == RADAR_RESULT_SCHEMA.payload_id
-    except (OSError, JournalError):  # load_books says what is wrong with it
+        parts = source_parts(Path(source))
+        journal_dir, archive = parts[0]
+        if journal_dir is not None:
+            newest = segment_indices(journal_dir)[-1]
+            with MappedSegment(segment_path(journal_dir, newest)) as segment:
+                payload_id = segment.header.payload_id
+        else:
+            with ArchiveReader(archive) as reader:  # type: ignore[arg-type]
+                payload_id = reader.header.payload_id
+    except (OSError, JournalError, IndexError):  # load_books says what is wrong with it
         return False
+    return payload_id == RADAR_RESULT_SCHEMA.payload_id
 
 
 def radar_edges(
@@ -344,33 +352,37 @@ def radar_edges(
     end_ns: int | None = None,
     exchanges: Iterable[str] | None = None,
 ) -> list[RadarEdge]:
-    """The results journals' edges per pair, in the time range (on the triggering
-    book's local time) and, given ``exchanges``, for the pairs of those venues."""
-    from journal._reader import Reader
-
-    allowed = None if exchanges is None else set(exchanges)
-    found: dict[tuple[str, str, str], tuple[list[int], list[float], float]] = {}
-    for path in paths:
-        with Reader(path, metrics=False) as reader:
-            for record in reader.available():
-                r = record.fields  # type: ignore[union-attr]
-                local = r["source_local_timestamp_ns"]
-                if (start_ns is not None and local < start_ns) or (
-                    end_ns is not None and local >= end_ns
-                ):
-                    continue
-                if allowed is not None and not {r["krw_exchange"], r["usdt_exchange"]} <= allowed:
-                    continue
-                key = (r["base"], r["krw_exchange"], r["usdt_exchange"])
-                times, edges, _ = found.setdefault(key, ([], [], r["notional_krw"]))
-                times.append(local)
-                edges.append(r["edge_bps"] / 1e4)
-    result = []
-    for (base, krw, usdt), (times, edges, notional) in sorted(found.items()):
-        order = np.argsort(np.array(times, np.int64), kind="stable")
-        time_ns = np.array(times, np.int64)[order]
-        result.append(RadarEdge(base, krw, usdt, time_ns, np.array(edges)[order], notional))
-    return result
+    """The results journals' (and archives') edges per pair (load_results), in the
+    time range (on the triggering book's local time) and, given ``exchanges``, for
+    the pairs of those venues; each pair's results in local time order."""
+    results = load_results(list(paths), exchanges=exchanges)
+    local = results.source_local_timestamp_ns
+    keep = np.ones(len(results), dtype=bool)
+    if start_ns is not None:
+        keep &= local >= start_ns
+    if end_ns is not None:
+        keep &= local < end_ns
+    results = results.select(keep)
+    codes = np.stack(
+        [results.base_code, results.krw_exchange_code, results.usdt_exchange_code], axis=1
+    )
+    pairs = np.unique(codes, axis=0) if len(results) else np.zeros((0, 3), np.int32)
+    names = results.names
+    found = []
+    for base, krw, usdt in pairs.tolist():
+        rows = np.flatnonzero((codes == (base, krw, usdt)).all(axis=1))
+        rows = rows[np.argsort(results.source_local_timestamp_ns[rows], kind="stable")]
+        found.append(
+            RadarEdge(
+                names[base],
+                names[krw],
+                names[usdt],
+                results.source_local_timestamp_ns[rows],
+                results.edge_bps[rows] / 1e4,
+                float(results.notional_krw[rows[0]]),
+            )
+        )
+    return sorted(found, key=lambda e: (e.base, e.krw_exchange, e.usdt_exchange))
 
 
 # -- the report ----------------------------------------------------------------------------------
