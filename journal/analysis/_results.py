@@ -29,6 +29,7 @@ verified and decoded alone (and raises if it is corrupt).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class Results:
             values = getattr(self, column)
             columns[column] = pa.array(values, pa.float64(), mask=np.isnan(values))
         columns["stale"] = pa.array(self.stale, pa.bool_())
-        metadata = {"journal.gaps": str([str(gap) for gap in self.gaps])}
+        metadata = {"journal.gaps": json.dumps([str(gap) for gap in self.gaps])}
         return pa.table(columns).replace_schema_metadata(metadata)
 
     def to_pandas(self) -> Any:
