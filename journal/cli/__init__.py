@@ -625,7 +625,8 @@ def _add_metrics(commands: _Commands) -> None:
         "be read is said on stderr and left out; the rest is exported.",
         "0 printed or written, or served until SIGINT or SIGTERM (problems with single "
         "metrics files on stderr); 2 a JOURNAL that is neither a journal nor holds "
-        "journals, or cannot be read, a --radar FILE that does not exist, an --output "
+        "journals, or cannot be read, a --radar FILE that does not exist (either one "
+        "waited for with --allow-missing), an --output "
         "that cannot be written, a bad HOST:PORT or a port in use, or prometheus_client "
         "not installed (pip install 'orderbook-journal[metrics]').",
     )

@@ -17,7 +17,9 @@ reading the shared-memory counters afresh when asked:
 A metrics file that cannot be read is said on stderr (by ``--listen`` and
 ``--interval`` when it first fails, not at every scrape) and left out; the rest is
 exported. ``serving`` is the same endpoint for ``journal collect`` and ``journal
-demo`` (``--metrics-listen``), over the journals they write.
+demo`` (``--metrics-listen``), over the journals they write; the radar's
+``--metrics-listen`` runs this command (``--allow-missing``: the journals it waits
+for, and the radar.metrics it makes once this serves, need not exist yet).
 """
 
 from __future__ import annotations
@@ -262,6 +264,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a radar's metrics file outside the journals given (its --metrics-file); "
         "each journal's radar.metrics is found without it; repeatable",
     )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --listen or --interval: a JOURNAL or --radar FILE that does not exist "
+        "yet is exported once it is created instead of refused (the radar's "
+        "--metrics-listen runs journal metrics so: it waits for its journals)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -278,6 +287,11 @@ def run(args: argparse.Namespace) -> int:
             f"--interval {args.interval:g}: rewrites --output FILE every SECONDS; give "
             "--output FILE (or --listen HOST:PORT to be scraped)"
         )
+    if args.allow_missing and args.listen is None and args.interval is None:
+        raise JournalError(
+            "--allow-missing: a one-off export reads the journals now; it is for --listen "
+            "or --interval, which find the journals again at each scrape or write"
+        )
     if args.listen is not None:
         parse_listen(args.listen)  # a typo is said before the journals are read
     output = None if args.output is None else Path(args.output)
@@ -288,9 +302,9 @@ def run(args: argparse.Namespace) -> int:
         find_journals(paths)  # each is a journal or holds some, now
     else:
         for path in paths:
-            _check_watched(path)
+            _check_watched(path, allow_missing=args.allow_missing)
     for radar in args.radar:
-        _check_radar_file(radar)
+        _check_radar_file(radar, allow_missing=args.allow_missing)
     if args.listen is not None:
         with (
             _stop_on_signals() as stop,
@@ -329,14 +343,17 @@ def _print_problems(problems: Sequence[str]) -> None:
         print(f"journal metrics: {problem}", file=sys.stderr)
 
 
-def _check_watched(path: Path) -> None:
+def _check_watched(path: Path, *, allow_missing: bool = False) -> None:
     """A JOURNAL of a long-running export (``--listen``, ``--interval``) is a journal
     or a directory, which may hold no journal yet: those created in it later are
     found at the next scrape (an exporter may start before the collector). A path
-    that does not exist or is a file is a mistake: JournalError."""
+    that is a file is a mistake, and one that does not exist too unless
+    ``allow_missing`` (it is exported once created): JournalError."""
     try:
         directory = stat.S_ISDIR(path.stat().st_mode)
     except FileNotFoundError:
+        if allow_missing:
+            return
         raise JournalError(
             f"{path} does not exist: give journal directories or the directory they are "
             "in (one holding no journal yet is watched for them)"
@@ -348,10 +365,12 @@ def _check_watched(path: Path) -> None:
     os.listdir(path)  # no permission: the OSError, said with the path
 
 
-def _check_radar_file(path: Path) -> None:
+def _check_radar_file(path: Path, *, allow_missing: bool = False) -> None:
     """A ``--radar FILE`` is a file that exists now (a typo is an error, not a radar
-    that never appears); a radar that dies later leaves it, its lock free."""
-    if path.is_file():
+    that never appears), or with ``allow_missing`` may not exist yet (the radar that
+    runs journal metrics makes it once it serves); a radar that dies later leaves
+    it, its lock free."""
+    if path.is_file() or (allow_missing and not path.exists()):
         return
     what = "is not a file" if path.exists() else "does not exist"
     raise JournalError(
