@@ -14,8 +14,10 @@
 // updates and times, its latency histogram) in radar.metrics in the results journal
 // or at --metrics-file (radar_metrics.hpp), which `journal metrics` serves. A
 // journal directory removed and made again by a new writer is followed into its new
-// incarnation, said once on stderr. The summary says how far behind the writers
-// the radar fell. The journals are merged in time order; an old journal is
+// incarnation, said once on stderr. With --metrics-listen HOST:PORT those metrics
+// are served over HTTP by a child, `journal metrics` (exporter.hpp), started before
+// anything is read and stopped on the way out. The summary says how far behind the
+// writers the radar fell. The journals are merged in time order; an old journal is
 // replayed on its own clock (ReplayClock), its latency not applicable.
 #include <dirent.h>
 #include <sys/stat.h>
@@ -39,6 +41,7 @@
 #include <vector>
 
 #include "radar_reader/engine.hpp"
+#include "radar_reader/exporter.hpp"
 #include "radar_reader/histogram.hpp"
 #include "radar_reader/idle.hpp"
 #include "radar_reader/paths.hpp"
@@ -86,6 +89,16 @@ constexpr const char* kUsage =
     "                         radar.metrics in the --results directory, none without\n"
     "  --no-metrics           neither register as a reader (journal top will not show\n"
     "                         it) nor write radar.metrics\n"
+    "  --metrics-listen HOST:PORT  serve the radar's metrics and those of the journals\n"
+    "                         it tails over HTTP for Prometheus (/metrics), by a child\n"
+    "                         `journal metrics JOURNAL... --radar FILE --listen\n"
+    "                         HOST:PORT` it starts and stops; :9109 for every\n"
+    "                         interface, 127.0.0.1:0 a free port; its URL is said on\n"
+    "                         stderr (\"radar: serving http://...\"); needs radar.metrics\n"
+    "                         (--results or --metrics-file)\n"
+    "  --journal-program PATH the journal program --metrics-listen runs (default:\n"
+    "                         journal beside the radar, as a wheel installs them, else\n"
+    "                         journal on PATH)\n"
     "  --print-venues         the venue names --fee takes, one a line, and exit\n"
     "  --help                 this text\n"
     "\n"
@@ -96,8 +109,9 @@ constexpr const char* kUsage =
     "once caught up it is live, measured on the wall clock.\n"
     "\n"
     "exit status: 0 done, 1 a journal was corrupt (said with file and offset; the\n"
-    "others are read on) or the results journal failed, 2 bad arguments or a journal\n"
-    "that cannot be read (a file, a directory without read permission).\n";
+    "others are read on) or the results journal failed, 2 bad arguments, a journal\n"
+    "that cannot be read (a file, a directory without read permission), or a\n"
+    "--metrics-listen that could not be served (no journal program, a port in use).\n";
 
 struct Options {
   std::vector<std::string> journals;
@@ -112,6 +126,8 @@ struct Options {
   std::string metrics_name = "radar";
   std::string metrics_file;  // --metrics-file, or empty: radar.metrics in --results
   bool no_metrics = false;
+  std::string metrics_listen;   // --metrics-listen HOST:PORT, or empty: none served
+  std::string journal_program;  // --journal-program PATH, or empty: looked for
   std::vector<std::pair<std::string, double>> fees;  // --fee VENUE=BPS, as given
 
   // Where radar.metrics goes: --metrics-file, else the results journal; "" for none.
@@ -275,6 +291,14 @@ Options parse(int argc, char** argv) {
         usage_error("--metrics-file \"\": give a file's path (or --no-metrics)");
     } else if (arg == "--no-metrics") {
       options.no_metrics = true;
+    } else if (arg == "--metrics-listen") {
+      options.metrics_listen = value();
+      if (options.metrics_listen.empty())
+        usage_error("--metrics-listen \"\": give HOST:PORT, e.g. 127.0.0.1:9109 or :9109");
+    } else if (arg == "--journal-program") {
+      options.journal_program = value();
+      if (options.journal_program.empty())
+        usage_error("--journal-program \"\": give the journal program's path");
     } else if (arg == "--quiet") {
       options.quiet = true;
     } else {
@@ -285,6 +309,19 @@ Options parse(int argc, char** argv) {
   if (options.no_metrics && !options.metrics_file.empty())
     usage_error("--metrics-file " + options.metrics_file +
                 " and --no-metrics: give one or the other");
+  if (!options.metrics_listen.empty()) {
+    if (options.no_metrics)
+      usage_error("--metrics-listen " + options.metrics_listen +
+                  " serves the radar's metrics, which --no-metrics turns off: give one or the "
+                  "other");
+    if (options.radar_metrics_path().empty())
+      usage_error("--metrics-listen " + options.metrics_listen +
+                  " serves the radar's radar.metrics: give --results DIR (it is written "
+                  "there) or --metrics-file PATH");
+  } else if (!options.journal_program.empty()) {
+    usage_error("--journal-program " + options.journal_program +
+                " is the program --metrics-listen runs: give --metrics-listen HOST:PORT too");
+  }
   return options;
 }
 
@@ -1005,6 +1042,119 @@ class RadarRun {
   int status_ = 0;
 };
 
+// --metrics-listen: how long `journal metrics` may take to say it serves (a Python
+// start on a busy machine takes a second or two; never reached when it works), and
+// to stop once asked.
+constexpr std::chrono::seconds kExporterStart{30};
+constexpr std::chrono::seconds kExporterStop{10};
+
+// Why `journal metrics` ended before serving, as one line of the radar's: its last
+// line on stderr is the reason (the lines before it, a traceback say, are passed on
+// as they are), "journal metrics: --listen X: why" said as the radar's option.
+void say_refusal(const Options& options, const std::string& said, int status) {
+  std::string text = said;
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  const std::size_t last = text.rfind('\n');
+  const std::string reason = last == std::string::npos ? text : text.substr(last + 1);
+  if (last != std::string::npos) std::fprintf(stderr, "%s\n", text.substr(0, last).c_str());
+  const std::string own = "journal metrics: --listen ";
+  if (reason.rfind(own, 0) == 0) {
+    std::fprintf(stderr, "radar: --metrics-listen %s\n", reason.substr(own.size()).c_str());
+    return;
+  }
+  std::fprintf(stderr,
+               "radar: --metrics-listen %s: journal metrics ended before serving (%s)%s%s\n",
+               options.metrics_listen.c_str(), radar::exporter::status_text(status).c_str(),
+               reason.empty() ? "" : ": ", reason.c_str());
+}
+
+// The journal program --metrics-listen runs: --journal-program, else the one beside
+// the radar, else on PATH. "" once said why there is none (a usage error).
+std::string journal_program(const Options& options) {
+  if (!options.journal_program.empty()) {
+    const std::string problem = radar::exporter::executable_problem(options.journal_program);
+    if (problem.empty()) return options.journal_program;
+    std::fprintf(stderr,
+                 "radar: --journal-program %s: %s: give the journal program (bin/journal in "
+                 "the venv orderbook-journal is installed in)\n",
+                 options.journal_program.c_str(), problem.c_str());
+    return {};
+  }
+  std::string found = radar::exporter::find_program("journal");
+  if (found.empty())
+    std::fprintf(stderr,
+                 "radar: --metrics-listen %s: no journal program beside the radar (in %s) nor "
+                 "on PATH to serve the metrics: activate the venv orderbook-journal is "
+                 "installed in, or give --journal-program PATH\n",
+                 options.metrics_listen.c_str(), radar::exporter::own_directory().c_str());
+  return found;
+}
+
+// --metrics-listen: `journal metrics JOURNAL... --radar FILE --listen HOST:PORT`
+// started and serving, its URL said on stderr: -1. Otherwise the radar's exit status,
+// the reason said in one line: 2 when it cannot serve, 0 when the radar was stopped
+// meanwhile. The journals and the radar's file need not exist yet (--allow-missing):
+// the radar waits for its journals, and makes radar.metrics once this serves.
+int start_exporter(const Options& options, radar::exporter::MetricsExporter& exporter) {
+  const std::string program = journal_program(options);
+  if (program.empty()) return 2;
+  std::vector<std::string> argv = {program,     "metrics", "--listen", options.metrics_listen,
+                                   "--allow-missing", "--radar", options.radar_metrics_path(),
+                                   "--"};
+  argv.insert(argv.end(), options.journals.begin(), options.journals.end());
+  using How = radar::exporter::MetricsExporter::Started::How;
+  radar::exporter::MetricsExporter::Started started;
+  try {
+    started = exporter.start(argv, kExporterStart, stop_requested);
+  } catch (const std::exception& e) {  // no pipe: out of descriptors
+    std::fprintf(stderr, "radar: --metrics-listen %s: %s\n", options.metrics_listen.c_str(),
+                 e.what());
+    return 2;
+  }
+  switch (started.how) {
+    case How::kServing:
+      // What it said before serving (a warning, say) is the user's to see too.
+      std::fputs(started.stderr_text.c_str(), stderr);
+      std::fprintf(stderr, "radar: serving %s (journal metrics, pid %d: %s)\n",
+                   started.url.c_str(), static_cast<int>(exporter.pid()), program.c_str());
+      return -1;
+    case How::kInterrupted:
+      return 0;
+    case How::kNotStarted:
+      std::fprintf(stderr,
+                   "radar: --metrics-listen %s: cannot run %s: %s: give the journal program "
+                   "with --journal-program PATH\n",
+                   options.metrics_listen.c_str(), program.c_str(), started.error.c_str());
+      return 2;
+    case How::kTimedOut:
+      std::fputs(started.stderr_text.c_str(), stderr);
+      std::fprintf(stderr,
+                   "radar: --metrics-listen %s: %s metrics did not say it was serving within "
+                   "%lld s: stopped it\n",
+                   options.metrics_listen.c_str(), program.c_str(),
+                   static_cast<long long>(kExporterStart.count()));
+      return 2;
+    case How::kExited:
+      say_refusal(options, started.stderr_text, started.status);
+      return 2;
+  }
+  return 2;
+}
+
+// --metrics-listen's child stopped (SIGTERM, reaped) on the radar's way out, and
+// said if it had ended on its own meanwhile, or ended badly when stopped.
+void stop_exporter(radar::exporter::MetricsExporter& exporter) {
+  if (exporter.pid() < 0) return;
+  const int pid = static_cast<int>(exporter.pid());
+  const bool early = exporter.ended_early();
+  const int status = exporter.stop(kExporterStop);
+  const bool clean = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                     (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+  if (early || !clean)
+    std::fprintf(stderr, "radar: journal metrics (pid %d) %s: %s\n", pid,
+                 early ? "had ended" : "ended", radar::exporter::status_text(status).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1013,6 +1163,10 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, request_stop);
   const std::optional<std::vector<bool>> missing = check_journal_paths(options.journals);
   if (!missing) return 2;
+  // Declared before the run: on any way out it is stopped after the run is gone.
+  radar::exporter::MetricsExporter exporter;
+  if (!options.metrics_listen.empty())
+    if (const int status = start_exporter(options, exporter); status >= 0) return status;
   RadarRun run(options);
   try {
     run.open(*missing);
@@ -1024,5 +1178,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   run.loop();
+  stop_exporter(exporter);
   return run.summary();
 }
