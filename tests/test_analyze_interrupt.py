@@ -78,7 +78,7 @@ def test_ctrl_c_while_loading_stops_cleanly(
     out = shm_dir / "out"
     out.mkdir()
     if command == "export":
-        process = journal_cli("export", large_journal, "--parquet", out / "books.parquet")
+        process = journal_cli("export", large_journal, "--parquet", out / "books")
     else:
         process = journal_cli("analyze", large_journal, "--charts", out)
     wait_until_mapped(process, large_journal)
@@ -90,32 +90,54 @@ def test_ctrl_c_while_loading_stops_cleanly(
 
 
 @pytest.mark.slow
-def test_export_writes_its_file_whole(large_journal: Path, shm_dir: Path) -> None:
-    """Uninterrupted, the same command writes the Parquet file (under its own name
-    only once complete) and nothing else."""
-    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') is not installed")
-    target = shm_dir / "books.parquet"
+def test_ctrl_c_while_writing_leaves_no_dataset(large_journal: Path, shm_dir: Path) -> None:
+    """SIGINT once the dataset is being written (its staging directory beside OUT
+    exists): exit 130, one line, neither OUT nor the staging directory left."""
+    target = shm_dir / "books"
+    process = journal_cli("export", large_journal, "--parquet", target)
+    staging = shm_dir / f".books.export-{process.pid}"
+    deadline = time.monotonic() + 120
+    while not any(staging.rglob("*.parquet")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.001)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, (stdout, stderr)
+    assert stderr == "journal export: interrupted\n" and not stdout
+    assert os.listdir(shm_dir) == []
+
+
+@pytest.mark.slow
+def test_export_writes_its_dataset_whole(large_journal: Path, shm_dir: Path) -> None:
+    """Uninterrupted, the same command writes the dataset (at its own name only once
+    complete) and nothing else."""
+    ds = pytest.importorskip("pyarrow.dataset", reason="pyarrow (extra 'parquet') is not installed")
+    target = shm_dir / "books"
     process = journal_cli("export", large_journal, "--parquet", target)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    assert stdout == f"{BOOKS:,} books -> {target}\n"
-    assert os.listdir(shm_dir) == ["books.parquet"]
-    assert pq.ParquetFile(target).metadata.num_rows == BOOKS
+    assert stdout.startswith(f"{BOOKS:,} books -> {target} (1 partition, 1 file, ")
+    assert os.listdir(shm_dir) == ["books"]
+    assert os.listdir(target / "date=2023-11-14") == ["exchange=upbit"]
+    dataset = ds.dataset(target, format="parquet", partitioning="hive")
+    assert dataset.count_rows() == BOOKS
 
 
 @pytest.mark.parametrize(
     ("where", "expected"),
     [
-        ("missing/books.parquet", "missing does not exist; create the directory"),
-        ("a-file/books.parquet", "a-file is not a directory"),
-        (".", "a directory; give a file"),
+        ("missing/books", "missing does not exist; create the directory"),
+        ("a-file/books", "a-file is not a directory"),
+        (".", "exists and is not empty; give a new directory"),
     ],
 )
 def test_export_to_a_place_it_cannot_write_is_one_line(
     where: str, expected: str, shm_dir: Path
 ) -> None:
     """A traceback (FileNotFoundError from pyarrow) after the whole load; now one line
-    naming the path, exit 2, before any source is read (this one does not exist)."""
+    naming the path, exit 2, before any source is read (this one does not exist).
+    ("." is the test's directory, which holds a-file.)"""
     (shm_dir / "a-file").write_text("")
     target = shm_dir / where
     process = journal_cli("export", shm_dir / "no-such-journal", "--parquet", target)

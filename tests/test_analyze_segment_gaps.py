@@ -145,12 +145,12 @@ def test_journal_export_refuses_or_reads_around_missing_segments(
     stream: Path, journal_dir: Path, shm_dir: Path
 ) -> None:
     """As analyze; what --allow-gaps read around is said on stderr and kept in the
-    Parquet file's metadata (journal.gaps)."""
+    metadata (journal.gaps) of the dataset's Parquet files."""
     pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (extra 'parquet') is not installed")
     archive_of(stream, 3).unlink()
     for index in (0, 1, 2, 3):
         segment_path(journal_dir, index).unlink()
-    out = shm_dir / "books.parquet"
+    out = shm_dir / "dataset"
     command = [sys.executable, "-m", "journal.cli", "export", str(stream), str(journal_dir)]
     command += ["--parquet", str(out)]
     failed = subprocess.run(command, capture_output=True, text=True, timeout=60)
@@ -162,5 +162,5 @@ def test_journal_export_refuses_or_reads_around_missing_segments(
         "journal export: segments missing, read around (--allow-gaps): "
         "stream books: segment 3 missing\n"
     )
-    metadata = pq.read_schema(out).metadata
+    metadata = pq.read_schema(next(out.rglob("*.parquet"))).metadata
     assert json.loads(metadata[b"journal.gaps"]) == ["stream books: segment 3 missing"]

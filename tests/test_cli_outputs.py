@@ -48,12 +48,14 @@ def test_an_output_that_is_not_a_regular_file_is_refused(
         target = shm_dir / "link.out"
         target.symlink_to(shm_dir / "elsewhere")
     before = os.lstat(target)
-    if command == "export":
-        done = _journal_command("export", books, "--parquet", target)
+    if command == "export":  # a dataset directory, renamed over its path
+        done = _journal_command("export", books, "--parquet", target, "--overwrite")
+        refusal = "give the directory itself" if kind == "symlink" else "give a new path"
     else:
         done = _journal_command("metrics", books, "--output", target)
+        refusal = "give the path of a regular file"
     assert done.returncode == 2, done
-    assert "give the path of a regular file" in done.stderr and "Traceback" not in done.stderr
+    assert refusal in done.stderr and "Traceback" not in done.stderr
     after = os.lstat(target)
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
     if kind == "symlink":

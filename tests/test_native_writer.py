@@ -386,23 +386,31 @@ def test_publish_compiled_and_python_agree(
 
 
 class CountingWriter(journal.Writer):
-    """Counts the calls the compiled appends leave to the Python path."""
+    """Counts the calls the compiled appends leave to the Python path: all of them
+    (``fallbacks``), and those made while the writer's journal check was not due
+    (``unexplained``): once JOURNAL_CHECK_INTERVAL_NS has passed the check is the
+    Python path's by design, and a busy machine can stretch these loops past it."""
 
-    __slots__ = ("fallbacks",)
+    __slots__ = ("fallbacks", "unexplained")
+
+    def _count(self) -> None:
+        self.fallbacks += 1
+        if time.time_ns() < self._next_check_ns:
+            self.unexplained += 1
 
     def _append_orderbook_python(self, *args: Any, **kwargs: Any) -> Any:
-        self.fallbacks += 1
+        self._count()
         return super()._append_orderbook_python(*args, **kwargs)
 
     def _append_many_python(self, books: Any) -> int:
-        self.fallbacks += 1
+        self._count()
         return super()._append_many_python(books)
 
 
 @pytest.fixture
 def counting(journal_dir: Path) -> Iterator[CountingWriter]:
     with CountingWriter(journal_dir, segment_size=16 * 1024 * 1024) as writer:
-        writer.fallbacks = 0
+        writer.fallbacks = writer.unexplained = 0
         yield writer
 
 
@@ -416,7 +424,7 @@ def test_valid_float_books_never_leave_the_compiled_path(counting: CountingWrite
             | {"bids": BIDS, "asks": ASKS}
         )
     counting.append_many([("upbit", "BTC-KRW", 1, 2, BIDS, ASKS)] * 100)
-    assert counting.fallbacks == 0
+    assert counting.unexplained == 0
 
 
 def test_what_the_compiled_path_leaves_to_python(counting: CountingWriter) -> None:

@@ -63,10 +63,10 @@ import contextlib
 import os
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -76,7 +76,7 @@ from journal._decode import OrderBookRecord, _read_own_layout, read_orderbook
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._inspect import SegmentState, chain_break, load_states, open_segments
 from journal._segment import segment_indices
-from journal._verify import VerificationError
+from journal._verify import RADAR_RESULT_SCHEMA, VerificationError
 from journal.archive._archive import ArchiveReader, FrameEntry, archive_files, plane_values
 from journal.archive._layout import (
     ARCHIVE_SUFFIX,
@@ -103,7 +103,6 @@ _QUEUED_MAX: Final = 4
 """Blocks decoded while the workers still walk later segments, before the output is
 allocated (their columns are written then)."""
 
-_PAYLOAD_U32: Final = struct.unpack("<I", OB.PAYLOAD_ID)[0]
 _MOVED_SIZE: Final = MIN_VALUE_FRAME - F.SIZE_PREFIX_SIZE - (F.RECORD_ALIGNMENT - 1)
 """The smallest size prefix of a record frame (padded to 8 bytes) of MIN_VALUE_FRAME
 bytes or more: one whose values an archive moves to its value planes."""
@@ -275,6 +274,33 @@ class Books:
         mid = self.mid
         return (self.ask_price[:, 0] - self.bid_price[:, 0]) / mid * 1e4
 
+    # -- as a table (journal.analysis._table: the columns journal export writes) ----------
+
+    def to_arrow(self, layout: str = "list") -> Any:
+        """A pyarrow Table: exchange, symbol, market, exchange_time, local_time,
+        sequence and the levels (``layout="list"``: list<double> columns of each
+        book's own levels; ``"wide"``: ``bid_price_0`` ... null past its depth).
+        Needs pyarrow (``pip install 'orderbook-journal[parquet]'``)."""
+        from journal.analysis._table import books_arrow
+
+        return books_arrow(self, layout=layout)
+
+    def to_pandas(self, layout: str = "list") -> Any:
+        """A pandas DataFrame of to_arrow's columns: timestamps tz-aware UTC, names
+        categorical, ``sequence`` nullable Int64, lists as ``pd.ArrowDtype``
+        (``layout="wide"``: nullable Float64 columns). Needs the ``pandas`` extra."""
+        from journal.analysis._table import books_pandas
+
+        return books_pandas(self, layout)
+
+    def to_polars(self, layout: str = "list") -> Any:
+        """A Polars DataFrame of to_arrow's columns (built without pyarrow): names
+        Categorical, ``market`` an Enum, Datetime in UTC, List(Float64) levels (or
+        ``layout="wide"``). Needs the ``polars`` extra."""
+        from journal.analysis._table import books_polars
+
+        return books_polars(self, layout)
+
 
 # -- where records come from ---------------------------------------------------------------
 
@@ -422,6 +448,37 @@ def _executor(threads: int, name: str) -> Iterator[concurrent.futures.Executor]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+# -- sources ----------------------------------------------------------------------------------
+
+
+def source_parts(path: Path) -> list[tuple[Path | None, Path | None]]:
+    """What one source names, in load order: ``(journal directory, None)`` or ``(None,
+    archive file)`` pairs. A source is an archive file, a live journal directory, an
+    archive stream directory (``ARCHIVE/<stream>``, its files) or an archive root
+    (every stream in it); anything else raises JournalError saying what it is."""
+    if path.is_file():
+        if not path.name.endswith(ARCHIVE_SUFFIX):
+            raise JournalError(f"{path}: not an archive file (*{ARCHIVE_SUFFIX})")
+        return [(None, path)]
+    if not path.is_dir():
+        raise JournalError(f"{path}: no such file or directory")
+    if segment_indices(path):
+        return [(path, None)]
+    if archives := archive_files(path):
+        return [(None, file) for file in archives]
+    streams = [p for p in sorted(path.iterdir()) if p.is_dir() and archive_files(p)]
+    if not streams:
+        raise JournalError(f"{path}: no journal segments or archive files")
+    return [(None, file) for stream in streams for file in archive_files(stream)]
+
+
+def not_books(payload_id: bytes) -> str:
+    """What load_books says of a journal or archive of another payload."""
+    radar = payload_id == RADAR_RESULT_SCHEMA.payload_id
+    hint = " (the radar's results: load_results reads them)" if radar else ""
+    return f"payload_id={payload_id!r}, not order books{hint}"
+
+
 # -- the loader --------------------------------------------------------------------------------
 
 
@@ -446,6 +503,8 @@ class _Loader:
     symbols: _Names
     threads: int
     allow_gaps: bool
+    progress: Callable[[int, int | None], None] | None = None
+    read: int = 0
     streams: dict[str, set[tuple[int, int, int]]] = field(default_factory=dict)
     gaps: tuple[SegmentGap, ...] = ()
     out: dict[str, np.ndarray] = field(default_factory=dict)
@@ -495,25 +554,12 @@ class _Loader:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan_source(self, path: Path, stack: contextlib.ExitStack) -> None:
-        if path.is_file():
-            if not path.name.endswith(ARCHIVE_SUFFIX):
-                raise JournalError(f"{path}: not an archive file (*{ARCHIVE_SUFFIX})")
-            self._plan_archive(path)
-        elif path.is_dir():
-            if segment_indices(path):
-                self._plan_journal(path, stack)
-            elif archives := archive_files(path):
-                for file in archives:
-                    self._plan_archive(file)
-            else:  # an archive root: one directory per stream
-                streams = [p for p in sorted(path.iterdir()) if p.is_dir() and archive_files(p)]
-                if not streams:
-                    raise JournalError(f"{path}: no journal segments or archive files")
-                for stream in streams:
-                    for file in archive_files(stream):
-                        self._plan_archive(file)
-        else:
-            raise JournalError(f"{path}: no such file or directory")
+        for journal_dir, archive in source_parts(path):
+            if journal_dir is not None:
+                self._plan_journal(journal_dir, stack)
+            else:
+                assert archive is not None
+                self._plan_archive(archive)
 
     def _first_time(self, key: tuple[int, ...], stream: str, incarnation_ns: int) -> bool:
         """Whether the segment ``key`` (index, created_ns, writer) is new to this load;
@@ -549,7 +595,7 @@ class _Loader:
         segment = state.segment
         header = segment.header
         if header.payload_id != OB.PAYLOAD_ID:
-            raise JournalError(f"{segment.path}: payload_id={header.payload_id!r}, not order books")
+            raise JournalError(f"{segment.path}: {not_books(header.payload_id)}")
         key = (segment.index, header.created_ns, header.writer.pid, header.writer.started_ns)
         if not self._first_time(key, stream, header.incarnation_ns):
             return
@@ -564,7 +610,7 @@ class _Loader:
         with ArchiveReader(path) as reader:
             header = reader.header
             if header.payload_id != OB.PAYLOAD_ID:
-                raise JournalError(f"{path}: payload_id={header.payload_id!r}, not order books")
+                raise JournalError(f"{path}: {not_books(header.payload_id)}")
             key = (
                 header.segment_index,
                 header.created_ns,
@@ -657,6 +703,9 @@ class _Loader:
             self._decode_block(
                 walked, walked.starts[part], walked.sizes[part], values, bounds, writer
             )
+            if self.progress is not None:
+                self.read += len(walked.starts[part])
+                self.progress(self.read, self._planned_records())
 
     def _decode_block(
         self,
@@ -704,6 +753,19 @@ class _Loader:
             while len(self.writes) >= _WRITES_AHEAD:
                 self.writes.popleft().result()
             self.writes.append(writer.submit(block.write, self.out, n, keep, kept))
+
+    def _planned_records(self) -> int | None:
+        """The records of every source to read (live segments' walked, archives'
+        claimed, _claim), once every walk is done; None before."""
+        total = 0
+        for unit in self.plan[: self.cut]:
+            if isinstance(unit, _Walking):
+                if not unit.walk.done() or unit.walk.exception() is not None:
+                    return None
+                total += len(unit.walk.result()[0])
+            else:
+                total += unit if isinstance(unit, int) else unit.rows
+        return total
 
     def _walks_done(self) -> bool:
         return all(unit.walk.done() for unit in self.plan if isinstance(unit, _Walking))
@@ -1131,7 +1193,7 @@ def _walk_segment(
 
 
 def _walk(
-    u8: np.ndarray, origin: _Origin, *, marker_allowed: bool
+    u8: np.ndarray, origin: _Origin, *, marker_allowed: bool, payload_id: bytes = OB.PAYLOAD_ID
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Byte offsets and size prefixes of the records of a buffer, and whether it ends
     with the end-of-segment marker.
@@ -1143,22 +1205,25 @@ def _walk(
     vtable head (one comparison of whole words, the fastest); then any identifier;
     otherwise (corrupt bytes, or an identifier inside a record's data) the frames are
     walked one by one, which finds the records or raises at the first bad frame.
+    ``payload_id``: the records' identifier (another than order books': no own layout).
     """
     if len(u8) % _WORD:
         raise origin.corrupt(f"{len(u8)} bytes of records, not a multiple of {_WORD}", 0)
     if not len(u8):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), False
     u32 = u8.view("<u4")
-    first_fixed = OB.FIXED_WORDS[0]  # a hit at index k is word k + first_fixed: slot k
-    own = np.flatnonzero(u8.view("<u8")[first_fixed:] == _FIXED_WORDS[0])
-    chained = _chain(u32, own, marker_allowed)
+    chained = None
+    if payload_id == OB.PAYLOAD_ID:
+        first_fixed = OB.FIXED_WORDS[0]  # a hit at index k is word k + first_fixed: slot k
+        own = np.flatnonzero(u8.view("<u8")[first_fixed:] == _FIXED_WORDS[0])
+        chained = _chain(u32, own, marker_allowed)
     if chained is None:
         # The identifier is the low u32 of word _ID_WORD of a record at slot.
-        hits = np.flatnonzero(u32 == _PAYLOAD_U32)
+        hits = np.flatnonzero(u32 == struct.unpack("<I", payload_id)[0])
         slots = hits[hits % _U32_PER_WORD == 0] // _U32_PER_WORD - _ID_WORD
         chained = _chain(u32, slots[slots >= 0], marker_allowed)
     if chained is None:
-        return _walk_slowly(u8, u32, origin, marker_allowed)
+        return _walk_slowly(u8, u32, origin, marker_allowed, payload_id)
     return chained
 
 
@@ -1193,7 +1258,11 @@ def _is_end_marker(u32: np.ndarray, slot: int) -> bool:
 
 
 def _walk_slowly(
-    u8: np.ndarray, u32: np.ndarray, origin: _Origin, marker_allowed: bool
+    u8: np.ndarray,
+    u32: np.ndarray,
+    origin: _Origin,
+    marker_allowed: bool,
+    payload_id: bytes = OB.PAYLOAD_ID,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     """journal._frames' rules, record by record, raising at the first bad frame."""
     starts = []
@@ -1209,10 +1278,8 @@ def _walk_slowly(
             raise origin.corrupt(f"size prefix={size} runs past the end of the records", offset)
         at = offset + F.RECORD_PAYLOAD_ID_OFFSET
         identifier = bytes(u8[at : at + F.PAYLOAD_ID_SIZE])
-        if identifier != OB.PAYLOAD_ID:
-            raise origin.corrupt(
-                f"file_identifier={identifier!r}, expected {OB.PAYLOAD_ID!r}", offset
-            )
+        if identifier != payload_id:
+            raise origin.corrupt(f"file_identifier={identifier!r}, expected {payload_id!r}", offset)
         starts.append(offset)
         offset = F.align_record(offset + F.SIZE_PREFIX_SIZE + size)
     return *_walked(starts, u32), False
@@ -1411,6 +1478,7 @@ def load_books(
     *,
     threads: int | None = None,
     allow_gaps: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> Books:
     """Load order books into numpy columns (see Books).
 
@@ -1425,7 +1493,10 @@ def load_books(
     more writing the columns of live segments (default: one fewer than the CPUs, at
     least 1, at most 4; 0: everything in this thread); the result is the same.
     ``allow_gaps``: read around segments missing in the middle of a stream (listed in
-    ``Books.gaps``) instead of raising MissingSegmentsError.
+    ``Books.gaps``) instead of raising MissingSegmentsError. ``progress``: called
+    with ``(records read, records to read)`` after every block of records decoded
+    (the total None until every live segment is walked; archives count what their
+    index claims), e.g. for journal.analysis._progress.Progress.
     """
     if depth < 1:
         raise ValueError(f"depth={depth}: must be at least 1")
@@ -1436,7 +1507,7 @@ def load_books(
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     loader = _Loader(
-        start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps
+        start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps, progress
     )
     loader.load(sources)
     return loader.books()

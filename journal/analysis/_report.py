@@ -8,15 +8,16 @@ books in range, and the kimchi premium is shown against UTC clock time beside th
 executable edge (from the radar's results journal when one is among the sources,
 else from the books for a notional, without fees, and labelled so).
 
-Outputs appear whole or not at all: each file is written under a temporary name and
-renamed, so Ctrl-C (exit 130, "interrupted") or an error leaves no partial file.
+Outputs appear whole or not at all: each chart is written under a temporary name and
+renamed, the export's dataset in a staging directory published by renames
+(journal.analysis._dataset), so Ctrl-C (exit 130, "interrupted") or an error leaves
+no partial file.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,7 +32,12 @@ from journal._errors import JournalError
 from journal._paths import replaceable_file_problem
 from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import RADAR_RESULT_SCHEMA
-from journal.analysis import DEFAULT_DEPTH, Books, load_books
+from journal.analysis import DEFAULT_DEPTH, Books, load_books, load_results
+from journal.analysis._dataset import ROW_GROUP_ROWS, dataset_problem, write_dataset
+from journal.analysis._load import source_parts
+from journal.analysis._progress import Progress
+from journal.analysis._table import books_arrow, parquet_options
+from journal.archive._archive import ArchiveReader
 from journal.feeds import SequenceRule, venue_sequence
 
 KRW, USDT = "KRW", "USDT"
@@ -43,9 +49,6 @@ CHART_BUCKETS: Final = 1500
 """Time buckets a chart line is drawn with at most (about one per pixel): a bucket
 keeps its lowest and highest value, so no spike is lost and a day of updates draws
 as fast as a minute."""
-PARQUET_ROW_GROUP: Final = 1 << 20
-"""Rows per Parquet row group (pyarrow's default), written one at a time so that
-Ctrl-C is answered between two."""
 INTERRUPTED: Final = 130
 """Exit status after Ctrl-C, as a shell reports a process killed by SIGINT."""
 
@@ -325,16 +328,22 @@ class RadarEdge:
 
 
 def is_results_journal(source: str | os.PathLike[str]) -> bool:
-    """Whether ``source`` is a journal directory of the radar's results (payload RDR1)."""
-    path = Path(source)
-    indices = segment_indices(path) if path.is_dir() else []
-    if not indices:
-        return False
+    """Whether ``source`` holds the radar's results (payload RDR1): a journal
+    directory, an archive file or an archive stream directory (judged by its first
+    segment or archive; load_books or load_results says what is wrong with the rest)."""
     try:
-        with MappedSegment(segment_path(path, indices[-1])) as segment:
-            return segment.header.payload_id == RADAR_RESULT_SCHEMA.payload_id
-    except (OSError, JournalError):  # load_books says what is wrong with it
+        parts = source_parts(Path(source))
+        journal_dir, archive = parts[0]
+        if journal_dir is not None:
+            newest = segment_indices(journal_dir)[-1]
+            with MappedSegment(segment_path(journal_dir, newest)) as segment:
+                payload_id = segment.header.payload_id
+        else:
+            with ArchiveReader(archive) as reader:  # type: ignore[arg-type]
+                payload_id = reader.header.payload_id
+    except (OSError, JournalError, IndexError):  # load_books says what is wrong with it
         return False
+    return payload_id == RADAR_RESULT_SCHEMA.payload_id
 
 
 def radar_edges(
@@ -343,33 +352,37 @@ def radar_edges(
     end_ns: int | None = None,
     exchanges: Iterable[str] | None = None,
 ) -> list[RadarEdge]:
-    """The results journals' edges per pair, in the time range (on the triggering
-    book's local time) and, given ``exchanges``, for the pairs of those venues."""
-    from journal._reader import Reader
-
-    allowed = None if exchanges is None else set(exchanges)
-    found: dict[tuple[str, str, str], tuple[list[int], list[float], float]] = {}
-    for path in paths:
-        with Reader(path, metrics=False) as reader:
-            for record in reader.available():
-                r = record.fields  # type: ignore[union-attr]
-                local = r["source_local_timestamp_ns"]
-                if (start_ns is not None and local < start_ns) or (
-                    end_ns is not None and local >= end_ns
-                ):
-                    continue
-                if allowed is not None and not {r["krw_exchange"], r["usdt_exchange"]} <= allowed:
-                    continue
-                key = (r["base"], r["krw_exchange"], r["usdt_exchange"])
-                times, edges, _ = found.setdefault(key, ([], [], r["notional_krw"]))
-                times.append(local)
-                edges.append(r["edge_bps"] / 1e4)
-    result = []
-    for (base, krw, usdt), (times, edges, notional) in sorted(found.items()):
-        order = np.argsort(np.array(times, np.int64), kind="stable")
-        time_ns = np.array(times, np.int64)[order]
-        result.append(RadarEdge(base, krw, usdt, time_ns, np.array(edges)[order], notional))
-    return result
+    """The results journals' (and archives') edges per pair (load_results), in the
+    time range (on the triggering book's local time) and, given ``exchanges``, for
+    the pairs of those venues; each pair's results in local time order."""
+    results = load_results(list(paths), exchanges=exchanges)
+    local = results.source_local_timestamp_ns
+    keep = np.ones(len(results), dtype=bool)
+    if start_ns is not None:
+        keep &= local >= start_ns
+    if end_ns is not None:
+        keep &= local < end_ns
+    results = results.select(keep)
+    codes = np.stack(
+        [results.base_code, results.krw_exchange_code, results.usdt_exchange_code], axis=1
+    )
+    pairs = np.unique(codes, axis=0) if len(results) else np.zeros((0, 3), np.int32)
+    names = results.names
+    found = []
+    for base, krw, usdt in pairs.tolist():
+        rows = np.flatnonzero((codes == (base, krw, usdt)).all(axis=1))
+        rows = rows[np.argsort(results.source_local_timestamp_ns[rows], kind="stable")]
+        found.append(
+            RadarEdge(
+                names[base],
+                names[krw],
+                names[usdt],
+                results.source_local_timestamp_ns[rows],
+                results.edge_bps[rows] / 1e4,
+                float(results.notional_krw[rows[0]]),
+            )
+        )
+    return sorted(found, key=lambda e: (e.base, e.krw_exchange, e.usdt_exchange))
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -826,59 +839,29 @@ def _replacing(path: Path) -> Iterator[Path]:
 # -- Parquet -----------------------------------------------------------------------------------
 
 
-LEVEL_COLUMNS = ("bid_price", "bid_qty", "ask_price", "ask_qty")
-
-
-def to_arrow(books: Books) -> Any:
-    """A pyarrow Table of the columns; the (n, depth) arrays as list<double> columns
-    (NaN where a book has fewer levels), names as dictionary-encoded strings next to
-    their codes. Raises ImportError without pyarrow."""
-    import pyarrow as pa
-
-    n, depth = len(books), books.depth
-    offsets = pa.array(np.arange(0, n * depth + 1, depth, dtype=np.int32))
-    columns = {
-        "timestamp": pa.array(books.timestamp),
-        "local_timestamp_ns": pa.array(books.local_timestamp_ns),
-        "sequence": pa.array(books.sequence),
-        "exchange_code": pa.array(books.exchange_code),
-        "symbol_code": pa.array(books.symbol_code),
-        "exchange": pa.DictionaryArray.from_arrays(
-            pa.array(books.exchange_code), pa.array(books.exchanges, pa.string())
-        ),
-        "symbol": pa.DictionaryArray.from_arrays(
-            pa.array(books.symbol_code), pa.array(books.symbols, pa.string())
-        ),
-    }
-    for name in LEVEL_COLUMNS:
-        values = pa.array(np.ascontiguousarray(getattr(books, name)).reshape(-1))
-        columns[name] = pa.ListArray.from_arrays(offsets, values)
-    metadata = {
-        "journal.depth": str(depth),
-        "journal.exchanges": json.dumps(books.exchanges),
-        "journal.symbols": json.dumps(books.symbols),
-        "journal.gaps": json.dumps([str(gap) for gap in books.gaps]),
-    }
-    return pa.table(columns).replace_schema_metadata(metadata)
-
-
 def write_parquet(books: Books, path: Path) -> None:
-    """zstd Parquet, a row group at a time, under a temporary name until complete."""
+    """One zstd Parquet file of books_arrow's columns (``journal export`` writes a
+    partitioned dataset, journal.analysis._dataset; this one file is for a script or
+    a benchmark), a row group at a time, under a temporary name until complete."""
     import pyarrow.parquet as pq
 
-    table = to_arrow(books)
+    table = books_arrow(books)
     with (
         _replacing(path) as temporary,
-        pq.ParquetWriter(temporary, table.schema, compression="zstd") as writer,
+        pq.ParquetWriter(temporary, table.schema, **parquet_options(table.schema)) as writer,
     ):
-        for start in range(0, max(len(books), 1), PARQUET_ROW_GROUP):
-            writer.write_table(table.slice(start, PARQUET_ROW_GROUP))
+        for start in range(0, max(len(books), 1), ROW_GROUP_ROWS):
+            writer.write_table(table.slice(start, ROW_GROUP_ROWS))
 
 
 # -- the commands --------------------------------------------------------------------------------
 
 
-def _load(args: argparse.Namespace, sources: Sequence[str]) -> Books:
+def _load(
+    args: argparse.Namespace,
+    sources: Sequence[str],
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Books:
     return load_books(
         sources,
         start_ns=args.start,
@@ -887,6 +870,7 @@ def _load(args: argparse.Namespace, sources: Sequence[str]) -> Books:
         symbols=args.symbol,
         depth=args.depth,
         allow_gaps=args.allow_gaps,
+        progress=progress,
     )
 
 
@@ -957,9 +941,23 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_mode(args: argparse.Namespace) -> str:
+    """journal.analysis._dataset's mode from ``--overwrite`` / ``--replace-partitions``."""
+    if args.overwrite:
+        return "overwrite"
+    return "replace_partitions" if args.replace_partitions else "new"
+
+
 def run_export(args: argparse.Namespace) -> int:
-    if problem := _output_problem(Path(args.parquet), "--parquet", directory=False):
-        print(f"journal export: {problem}", file=sys.stderr)
+    if problem := dataset_problem(Path(args.parquet), export_mode(args)):
+        print(f"journal export: --parquet {problem}", file=sys.stderr)
+        return 2
+    if args.progress_interval < 0:
+        print(
+            f"journal export: --progress-interval {args.progress_interval:g}: give 0 or "
+            "more seconds",
+            file=sys.stderr,
+        )
         return 2
     try:
         import pyarrow  # noqa: F401
@@ -973,12 +971,45 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    books = _load(args, args.sources)
-    if books.gaps:
-        print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
-    write_parquet(books, Path(args.parquet))
-    print(f"{len(books):,} books -> {args.parquet}")
+    """Load, then write the dataset; progress on stderr (journal.analysis._progress)."""
+    out = Path(args.parquet)
+    progress = Progress(
+        "journal export", stream=sys.stderr, interval=args.progress_interval, quiet=args.quiet
+    )
+    try:
+        books = _load(
+            args,
+            args.sources,
+            lambda done, total: progress.update("reading", done, total, "records"),
+        )
+        progress.end(f"read {len(books):,} books")
+        if books.gaps:
+            progress.close()
+            print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
+        written = write_dataset(
+            books,
+            out,
+            export_mode(args),
+            lambda done, total: progress.update("writing", done, total, "books"),
+            layout=args.layout,
+        )
+        progress.end(f"wrote {written.books:,} books")
+    finally:
+        progress.close()
+    files = "file" if written.files == 1 else "files"
+    partitions = "partition" if written.partitions == 1 else "partitions"
+    print(
+        f"{written.books:,} books -> {out} ({written.partitions} {partitions}, "
+        f"{written.files} {files}, {_size_text(written.bytes)})"
+    )
     return 0
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def add_source_arguments(parser: argparse.ArgumentParser, parse_time: Any) -> None:

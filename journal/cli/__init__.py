@@ -9,6 +9,7 @@ exit status 1, as ``journal verify`` and the radar have it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib.metadata
 import json
@@ -151,17 +152,63 @@ def _verify(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from journal.demo import _pipeline as _demo
 
+    radar = Path(args.radar) if args.radar is not None else _demo.find_radar()
+    if radar is None:
+        print(f"journal demo: no radar found: {_demo.RADAR_HOW_TO_GET}", file=sys.stderr)
+        return 2
     return _demo.run_demo(
         _demo.DemoOptions(
             duration_s=args.duration,
             rate=args.rate,
             seed=args.seed,
             output=Path(args.output),
-            radar=Path(args.radar),
+            radar=radar,
             idle=args.idle,
             keep_shm=args.keep_shm,
+            metrics_listen=_metrics_listen(args.metrics_listen),
         )
     )
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from journal.collect import _run
+
+    listen = _metrics_listen(args.metrics_listen)
+    if listen is None:
+        return _run.run(args)
+    import logging
+
+    from journal.monitor._exporter import serving
+
+    def serve(root: Path) -> contextlib.AbstractContextManager[object]:
+        return serving(
+            [root],
+            listen,
+            option="--metrics-listen",
+            prefix="metrics: ",
+            say=logging.getLogger("journal.collect").warning,
+        )
+
+    return _run.run(args, serve)
+
+
+def _metrics_listen(listen: str | None) -> str | None:
+    """``--metrics-listen`` of collect and demo, checked before anything starts: a
+    well-formed HOST:PORT, and prometheus_client installed (JournalError: one line,
+    exit status 2, with the pip command)."""
+    if listen is None:
+        return None
+    try:
+        from journal.monitor._exporter import parse_listen
+    except ModuleNotFoundError as error:  # prometheus_client: the metrics extra
+        if (error.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        raise JournalError(
+            "--metrics-listen needs prometheus_client, which is not installed: "
+            "pip install 'orderbook-journal[metrics]'"
+        ) from None
+    parse_listen(listen, "--metrics-listen")
+    return listen
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -247,12 +294,25 @@ def _add_journal_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    """The package version, and whether the compiled extensions are in use."""
+    """The package version, whether the compiled extensions are in use, and the radar
+    ``journal demo`` would run (the first thing to check after an install)."""
+    from journal.demo._pipeline import RADAR_HOW_TO_GET, find_radar
+
     try:
         version = importlib.metadata.version("orderbook-journal")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown (the package is not installed: pip install -e .)"
-    return f"{version} ({describe_native()})"
+    radar = find_radar()
+    found = str(radar) if radar is not None else f"none found ({RADAR_HOW_TO_GET})"
+    return f"{version} ({describe_native()})\nradar: {found}"
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: _version() worked out when asked, not for every command."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"{parser.prog} {_version()}")  # on stdout, as argparse's own
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,7 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
         "such as /dev/shm/books/upbit.",
         epilog="journal COMMAND --help says what a command does and its exit statuses.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="show the version, the compiled or pure-Python path, and the radar found; exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (
         _add_info,
@@ -367,19 +432,21 @@ def _add_verify(commands: _Commands) -> None:
 
 
 def _add_demo(commands: _Commands) -> None:
-    from journal.demo._pipeline import DEFAULT_RADAR
-
     demo = _add_command(
         commands,
         "demo",
         "the whole pipeline: demo feed -> journal -> radar, compactor, analysis",
-        "Run the synthetic multi-exchange feed into a journal in /dev/shm, the "
-        "radar tailing it and the compactor archiving it; then stop them in order, check "
-        "that every book was read and archived, and print a summary and a chart. Logs, "
-        "the archive and the charts stay in a new run-* directory of --output.",
+        "Run the synthetic multi-exchange feed into a journal per venue in /dev/shm "
+        "(each with the collector's feed metrics), the radar tailing them and the "
+        "compactor archiving them; then stop them in order, check that every book was "
+        "read and archived, and print a summary and a chart. Logs, the archive and the "
+        "charts stay in a new run-* directory of --output. With --metrics-listen the "
+        "pipeline's metrics (writers, readers, feeds, the radar's) are served for "
+        "Prometheus while it runs.",
         "0 every book was read by the radar and archived; 1 a problem, said in a PROBLEM "
-        "line (the logs are in the run directory); 2 the radar is not built (make setup) "
-        "or an argument is wrong; 130 interrupted (Ctrl-C).",
+        "line (the logs are in the run directory); 2 the radar is not built (make setup), "
+        "an argument is wrong, or the --metrics-listen port is in use; 130 interrupted "
+        "(Ctrl-C).",
     )
     demo.add_argument(
         "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
@@ -395,7 +462,10 @@ def _add_demo(commands: _Commands) -> None:
         "(default ./demo-output)",
     )
     demo.add_argument(
-        "--radar", default=str(DEFAULT_RADAR), help=f"the radar program (default {DEFAULT_RADAR})"
+        "--radar",
+        help="the radar program (default: the one `pip install .` put beside journal, "
+        "else a checkout's build/release/radar, else radar on PATH; journal --version "
+        "says which)",
     )
     demo.add_argument(
         "--idle",
@@ -405,6 +475,13 @@ def _add_demo(commands: _Commands) -> None:
     )
     demo.add_argument(
         "--keep-shm", action="store_true", help="keep the journals in /dev/shm afterwards"
+    )
+    demo.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve the pipeline's metrics (writers, the radar's reads, feeds, the radar's "
+        "premiums and edges) for Prometheus while it runs, as journal metrics --listen; "
+        "127.0.0.1:0 picks a free port; the URL is printed",
     )
     demo.set_defaults(run=_demo)
 
@@ -498,7 +575,7 @@ def _add_collect(commands: _Commands) -> None:
         collect.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         return
     _run.add_arguments(collect)
-    collect.set_defaults(run=_run.run)
+    collect.set_defaults(run=_collect)
 
 
 def _add_replicate(commands: _Commands) -> None:
@@ -570,25 +647,39 @@ def _add_top(commands: _Commands) -> None:
 
 
 def _add_metrics(commands: _Commands) -> None:
-    from journal.monitor import _prometheus
-
     metrics = _add_command(
         commands,
         "metrics",
-        "writer, reader and collector feed metrics in the Prometheus text format",
-        "Print the writer and reader metrics of each journal in the Prometheus text "
-        "format 0.0.4 (records, bytes, rolls, refused appends, the append latency "
-        "histogram, each reader's position and lag, each collector feed's state, "
-        "messages, books, reconnects, gaps, resyncs, delay and last message age), for a "
-        "scrape or, with --output, "
-        "node_exporter's textfile collector. A metrics file that cannot be read is said "
-        "on stderr and left out; the rest is printed.",
-        "0 printed or written (problems with single metrics files on stderr); 2 a "
-        "JOURNAL that is neither a journal nor holds journals, or cannot be read, or an "
-        "--output that cannot be written.",
+        "writer, reader, collector feed and radar metrics for Prometheus: served or printed",
+        "Export each journal's metrics for Prometheus (docs/METRICS.md): the writer's "
+        "records, bytes, rolls, refused appends and append latency histogram; each "
+        "reader's position and lag (labelled by its name, stable across restarts); each "
+        "collector feed's state, messages, books, reconnects, gaps, resyncs, delay and "
+        "last message age per symbol; each radar's premiums, executable edges and FX per "
+        "pair, book ages per stream and observe latency (the radar.metrics of a journal "
+        "given, or --radar FILE). Every read is fresh from the shared-memory counters. "
+        "With --listen HOST:PORT an HTTP endpoint serves them until SIGINT or SIGTERM "
+        "(journals created under a JOURNAL root later appear); with --output FILE they "
+        "are written for node_exporter's textfile collector, once or every --interval "
+        "seconds; otherwise printed once (text format 0.0.4). A metrics file that cannot "
+        "be read is said on stderr and left out; the rest is exported.",
+        "0 printed or written, or served until SIGINT or SIGTERM (problems with single "
+        "metrics files on stderr); 2 a JOURNAL that is neither a journal nor holds "
+        "journals, or cannot be read, a --radar FILE that does not exist (either one "
+        "waited for with --allow-missing), an --output "
+        "that cannot be written, a bad HOST:PORT or a port in use, or prometheus_client "
+        "not installed (pip install 'orderbook-journal[metrics]').",
     )
-    _prometheus.add_arguments(metrics)
-    metrics.set_defaults(run=_prometheus.run)
+    try:
+        from journal.monitor import _exporter
+    except ModuleNotFoundError as error:  # prometheus_client: the metrics extra
+        if (error.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        metrics.set_defaults(run=lambda _args: _missing_extra("metrics", "prometheus_client"))
+        metrics.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    _exporter.add_arguments(metrics)
+    metrics.set_defaults(run=_exporter.run)
 
 
 def _add_export(commands: _Commands) -> None:
@@ -597,17 +688,56 @@ def _add_export(commands: _Commands) -> None:
     export = _add_command(
         commands,
         "export",
-        "write the books as Parquet (pyarrow)",
+        "write the books as a Parquet dataset (pyarrow) for DuckDB, Polars, Spark",
         "Write the books of every SOURCE, selected as analyze selects them (--from, "
-        "--to, --exchange, --symbol, --depth), to one Parquet file (zstd): a row per "
-        "book with its times, sequence, exchange, symbol and its levels as lists.",
+        "--to, --exchange, --symbol, --depth), as a Parquet dataset (zstd) partitioned "
+        "hive style: OUT/date=YYYY-MM-DD/exchange=NAME/part-NNNNN.parquet, the UTC date "
+        "of each book's local time. A row per book: symbol, market, exchange_time "
+        "(timestamp ms, UTC), local_time (timestamp ns, UTC), sequence and its levels "
+        "as lists (bid_price, bid_qty, ask_price, ask_qty, each the book's own length); "
+        "date and exchange come from the directories (docs/ANALYSIS.md). The dataset "
+        "is written beside OUT and renamed into place whole; Ctrl-C leaves nothing. "
+        "Progress goes to stderr: a live line on a terminal, else a line every "
+        "--progress-interval seconds.",
         "0 written; 1 damage in a source, said with its file and offset; 2 a bad "
         "argument, a SOURCE that cannot be read, segments missing between those given "
-        "(see --allow-gaps), an OUT that cannot be written, or pyarrow not installed; "
-        "130 interrupted (Ctrl-C).",
+        "(see --allow-gaps), an OUT that exists (see --overwrite) or cannot be "
+        "written, or pyarrow not installed; 130 interrupted (Ctrl-C).",
     )
     add_source_arguments(export, _parse_start)
-    export.add_argument("--parquet", required=True, metavar="OUT", help="the Parquet file")
+    export.add_argument(
+        "--parquet", required=True, metavar="OUT", help="the dataset directory to create"
+    )
+    existing = export.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the dataset at OUT whole (at once); refused if OUT holds anything "
+        "an export does not write",
+    )
+    existing.add_argument(
+        "--replace-partitions",
+        action="store_true",
+        help="add this export's date/exchange partitions to the dataset at OUT, each "
+        "replacing the one of the same date and exchange whole (export whole days)",
+    )
+    export.add_argument(
+        "--layout",
+        choices=("list", "wide"),
+        default="list",
+        help="the levels as list columns, each the book's own length (default; "
+        "bid_price[1] in DuckDB), or wide: bid_price_0 .. bid_price_N-1 double columns, "
+        "null past a book's depth (top-of-book queries 2-5x faster, docs/ANALYSIS.md)",
+    )
+    export.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still)")
+    export.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress line at most this often "
+        "(default 10; 0: every step)",
+    )
     export.set_defaults(run=_export)
 
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from journal._arguments import positive_number
@@ -90,9 +91,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(defaults: binance 10, bybit 30, upbit and bithumb 60; docs/COLLECT.md); "
         "more for a venue of quiet markets",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve the journals' metrics (writer, readers, these feeds per symbol, a "
+        "radar's) for Prometheus while collecting, as journal metrics --listen does for "
+        "the journal root: e.g. :9108, or 127.0.0.1:0 for a free port; the URL is printed",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
+MetricsServing = Callable[[Path], contextlib.AbstractContextManager[object]]
+"""Serves the metrics of the journals under a root while inside (journal.monitor's,
+given by the command line: the collectors do not import the monitor)."""
+
+
+def run(args: argparse.Namespace, serve_metrics: MetricsServing | None = None) -> int:
     try:
         plan = build_plan(
             args.pairs,
@@ -108,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for warning in plan.warnings:
         print(f"journal collect: warning: {warning}", file=sys.stderr)
-    return collect(plan, args.duration)
+    # Bound before any journal is opened: a port in use stops here, exit status 2.
+    with contextlib.nullcontext() if serve_metrics is None else serve_metrics(plan.root):
+        return collect(plan, args.duration)
 
 
 def collect(plan: CollectPlan, duration: float | None) -> int:

@@ -1,9 +1,12 @@
 """``journal demo``: the whole product in one command.
 
 Starts, each in its own process: the synthetic multi-exchange feed publishing
-through the collector publisher into a journal in /dev/shm, the C++ radar
-tailing it (its live table on the terminal, its results in a results journal),
-and the compactor archiving every sealed segment. After the chosen duration, or
+through the collector publisher into one journal per venue in /dev/shm (as
+``journal collect`` writes them, each with the collector's feed metrics), the C++
+radar tailing them (its live table on the terminal, its results in a results
+journal, its own metrics beside them), and the compactor archiving every sealed
+segment. With ``--metrics-listen HOST:PORT`` the demo serves the metrics of all of
+it (writers, readers, feeds, radar) for Prometheus while it runs. After the chosen duration, or
 at Ctrl-C, it stops them in the order that loses nothing (feed, then radar once
 it has read every book, then compactor after a last pass), checks that every
 book written was read by the radar and archived, prints a summary and draws the
@@ -15,11 +18,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import itertools
+import os
 import re
 import shutil
 import signal
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,10 +37,15 @@ from types import FrameType
 from journal._errors import JournalError
 from journal._reader import Reader
 from journal.archive import _archive
+from journal.demo.feed import VENUES
 from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, reader_files
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_RADAR = REPO / "build" / "release" / "radar"
+CHECKOUT_RADAR = REPO / "build" / "release" / "radar"  # make setup, in a checkout
+RADAR_HOW_TO_GET = (
+    "`pip install .` in the repository builds it into the environment's bin/ (needs g++ "
+    "and cmake), `make setup` into build/release/radar, or give --radar PATH"
+)
 SEGMENT_SIZE = 4 * 1024 * 1024
 KEEP_SEGMENTS = 2
 # Taker fees in basis points, as the venues publish them for a plain account.
@@ -54,6 +65,8 @@ class DemoOptions:
     radar: Path
     idle: str
     keep_shm: bool
+    metrics_listen: str | None = None
+    """HOST:PORT to serve the pipeline's metrics on (journal metrics --listen)."""
 
 
 @dataclass
@@ -94,6 +107,23 @@ class Outcome:
     raw_bytes: int = 0
     radar: RadarSummary = field(default_factory=RadarSummary)
     problems: list[str] = field(default_factory=list)
+
+
+def find_radar() -> Path | None:
+    """The radar a plain ``journal demo`` runs (``--radar`` overrides): the one a wheel
+    installed among this Python's scripts (the venv's bin/ beside ``journal``, or the
+    user scheme's for ``pip install --user``), then a checkout's build/release/radar
+    (the editable install of ``make setup`` builds it there), then ``radar`` on PATH,
+    last because the name is generic. None if there is none (RADAR_HOW_TO_GET)."""
+    schemes = [sysconfig.get_default_scheme()]
+    if site.ENABLE_USER_SITE:  # not in a venv: pip install --user's ~/.local/bin
+        schemes.append(sysconfig.get_preferred_scheme("user"))
+    candidates = [Path(sysconfig.get_path("scripts", scheme)) / "radar" for scheme in schemes]
+    on_path = shutil.which("radar")
+    for path in [*candidates, CHECKOUT_RADAR, *([Path(on_path)] if on_path else [])]:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
 
 
 class PipelineError(Exception):
@@ -222,7 +252,7 @@ def _new_run_directory(output: Path) -> Path:
 def run_demo(options: DemoOptions) -> int:
     if not options.radar.is_file():
         print(
-            f"demo: the radar is not built ({options.radar}): run `make setup` first",
+            f"demo: the radar {options.radar} is not a file: {RADAR_HOW_TO_GET}",
             file=sys.stderr,
         )
         return 2
@@ -236,6 +266,13 @@ def run_demo(options: DemoOptions) -> int:
         contextlib.ExitStack() as files,
     ):
         books, results, archive = shm / "books", shm / "results", run_dir / "archive"
+        if options.metrics_listen is not None:
+            try:
+                files.enter_context(_serve_metrics(options.metrics_listen, books, results))
+            except JournalError as error:
+                print(f"demo: {error}", file=sys.stderr)
+                run_dir.rmdir()
+                return 2
         logs = {
             name: files.enter_context(open(run_dir / f"{name}.log", "wb"))
             for name in ("feed", "radar", "compact")
@@ -273,6 +310,22 @@ def run_demo(options: DemoOptions) -> int:
     return 1 if outcome.problems else 0
 
 
+def _serve_metrics(
+    listen: str, books: Path, results: Path
+) -> contextlib.AbstractContextManager[object]:
+    """The metrics of the venues' journals (writer, radar's registration, feed) and
+    of the results journal (the radar's own metrics) on ``listen``, found at each
+    scrape: they appear as the pipeline starts."""
+    from journal.monitor._exporter import serving
+
+    return serving([books, results], listen, option="--metrics-listen", prefix="demo: metrics: ")
+
+
+def _venue_journals(books: Path) -> list[Path]:
+    """The feed's journal of each venue: ``books/<venue>``."""
+    return [books / venue.name for venue in VENUES]
+
+
 def _start(
     children: _Children,
     options: DemoOptions,
@@ -297,19 +350,20 @@ def _start(
             "--segment-size",
             str(SEGMENT_SIZE),
             "--seal",
+            "--per-venue",
         ),
         stdout=logs["feed"],
         stderr=subprocess.STDOUT,
     )
-    _wait_for(lambda: any(books.glob("*.journal")), 30, "the feed created no journal", signals)
+    journals = _venue_journals(books)
+    _wait_for(lambda: any(books.glob("*/*.journal")), 30, "the feed created no journal", signals)
     on_terminal = sys.stdout.isatty()
     fees = [arg for venue, bps in FEES_BPS.items() for arg in ("--fee", f"{venue}={bps}")]
     children.start(
         "radar",
         [
             str(options.radar),
-            "--journal",
-            str(books),
+            *(arg for journal in journals for arg in ("--journal", str(journal))),
             "--results",
             str(results),
             "--start",
@@ -328,7 +382,7 @@ def _start(
         _python(
             "journal.cli",
             "compact",
-            str(books),
+            *map(str, journals),
             "--archive",
             str(archive),
             "--keep",
@@ -362,16 +416,19 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
     book, then the compactor after a last pass archives what the feed sealed."""
     if children.stop("feed") != 0:
         outcome.problems.append("the feed exited with an error: see feed.log")
-    if not books.exists():  # stopped before the feed opened its journal
+    journals = _venue_journals(books)
+    if not all(journal.exists() for journal in journals):  # stopped before the feed opened them
         children.kill_all()
         return
-    outcome.books_written = _books_written(books)
+    outcome.books_written = _books_written(journals)
     if "radar" in children.running:
-        _wait_for_radar(books, outcome.books_written)
+        _wait_for_radar(journals, outcome.books_written)
     children.stop("radar", signal.SIGINT)
     children.stop("compact")
     last_pass = subprocess.run(
-        _python("journal.cli", "compact", str(books), "--archive", str(archive), "--once", "-q"),
+        _python(
+            "journal.cli", "compact", *map(str, journals), "--archive", str(archive), "--once", "-q"
+        ),
         start_new_session=True,
         capture_output=True,
         text=True,
@@ -380,19 +437,21 @@ def _stop_in_order(children: _Children, books: Path, archive: Path, outcome: Out
         outcome.problems.append(f"the compactor's last pass failed: {last_pass.stderr.strip()}")
 
 
-def _books_written(books: Path) -> int:
-    """The writer's own count, from its metrics file (it outlives the writer)."""
-    figures = read_writer(books)
-    return 0 if figures is None else figures.records
+def _books_written(journals: list[Path]) -> int:
+    """The writers' own counts, from their metrics files (they outlive the writers)."""
+    figures = [read_writer(journal) for journal in journals]
+    return sum(each.records for each in figures if each is not None)
 
 
-def _wait_for_radar(books: Path, written: int) -> None:
-    """Until the radar's registration says it has read ``written`` books; a radar
-    that stops making progress for RADAR_CATCH_UP_S is stopped anyway, and the
+def _wait_for_radar(journals: list[Path], written: int) -> None:
+    """Until the radar's registrations say it has read ``written`` books in all; a
+    radar that stops making progress for RADAR_CATCH_UP_S is stopped anyway, and the
     summary then says how many it read."""
     progress, since = -1, time.monotonic()
     while time.monotonic() - since < RADAR_CATCH_UP_S:
-        read = sum(reader.records for reader in _radar_registrations(books))
+        read = sum(
+            reader.records for journal in journals for reader in _radar_registrations(journal)
+        )
         if read >= written:
             return
         if read > progress:
@@ -412,12 +471,13 @@ def _radar_registrations(books: Path) -> list[ReaderFigures]:
 
 def _account(outcome: Outcome, books: Path, archive: Path) -> None:
     """Archived records, sizes, and the checks: written == read by the radar == archived."""
-    for path in _archive.archive_files(archive / books.name):
-        with _archive.ArchiveReader(path) as reader:
-            outcome.archived_segments += 1
-            outcome.archive_bytes += reader.file_size
-            outcome.raw_bytes += reader.header.commit_offset
-            outcome.archived_records += sum(1 for _ in reader.records())
+    for journal in _venue_journals(books):
+        for path in _archive.archive_files(archive / journal.name):
+            with _archive.ArchiveReader(path) as reader:
+                outcome.archived_segments += 1
+                outcome.archive_bytes += reader.file_size
+                outcome.raw_bytes += reader.header.commit_offset
+                outcome.archived_records += sum(1 for _ in reader.records())
     written = outcome.books_written
     read = outcome.radar.books or 0  # None: it printed no summary (never started)
     if read != written:

@@ -33,7 +33,12 @@ them, 1e-8 on Upbit, 1e-4 on Bithumb.
 ``DemoFeed(seed).books(rate, start_ns)`` is deterministic for tests;
 ``run_feed`` publishes through journal.collector at a paced rate until a duration
 passes or SIGINT/SIGTERM; ``python -m journal.demo.feed --journal DIR --rate R
---duration S`` runs it.
+--duration S`` runs it. With one journal per venue (``--per-venue``, as ``journal
+collect`` writes them) each journal also gets the collector's feed metrics
+(``collector.metrics``, journal._feed_metrics): every symbol LIVE while the feed
+runs, its messages, books and refusals counted, the time of its last message and
+the synthetic exchange-to-local delay, STOPPED at the end; so ``journal top`` and
+``journal metrics`` show the demo as they show a live collector.
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ from decimal import Decimal
 from operator import gt, lt
 from typing import Any, Final
 
+from journal._feed_metrics import FeedCounter, FeedMetricsWriter, FeedState, StreamMetrics
 from journal._names import stream_path
 from journal._writer import DEFAULT_SEGMENT_SIZE
 from journal.collector import BookPublisher, Refusal
+from journal.symbols import normalize
 
 DEPTH: Final = 10
 """Levels a side, as the collector sends them."""
@@ -584,12 +591,18 @@ def run_feed(
         stack.enter_context(_stopping_on_signals(stop))
         publishers = _open_publishers(stack, journal_dir, per_venue, segment_size)
         unique = list({id(publisher): publisher for publisher in publishers.values()}.values())
+        streams = _open_feed_metrics(stack, publishers) if per_venue else {}
 
         def publish(now_ns: int) -> None:
             book = feed.next_book(now_ns)
             exchange = book["exchangename"]
-            if publishers[exchange].publish(book) is not None:
+            published = publishers[exchange].publish(book) is not None
+            if published:
                 books[exchange] += 1
+            stream = streams.get((exchange, book["symbol"]))
+            if stream is not None:  # the collector's counters, as journal collect keeps them
+                stream.message(now_ns, book["timestamp"])
+                stream.add(_BOOKS if published else _REFUSED)
 
         started = time.monotonic_ns()
         wall_start = time.time_ns()
@@ -641,6 +654,31 @@ def _open_publishers(
         }
     shared = stack.enter_context(BookPublisher(journal_dir, segment_size=segment_size))
     return {venue.name: shared for venue in VENUES}
+
+
+_BOOKS: Final = FeedCounter.BOOKS
+_REFUSED: Final = FeedCounter.REFUSED
+
+
+def _open_feed_metrics(
+    stack: contextlib.ExitStack, publishers: Mapping[str, BookPublisher]
+) -> dict[tuple[str, str], StreamMetrics]:
+    """A ``collector.metrics`` in each venue's journal, every symbol LIVE (closed, so
+    STOPPED, when the feed ends); the slot of each (venue, market as the venue spells
+    it)."""
+    streams: dict[tuple[str, str], StreamMetrics] = {}
+    for venue in VENUES:
+        markets = {
+            m.symbol: normalize(venue.name, m.symbol)[1] for m in MARKETS if m.venue is venue
+        }
+        metrics = stack.enter_context(
+            FeedMetricsWriter(publishers[venue.name].path, venue.name, list(markets.values()))
+        )
+        for native, symbol in markets.items():
+            stream = metrics.stream(symbol)
+            stream.set_state(FeedState.LIVE)
+            streams[venue.name, native] = stream
+    return streams
 
 
 @contextlib.contextmanager

@@ -1,108 +1,88 @@
-"""``journal metrics JOURNAL...``: the journals' metrics in Prometheus text format.
+"""The journals' and the radar's shared-memory metrics as Prometheus metric families.
 
-Text exposition format 0.0.4: per metric family a ``# HELP`` and a ``# TYPE`` line,
-then its samples; labels ``journal`` (the directory name, or its path where two
-journals share a name), ``reader`` (``<name>-<pid>[-<n>]``), and for the feed of
-the collector writing the journal (``collector.metrics``) ``venue`` and ``symbol``:
-its state as a state set (``journal_feed_state{state=...}`` 1 for the current
-state, 0 for the others), its counters, the time and age of the last exchange
-message and the exchange-to-local delay. Counters end in
-``_total``; times are in seconds and bytes in bytes, as Prometheus prefers. The
-append latency histogram has a bucket per power of two of nanoseconds
-(``le`` = 2^k - 1 ns, exact bounds of the writer's finer counters), cumulative,
-then ``+Inf``, ``_sum`` and ``_count``. Print it for a scrape (an HTTP wrapper or
-node_exporter's textfile collector: ``--output FILE`` replaces FILE atomically).
+``JournalCollector`` is a prometheus_client collector: every ``collect()`` (one per
+scrape, or per textfile write) finds the journals under the paths it was given
+again (a journal created since appears, one removed goes), takes a snapshot of
+each (journal.monitor._snapshot) and of every radar's ``radar.metrics`` (in a
+journal directory, or a file given), and yields the families built from the tables
+below; nothing is sampled in the background and nothing is kept between scrapes.
+prometheus_client writes the text (format 0.0.4, or OpenMetrics when a scraper
+asks for it); docs/METRICS.md lists every family.
+
+Each family is defined once, in a table: its name with its unit (``_seconds``,
+``_bytes``, ``_ratio``; counters end in ``_total``), its type, its help and how
+its value is read off a source (a journal's snapshot, its writer's figures, one
+reader's, one symbol of a collector feed, a radar, one of its streams or pairs).
+
+Labels are stable across restarts, so a restarted process continues its series:
+``journal`` (the directory name, or its path where two journals share a name),
+``reader`` (the reader's name; the 2nd, 3rd live reader of one name, by start
+time, ``name-2``, ``name-3``), ``venue`` and ``symbol`` (a collector's feed),
+``radar`` (its name) with ``venue``/``symbol`` per stream and ``base``,
+``krw_exchange``, ``usdt_exchange`` per pair. A process id is only ever the value
+of an ``*_info`` family's ``pid`` label. Of several registrations of one name, a
+dead one is left out while a live one exists, else the newest dead one is shown
+(``*_up`` 0). No ``_created`` samples: a counter's reset is its process's start,
+exported as ``*_start_time_seconds``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from journal import _feed_metrics_layout as FL
 from journal import _metrics_layout as M
 from journal._errors import JournalError
 from journal._feed_metrics import FeedCounter, FeedSnapshot, FeedState, StreamFigures
-from journal._paths import replaceable_file_problem
-from journal.monitor import _replication as replication
+from journal._inspect import is_journal, journals_in
+from journal._radar_metrics import (
+    RADAR_METRICS_NAME,
+    RadarPair,
+    RadarSnapshot,
+    RadarStream,
+    read_radar_metrics,
+)
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
     ReaderFigures,
     WriterFigures,
-    add_journals_argument,
-    find_journals,
     journal_labels,
     snapshot,
 )
 
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _OCTAVE_COUNTERS: Final = range((2 << M.LATENCY_SUB_BUCKET_BITS) - 1, M.LATENCY_BUCKETS, 8)
 """Counters whose upper bound is 2^k - 1 ns: cumulative counts there are exact."""
-
-
-@dataclass(slots=True)
-class _Family:
-    name: str
-    kind: str
-    help: str
-    samples: list[str] = field(default_factory=list)
-
-    def add(self, labels: dict[str, str], value: float, suffix: str = "") -> None:
-        text = ",".join(f'{key}="{_escape(label)}"' for key, label in labels.items())
-        self.samples.append(f"{self.name}{suffix}{{{text}}} {_number(value)}")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
-def render(snapshots: Sequence[JournalSnapshot]) -> str:
-    """The exposition text for ``snapshots`` (one per journal)."""
-    families: dict[str, _Family] = {}
-
-    def family(name: str, kind: str, help_text: str) -> _Family:
-        return families.setdefault(name, _Family(name, kind, help_text))
-
-    for shot in snapshots:
-        for name, kind, help_text, labels, value, suffix in _samples(shot):
-            family(name, kind, help_text).add(labels, value, suffix)
-    lines: list[str] = []
-    for item in families.values():
-        lines.append(f"# HELP {item.name} {item.help}")
-        lines.append(f"# TYPE {item.name} {item.kind}")
-        lines.extend(item.samples)
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-_Sample = tuple[str, str, str, dict[str, str], float, str]
-"""name, type, help, labels, value, suffix of the name (``_bucket``, ``_sum``, ...)."""
+_UNITS: Final = ("seconds", "bytes", "ratio")
+"""Base units a family name may end in (before ``_total``): OpenMetrics ``# UNIT``."""
 
 _Source = TypeVar("_Source")
 
 
 @dataclass(frozen=True, slots=True)
 class _Metric(Generic[_Source]):
-    """A metric family defined once: its name (with its unit: ``_bytes``,
-    ``_seconds``, ``_total``), type and help, and how its value is read off a
-    source (a journal's snapshot, its writer's figures, one reader's figures).
+    """A gauge or counter family defined once: its name (with its unit: ``_bytes``,
+    ``_seconds``, ``_total``), type and help, and how its value is read off a source.
 
     ``read`` gives the value, None where the source has none (the sample is left
-    out), or with ``label`` a value per label value (a sample each, in its order).
-    ``in_ns``: the source counts ns, the metric is in seconds, as Prometheus
-    prefers."""
+    out: nothing measured yet is not a zero that reads as "just now"), or with
+    ``label`` a value per label value (a sample each, in its order). ``in_ns``: the
+    source counts ns, the metric is in seconds, as Prometheus prefers."""
 
     name: str
     kind: str
@@ -118,16 +98,46 @@ class _Metric(Generic[_Source]):
         if isinstance(value, Mapping):
             assert self.label is not None
             for label, each in value.items():
-                yield self._sample({**labels, self.label: label}, each)
-        else:
-            yield self._sample(labels, value)
+                yield _Sample(self.name, self.kind, self.help, {**labels, self.label: label}, each)
+        elif not (isinstance(value, float) and math.isnan(value)):  # unknown: left out
+            scaled = value / 1e9 if self.in_ns else value
+            yield _Sample(self.name, self.kind, self.help, labels, scaled)
 
-    def _sample(self, labels: dict[str, str], value: float) -> _Sample:
-        return (self.name, self.kind, self.help, labels, value / 1e9 if self.in_ns else value, "")
+
+@dataclass(frozen=True, slots=True)
+class _Info(Generic[_Source]):
+    """An ``<name>_info`` family: value 1, the source's identity (pid, host) as labels
+    that change when the process does; join on the other labels to see them."""
+
+    name: str
+    help: str
+    read: Callable[[_Source], Mapping[str, str]]
+
+    def samples(self, source: _Source, labels: dict[str, str]) -> Iterator[_Sample]:
+        yield _Sample(self.name, "info", self.help, labels, dict(self.read(source)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    """One sample of a family: a number (gauge, counter), the info labels (info), or
+    ``(cumulative buckets, sum)`` (histogram)."""
+
+    name: str
+    kind: str
+    help: str
+    labels: dict[str, str]
+    value: float | dict[str, str] | tuple[list[tuple[str, float]], float]
+
+
+_In = TypeVar("_In", contravariant=True)
+
+
+class _Table(Protocol[_In]):
+    def samples(self, source: _In, labels: dict[str, str]) -> Iterator[_Sample]: ...
 
 
 def _table_samples(
-    table: Sequence[_Metric[_Source]], source: _Source, labels: dict[str, str]
+    table: Sequence[_Table[_Source]], source: _Source, labels: dict[str, str]
 ) -> Iterator[_Sample]:
     for metric in table:
         yield from metric.samples(source, labels)
@@ -173,7 +183,12 @@ _JOURNAL_METRICS: Final[tuple[_Metric[JournalSnapshot], ...]] = (
 )
 """Of every journal, in this order."""
 
-_WRITER_METRICS: Final[tuple[_Metric[WriterFigures], ...]] = (
+_WRITER_METRICS: Final[tuple[_Metric[WriterFigures] | _Info[WriterFigures], ...]] = (
+    _Info(
+        "journal_writer",
+        "The process that last opened the journal for writing: its pid and host.",
+        lambda writer: {"pid": str(writer.pid), "host": writer.host},
+    ),
     _Metric(
         "journal_writer_start_time_seconds",
         "gauge",
@@ -222,12 +237,24 @@ _WRITER_METRICS: Final[tuple[_Metric[WriterFigures], ...]] = (
 )
 """Of a journal whose writer left its counters; the latency histogram follows."""
 
-_READER_METRICS: Final[tuple[_Metric[ReaderFigures], ...]] = (
+_READER_METRICS: Final[tuple[_Metric[ReaderFigures] | _Info[ReaderFigures], ...]] = (
     _Metric(
         "journal_reader_up",
         "gauge",
         "1 while the reader holds the lock of its metrics file, 0 once it died.",
         lambda reader: int(reader.alive),
+    ),
+    _Info(
+        "journal_reader",
+        "The process of the reader registered under this name: its pid and host.",
+        lambda reader: {"pid": str(reader.pid), "host": reader.host},
+    ),
+    _Metric(
+        "journal_reader_start_time_seconds",
+        "gauge",
+        "When the reader whose figures these are started (its counters start at 0).",
+        lambda reader: reader.started_ns,
+        in_ns=True,
     ),
     _Metric(
         "journal_reader_records_total",
@@ -275,16 +302,21 @@ _READER_METRICS: Final[tuple[_Metric[ReaderFigures], ...]] = (
         in_ns=True,
     ),
 )
-"""Of every reader registered in a journal, labelled with its ``reader``."""
+"""Of every reader shown (see ``stable_labels``), labelled with its ``reader``."""
 
 
-_FEED_METRICS: Final[tuple[_Metric[FeedSnapshot], ...]] = (
+_FEED_METRICS: Final[tuple[_Metric[FeedSnapshot] | _Info[FeedSnapshot], ...]] = (
     _Metric(
         "journal_feed_up",
         "gauge",
         "1 while the collector feeding the journal holds the lock of its metrics file, "
         "0 once it stopped or died.",
         lambda feed: int(feed.alive),
+    ),
+    _Info(
+        "journal_feed",
+        "The collector process feeding the journal: its pid and host.",
+        lambda feed: {"pid": str(feed.pid), "host": feed.host},
     ),
     _Metric(
         "journal_feed_start_time_seconds",
@@ -380,15 +412,242 @@ _STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
 """Of each symbol of a collector's feed, labelled with ``venue`` and ``symbol``."""
 
 
-def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
+# -- the radar (journal._radar_metrics) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RadarStream:
+    """One (venue, symbol) the radar reads, with the moment its words were read (ages)."""
+
+    radar: RadarSnapshot
+    stream: RadarStream
+
+
+_RADAR_METRICS: Final[tuple[_Metric[RadarSnapshot] | _Info[RadarSnapshot], ...]] = (
+    _Metric(
+        "radar_up",
+        "gauge",
+        "1 while the radar holds the lock of its metrics file, 0 once it stopped or died "
+        "(its last figures are kept).",
+        lambda radar: int(radar.alive),
+    ),
+    _Info(
+        "radar",
+        "The radar process: its pid and host.",
+        lambda radar: {"pid": str(radar.pid), "host": radar.host},
+    ),
+    _Metric(
+        "radar_start_time_seconds",
+        "gauge",
+        "When the radar whose figures these are started (its counters start at 0).",
+        lambda radar: radar.started_ns,
+        in_ns=True,
+    ),
+    _Metric(
+        "radar_books_total",
+        "counter",
+        "Books the radar has read, all journals.",
+        lambda radar: radar.books,
+    ),
+    _Metric(
+        "radar_results_total",
+        "counter",
+        "Results the radar has computed (each appended to its results journal, if any).",
+        lambda radar: radar.results,
+    ),
+    _Metric(
+        "radar_streams_without_slot_total",
+        "counter",
+        "Streams the radar read that have no slot in its metrics file (no room, or a "
+        "name over 32 bytes): their books count in radar_books_total only.",
+        lambda radar: radar.streams_without_slot,
+    ),
+    _Metric(
+        "radar_pairs_without_slot_total",
+        "counter",
+        "Pairs the radar computed that have no slot in its metrics file: their results "
+        "count in radar_results_total only.",
+        lambda radar: radar.pairs_without_slot,
+    ),
+)
+"""Of every radar shown (see ``stable_labels``), labelled with its ``radar``; the
+observe latency histogram follows."""
+
+_RADAR_STREAM_METRICS: Final[tuple[_Metric[_RadarStream], ...]] = (
+    _Metric(
+        "radar_book_age_seconds",
+        "gauge",
+        "Seconds since the latest book of the stream the radar read was published "
+        "(its local_timestamp_ns), when read: a growing age is a stale book, left out "
+        "of the radar's edges past its staleness limit (left out before the first book).",
+        lambda each: (
+            None
+            if not each.stream.last_local_ns
+            else max(each.radar.taken_ns - each.stream.last_local_ns, 0)
+        ),
+        in_ns=True,
+    ),
+    _Metric(
+        "radar_book_updates_total",
+        "counter",
+        "Books of the stream the radar has read.",
+        lambda each: each.stream.updates,
+    ),
+    _Metric(
+        "radar_book_last_timestamp_seconds",
+        "gauge",
+        "Publication time (local_timestamp_ns) of the latest book of the stream the "
+        "radar read (left out before the first).",
+        lambda each: each.stream.last_local_ns or None,
+        in_ns=True,
+    ),
+)
+"""Of each (venue, symbol) the radar reads, labelled with ``venue`` and ``symbol``."""
+
+_RADAR_PAIR_METRICS: Final[tuple[_Metric[RadarPair], ...]] = (
+    _Metric(
+        "radar_kimchi_premium_ratio",
+        "gauge",
+        "Latest kimchi premium of the base asset between the two venues: "
+        "mid_KRW / (mid_USDT * fx) - 1 (0.02 is 2%; left out while unknown).",
+        lambda pair: pair.kimchi_premium,
+    ),
+    _Metric(
+        "radar_executable_edge_ratio",
+        "gauge",
+        "Latest executable edge for the radar's notional after both venues' taker fees, "
+        "buying on one venue and selling on the other (0.001 is 10 bps; left out while "
+        "no edge can be computed).",
+        lambda pair: pair.edge_bps / 1e4,
+    ),
+    _Metric(
+        "radar_fx_krw_per_usdt",
+        "gauge",
+        "KRW per USDT the radar used for the pair's latest result (left out while unknown).",
+        lambda pair: pair.fx,
+    ),
+    _Metric(
+        "radar_pair_stale",
+        "gauge",
+        "1 if a book of the pair was older than the radar's staleness limit at its "
+        "latest result (its edge left out), else 0.",
+        lambda pair: int(pair.stale),
+    ),
+    _Metric(
+        "radar_pair_updates_total",
+        "counter",
+        "Results the radar has computed for the pair.",
+        lambda pair: pair.updates,
+    ),
+    _Metric(
+        "radar_pair_last_update_timestamp_seconds",
+        "gauge",
+        "When the radar last computed the pair (left out before the first result).",
+        lambda pair: pair.updated_ns or None,
+        in_ns=True,
+    ),
+)
+"""Of each (base, KRW venue, USDT venue) pair, labelled with ``base``,
+``krw_exchange`` and ``usdt_exchange``."""
+
+
+APPEND_LATENCY: Final = "journal_append_latency_seconds"
+"""The writer's append latency histogram, after _WRITER_METRICS."""
+OBSERVE_LATENCY: Final = "radar_observe_latency_seconds"
+"""The radar's publish-to-observe latency histogram, after _RADAR_METRICS."""
+SCRAPE_PROBLEMS: Final = "journal_scrape_problems"
+"""The exporter's own gauge: metrics files a scrape could not read."""
+
+
+def family_names() -> list[str]:
+    """Every family a scrape can hold, in the order it shows them, each by the name
+    of its samples' family in the text format (``*_info`` for the info families)."""
+
+    def names(table: Sequence[_Metric[_Source] | _Info[_Source]]) -> list[str]:
+        return [m.name + "_info" if isinstance(m, _Info) else m.name for m in table]
+
+    return [
+        *names(_JOURNAL_METRICS),
+        *names(_WRITER_METRICS),
+        APPEND_LATENCY,
+        *names(_READER_METRICS),
+        *names(_FEED_METRICS),
+        *names(_STREAM_METRICS),
+        *names(_RADAR_METRICS),
+        OBSERVE_LATENCY,
+        *names(_RADAR_STREAM_METRICS),
+        *names(_RADAR_PAIR_METRICS),
+        SCRAPE_PROBLEMS,
+    ]
+
+
+# -- stable labels ----------------------------------------------------------------------
+
+
+class _Registration(Protocol):
+    """A reader's or radar's metrics file as read: who, whether alive, since when."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def started_ns(self) -> int: ...
+
+
+_Registered = TypeVar("_Registered", bound=_Registration)
+
+
+def stable_labels(registrations: Iterable[_Registered]) -> list[tuple[str, _Registered]]:
+    """The registrations to show, each with its label: its name, so that a restarted
+    process continues the series of the one before it.
+
+    Several live ones of one name (two radars, a reader opened twice): by start time
+    the first gets the name, the next ``name-2``, ``name-3`` (never a label another
+    registration has as its name). Dead ones are left out where a live one of the
+    name exists; otherwise the newest dead one is shown, its ``*_up`` 0."""
+    by_name: dict[str, list[_Registered]] = {}
+    for item in registrations:
+        by_name.setdefault(item.name, []).append(item)
+    taken = set(by_name)
+    shown: list[tuple[str, _Registered]] = []
+    for name, items in by_name.items():
+        live = sorted((i for i in items if i.alive), key=lambda i: (i.started_ns, i.pid))
+        if not live:
+            shown.append((name, max(items, key=lambda i: (i.started_ns, i.pid))))
+            continue
+        shown.append((name, live[0]))
+        number = 1
+        for item in live[1:]:
+            number += 1
+            while f"{name}-{number}" in taken:
+                number += 1
+            taken.add(f"{name}-{number}")
+            shown.append((f"{name}-{number}", item))
+    return shown
+
+
+# -- samples of a scrape ------------------------------------------------------------------
+
+
+def _journal_samples(shot: JournalSnapshot) -> Iterator[_Sample]:
     """A journal's samples: its own, its writer's, each reader's, then its feed's."""
     journal = {"journal": shot.name}
     yield from _table_samples(_JOURNAL_METRICS, shot, journal)
     if shot.writer is not None:
         yield from _table_samples(_WRITER_METRICS, shot.writer, journal)
-        yield from _latency_samples(shot.writer, journal)
-    for reader in shot.readers:
-        yield from _table_samples(_READER_METRICS, reader, {**journal, "reader": reader.label})
+        yield _latency_sample(
+            APPEND_LATENCY,
+            f"append_orderbook latency, one call in {shot.writer.sample_period} timed "
+            "(entry to commit published).",
+            journal,
+            shot.writer.latency_counts,
+            shot.writer.latency_sum_ns,
+        )
+    for label, reader in stable_labels(shot.readers):
+        yield from _table_samples(_READER_METRICS, reader, {**journal, "reader": label})
     if shot.feed is not None:
         venue = {**journal, "venue": shot.feed.venue}
         yield from _table_samples(_FEED_METRICS, shot.feed, venue)
@@ -397,87 +656,234 @@ def _samples(shot: JournalSnapshot) -> Iterator[_Sample]:
             yield from _table_samples(_STREAM_METRICS, stream, {**venue, "symbol": figures.symbol})
 
 
-def _latency_samples(writer: WriterFigures, journal: dict[str, str]) -> Iterator[_Sample]:
-    """The append latency histogram: a cumulative bucket per octave, ``+Inf``, then
-    ``_sum`` and ``_count``. Its help names the writer's sample period."""
-    head = (
-        "journal_append_latency_seconds",
-        "histogram",
-        f"append_orderbook latency, one call in {writer.sample_period} timed "
-        "(entry to commit published).",
+def _radar_samples(label: str, radar: RadarSnapshot) -> Iterator[_Sample]:
+    """A radar's samples: its own, its observe latency, each stream's, each pair's."""
+    labels = {"radar": label}
+    yield from _table_samples(_RADAR_METRICS, radar, labels)
+    yield _latency_sample(
+        OBSERVE_LATENCY,
+        f"Publish-to-observe latency of the books the radar read live, one in "
+        f"{radar.latency_sample_period} timed (local_timestamp_ns to the radar's read).",
+        labels,
+        radar.latency_counts,
+        radar.latency_sum_ns,
     )
-    seen = 0
-    counts = writer.latency_counts
-    previous = 0
+    for stream in radar.streams:
+        yield from _table_samples(
+            _RADAR_STREAM_METRICS,
+            _RadarStream(radar, stream),
+            {**labels, "venue": stream.venue, "symbol": stream.symbol},
+        )
+    for pair in radar.pairs:
+        yield from _table_samples(
+            _RADAR_PAIR_METRICS,
+            pair,
+            {
+                **labels,
+                "base": pair.base,
+                "krw_exchange": pair.krw_exchange,
+                "usdt_exchange": pair.usdt_exchange,
+            },
+        )
+
+
+def _latency_sample(
+    name: str, help_text: str, labels: dict[str, str], counts: Sequence[int], sum_ns: int
+) -> _Sample:
+    """A latency histogram in the writer's bucket scheme (journal._metrics_layout),
+    cumulative at each power of two of ns (``le`` = 2^k - 1 ns, where the finer
+    counters' bounds fall exactly), then ``+Inf``."""
+    if len(counts) != M.LATENCY_BUCKETS:
+        raise JournalError(f"{name}: {len(counts)} latency counters, expected {M.LATENCY_BUCKETS}")
+    buckets: list[tuple[str, float]] = []
+    seen = previous = 0
     for index in _OCTAVE_COUNTERS:
         seen += sum(counts[previous : index + 1])
         previous = index + 1
-        upper_ns = M.latency_bucket_bounds(index)[1]
-        yield (*head, {**journal, "le": repr(upper_ns / 1e9)}, seen, "_bucket")
-    total = sum(counts)
-    yield (*head, {**journal, "le": "+Inf"}, total, "_bucket")
-    yield (*head, journal, writer.latency_sum_ns / 1e9, "_sum")
-    yield (*head, journal, total, "_count")
+        upper_s = M.latency_bucket_bounds(index)[1] / 1e9
+        buckets.append((floatToGoString(upper_s), seen))  # type: ignore[no-untyped-call]
+    buckets.append(("+Inf", sum(counts)))
+    return _Sample(name, "histogram", help_text, labels, (buckets, sum_ns / 1e9))
 
 
-# -- the command -------------------------------------------------------------------------
+def _unit(name: str) -> str:
+    base = name.removesuffix("_total")
+    return next((unit for unit in _UNITS if base.endswith(f"_{unit}")), "")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_journals_argument(parser)
-    parser.add_argument(
-        "--output",
-        metavar="FILE",
-        help="write to FILE (replaced atomically, for node_exporter's textfile "
-        "collector) instead of stdout",
-    )
+def families(samples: Iterable[_Sample]) -> list[Metric]:
+    """The samples gathered into one prometheus_client family per name, in the order
+    each name first appears; every sample of a family has the same label names."""
+    built: dict[str, tuple[Metric, tuple[str, ...]]] = {}
+    for item in samples:
+        entry = built.get(item.name)
+        if entry is None:
+            names = tuple(item.labels)
+            family: Metric
+            if item.kind == "gauge":
+                family = GaugeMetricFamily(
+                    item.name, item.help, labels=names, unit=_unit(item.name)
+                )
+            elif item.kind == "counter":
+                family = CounterMetricFamily(
+                    item.name, item.help, labels=names, unit=_unit(item.name)
+                )
+            elif item.kind == "histogram":
+                family = HistogramMetricFamily(
+                    item.name, item.help, labels=names, unit=_unit(item.name)
+                )
+            else:
+                family = InfoMetricFamily(item.name, item.help, labels=names)
+            entry = built[item.name] = (family, names)
+        family, names = entry
+        assert tuple(item.labels) == names, (item.name, item.labels, names)
+        values = list(item.labels.values())
+        value = item.value
+        if isinstance(family, HistogramMetricFamily):
+            assert isinstance(value, tuple)
+            family.add_metric(values, value[0], value[1])
+        elif isinstance(family, InfoMetricFamily):
+            assert isinstance(value, dict)
+            family.add_metric(values, value)
+        else:
+            assert isinstance(value, int | float)
+            assert isinstance(family, GaugeMetricFamily | CounterMetricFamily)
+            family.add_metric(values, value)
+    return [family for family, _ in built.values()]
 
 
-def run(args: argparse.Namespace) -> int:
-    """Exit status 0; JournalError (a path that is not a journal, an --output that
-    cannot be written) is the caller's."""
-    output = None if args.output is None else Path(args.output)
-    if output is not None:
-        _check_output(output)  # before the journals are read, not after
-    journals = find_journals(args.journals)
-    labels = journal_labels(journals)
-    snapshots = [snapshot(journal, labels[journal]) for journal in journals]
+def scrape_samples(
+    snapshots: Sequence[JournalSnapshot], radars: Sequence[RadarSnapshot] = ()
+) -> Iterator[_Sample]:
+    """Every sample of one scrape: the journals', then the radars'."""
     for shot in snapshots:
-        for problem in shot.problems:
-            print(f"journal metrics: {problem}", file=sys.stderr)
-    text = render(snapshots) + replication.exposition(snapshots)
-    if output is None:
-        sys.stdout.write(text)
-        return 0
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        yield from _journal_samples(shot)
+    for label, radar in stable_labels(radars):
+        yield from _radar_samples(label, radar)
+
+
+def render(snapshots: Sequence[JournalSnapshot], radars: Sequence[RadarSnapshot] = ()) -> str:
+    """The exposition text (format 0.0.4) of ``snapshots`` (one per journal) and
+    ``radars``, as a scrape of a JournalCollector over them would give it."""
+
+    class _Fixed:
+        def collect(self) -> list[Metric]:
+            return families(scrape_samples(snapshots, radars))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed())
+    return generate_latest(registry).decode()
+
+
+# -- the collector ----------------------------------------------------------------------
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Each path that is a journal, and the journals directly inside each other one;
+    a path that does not exist (yet), or cannot be listed, holds none. The startup
+    check that a path is a journal or holds some is the command's
+    (journal.monitor._snapshot.find_journals); a scrape takes what is there."""
+    found: list[Path] = []
+    for path in paths:
+        try:
+            if is_journal(path):
+                found.append(path)
+            elif path.is_dir():
+                found.extend(journals_in(path))
+        except OSError:
+            continue
+    return list(dict.fromkeys(found))
+
+
+class JournalCollector:
+    """A prometheus_client collector (``registry.register(JournalCollector(...))``) of
+    the journals at or under ``paths`` and of the radars whose metrics files are in
+    those journals (``radar.metrics``) or among ``radar_files``.
+
+    Every ``collect()`` reads everything afresh. A metrics file that cannot be read
+    is left out and said to ``on_problems`` (each with its path and why; called once
+    per scrape, with none too), never raised:
+    a scrape shows what can be read; ``journal_scrape_problems`` counts the rest.
+    Safe to call from several threads at once (it only reads)."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        radar_files: Sequence[Path] = (),
+        on_problems: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        self.paths = tuple(paths)
+        self.radar_files = tuple(radar_files)
+        self.on_problems = on_problems
+
+    def describe(self) -> list[Metric]:
+        """Nothing fixed: the families depend on what is found at each scrape (and
+        registering must not read every journal)."""
+        return []
+
+    def collect(self) -> list[Metric]:
+        snapshots, radars, problems = self.read()
+        if self.on_problems is not None:
+            self.on_problems(problems)
+        found = families(scrape_samples(snapshots, radars))
+        scrape = GaugeMetricFamily(
+            SCRAPE_PROBLEMS,
+            "Metrics files this scrape could not read (each said on the exporter's "
+            "stderr with its path and why); 0 when every one was read.",
+            value=len(problems),
+        )
+        return [*found, scrape]
+
+    def read(self) -> tuple[list[JournalSnapshot], list[RadarSnapshot], list[str]]:
+        """A snapshot of each journal found, each radar, and what could not be read."""
+        journals = discover(self.paths)
+        names = journal_labels(journals)
+        snapshots: list[JournalSnapshot] = []
+        problems: list[str] = []
+        for journal in journals:
+            try:
+                shot = snapshot(journal, names[journal])
+            except (JournalError, OSError) as error:  # removed, or unreadable, meanwhile
+                problems.append(f"{journal}: not read: {error}")
+                continue
+            snapshots.append(shot)
+            problems.extend(shot.problems)
+        radars: list[RadarSnapshot] = []
+        for path in self._radar_paths(journals):
+            try:
+                radar = read_radar(path)
+            except (JournalError, OSError) as error:
+                problems.append(str(error))
+                continue
+            if radar is not None:
+                radars.append(radar)
+        return snapshots, radars, problems
+
+    def _radar_paths(self, journals: Sequence[Path]) -> list[Path]:
+        """The given radar files, then each journal's ``radar.metrics``; each once."""
+        paths = [*self.radar_files, *(journal / RADAR_METRICS_NAME for journal in journals)]
+        unique: dict[Path, Path] = {}
+        for path in paths:
+            try:
+                key = path.resolve()
+            except OSError:
+                key = path
+            unique.setdefault(key, path)
+        return list(unique.values())
+
+
+def read_radar(path: Path) -> RadarSnapshot | None:
+    """The radar metrics file at ``path``, None if there is none (no radar wrote its
+    metrics there, or it is gone)."""
     try:
-        # New, not through a link planted at its name.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.replace(temporary, output)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise JournalError(
-            f"--output {output}: {error.strerror} writing {temporary.name} next to it (to "
-            "rename it over FILE): give a FILE in a directory this user may write"
-        ) from None
-    return 0
+        return read_radar_metrics(path)
+    except FileNotFoundError:
+        return None
 
 
-def _check_output(output: Path) -> None:
-    """JournalError unless ``output`` can be replaced by a file: its directory exists
-    and it is not a directory itself. Said with FILE's name, where the write would
-    name only the temporary file next to it."""
-    if output.is_dir():
-        raise JournalError(
-            f"--output {output} is a directory: give a file name, e.g. {output / 'journal.prom'}"
-        )
-    if problem := replaceable_file_problem(output):
-        raise JournalError(f"--output {problem}")
-    if not output.parent.is_dir():
-        raise JournalError(
-            f"--output {output}: the directory {output.parent} does not exist (or is not a "
-            "directory): create it, or give a FILE in an existing directory"
-        )
+def registry(collector: JournalCollector) -> CollectorRegistry:
+    """A registry of ``collector`` alone: no process or platform metrics of the
+    exporter mixed with the journals' (prometheus_client's default registry has them)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

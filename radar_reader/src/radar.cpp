@@ -9,10 +9,15 @@
 // (a --journal path that is a file, or a directory the radar may not read). A
 // --journal that does not exist yet is waited for, said once on stderr.
 // It registers as a reader of each journal it tails
-// (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag. A
+// (<journal>/readers/radar-<pid>.metrics), so that `journal top` shows its lag, and
+// publishes its own figures (books, results, the latest result per pair, per-stream
+// updates and times, its latency histogram) in radar.metrics in the results journal
+// or at --metrics-file (radar_metrics.hpp), which `journal metrics` serves. A
 // journal directory removed and made again by a new writer is followed into its new
-// incarnation, said once on stderr. The summary says how far behind the writers
-// the radar fell. The journals are merged in time order; an old journal is
+// incarnation, said once on stderr. With --metrics-listen HOST:PORT those metrics
+// are served over HTTP by a child, `journal metrics` (exporter.hpp), started before
+// anything is read and stopped on the way out. The summary says how far behind the
+// writers the radar fell. The journals are merged in time order; an old journal is
 // replayed on its own clock (ReplayClock), its latency not applicable.
 #include <dirent.h>
 #include <sys/stat.h>
@@ -36,9 +41,11 @@
 #include <vector>
 
 #include "radar_reader/engine.hpp"
+#include "radar_reader/exporter.hpp"
 #include "radar_reader/histogram.hpp"
 #include "radar_reader/idle.hpp"
 #include "radar_reader/paths.hpp"
+#include "radar_reader/radar_metrics.hpp"
 #include "radar_reader/reader.hpp"
 #include "radar_reader/venues.hpp"
 #include "radar_reader/writer.hpp"
@@ -75,8 +82,23 @@ constexpr const char* kUsage =
     "  --max-records N        stop after N books (a whole number >= 1)\n"
     "  --no-verify            skip the FlatBuffers Verifier (trusted replay only)\n"
     "  --quiet                no live table, only the summary\n"
-    "  --metrics-name NAME    reader name in each journal's readers/ (default radar)\n"
-    "  --no-metrics           do not register as a reader (journal top will not show it)\n"
+    "  --metrics-name NAME    reader name in each journal's readers/, and the radar's\n"
+    "                         name in its metrics (default radar)\n"
+    "  --metrics-file PATH    publish the radar's figures (results per pair, books per\n"
+    "                         stream, latency) in PATH for journal metrics; default\n"
+    "                         radar.metrics in the --results directory, none without\n"
+    "  --no-metrics           neither register as a reader (journal top will not show\n"
+    "                         it) nor write radar.metrics\n"
+    "  --metrics-listen HOST:PORT  serve the radar's metrics and those of the journals\n"
+    "                         it tails over HTTP for Prometheus (/metrics), by a child\n"
+    "                         `journal metrics JOURNAL... --radar FILE --listen\n"
+    "                         HOST:PORT` it starts and stops; :9109 for every\n"
+    "                         interface, 127.0.0.1:0 a free port; its URL is said on\n"
+    "                         stderr (\"radar: serving http://...\"); needs radar.metrics\n"
+    "                         (--results or --metrics-file)\n"
+    "  --journal-program PATH the journal program --metrics-listen runs (default:\n"
+    "                         journal beside the radar, as a wheel installs them, else\n"
+    "                         journal on PATH)\n"
     "  --print-venues         the venue names --fee takes, one a line, and exit\n"
     "  --help                 this text\n"
     "\n"
@@ -87,8 +109,9 @@ constexpr const char* kUsage =
     "once caught up it is live, measured on the wall clock.\n"
     "\n"
     "exit status: 0 done, 1 a journal was corrupt (said with file and offset; the\n"
-    "others are read on) or the results journal failed, 2 bad arguments or a journal\n"
-    "that cannot be read (a file, a directory without read permission).\n";
+    "others are read on) or the results journal failed, 2 bad arguments, a journal\n"
+    "that cannot be read (a file, a directory without read permission), or a\n"
+    "--metrics-listen that could not be served (no journal program, a port in use).\n";
 
 struct Options {
   std::vector<std::string> journals;
@@ -101,7 +124,19 @@ struct Options {
   bool verify = true;
   bool quiet = false;
   std::string metrics_name = "radar";
+  std::string metrics_file;  // --metrics-file, or empty: radar.metrics in --results
+  bool no_metrics = false;
+  std::string metrics_listen;   // --metrics-listen HOST:PORT, or empty: none served
+  std::string journal_program;  // --journal-program PATH, or empty: looked for
   std::vector<std::pair<std::string, double>> fees;  // --fee VENUE=BPS, as given
+
+  // Where radar.metrics goes: --metrics-file, else the results journal; "" for none.
+  std::string radar_metrics_path() const {
+    if (no_metrics) return {};
+    if (!metrics_file.empty()) return metrics_file;
+    if (results.empty()) return {};
+    return results + "/" + radar::metrics::kRadarMetricsName;
+  }
 };
 
 // "5", "2.5", "-1": a fee as the user gave it.
@@ -250,8 +285,20 @@ Options parse(int argc, char** argv) {
       if (!radar::metrics::valid_reader_name(options.metrics_name))
         usage_error("--metrics-name " + options.metrics_name +
                     ": 1..32 letters, digits, '_', '.' or '-'");
+    } else if (arg == "--metrics-file") {
+      options.metrics_file = value();
+      if (options.metrics_file.empty())
+        usage_error("--metrics-file \"\": give a file's path (or --no-metrics)");
     } else if (arg == "--no-metrics") {
-      options.metrics_name.clear();
+      options.no_metrics = true;
+    } else if (arg == "--metrics-listen") {
+      options.metrics_listen = value();
+      if (options.metrics_listen.empty())
+        usage_error("--metrics-listen \"\": give HOST:PORT, e.g. 127.0.0.1:9109 or :9109");
+    } else if (arg == "--journal-program") {
+      options.journal_program = value();
+      if (options.journal_program.empty())
+        usage_error("--journal-program \"\": give the journal program's path");
     } else if (arg == "--quiet") {
       options.quiet = true;
     } else {
@@ -259,6 +306,22 @@ Options parse(int argc, char** argv) {
     }
   }
   if (options.journals.empty()) usage_error("at least one --journal DIR is needed");
+  if (options.no_metrics && !options.metrics_file.empty())
+    usage_error("--metrics-file " + options.metrics_file +
+                " and --no-metrics: give one or the other");
+  if (!options.metrics_listen.empty()) {
+    if (options.no_metrics)
+      usage_error("--metrics-listen " + options.metrics_listen +
+                  " serves the radar's metrics, which --no-metrics turns off: give one or the "
+                  "other");
+    if (options.radar_metrics_path().empty())
+      usage_error("--metrics-listen " + options.metrics_listen +
+                  " serves the radar's radar.metrics: give --results DIR (it is written "
+                  "there) or --metrics-file PATH");
+  } else if (!options.journal_program.empty()) {
+    usage_error("--journal-program " + options.journal_program +
+                " is the program --metrics-listen runs: give --metrics-listen HOST:PORT too");
+  }
   return options;
 }
 
@@ -347,13 +410,28 @@ class ResultsJournal {
 // streams: a linear scan comparing short names beats a map keyed by strings here.
 class StreamStats {
  public:
-  void see(std::string_view exchange, std::string_view symbol, std::int64_t sequence) {
+  struct Stream {
+    std::string exchange;
+    std::string symbol;
+    std::uint64_t updates = 0;
+    std::uint64_t out_of_order = 0;
+    std::int64_t last_sequence = 0;
+    bool has_sequence = false;
+    // Its slot in radar.metrics, claimed on its first book (the lookup above finds
+    // it with the stream: no second one per book).
+    bool metrics_claimed = false;
+    radar::metrics::RadarMetrics::StreamSlot metrics;
+  };
+
+  // The stream of this book, counted.
+  Stream& see(std::string_view exchange, std::string_view symbol, std::int64_t sequence) {
     Stream& stream = find(exchange, symbol);
     ++stream.updates;
-    if (sequence == 0) return;
+    if (sequence == 0) return stream;
     if (stream.has_sequence && sequence <= stream.last_sequence) ++stream.out_of_order;
     else stream.last_sequence = sequence;
     stream.has_sequence = true;
+    return stream;
   }
 
   // Books per venue, in name order, and the total out of order.
@@ -369,20 +447,13 @@ class StreamStats {
   }
 
  private:
-  struct Stream {
-    std::string exchange;
-    std::string symbol;
-    std::uint64_t updates = 0;
-    std::uint64_t out_of_order = 0;
-    std::int64_t last_sequence = 0;
-    bool has_sequence = false;
-  };
-
   Stream& find(std::string_view exchange, std::string_view symbol) {
     for (Stream& stream : streams_)
       if (stream.symbol == symbol && stream.exchange == exchange) return stream;
-    streams_.push_back(Stream{std::string(exchange), std::string(symbol)});
-    return streams_.back();
+    Stream& added = streams_.emplace_back();
+    added.exchange = std::string(exchange);
+    added.symbol = std::string(symbol);
+    return added;
   }
 
   std::vector<Stream> streams_;
@@ -687,7 +758,7 @@ class RadarRun {
   void open(const std::vector<bool>& missing) {
     radar::ReaderOptions reader_options;
     reader_options.verify = options_.verify;
-    reader_options.metrics_name = options_.metrics_name;
+    reader_options.metrics_name = options_.no_metrics ? "" : options_.metrics_name;
     for (const std::string& journal : options_.journals) {
       try {
         readers_.emplace_back(journal, options_.start, reader_options);
@@ -699,6 +770,9 @@ class RadarRun {
     }
     engine_.emplace(options_.engine);
     if (!options_.results.empty()) results_.emplace(options_.results);
+    // After the results journal: its writer made the directory radar.metrics goes in.
+    if (const std::string path = options_.radar_metrics_path(); !path.empty())
+      metrics_ = radar::metrics::RadarMetrics::create(path, options_.metrics_name);
     // Waiting is fine, waiting silently is not: a typo in a path looks just like a
     // writer that has not started.
     for (std::size_t i = 0; i < options_.journals.size(); ++i) {
@@ -807,12 +881,20 @@ class RadarRun {
     if (!replayed) {
       const std::int64_t age = now - book.local_timestamp_ns();
       latency_.record(age);
+      metrics_.observed(age);
       lag_.book(age, now);
       if (records_ % LagTracker::kBacklogSampleEvery == 0)
         lag_.sample_backlog(readers_[next], record.size);
     }
     const radar::BookView view = view_of(book);
-    streams_.see(view.exchange, view.symbol, book.sequence());
+    StreamStats::Stream& stream = streams_.see(view.exchange, view.symbol, book.sequence());
+    if (metrics_) {
+      if (!stream.metrics_claimed) {
+        stream.metrics = metrics_.claim_stream(view.exchange, view.symbol);
+        stream.metrics_claimed = true;
+      }
+      metrics_.book(stream.metrics, view.local_timestamp_ns, view.timestamp_ms);
+    }
     produced_.clear();
     const std::int64_t clock = replayed ? replay_.clock_ns() : now;
     engine_->update(view, now, clock, produced_);
@@ -820,6 +902,10 @@ class RadarRun {
       append(r);
       if (!options_.quiet) table_.update(r, clock);
     }
+    metrics_.results(produced_.data(), produced_.size());
+    // A stream or pair radar.metrics has no slot for: said once.
+    if (metrics_.has_notice())
+      std::fprintf(stderr, "radar: %s\n", metrics_.take_notice().c_str());
     ++records_;
     if (options_.max_records && records_ >= options_.max_records) stop_requested = true;
   }
@@ -938,6 +1024,7 @@ class RadarRun {
   std::vector<radar::JournalReader> readers_;
   std::optional<radar::Engine> engine_;  // before the table: its rows view into it
   std::optional<ResultsJournal> results_;
+  radar::metrics::RadarMetrics metrics_;  // none without --results or --metrics-file
   Table table_;
   radar::Idler idler_;
   std::vector<ReadAhead> ahead_;  // one per reader, erased with it
@@ -955,6 +1042,119 @@ class RadarRun {
   int status_ = 0;
 };
 
+// --metrics-listen: how long `journal metrics` may take to say it serves (a Python
+// start on a busy machine takes a second or two; never reached when it works), and
+// to stop once asked.
+constexpr std::chrono::seconds kExporterStart{30};
+constexpr std::chrono::seconds kExporterStop{10};
+
+// Why `journal metrics` ended before serving, as one line of the radar's: its last
+// line on stderr is the reason (the lines before it, a traceback say, are passed on
+// as they are), "journal metrics: --listen X: why" said as the radar's option.
+void say_refusal(const Options& options, const std::string& said, int status) {
+  std::string text = said;
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  const std::size_t last = text.rfind('\n');
+  const std::string reason = last == std::string::npos ? text : text.substr(last + 1);
+  if (last != std::string::npos) std::fprintf(stderr, "%s\n", text.substr(0, last).c_str());
+  const std::string own = "journal metrics: --listen ";
+  if (reason.rfind(own, 0) == 0) {
+    std::fprintf(stderr, "radar: --metrics-listen %s\n", reason.substr(own.size()).c_str());
+    return;
+  }
+  std::fprintf(stderr,
+               "radar: --metrics-listen %s: journal metrics ended before serving (%s)%s%s\n",
+               options.metrics_listen.c_str(), radar::exporter::status_text(status).c_str(),
+               reason.empty() ? "" : ": ", reason.c_str());
+}
+
+// The journal program --metrics-listen runs: --journal-program, else the one beside
+// the radar, else on PATH. "" once said why there is none (a usage error).
+std::string journal_program(const Options& options) {
+  if (!options.journal_program.empty()) {
+    const std::string problem = radar::exporter::executable_problem(options.journal_program);
+    if (problem.empty()) return options.journal_program;
+    std::fprintf(stderr,
+                 "radar: --journal-program %s: %s: give the journal program (bin/journal in "
+                 "the venv orderbook-journal is installed in)\n",
+                 options.journal_program.c_str(), problem.c_str());
+    return {};
+  }
+  std::string found = radar::exporter::find_program("journal");
+  if (found.empty())
+    std::fprintf(stderr,
+                 "radar: --metrics-listen %s: no journal program beside the radar (in %s) nor "
+                 "on PATH to serve the metrics: activate the venv orderbook-journal is "
+                 "installed in, or give --journal-program PATH\n",
+                 options.metrics_listen.c_str(), radar::exporter::own_directory().c_str());
+  return found;
+}
+
+// --metrics-listen: `journal metrics JOURNAL... --radar FILE --listen HOST:PORT`
+// started and serving, its URL said on stderr: -1. Otherwise the radar's exit status,
+// the reason said in one line: 2 when it cannot serve, 0 when the radar was stopped
+// meanwhile. The journals and the radar's file need not exist yet (--allow-missing):
+// the radar waits for its journals, and makes radar.metrics once this serves.
+int start_exporter(const Options& options, radar::exporter::MetricsExporter& exporter) {
+  const std::string program = journal_program(options);
+  if (program.empty()) return 2;
+  std::vector<std::string> argv = {program,     "metrics", "--listen", options.metrics_listen,
+                                   "--allow-missing", "--radar", options.radar_metrics_path(),
+                                   "--"};
+  argv.insert(argv.end(), options.journals.begin(), options.journals.end());
+  using How = radar::exporter::MetricsExporter::Started::How;
+  radar::exporter::MetricsExporter::Started started;
+  try {
+    started = exporter.start(argv, kExporterStart, stop_requested);
+  } catch (const std::exception& e) {  // no pipe: out of descriptors
+    std::fprintf(stderr, "radar: --metrics-listen %s: %s\n", options.metrics_listen.c_str(),
+                 e.what());
+    return 2;
+  }
+  switch (started.how) {
+    case How::kServing:
+      // What it said before serving (a warning, say) is the user's to see too.
+      std::fputs(started.stderr_text.c_str(), stderr);
+      std::fprintf(stderr, "radar: serving %s (journal metrics, pid %d: %s)\n",
+                   started.url.c_str(), static_cast<int>(exporter.pid()), program.c_str());
+      return -1;
+    case How::kInterrupted:
+      return 0;
+    case How::kNotStarted:
+      std::fprintf(stderr,
+                   "radar: --metrics-listen %s: cannot run %s: %s: give the journal program "
+                   "with --journal-program PATH\n",
+                   options.metrics_listen.c_str(), program.c_str(), started.error.c_str());
+      return 2;
+    case How::kTimedOut:
+      std::fputs(started.stderr_text.c_str(), stderr);
+      std::fprintf(stderr,
+                   "radar: --metrics-listen %s: %s metrics did not say it was serving within "
+                   "%lld s: stopped it\n",
+                   options.metrics_listen.c_str(), program.c_str(),
+                   static_cast<long long>(kExporterStart.count()));
+      return 2;
+    case How::kExited:
+      say_refusal(options, started.stderr_text, started.status);
+      return 2;
+  }
+  return 2;
+}
+
+// --metrics-listen's child stopped (SIGTERM, reaped) on the radar's way out, and
+// said if it had ended on its own meanwhile, or ended badly when stopped.
+void stop_exporter(radar::exporter::MetricsExporter& exporter) {
+  if (exporter.pid() < 0) return;
+  const int pid = static_cast<int>(exporter.pid());
+  const bool early = exporter.ended_early();
+  const int status = exporter.stop(kExporterStop);
+  const bool clean = (WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                     (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+  if (early || !clean)
+    std::fprintf(stderr, "radar: journal metrics (pid %d) %s: %s\n", pid,
+                 early ? "had ended" : "ended", radar::exporter::status_text(status).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -963,6 +1163,10 @@ int main(int argc, char** argv) {
   std::signal(SIGTERM, request_stop);
   const std::optional<std::vector<bool>> missing = check_journal_paths(options.journals);
   if (!missing) return 2;
+  // Declared before the run: on any way out it is stopped after the run is gone.
+  radar::exporter::MetricsExporter exporter;
+  if (!options.metrics_listen.empty())
+    if (const int status = start_exporter(options, exporter); status >= 0) return status;
   RadarRun run(options);
   try {
     run.open(*missing);
@@ -974,5 +1178,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   run.loop();
+  stop_exporter(exporter);
   return run.summary();
 }

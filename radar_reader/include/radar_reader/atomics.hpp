@@ -1,6 +1,8 @@
 // Every access to a word shared with another process, with its memory ordering:
 // the commit offset, end_marker_offset and the futex sleepers flag are touched only
-// through these functions (journal/_publish.py has the same ones for Python).
+// through these functions (journal/_publish.py has the same ones for Python), and so
+// are the radar's metrics words (radar_metrics.hpp; journal/_radar_metrics.py reads
+// them).
 //
 // The writer (Python on x86-64, or radar_reader's JournalWriter) copies a frame and
 // then release-stores the commit offset; readers acquire-load it and read only
@@ -94,6 +96,67 @@ inline bool take_sleepers(std::uint8_t* header) {
 // publish_commit (FUTEX_WAIT / FUTEX_WAKE, not an access of its own).
 inline std::uint32_t* commit_futex_word(std::uint8_t* header) {
   return reinterpret_cast<std::uint32_t*>(header + layout::kCommitOffsetOffset);
+}
+
+// -- Metrics words (radar_metrics.hpp): one owner stores, any process loads --------
+// A metrics word is an aligned u64 in a file others map read-only. The owner is the
+// only writer, so it never needs a read-modify-write: it keeps its own copy of a
+// counter and stores the new value.
+
+// A counter or figure: one relaxed 8-byte store, ordered with nothing (a reader may
+// see an older set of words, never half of one). Pairs with any reader's plain
+// 8-byte load (journal/_radar_metrics.py: a memoryview item).
+inline void store_word_relaxed(std::uint64_t* word, std::uint64_t value) {
+  __atomic_store_n(word, value, __ATOMIC_RELAXED);
+}
+
+inline std::uint64_t load_word_relaxed(const std::uint64_t* word) {
+  return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+
+// A count of slots whose contents (names) were written before: release, so a reader
+// whose acquire load sees `count` sees every byte of slots below it. Pairs with
+// load_count_acquire (Python: a plain load, x86-64 keeps loads in order).
+inline void publish_count_release(std::uint64_t* word, std::uint64_t count) {
+  __atomic_store_n(word, count, __ATOMIC_RELEASE);
+}
+
+// Pairs with publish_count_release.
+inline std::uint64_t load_count_acquire(const std::uint64_t* word) {
+  return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+
+// A sequence lock with one writer (Boehm, "Can seqlocks get along with programming
+// language memory models?"). The writer makes the sequence odd, then a release fence
+// keeps every data store after it from being seen before the odd sequence; it stores
+// the data (store_word_relaxed), then the next even sequence with release, after the
+// data. Pairs with seqlock_read_begin / seqlock_read_valid (Python: the same loads
+// in program order, which x86-64 keeps).
+inline void seqlock_write_begin(std::uint64_t* sequence, std::uint64_t odd) {
+  __atomic_store_n(sequence, odd, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+// Pairs with seqlock_read_begin: data stored before it is seen by a reader that
+// acquires `even`.
+inline void seqlock_write_end(std::uint64_t* sequence, std::uint64_t even) {
+  __atomic_store_n(sequence, even, __ATOMIC_RELEASE);
+}
+
+// A reader: the sequence before the data (acquire: the data loads that follow see at
+// least what the writer stored before it). Odd means a write is under way: retry.
+// Pairs with seqlock_write_end.
+inline std::uint64_t seqlock_read_begin(const std::uint64_t* sequence) {
+  return __atomic_load_n(sequence, __ATOMIC_ACQUIRE);
+}
+
+// After the data loads (load_word_relaxed): whether they belong to one write. The
+// acquire fence keeps the data loads before the sequence's second load; if a data
+// load saw a store of a later write, this load sees that write's odd sequence (the
+// writer's release fence), so `begin` differs. Pairs with seqlock_write_begin.
+inline bool seqlock_read_valid(const std::uint64_t* sequence, std::uint64_t begin) {
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  return (begin & 1) == 0 && __atomic_load_n(sequence, __ATOMIC_RELAXED) == begin;
 }
 
 }  // namespace radar::atomics
