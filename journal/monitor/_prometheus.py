@@ -12,15 +12,18 @@ asks for it); docs/METRICS.md lists every family.
 Each family is defined once, in a table: its name with its unit (``_seconds``,
 ``_bytes``, ``_ratio``; counters end in ``_total``), its type, its help and how
 its value is read off a source (a journal's snapshot, its writer's figures, one
-reader's, one symbol of a collector feed, a radar, one of its streams or pairs).
+reader's, one symbol of a collector feed, its replicator's or mirror's figures, a
+radar, one of its streams or pairs).
 
 Labels are stable across restarts, so a restarted process continues its series:
 ``journal`` (the directory name, or its path where two journals share a name),
 ``reader`` (the reader's name; the 2nd, 3rd live reader of one name, by start
 time, ``name-2``, ``name-3``), ``venue`` and ``symbol`` (a collector's feed),
-``radar`` (its name) with ``venue``/``symbol`` per stream and ``base``,
-``krw_exchange``, ``usdt_exchange`` per pair. A process id is only ever the value
-of an ``*_info`` family's ``pid`` label. Of several registrations of one name, a
+``role`` and ``stream`` (a journal's replicator, ``replicate``, or mirror,
+``mirror``, one file of each a journal, and its JetStream stream), ``radar`` (its
+name) with ``venue``/``symbol`` per stream and ``base``, ``krw_exchange``,
+``usdt_exchange`` per pair. A process id is only ever the value of an ``*_info``
+family's ``pid`` label. Of several registrations of one name, a
 dead one is left out while a live one exists, else the newest dead one is shown
 (``*_up`` 0). No ``_created`` samples: a counter's reset is its process's start,
 exported as ``*_start_time_seconds``.
@@ -57,10 +60,12 @@ from journal._radar_metrics import (
     RadarStream,
     read_radar_metrics,
 )
+from journal._replication_metrics import NatsState, Role, Word
 from journal.monitor._snapshot import (
     REFUSAL_REASONS,
     JournalSnapshot,
     ReaderFigures,
+    ReplicationSide,
     WriterFigures,
     journal_labels,
     snapshot,
@@ -412,6 +417,188 @@ _STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
 """Of each symbol of a collector's feed, labelled with ``venue`` and ``symbol``."""
 
 
+# -- replication (journal._replication_metrics) -----------------------------------------
+
+
+def _word(word: Word, role: Role | None = None) -> Callable[[ReplicationSide], int | None]:
+    """A word of the file; with ``role``, of that side's files only (the other's
+    samples left out: a mirror retries nothing, a replicator has no consumer)."""
+    return lambda side: side.figures[word] if role is None or side.figures.role is role else None
+
+
+def _known(word: Word, after: Word | None = None) -> Callable[[ReplicationSide], int | None]:
+    """A word about the last message, left out while 0 (none yet), or while ``after``
+    is 0 (the word is only written with it)."""
+    return lambda side: side.figures[word] if side.figures[after or word] else None
+
+
+_REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSide], ...]] = (
+    _Metric(
+        "journal_replication_up",
+        "gauge",
+        "1 while the journal's replicator (role replicate) or mirror (role mirror) holds "
+        "the lock of its metrics file, 0 once it stopped or died (its last figures kept).",
+        lambda side: int(side.figures.alive),
+    ),
+    _Info(
+        "journal_replication",
+        "The process publishing the journal to JetStream (replicate) or writing it as a "
+        "mirror (mirror): its pid and host.",
+        lambda side: {"pid": str(side.figures.pid), "host": side.figures.host},
+    ),
+    _Metric(
+        "journal_replication_start_time_seconds",
+        "gauge",
+        "When the replicator or mirror whose counters these are started.",
+        lambda side: side.figures.started_ns,
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_replication_nats_connected",
+        "gauge",
+        "1 while the process is connected to NATS, 0 while it connects or reconnects and "
+        "once it stopped or died.",
+        lambda side: int(
+            side.figures.alive and side.figures[Word.NATS_STATE] == NatsState.CONNECTED
+        ),
+    ),
+    _Metric(
+        "journal_replication_nats_reconnects_total",
+        "counter",
+        "NATS connections of the process lost and made again.",
+        _word(Word.RECONNECTS_TOTAL),
+    ),
+    _Metric(
+        "journal_replication_nats_errors_total",
+        "counter",
+        "Errors the NATS client reported on the process's connection.",
+        _word(Word.ERRORS_TOTAL),
+    ),
+    _Metric(
+        "journal_replication_records_total",
+        "counter",
+        "Records of the journal JetStream acknowledged (replicate) or appended to the "
+        "mirror journal (mirror).",
+        _word(Word.RECORDS_TOTAL),
+    ),
+    _Metric(
+        "journal_replication_messages_total",
+        "counter",
+        "JetStream messages (each a run of the journal's records) acknowledged "
+        "(replicate) or appended (mirror).",
+        _word(Word.MESSAGES_TOTAL),
+    ),
+    _Metric(
+        "journal_replication_bytes_total",
+        "counter",
+        "Bytes of record frames in those messages.",
+        _word(Word.BYTES_TOTAL),
+    ),
+    _Metric(
+        "journal_replication_stream_sequence",
+        "gauge",
+        "Stream sequence of the journal's last message acknowledged (replicate; at its "
+        "start, the stream's last of the journal) or appended (mirror); left out while "
+        "none.",
+        _known(Word.STREAM_SEQUENCE),
+    ),
+    _Metric(
+        "journal_replication_last_record_timestamp_seconds",
+        "gauge",
+        "Time field (local_timestamp_ns, the source writer's clock) of that message's "
+        "last record; left out while none.",
+        _known(Word.LAST_RECORD_NS),
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_replication_last_message_timestamp_seconds",
+        "gauge",
+        "When the process's last message was acknowledged by JetStream (replicate) or "
+        "committed to the mirror journal (mirror); left out before its first.",
+        _known(Word.LAST_MESSAGE_NS),
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_replication_delay_seconds",
+        "gauge",
+        "Of the last message: from its publish to JetStream's acknowledgement "
+        "(replicate); from its last record's time field to its commit in the mirror "
+        "journal, source to mirror, the hosts' clock difference included (mirror). Left "
+        "out before the process's first message.",
+        _known(Word.LATENCY_NS, after=Word.LAST_MESSAGE_NS),
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_replication_lag_records",
+        "gauge",
+        "Records committed to the source journal that JetStream has not acknowledged "
+        "(replicate; estimated beyond 20000).",
+        lambda side: None if side.lag is None else side.lag.records,
+    ),
+    _Metric(
+        "journal_replication_lag_bytes",
+        "gauge",
+        "Committed bytes of the source journal that JetStream has not acknowledged (replicate).",
+        lambda side: None if side.lag is None else side.lag.bytes,
+    ),
+    _Metric(
+        "journal_replication_lag_seconds",
+        "gauge",
+        "How long the oldest record JetStream has not acknowledged has been published "
+        "(replicate; 0: caught up).",
+        lambda side: None if side.lag is None else side.lag.ns,
+        in_ns=True,
+    ),
+    _Metric(
+        "journal_replication_retries_total",
+        "counter",
+        "JetStream requests the replicator retried (a publish, or a read of the "
+        "journal's last message in the stream, that failed or timed out).",
+        _word(Word.RETRIES_TOTAL, Role.REPLICATE),
+    ),
+    _Metric(
+        "journal_replication_resyncs_total",
+        "counter",
+        "Times the replicator read the journal's last message in the stream again (the "
+        "stream did not hold what it expected).",
+        _word(Word.RESYNCS_TOTAL, Role.REPLICATE),
+    ),
+    _Metric(
+        "journal_replication_pending_messages",
+        "gauge",
+        "Messages the stream holds for the mirror's consumer not yet delivered (mirror).",
+        _word(Word.PENDING_MESSAGES, Role.MIRROR),
+    ),
+    _Metric(
+        "journal_replication_duplicates_total",
+        "counter",
+        "Messages the mirror journal already held, acknowledged and not appended again.",
+        _word(Word.DUPLICATES_TOTAL, Role.MIRROR),
+    ),
+    _Metric(
+        "journal_replication_gaps_total",
+        "counter",
+        "Messages that did not continue the mirror journal (the consumer is rewound), "
+        "and messages of a copy that stopped (left unacknowledged).",
+        _word(Word.GAPS_TOTAL, Role.MIRROR),
+    ),
+    _Metric(
+        "journal_replication_rewinds_total",
+        "counter",
+        "Rewinds of the mirror's consumer to its acknowledgement floor.",
+        _word(Word.REWINDS_TOTAL, Role.MIRROR),
+    ),
+    _Metric(
+        "journal_replication_redeliveries_total",
+        "counter",
+        "Messages JetStream delivered to the mirror more than once.",
+        _word(Word.REDELIVERIES_TOTAL, Role.MIRROR),
+    ),
+)
+"""Of the journal's replicator and mirror (journal.monitor._snapshot.ReplicationSide),
+labelled with ``role`` (``replicate``, ``mirror``) and ``stream`` (the JetStream stream)."""
+
+
 # -- the radar (journal._radar_metrics) ---------------------------------------------------
 
 
@@ -573,6 +760,7 @@ def family_names() -> list[str]:
         *names(_READER_METRICS),
         *names(_FEED_METRICS),
         *names(_STREAM_METRICS),
+        *names(_REPLICATION_METRICS),
         *names(_RADAR_METRICS),
         OBSERVE_LATENCY,
         *names(_RADAR_STREAM_METRICS),
@@ -633,7 +821,8 @@ def stable_labels(registrations: Iterable[_Registered]) -> list[tuple[str, _Regi
 
 
 def _journal_samples(shot: JournalSnapshot) -> Iterator[_Sample]:
-    """A journal's samples: its own, its writer's, each reader's, then its feed's."""
+    """A journal's samples: its own, its writer's, each reader's, its feed's, then its
+    replicator's and its mirror's."""
     journal = {"journal": shot.name}
     yield from _table_samples(_JOURNAL_METRICS, shot, journal)
     if shot.writer is not None:
@@ -654,6 +843,9 @@ def _journal_samples(shot: JournalSnapshot) -> Iterator[_Sample]:
         for figures in shot.feed.streams:
             stream = _Stream(shot.feed, figures)
             yield from _table_samples(_STREAM_METRICS, stream, {**venue, "symbol": figures.symbol})
+    for side in shot.replication:
+        labels = {**journal, "role": side.role, "stream": side.figures.stream}
+        yield from _table_samples(_REPLICATION_METRICS, side, labels)
 
 
 def _radar_samples(label: str, radar: RadarSnapshot) -> Iterator[_Sample]:

@@ -1,9 +1,12 @@
-"""Replication in ``journal top`` and ``journal metrics``: replicate.metrics, mirror.metrics.
+"""Replication in ``journal top``: replicate.metrics, mirror.metrics.
 
 A journal that ``journal replicate`` publishes has ``replicate.metrics`` in its
 directory; a mirror journal that ``journal mirror`` writes has ``mirror.metrics``
-(journal._replication_metrics). For each, one row: the owner alive or dead, its NATS
-connection, records and messages, its rate over the interval, and its lag:
+(journal._replication_metrics), both read into the journal's snapshot
+(journal.monitor._snapshot.ReplicationSide, also what ``journal metrics`` exports as
+``journal_replication_*``: journal.monitor._prometheus). For each, one row: the owner
+alive or dead, its NATS connection, records and messages, its rate over the
+interval, and its lag:
 
 * replicate: the records between the position JetStream acknowledged last and the
   writer's (walked as a reader's lag is, journal.monitor._snapshot.measure_lag), and
@@ -14,7 +17,8 @@ connection, records and messages, its rate over the interval, and its lag:
   ``duplicates``, ``gaps``, ``rewinds``, ``redeliveries``.
 
 The block comes after the journals' own (a module of its own, so that the monitor's
-other views stay as they are).
+other views stay as they are); a file that cannot be read is among its journal's
+problems, shown with the journal.
 """
 
 from __future__ import annotations
@@ -24,16 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from journal._errors import JournalError
-from journal._replication_metrics import (
-    NatsState,
-    ReplicationFigures,
-    Role,
-    Word,
-    metrics_name,
-    read_replication_metrics,
-)
-from journal.monitor._snapshot import JournalSnapshot, Lag, measure_lag
+from journal._replication_metrics import NatsState, ReplicationFigures, Role, Word
+from journal.monitor._snapshot import JournalSnapshot, Lag
 
 _previous: dict[Path, tuple[int, int]] = {}
 """Per file: records and monotonic ns when last shown, for the rate."""
@@ -62,36 +58,22 @@ class ReplicationRow:
         return NatsState(self.figures[Word.NATS_STATE]).name.lower()
 
 
-def replication_rows(shots: Sequence[JournalSnapshot]) -> tuple[list[ReplicationRow], list[str]]:
-    """A row per replication metrics file of the journals, and what could not be read."""
+def replication_rows(shots: Sequence[JournalSnapshot]) -> list[ReplicationRow]:
+    """A row per replication metrics file of the journals, with its records' rate
+    since the last snapshot of it given to this."""
     rows: list[ReplicationRow] = []
-    problems: list[str] = []
     for shot in shots:
-        for role in Role:
-            path = shot.path / metrics_name(role)
-            try:
-                figures = read_replication_metrics(path)
-            except (JournalError, OSError) as error:
-                problems.append(str(error))
-                continue
-            if figures is None:
-                continue
+        now = shot.taken_monotonic_ns
+        for side in shot.replication:
+            figures = side.figures
             records = figures[Word.RECORDS_TOTAL]
-            before = _previous.get(path)
-            now = time.monotonic_ns()
+            before = _previous.get(figures.path)
             rate = None
             if before is not None and now > before[1] and records >= before[0]:
                 rate = (records - before[0]) * 1e9 / (now - before[1])
-            _previous[path] = (records, now)
-            lag = None
-            if role == Role.REPLICATE and shot.end is not None and figures[Word.MESSAGES_TOTAL]:
-                position = (figures[Word.SEGMENT], figures[Word.OFFSET])
-                try:
-                    lag = measure_lag(shot.path, position, shot.end, shot.taken_ns)
-                except (JournalError, OSError) as error:
-                    problems.append(f"{path}: lag not measured: {error}")
-            rows.append(ReplicationRow(shot.name, figures, rate, lag))
-    return rows, problems
+            _previous[figures.path] = (records, now)
+            rows.append(ReplicationRow(shot.name, figures, rate, side.lag))
+    return rows
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -100,8 +82,8 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 def screen(shots: Sequence[JournalSnapshot]) -> str:
     """The terminal block: nothing when no journal is replicated or mirrored."""
-    rows, problems = replication_rows(shots)
-    if not rows and not problems:
+    rows = replication_rows(shots)
+    if not rows:
         return ""
     lines = [
         "",
@@ -130,13 +112,12 @@ def screen(shots: Sequence[JournalSnapshot]) -> str:
             f"{f[Word.RECONNECTS_TOTAL]:>6,}  {f[Word.SEGMENT]}:{f[Word.OFFSET]} "
             f"seq {f[Word.STREAM_SEQUENCE]} {events}"
         )
-    lines.extend(f"  ! {problem}" for problem in problems)
     return "\n".join(lines) + "\n"
 
 
 def log_lines(shots: Sequence[JournalSnapshot]) -> str:
     """The same as ``key=value`` lines, one per file."""
-    rows, problems = replication_rows(shots)
+    rows = replication_rows(shots)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     lines = []
     for row in rows:
@@ -150,84 +131,4 @@ def log_lines(shots: Sequence[JournalSnapshot]) -> str:
             f"owner={row.owner.replace(' pid ', ',pid=')} stream={f.stream} "
             f"rate={_number(row.rate).replace(',', '')}{lag} {words}"
         )
-    lines.extend(f"{now} replication_problem={problem!r}" for problem in problems)
     return "\n".join(lines) + "\n" if lines else ""
-
-
-_COUNTERS = (
-    (Word.RECORDS_TOTAL, "records_total", "records published (replicate) or appended (mirror)"),
-    (Word.MESSAGES_TOTAL, "messages_total", "messages acknowledged by JetStream or appended"),
-    (Word.BYTES_TOTAL, "bytes_total", "record frame bytes carried"),
-    (Word.RECONNECTS_TOTAL, "reconnects_total", "NATS reconnections"),
-    (Word.RETRIES_TOTAL, "retries_total", "JetStream requests retried (replicate)"),
-    (Word.RESYNCS_TOTAL, "resyncs_total", "positions read back from the stream again"),
-    (Word.DUPLICATES_TOTAL, "duplicates_total", "messages the mirror already held"),
-    (Word.GAPS_TOTAL, "gaps_total", "messages that did not continue the mirror"),
-    (Word.REWINDS_TOTAL, "rewinds_total", "consumer rewinds to its acknowledgement floor"),
-    (Word.REDELIVERIES_TOTAL, "redeliveries_total", "messages delivered more than once"),
-)
-
-
-def exposition(shots: Sequence[JournalSnapshot]) -> str:
-    """``journal_replication_*`` families in the Prometheus text format."""
-    rows, _ = replication_rows(shots)
-    if not rows:
-        return ""
-    families: dict[str, tuple[str, str, list[str]]] = {}
-
-    def sample(name: str, kind: str, help_text: str, row: ReplicationRow, value: float) -> None:
-        labels = f'journal="{row.journal}",role="{row.role}",stream="{row.figures.stream}"'
-        family = families.setdefault(name, (kind, help_text, []))
-        family[2].append(f"journal_replication_{name}{{{labels}}} {value}")
-
-    for row in rows:
-        f = row.figures
-        sample("up", "gauge", "1 while the replicator or mirror holds its file", row, int(f.alive))
-        connected = int(f.alive and f[Word.NATS_STATE] == NatsState.CONNECTED)
-        sample("nats_connected", "gauge", "1 while connected to NATS", row, connected)
-        for word, name, help_text in _COUNTERS:
-            sample(name, "counter", help_text, row, f[word])
-        sample(
-            "stream_sequence",
-            "gauge",
-            "stream sequence of the last message",
-            row,
-            f[Word.STREAM_SEQUENCE],
-        )
-        sample(
-            "latency_seconds",
-            "gauge",
-            "last message: publish round trip (replicate), source record to commit (mirror)",
-            row,
-            f[Word.LATENCY_NS] / 1e9,
-        )
-        if f.role == Role.MIRROR:
-            sample(
-                "pending_messages",
-                "gauge",
-                "messages the stream holds for the mirror not yet delivered",
-                row,
-                f[Word.PENDING_MESSAGES],
-            )
-        if row.lag is not None:
-            sample(
-                "lag_records",
-                "gauge",
-                "records not yet acknowledged by JetStream",
-                row,
-                row.lag.records,
-            )
-            if row.lag.ns is not None:
-                sample(
-                    "lag_seconds",
-                    "gauge",
-                    "age of the oldest record not yet acknowledged",
-                    row,
-                    row.lag.ns / 1e9,
-                )
-    lines = []
-    for name, (kind, help_text, samples) in families.items():
-        lines.append(f"# HELP journal_replication_{name} {help_text}")
-        lines.append(f"# TYPE journal_replication_{name} {kind}")
-        lines.extend(samples)
-    return "\n".join(lines) + "\n"

@@ -5,13 +5,17 @@ disturbs the writer or the readers it watches (removing a dead reader's file is
 journal._metrics.remove_dead_readers, on request). A snapshot gathers, for one journal: the
 writer's counters (``writer.metrics``), whether it is alive (its lock), where it
 will append next (segment headers), each registered reader with its lag, how
-much of the tmpfs the segments take, and the feed of the collector writing it
-(``collector.metrics``, per symbol: journal._feed_metrics).
+much of the tmpfs the segments take, the feed of the collector writing it
+(``collector.metrics``, per symbol: journal._feed_metrics), and the journal's
+replication (``replicate.metrics`` of the ``journal replicate`` publishing it,
+``mirror.metrics`` of the ``journal mirror`` writing it: journal._replication_metrics).
 
 A reader's lag is measured on the journal itself: the frames between its position
 and the writer's are walked and counted (exactly, up to ``LAG_WALK_LIMIT`` frames;
 beyond, estimated from their bytes), and its lag in time is how long the oldest
-record it has not read has been published (now minus that record's time field).
+record it has not read has been published (now minus that record's time field). A
+replicator's lag is measured the same way, from the position JetStream acknowledged
+last.
 """
 
 from __future__ import annotations
@@ -40,6 +44,13 @@ from journal._inspect import is_journal, journals_in
 from journal._lock import writer_alive
 from journal._metrics import map_read_only, reader_alive
 from journal._reader import Reader
+from journal._replication_metrics import (
+    ReplicationFigures,
+    Role,
+    Word,
+    metrics_name,
+    read_replication_metrics,
+)
 from journal._segment import MappedSegment, segment_indices
 from journal._verify import SCHEMAS
 
@@ -104,6 +115,23 @@ class ReaderFigures:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicationSide:
+    """A replication metrics file of the journal as read (``replicate.metrics``: the
+    ``journal replicate`` publishing it; ``mirror.metrics``: the ``journal mirror``
+    writing it), with a replicator's lag."""
+
+    figures: ReplicationFigures
+    lag: Lag | None
+    """replicate: the records from the position JetStream acknowledged last to the
+    writer's, and how long the oldest has waited; None for a mirror, before the first
+    message, or where it could not be measured."""
+
+    @property
+    def role(self) -> str:
+        return self.figures.role.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
 class JournalSnapshot:
     path: Path
     name: str
@@ -124,6 +152,8 @@ class JournalSnapshot:
     """Metrics files that could not be read, each with its path and why."""
     feed: FeedSnapshot | None = None
     """The collector's per-symbol feed figures; None without ``collector.metrics``."""
+    replication: tuple[ReplicationSide, ...] = ()
+    """Its replicator's and its mirror's files (replicate first), those it has."""
 
 
 # -- finding journals ------------------------------------------------------------------
@@ -435,6 +465,7 @@ def snapshot(journal: Path, name: str | None = None) -> JournalSnapshot:
         feed = read_feed_metrics(journal)
     except (JournalError, OSError) as error:
         problems.append(str(error))
+    replication = _replication(journal, end, taken_ns, hint, problems)
     segments, segment_bytes = _segment_usage(journal)
     filesystem = os.statvfs(journal)
     return JournalSnapshot(
@@ -452,7 +483,49 @@ def snapshot(journal: Path, name: str | None = None) -> JournalSnapshot:
         filesystem_free_bytes=filesystem.f_bavail * filesystem.f_frsize,
         problems=tuple(problems),
         feed=feed,
+        replication=replication,
     )
+
+
+def _replication(
+    journal: Path, end: Position | None, now_ns: int, hint: float | None, problems: list[str]
+) -> tuple[ReplicationSide, ...]:
+    """The journal's replication files, a replicator's with its lag (from the position
+    JetStream acknowledged last: the end of the last message it published, or the
+    stream's last message of the journal once it started); what cannot be read is
+    added to ``problems``."""
+    sides: list[ReplicationSide] = []
+    for role in Role:
+        path = journal / metrics_name(role)
+        try:
+            figures = read_replication_metrics(path)
+        except (JournalError, OSError) as error:
+            problems.append(str(error))
+            continue
+        if figures is None:
+            continue
+        lag = None
+        # offset 0: no position yet (a run ends past a segment header). A position of
+        # another incarnation (the journal made again while the stream holds the old
+        # one's end) is no place in this one: lag unknown.
+        if role is Role.REPLICATE and end is not None and figures[Word.OFFSET]:
+            acknowledged = (figures[Word.SEGMENT], figures[Word.OFFSET])
+            try:
+                if _incarnation(journal, end[0]) == figures[Word.INCARNATION_NS]:
+                    lag = measure_lag(journal, acknowledged, end, now_ns, hint)
+            except (CorruptSegmentError, JournalError, OSError) as error:
+                problems.append(f"{path}: lag not measured: {error}")
+        sides.append(ReplicationSide(figures, lag))
+    return tuple(sides)
+
+
+def _incarnation(journal: Path, index: int) -> int | None:
+    """The incarnation of the journal's segment ``index``; None if it is gone."""
+    try:
+        with MappedSegment(journal / F.segment_name(index)) as segment:
+            return segment.header.incarnation_ns
+    except FileNotFoundError:
+        return None
 
 
 def _segment_usage(journal: Path) -> tuple[int, int]:
