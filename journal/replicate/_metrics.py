@@ -139,6 +139,8 @@ class MirrorStats:
             metrics = _open(self.root / journal, Role.MIRROR, self.stream)
             if metrics is not None:
                 self.files[journal] = metrics
+                if self._state is not None:  # born connected, not at the next tick
+                    _connection(metrics, self._state)
         return metrics
 
     def applied(self, run: Run, outcome: str, sequence: int) -> None:
@@ -178,6 +180,7 @@ class MirrorStats:
         self.gap(run)
 
     def connection(self, state: Any) -> None:
+        self._state = state
         for metrics in self.files.values():
             _connection(metrics, state)
 

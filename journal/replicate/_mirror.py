@@ -214,6 +214,7 @@ class Mirror:
     async def run(self, stop: asyncio.Event) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         self.nc = await connect(self.nats_options, self.state)
+        self.stats.connection(self.state)  # a mirror journal's file is born knowing it
         self.js = self.nc.jetstream(timeout=5.0)
         try:
             await self._wait_for_stream(stop)
