@@ -12,11 +12,13 @@ import asyncio
 import itertools
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics_core import Metric
 
 import journal
 from journal.replicate import _scheme
@@ -33,6 +35,7 @@ from tests._replication import (
     writer,
 )
 from tests.nats_server import NatsServer, nats_server  # noqa: F401  (a fixture)
+from tests.test_metrics_http import Served, families, value
 from tests.test_radar_replay import HOUR_NS, write_old_journals
 
 SEGMENT = 1 << 20
@@ -229,58 +232,111 @@ def test_top_and_metrics_show_both_sides(
     shm_dir: Path,
     nats_server: NatsServer,  # noqa: F811
 ) -> None:
+    """A real pair through nats-server: ``journal metrics --listen`` scraped over HTTP
+    (parsed by prometheus_client, held to the naming conventions) shows the replicator
+    and the mirror caught up, ``journal top`` shows both rows; once they stopped, the
+    files stay with their last figures, their owners down."""
     source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
     logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
     writing = writer(source, 1, 3000, 0, SEGMENT, logs[0]).start()
     assert writing.line() == b"done\n"
-    runs = [
-        replicate(nats_server.url, [source], logs[1]).start(),
-        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    copy.parent.mkdir()
+    # Two journals named feed: labelled by their paths.
+    sides = [
+        {"journal": str(source), "role": "replicate", "stream": "JOURNAL"},
+        {"journal": str(copy), "role": "mirror", "stream": "JOURNAL"},
     ]
+    exporter = Served(source.parent, copy.parent)
     try:
-        wait_for(lambda: caught_up(source, copy), 30, "the mirror", logs)
-        metrics = exposition(source.parent, copy.parent)
-        for role in ("replicate", "mirror"):
-            # Two journals named feed: labelled by their paths.
-            labels = f'journal="[^"]*/feed",role="{role}",stream="JOURNAL"'
-            for sample in ("records_total{%s} 3000", "up{%s} 1", "nats_connected{%s} 1"):
-                assert re.search("journal_replication_" + sample % labels, metrics), metrics
-        assert re.search(
-            'journal_replication_lag_records{journal="[^"]*src/feed",role="replicate",'
-            'stream="JOURNAL"} 0\n',
-            metrics,
-        )
-        top = subprocess.run(
-            [
-                str(JOURNAL),
-                "top",
-                "--once",
-                "--interval",
-                "0.1",
-                str(source.parent),
-                str(copy.parent),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert top.returncode == 0, top.stderr
-        lines = [line for line in top.stdout.splitlines() if " replication=" in line]
-        assert len(lines) == 2, top.stdout
-        assert all("records_total=3000" in line and "nats_state=1" in line for line in lines)
+        runs = [
+            replicate(nats_server.url, [source], logs[1]).start(),
+            mirror(nats_server.url, copy.parent, logs[2]).start(),
+        ]
+        pids = [str(run.popen.pid) for run in runs if run.popen is not None]
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, "the mirror", logs)
+
+            def settled() -> bool:  # the acknowledgements counted, the consumer's pending read
+                found = exporter.families()
+                return (
+                    all(
+                        _value(found, "journal_replication_records_total", side) == 3000
+                        for side in sides
+                    )
+                    and _value(found, "journal_replication_pending_messages", sides[1]) == 0
+                )
+
+            wait_for(settled, 30, "both sides' metrics at 3000 records", logs)
+            found = exporter.families()
+            infos = {s.labels["role"]: s.labels for s in found["journal_replication_info"].samples}
+            for side, pid in zip(sides, pids, strict=True):
+                assert value(found, "journal_replication_up", **side) == 1
+                assert value(found, "journal_replication_nats_connected", **side) == 1
+                assert value(found, "journal_replication_messages_total", **side) >= 1
+                assert value(found, "journal_replication_delay_seconds", **side) > 0
+                assert infos[side["role"]] == {**side, "pid": pid, "host": socket.gethostname()}
+            replicating, mirroring = sides
+            assert value(found, "journal_replication_lag_records", **replicating) == 0
+            assert value(found, "journal_replication_lag_seconds", **replicating) == 0
+            assert value(found, "journal_replication_stream_sequence", **replicating) == value(
+                found, "journal_replication_stream_sequence", **mirroring
+            )
+            assert value(found, "journal_replication_bytes_total", **replicating) == value(
+                found, "journal_replication_bytes_total", **mirroring
+            )
+            for name in ("gaps_total", "duplicates_total", "redeliveries_total", "rewinds_total"):
+                assert value(found, f"journal_replication_{name}", **mirroring) == 0
+            # The replicator reads the source as a registered reader, too.
+            reader = {"journal": str(source), "reader": "replicate"}
+            assert value(found, "journal_reader_records_total", **reader) == 3000
+            top = subprocess.run(
+                [
+                    str(JOURNAL),
+                    "top",
+                    "--once",
+                    "--interval",
+                    "0.1",
+                    str(source.parent),
+                    str(copy.parent),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert top.returncode == 0, top.stderr
+            lines = [line for line in top.stdout.splitlines() if " replication=" in line]
+            assert len(lines) == 2, top.stdout
+            assert all("records_total=3000" in line and "nats_state=1" in line for line in lines)
+            owners = [re.search(r" owner=alive,pid=(\d+) ", line) for line in lines]
+            assert [owner[1] if owner else None for owner in owners] == pids, lines
+        finally:
+            assert [run.terminate() for run in runs] == [0, 0]
+        # Closed: the files stay with their last figures, their owners no longer up.
+        for found in (exporter.families(), exposition(source.parent, copy.parent)):
+            for side in sides:
+                assert value(found, "journal_replication_up", **side) == 0
+                assert value(found, "journal_replication_nats_connected", **side) == 0
+                assert value(found, "journal_replication_records_total", **side) == 3000
+        exporter.stop()
     finally:
-        assert [run.terminate() for run in runs] == [0, 0]
-    # Closed: the files stay with their last figures, their owners no longer up.
-    metrics = exposition(source.parent, copy.parent)
-    assert re.search('journal_replication_up{[^}]*role="mirror"[^}]*} 0', metrics)
+        exporter.kill()
 
 
-def exposition(*roots: Path) -> str:
+def _value(found: dict[str, Metric], name: str, labels: dict[str, str]) -> float | None:
+    """The sample, None while there is none."""
+    try:
+        return value(found, name, **labels)
+    except (AssertionError, KeyError):
+        return None
+
+
+def exposition(*roots: Path) -> dict[str, Metric]:
+    """``journal metrics ROOT...`` printed once, parsed."""
     done = subprocess.run(
         [str(JOURNAL), "metrics", *map(str, roots)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout
+    return families(done.stdout)
 
 
 @pytest.mark.parametrize(
