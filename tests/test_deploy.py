@@ -3,9 +3,12 @@
 The dashboard is checked as Grafana reads it (valid JSON, unique panel ids, panels
 inside the 24-column grid, every query on the dashboard's Prometheus variable), and
 then for real: a live demo pipeline (feed -> journal -> radar) served by
-``journal demo --metrics-listen``, scraped by a real Prometheus (Debian's package,
-installed by ``make test``), and every dashboard query, variable and alert
-expression evaluated by it: each must name series that exist and return data.
+``journal demo --metrics-listen``, one of its journals replicated through a real
+nats-server (``journal replicate``) into a mirror journal (``journal mirror``) served
+by its own ``journal metrics --listen``, as a mirror host's exporter, both scraped
+by a real Prometheus (Debian's package, installed by ``make test``), and every
+dashboard query, variable and alert expression evaluated by it: each must name
+series that exist and return data, the Replication row's for both sides of the pair.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import Any
 
 import pytest
 
+from tests._replication import JOURNAL, Process, mirror, replicate, wait_for
 from tests.conftest import REPO
+from tests.nats_server import NatsServer, nats_server  # noqa: F401  (a fixture)
 
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "orderbook-journal.json"
@@ -49,6 +54,8 @@ GRAFANA_VARIABLES = {
 }
 OUR_METRIC = re.compile(r"\b(?:journal|radar)_[a-z0-9_]+\b")
 DEADLINE_S = 60.0
+REPLICATED = "upbit"
+"""The demo's venue journal the live test replicates and mirrors."""
 
 
 def dashboard() -> dict[str, Any]:
@@ -61,6 +68,18 @@ def panels() -> list[dict[str, Any]]:
 
 def queries() -> list[str]:
     return [target["expr"] for panel in panels() for target in panel["targets"]]
+
+
+def row_queries(title: str) -> list[str]:
+    """The queries of the panels under the row named ``title``, up to the next row."""
+    found: list[str] = []
+    inside = False
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            inside = panel["title"] == title
+        elif inside:
+            found.extend(target["expr"] for target in panel["targets"])
+    return found
 
 
 def variable_queries() -> dict[str, str]:
@@ -124,8 +143,18 @@ def test_the_dashboard_covers_what_a_desk_watches() -> None:
         "radar_fx_krw_per_usdt",
         "radar_book_age_seconds",
         "radar_observe_latency_seconds_bucket",
+        "journal_replication_up",
+        "journal_replication_nats_connected",
+        "journal_replication_records_total",
+        "journal_replication_lag_records",
+        "journal_replication_lag_seconds",
+        "journal_replication_pending_messages",
+        "journal_replication_delay_seconds",
+        "journal_replication_redeliveries_total",
+        "journal_replication_gaps_total",
     ):
         assert metric in text, f"no panel queries {metric}"
+    assert all("journal_replication_" in query for query in row_queries("Replication"))
 
 
 @needs_prometheus
@@ -150,15 +179,17 @@ def _get(url: str) -> Any:
 
 
 class _Prometheus:
-    """A real Prometheus scraping ``target`` every second, its data in a temp dir."""
+    """A real Prometheus scraping ``targets`` every second, its data in a temp dir."""
 
-    def __init__(self, target: str, workspace: Path) -> None:
+    def __init__(self, targets: list[str], workspace: Path) -> None:
         config = SCRAPE_CONFIG.read_text()
         config = config.replace("scrape_interval: 5s", "scrape_interval: 1s")
-        config = config.replace('targets: ["localhost:9108"]', f'targets: ["{target}"]')
-        assert target in config, "the scrape config's target line changed: update this test"
+        listed = ", ".join(f'"{target}"' for target in targets)
+        config = config.replace('targets: ["localhost:9108"]', f"targets: [{listed}]")
+        assert listed in config, "the scrape config's target line changed: update this test"
         shutil.copy(ALERTS, workspace / ALERTS.name)
         (workspace / "prometheus.yml").write_text(config)
+        self.targets = len(targets)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         assert PROMETHEUS is not None
@@ -185,21 +216,24 @@ class _Prometheus:
         return list(answer["data"])
 
     def wait_for_samples(self, count: int) -> None:
-        """Until ``count`` scrapes of the target are stored (rates need two)."""
+        """Until ``count`` scrapes of every target are stored (rates need two), each
+        target up."""
         deadline = time.monotonic() + DEADLINE_S
         seen = 0
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "prometheus exited: see prometheus.log"
             try:
-                result = self.query('count_over_time(up{job="orderbook-journal"}[5m])')
-                seen = int(float(result[0]["value"][1])) if result else 0
+                stored = self.query('count_over_time(up{job="orderbook-journal"}[5m])')
                 healthy = self.query('up{job="orderbook-journal"} == 1')
             except OSError:  # not listening yet
-                seen, healthy = 0, []
-            if seen >= count and healthy:
+                stored, healthy = [], []
+            seen = min((int(float(each["value"][1])) for each in stored), default=0)
+            if len(stored) == self.targets and seen >= count and len(healthy) == self.targets:
                 return
             time.sleep(0.2)  # polling Prometheus' own API, with a deadline
-        raise AssertionError(f"prometheus stored {seen} scrapes of the target in {DEADLINE_S} s")
+        raise AssertionError(
+            f"prometheus stored {seen} scrapes of each of {self.targets} targets in {DEADLINE_S} s"
+        )
 
     def stop(self) -> None:
         self.process.terminate()
@@ -210,26 +244,44 @@ class _Prometheus:
             self.process.wait()
 
 
-def _serving_url(demo: subprocess.Popen[str]) -> str:
-    """The demo's ``serving http://HOST:PORT/metrics`` line (its first line on stdout)."""
+def _demo_started(demo: subprocess.Popen[str]) -> tuple[str, Path]:
+    """The demo's ``serving http://HOST:PORT/metrics`` URL (its first line on stdout)
+    and its books directory (``journal demo: feed -> BOOKS -> radar``, the next)."""
     assert demo.stdout is not None
     deadline = time.monotonic() + DEADLINE_S
     seen: list[str] = []
+    url = None
     while time.monotonic() < deadline:
         line = demo.stdout.readline()
         if not line:
             break
         seen.append(line)
         if match := re.search(r"serving (http://\S+/metrics)", line):
-            return match.group(1)
-    raise AssertionError(f"journal demo never said where it serves metrics: {seen}")
+            url = match.group(1)
+        elif (match := re.search(r"feed -> (\S+) -> radar", line)) and url is not None:
+            return url, Path(match.group(1))
+    raise AssertionError(f"journal demo never said where it serves metrics and writes: {seen}")
+
+
+def _exporter_url(exporter: subprocess.Popen[str]) -> str:
+    """``journal metrics --listen``'s ``serving http://HOST:PORT/metrics`` line."""
+    assert exporter.stdout is not None
+    line = exporter.stdout.readline()
+    match = re.search(r"^serving (http://\S+/metrics)", line)
+    assert match, f"journal metrics --listen said {line!r}, exit status {exporter.poll()}"
+    return match.group(1)
 
 
 @pytest.fixture
-def live_prometheus() -> Iterator[_Prometheus]:
-    """A live demo pipeline serving its metrics, and Prometheus scraping it."""
+def live_prometheus(nats_server: NatsServer) -> Iterator[_Prometheus]:  # noqa: F811
+    """A live demo pipeline serving its metrics; its upbit journal replicated through
+    a real nats-server by ``journal replicate`` (the replicator's series on the
+    demo's endpoint: its file is in the source journal) and copied by ``journal
+    mirror`` into a tmpfs root served by its own exporter, as on a mirror host; and
+    Prometheus scraping both endpoints."""
     with tempfile.TemporaryDirectory(prefix="journal-deploy-") as temporary:
         workspace = Path(temporary)
+        mirror_root = Path(tempfile.mkdtemp(prefix="journal-deploy-mirror-", dir="/dev/shm"))
         demo = subprocess.Popen(
             [
                 sys.executable,
@@ -250,21 +302,53 @@ def live_prometheus() -> Iterator[_Prometheus]:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        logs = [workspace / "replicate.log", workspace / "mirror.log"]
+        pair: list[Process] = []
+        exporter = None
         prometheus = None
         try:
-            target = urllib.parse.urlsplit(_serving_url(demo)).netloc
-            prometheus = _Prometheus(target, workspace)
+            demo_url, books = _demo_started(demo)
+            source = books / REPLICATED
+            pair.append(replicate(nats_server.url, [source], logs[0]).start())
+            pair.append(mirror(nats_server.url, mirror_root, logs[1]).start())
+            exporter = subprocess.Popen(
+                [str(JOURNAL), "metrics", str(mirror_root), "--listen", "127.0.0.1:0"],
+                stdout=subprocess.PIPE,
+                stderr=(workspace / "exporter.log").open("w"),
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            mirror_url = _exporter_url(exporter)
+            # Both sides' files made (the mirror's with its journal's first message)
+            # before Prometheus starts: every replication series from its first scrape.
+            wait_for(
+                lambda: (
+                    (source / "replicate.metrics").exists()
+                    and (mirror_root / REPLICATED / "mirror.metrics").exists()
+                ),
+                DEADLINE_S,
+                "replicate.metrics and mirror.metrics",
+                logs,
+            )
+            targets = [urllib.parse.urlsplit(url).netloc for url in (demo_url, mirror_url)]
+            prometheus = _Prometheus(targets, workspace)
             prometheus.wait_for_samples(5)
             yield prometheus
         finally:
             if prometheus is not None:
                 prometheus.stop()
+            if exporter is not None:
+                exporter.terminate()
+                exporter.communicate(timeout=30)
+            codes = [process.terminate() for process in pair]
             demo.send_signal(signal.SIGINT)  # the demo stops its children in order
             try:
                 demo.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 demo.kill()
                 demo.communicate()
+            shutil.rmtree(mirror_root, ignore_errors=True)
+        assert codes == [0] * len(pair), f"replicate, mirror exit statuses {codes}: {logs}"
 
 
 @needs_prometheus
@@ -282,3 +366,15 @@ def test_every_dashboard_query_and_alert_returns_data_from_a_live_pipeline(
         live_prometheus.query(expression)  # valid PromQL, as Prometheus evaluates it
         for metric in OUR_METRIC.findall(expression):
             assert live_prometheus.query(metric), f"alert {name}: no series {metric}"
+    # The Replication row sees the pair: the replicator behind the demo's endpoint,
+    # the mirror behind its own, both up, connected, moving the demo's books.
+    for metric in ("_up", "_nats_connected", "_records_total", "_delay_seconds"):
+        (query,) = [q for q in row_queries("Replication") if f"journal_replication{metric}" in q]
+        result = live_prometheus.query(grafana_expanded(query))
+        assert {series["metric"]["role"] for series in result} == {"replicate", "mirror"}, query
+        assert all(float(series["value"][1]) > 0 for series in result), (query, result)
+    (lag,) = live_prometheus.query("journal_replication_lag_records")
+    assert lag["metric"]["journal"] == REPLICATED and lag["metric"]["role"] == "replicate"
+    (pending,) = live_prometheus.query("journal_replication_pending_messages")
+    assert pending["metric"]["role"] == "mirror" and pending["metric"]["journal"] == REPLICATED
+    assert lag["metric"]["instance"] != pending["metric"]["instance"]  # two hosts' exporters
