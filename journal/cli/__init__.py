@@ -631,13 +631,15 @@ def _add_top(commands: _Commands) -> None:
     top = _add_command(
         commands,
         "top",
-        "writers, readers and collector feeds of journals, live: rate, lag, staleness",
+        "writers, readers, collector feeds and replication of journals, live: rate, lag, staleness",
         "Show every --interval seconds each journal's writer (alive, pid, records, "
         "records/s, MB/s, segment, rolls, refused appends, append latency p50 and p99, "
         "idle time) and its registered readers (alive, records/s, lag in records and in "
         "time, position), the feeds of a `journal collect` per symbol (state, books/s, "
         "age of the last message, STALE past --stale, delay, reconnects, gaps, resyncs), "
-        "and how much of tmpfs the segments take. On a terminal it "
+        "the `journal replicate` and `journal mirror` of each (alive, NATS state, "
+        "records/s, a replicator's lag, latency, a mirror's pending messages, retries, "
+        "gaps, redeliveries), and how much of tmpfs the segments take. On a terminal it "
         "redraws in place until Ctrl-C; into a pipe or a file it prints key=value lines.",
         "0 after --once, or on Ctrl-C; 2 a JOURNAL that is neither a journal nor a "
         "directory holding journals, or that cannot be read.",
@@ -650,12 +652,15 @@ def _add_metrics(commands: _Commands) -> None:
     metrics = _add_command(
         commands,
         "metrics",
-        "writer, reader, collector feed and radar metrics for Prometheus: served or printed",
+        "writer, reader, collector feed, replication and radar metrics for Prometheus: "
+        "served or printed",
         "Export each journal's metrics for Prometheus (docs/METRICS.md): the writer's "
         "records, bytes, rolls, refused appends and append latency histogram; each "
         "reader's position and lag (labelled by its name, stable across restarts); each "
         "collector feed's state, messages, books, reconnects, gaps, resyncs, delay and "
-        "last message age per symbol; each radar's premiums, executable edges and FX per "
+        "last message age per symbol; its `journal replicate` and `journal mirror` (NATS "
+        "connection, records, a replicator's lag, latency, a mirror's pending messages, "
+        "retries, gaps, redeliveries); each radar's premiums, executable edges and FX per "
         "pair, book ages per stream and observe latency (the radar.metrics of a journal "
         "given, or --radar FILE). Every read is fresh from the shared-memory counters. "
         "With --listen HOST:PORT an HTTP endpoint serves them until SIGINT or SIGTERM "
