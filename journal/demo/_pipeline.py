@@ -43,8 +43,9 @@ from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, r
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUT_RADAR = REPO / "build" / "release" / "radar"  # make setup, in a checkout
 RADAR_HOW_TO_GET = (
-    "`pip install .` in the repository builds it into the environment's bin/ (needs g++ "
-    "and cmake), `make setup` into build/release/radar, or give --radar PATH"
+    "`pip install .` in the repository builds it into the environment's bin/ (it needs a "
+    "C++17 compiler; a wheel built with JOURNAL_WITHOUT_RADAR=1 has none), `make setup` "
+    "into build/release/radar, or give --radar PATH"
 )
 SEGMENT_SIZE = 4 * 1024 * 1024
 KEEP_SEGMENTS = 2
