@@ -20,10 +20,9 @@ explicit way to a wheel without the radar (nothing C++ is needed then; ``journal
 Warnings: a user's wheel builds the radar without -Werror (-DRADAR_WERROR=OFF), so
 that a newer compiler's new warning does not stop an install; the tree's own builds
 keep it (the CMake option's default, which ``make cpp`` and CI use).
-``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``; tests/test_wheel.py's strict
-build) makes a C extension that fails to build an error too, instead of the
-pure-Python path, and builds the wheel's radar with -Werror as well: a warning in
-our code cannot slip past a developer or CI.
+``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``) makes a C extension that fails
+to build an error too, instead of the pure-Python path, and builds the wheel's radar
+with -Werror as well: a warning in our code cannot slip past a developer or CI.
 """
 
 from __future__ import annotations
