@@ -652,17 +652,26 @@ def _add_export(commands: _Commands) -> None:
         "Write the books of every SOURCE, selected as analyze selects them (--from, "
         "--to, --exchange, --symbol, --depth), as a Parquet dataset (zstd) partitioned "
         "hive style: OUT/date=YYYY-MM-DD/exchange=NAME/part-NNNNN.parquet, the UTC date "
-        "of each book's local time. A row per book: symbol, market, exchange_time "
-        "(timestamp ms, UTC), local_time (timestamp ns, UTC), sequence and its levels "
-        "as lists (bid_price, bid_qty, ask_price, ask_qty, each the book's own length); "
-        "date and exchange come from the directories (docs/ANALYSIS.md). The dataset "
-        "is written beside OUT and renamed into place whole; Ctrl-C leaves nothing. "
-        "Progress goes to stderr: a live line on a terminal, else a line every "
-        "--progress-interval seconds.",
+        "of each book's local time. A row per book: symbol, market (spot, "
+        "linear_perpetual, inverse_perpetual, ... by venue and symbol; null where the "
+        "table cannot tell), exchange_time (timestamp ms, UTC), local_time (timestamp "
+        "ns, UTC; see --local-time-unit), sequence and its levels as lists (bid_price, "
+        "bid_qty, ask_price, ask_qty, each the book's own length); date and exchange "
+        "come from the directories (docs/ANALYSIS.md). Spark (checked: 3.5.9, 4.3.0) "
+        "reads the ns dataset with spark.sql.legacy.parquet.nanosAsLong=true, "
+        "local_time then a long (timestamp_micros(local_time div 1000)), and a "
+        "--local-time-unit us one as it is. A selection of no book writes nothing: "
+        "exit 2, with what the sources hold. The dataset is written beside OUT and "
+        "published by one rename (a swap with --overwrite and --replace-partitions): "
+        "a reader, or a kill even with SIGKILL, finds the old dataset or the new one "
+        "whole; Ctrl-C before that rename leaves OUT as it was, after it the export "
+        "ends as done. Progress goes to stderr: a live line on a terminal, else a line "
+        "every --progress-interval seconds.",
         "0 written; 1 damage in a source, said with its file and offset; 2 a bad "
-        "argument, a SOURCE that cannot be read, segments missing between those given "
-        "(see --allow-gaps), an OUT that exists (see --overwrite) or cannot be "
-        "written, or pyarrow not installed; 130 interrupted (Ctrl-C).",
+        "argument, a selection of no book, a SOURCE that cannot be read, segments "
+        "missing between those given (see --allow-gaps), an OUT that exists (see "
+        "--overwrite) or cannot be written, or pyarrow not installed; 130 interrupted "
+        "(Ctrl-C) before publishing, OUT unchanged.",
     )
     add_source_arguments(export, _parse_start)
     export.add_argument(
@@ -679,7 +688,8 @@ def _add_export(commands: _Commands) -> None:
         "--replace-partitions",
         action="store_true",
         help="add this export's date/exchange partitions to the dataset at OUT, each "
-        "replacing the one of the same date and exchange whole (export whole days)",
+        "replacing the one of the same date and exchange whole (export whole days); "
+        "the others are kept as hard links and the whole directory swapped at once",
     )
     export.add_argument(
         "--layout",
@@ -687,7 +697,17 @@ def _add_export(commands: _Commands) -> None:
         default="list",
         help="the levels as list columns, each the book's own length (default; "
         "bid_price[1] in DuckDB), or wide: bid_price_0 .. bid_price_N-1 double columns, "
-        "null past a book's depth (top-of-book queries 2-5x faster, docs/ANALYSIS.md)",
+        "null past a book's depth (faster top-of-book queries, slower writes: the "
+        "measurements are in docs/ANALYSIS.md)",
+    )
+    from journal.analysis._table import LOCAL_TIME_UNITS
+
+    export.add_argument(
+        "--local-time-unit",
+        choices=LOCAL_TIME_UNITS,
+        default="ns",
+        help="local_time as TIMESTAMP(NANOS), as journaled (default), or us: "
+        "TIMESTAMP(MICROS), floored, which Spark reads as a timestamp without settings",
     )
     export.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still)")
     export.add_argument(
@@ -696,7 +716,7 @@ def _add_export(commands: _Commands) -> None:
         default=10.0,
         metavar="SECONDS",
         help="when stderr is not a terminal, a progress line at most this often "
-        "(default 10; 0: every step)",
+        "(default 10; 0: every step; a finite number)",
     )
     export.set_defaults(run=_export)
 
