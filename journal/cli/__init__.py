@@ -440,11 +440,12 @@ def _add_demo(commands: _Commands) -> None:
         "read and archived, and print a summary and a chart. Logs, the archive and the "
         "charts stay in a new run-* directory of --output. With --metrics-listen the "
         "pipeline's metrics (writers, readers, feeds, the radar's) are served for "
-        "Prometheus while it runs.",
+        "Prometheus while it runs; without, the demo prints the journal metrics command "
+        "that serves them from its workspace.",
         "0 every book was read by the radar and archived; 1 a problem, said in a PROBLEM "
-        "line (the logs are in the run directory); 2 the radar is not built (make setup), "
-        "an argument is wrong, or the --metrics-listen port is in use; 130 interrupted "
-        "(Ctrl-C).",
+        "line (the logs are in the run directory); 2 no radar found (`pip install .` or "
+        "make setup builds one, or give --radar PATH), an argument is wrong, or the "
+        "--metrics-listen port is in use; 130 interrupted (Ctrl-C).",
     )
     demo.add_argument(
         "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
@@ -617,7 +618,9 @@ def _add_metrics(commands: _Commands) -> None:
         "collector feed's state, messages, books, reconnects, gaps, resyncs, delay and "
         "last message age per symbol; each radar's premiums, executable edges and FX per "
         "pair, book ages per stream and observe latency (the radar.metrics of a journal "
-        "given, or --radar FILE). Every read is fresh from the shared-memory counters. "
+        "given, or --radar FILE; --radar FILE alone: only the radar's). A JOURNAL root "
+        "is searched for journals up to 4 directories down (never inside a journal). "
+        "Every read is fresh from the shared-memory counters. "
         "With --listen HOST:PORT an HTTP endpoint serves them until SIGINT or SIGTERM "
         "(journals created under a JOURNAL root later appear); with --output FILE they "
         "are written for node_exporter's textfile collector, once or every --interval "
@@ -626,9 +629,10 @@ def _add_metrics(commands: _Commands) -> None:
         "0 printed or written, or served until SIGINT or SIGTERM (problems with single "
         "metrics files on stderr); 2 a JOURNAL that is neither a journal nor holds "
         "journals, or cannot be read, a --radar FILE that does not exist (either one "
-        "waited for with --allow-missing), an --output "
-        "that cannot be written, a bad HOST:PORT or a port in use, or prometheus_client "
-        "not installed (pip install 'orderbook-journal[metrics]').",
+        "waited for with --allow-missing) or is not a radar's metrics file, neither "
+        "JOURNAL nor --radar, an --output that cannot be written, a bad HOST:PORT or a "
+        "port in use, or prometheus_client not installed (pip install "
+        "'orderbook-journal[metrics]').",
     )
     try:
         from journal.monitor import _exporter
