@@ -95,6 +95,7 @@ WARMUP = 1_000  # books appended or sent before a run, not measured
 STALL_NS = 50_000  # a busy loop that sees the clock jump this much was descheduled
 SETTLE_S = 0.1  # after the consumer is ready, before the writer starts
 FX = 1_400.0
+REPLAY_AGE_NS = 3_600 * 10**9  # how old the replayed books are (write_replay)
 
 SEQUENCED = {"binance", "bybit"}
 
@@ -458,8 +459,11 @@ def write_replay(path: Path, total: int) -> float:
     books = make_books()
     cycle = len(books)
     seq = Sequencer(books)
-    ts_ms = time.time_ns() // 1_000_000
-    local_ns = time.time_ns()
+    # Stamped an hour ago: every run is a replay. Books read within a second of their
+    # stamp make the radar live (radar.cpp, ReplayClock: latency recorded, observed()
+    # stored), which the first runs after writing were, and the later ones not.
+    local_ns = time.time_ns() - REPLAY_AGE_NS
+    ts_ms = local_ns // 1_000_000
     start = time.perf_counter()
     with journal.Writer(path) as writer:
         for first in range(0, total, 1_000):
@@ -698,9 +702,15 @@ def report_replay(
         f"{max(extra_ns):+.1f}], {statistics.median(lost):.1%} of the replay rate "
         f"[{min(lost):.1%} to {max(lost):.1%}]"
     )
+    fastest = {label: max(r["rate"] for r in replay[label]) for label in (DEPLOYED, WITHOUT_FILE)}
+    # The fastest repeat of each: the least disturbed by other work on a shared machine.
+    best = (
+        f"{1e9 / fastest[DEPLOYED] - 1e9 / fastest[WITHOUT_FILE]:+.1f} ns/book, "
+        f"{1 - fastest[DEPLOYED] / fastest[WITHOUT_FILE]:.1%} of the replay rate"
+    )
     print(
         f"  radar.metrics, same repeat ('{DEPLOYED}' against '{WITHOUT_FILE}'): {cost}; "
-        "median [min to max] over repeats"
+        f"median [min to max] over repeats; fastest repeat of each: {best}"
     )
 
     print("\n## Replay summary (Markdown)\n")
@@ -712,7 +722,7 @@ def report_replay(
             "--no-metrics", "`--no-metrics`"
         )
         print(f"| {shown} | {med:,.0f} ({1e9 / med:.0f} ns/book) |")
-    print(f"\nPublishing radar.metrics, same repeat: {cost}.")
+    print(f"\nPublishing radar.metrics, same repeat: {cost}; fastest repeat of each: {best}.")
 
 
 # -- main ------------------------------------------------------------------------------------
