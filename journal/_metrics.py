@@ -64,29 +64,31 @@ _MAX_SUFFIXES: Final = 100
 _warned: set[str] = set()
 
 
-def _word(offset: int) -> int:
-    """Index of the u64 word at byte ``offset`` (a multiple of 8)."""
+def word_index(offset: int) -> int:
+    """Index of the u64 word at byte ``offset`` (a multiple of 8): where a metrics
+    file's field is in its words (``memoryview.cast("q")``), here and in the radar's
+    (journal._radar_metrics)."""
     assert offset % 8 == 0, offset
     return offset // 8
 
 
-RECORDS_WORD: Final = _word(M.RECORDS_TOTAL_OFFSET)
-LAST_PUBLISH_WORD: Final = _word(M.LAST_PUBLISH_NS_OFFSET)
+RECORDS_WORD: Final = word_index(M.RECORDS_TOTAL_OFFSET)
+LAST_PUBLISH_WORD: Final = word_index(M.LAST_PUBLISH_NS_OFFSET)
 """The words every commit stores: index them in ``WriterMetrics.counters``."""
-_SEGMENT_SEQUENCE_WORD: Final = _word(M.SEGMENT_SEQUENCE_OFFSET)
-_SEGMENT_WORD: Final = _word(M.SEGMENT_OFFSET)
-_BYTES_BASE_WORD: Final = _word(M.BYTES_BASE_OFFSET)
-_ROLLS_WORD: Final = _word(M.ROLLS_TOTAL_OFFSET)
-_LATENCY_SUM_WORD: Final = _word(M.LATENCY_SUM_NS_OFFSET)
-_LATENCY_COUNTS_WORD: Final = _word(M.LATENCY_COUNTS_OFFSET)
+_SEGMENT_SEQUENCE_WORD: Final = word_index(M.SEGMENT_SEQUENCE_OFFSET)
+_SEGMENT_WORD: Final = word_index(M.SEGMENT_OFFSET)
+_BYTES_BASE_WORD: Final = word_index(M.BYTES_BASE_OFFSET)
+_ROLLS_WORD: Final = word_index(M.ROLLS_TOTAL_OFFSET)
+_LATENCY_SUM_WORD: Final = word_index(M.LATENCY_SUM_NS_OFFSET)
+_LATENCY_COUNTS_WORD: Final = word_index(M.LATENCY_COUNTS_OFFSET)
 _REFUSAL_WORDS: Final = (
     # Most specific first: RecordTooLargeError is an InvalidRecordError.
-    (RecordTooLargeError, _word(M.REFUSED_TOO_LARGE_TOTAL_OFFSET)),
-    (InvalidRecordError, _word(M.REFUSED_INVALID_TOTAL_OFFSET)),
-    (JournalFullError, _word(M.REFUSED_JOURNAL_FULL_TOTAL_OFFSET)),
+    (RecordTooLargeError, word_index(M.REFUSED_TOO_LARGE_TOTAL_OFFSET)),
+    (InvalidRecordError, word_index(M.REFUSED_INVALID_TOTAL_OFFSET)),
+    (JournalFullError, word_index(M.REFUSED_JOURNAL_FULL_TOTAL_OFFSET)),
 )
-_LAST_POLL_WORD: Final = _word(M.READER_LAST_POLL_NS_OFFSET)
-_INCARNATIONS_WORD: Final = _word(M.READER_INCARNATIONS_TOTAL_OFFSET)
+_LAST_POLL_WORD: Final = word_index(M.READER_LAST_POLL_NS_OFFSET)
+_INCARNATIONS_WORD: Final = word_index(M.READER_INCARNATIONS_TOTAL_OFFSET)
 
 
 def _create(

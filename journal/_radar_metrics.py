@@ -37,7 +37,7 @@ from journal import _radar_metrics_layout as L
 from journal._errors import JournalError
 from journal._feed_metrics_layout import COLLECTOR_METRICS_MAGIC
 from journal._layout import MAGIC as SEGMENT_MAGIC
-from journal._metrics import reader_alive
+from journal._metrics import reader_alive, word_index
 from journal._metrics_layout import READER_METRICS_MAGIC, WRITER_METRICS_MAGIC
 
 __all__ = [
@@ -154,18 +154,18 @@ def read_radar_metrics(path: str | os.PathLike[str]) -> RadarSnapshot:
             # The counts first: the names below them are complete (published after them).
             stream_count = _count(path, words, L.STREAM_COUNT_OFFSET, L.STREAM_CAPACITY_OFFSET)
             pair_count = _count(path, words, L.PAIR_COUNT_OFFSET, L.PAIR_CAPACITY_OFFSET)
-            first = _word(L.LATENCY_COUNTS_OFFSET)
+            first = word_index(L.LATENCY_COUNTS_OFFSET)
             latency_counts = tuple(words[first : first + L.LATENCY_BUCKETS].tolist())
             streams = tuple(_stream(data, words, index) for index in range(stream_count))
             pairs = tuple(
                 _pair(path, data, words, doubles, stream_capacity, index)
                 for index in range(pair_count)
             )
-            books = words[_word(L.BOOKS_TOTAL_OFFSET)]
-            results = words[_word(L.RESULTS_TOTAL_OFFSET)]
-            latency_sum_ns = words[_word(L.LATENCY_SUM_NS_OFFSET)]
-            streams_without_slot = words[_word(L.STREAMS_WITHOUT_SLOT_TOTAL_OFFSET)]
-            pairs_without_slot = words[_word(L.PAIRS_WITHOUT_SLOT_TOTAL_OFFSET)]
+            books = words[word_index(L.BOOKS_TOTAL_OFFSET)]
+            results = words[word_index(L.RESULTS_TOTAL_OFFSET)]
+            latency_sum_ns = words[word_index(L.LATENCY_SUM_NS_OFFSET)]
+            streams_without_slot = words[word_index(L.STREAMS_WITHOUT_SLOT_TOTAL_OFFSET)]
+            pairs_without_slot = words[word_index(L.PAIRS_WITHOUT_SLOT_TOTAL_OFFSET)]
         # After the words: every time in them is older (an age is never negative).
         taken_ns = time.time_ns()
         _, _, _, pid, period, started_ns, host, name, _, _, _ = L.HEADER_STRUCT.unpack_from(data)
@@ -187,12 +187,6 @@ def read_radar_metrics(path: str | os.PathLike[str]) -> RadarSnapshot:
         streams_without_slot=streams_without_slot,
         pairs_without_slot=pairs_without_slot,
     )
-
-
-def _word(offset: int) -> int:
-    """Index of the u64 word at byte ``offset`` (a multiple of 8)."""
-    assert offset % 8 == 0, offset
-    return offset // 8
 
 
 def _map(path: Path) -> mmap.mmap:
@@ -275,8 +269,8 @@ def _check_header(path: Path, data: mmap.mmap) -> int:
 
 def _count(path: Path, words: memoryview[int], offset: int, capacity_offset: int) -> int:
     """A slot count, checked against its capacity."""
-    count: int = words[_word(offset)]
-    capacity: int = words[_word(capacity_offset)]
+    count: int = words[word_index(offset)]
+    capacity: int = words[word_index(capacity_offset)]
     if count > capacity:
         field = "stream_count" if offset == L.STREAM_COUNT_OFFSET else "pair_count"
         raise JournalError(
@@ -300,23 +294,23 @@ def _signed(word: int) -> int:
 
 def _stream(data: mmap.mmap, words: memoryview[int], index: int) -> RadarStream:
     base = L.stream_slot_offset(index)
-    first = _word(base)
+    first = word_index(base)
     return RadarStream(
         venue=_name(data, base + L.STREAM_VENUE_OFFSET, L.VENUE_SIZE),
         symbol=_name(data, base + L.STREAM_SYMBOL_OFFSET, L.SYMBOL_SIZE),
-        updates=words[first + _word(L.STREAM_UPDATES_TOTAL_OFFSET)],
-        last_local_ns=_signed(words[first + _word(L.STREAM_LAST_LOCAL_NS_OFFSET)]),
-        last_exchange_ms=_signed(words[first + _word(L.STREAM_LAST_EXCHANGE_MS_OFFSET)]),
+        updates=words[first + word_index(L.STREAM_UPDATES_TOTAL_OFFSET)],
+        last_local_ns=_signed(words[first + word_index(L.STREAM_LAST_LOCAL_NS_OFFSET)]),
+        last_exchange_ms=_signed(words[first + word_index(L.STREAM_LAST_EXCHANGE_MS_OFFSET)]),
     )
 
 
-_PREMIUM: Final = _word(L.PAIR_KIMCHI_PREMIUM_OFFSET)
-_EDGE: Final = _word(L.PAIR_EDGE_BPS_OFFSET)
-_FX: Final = _word(L.PAIR_FX_OFFSET)
-_FILL: Final = _word(L.PAIR_FILL_BASE_QUANTITY_OFFSET)
-_STALE: Final = _word(L.PAIR_STALE_OFFSET)
-_UPDATED: Final = _word(L.PAIR_UPDATED_NS_OFFSET)
-_UPDATES: Final = _word(L.PAIR_UPDATES_TOTAL_OFFSET)
+_PREMIUM: Final = word_index(L.PAIR_KIMCHI_PREMIUM_OFFSET)
+_EDGE: Final = word_index(L.PAIR_EDGE_BPS_OFFSET)
+_FX: Final = word_index(L.PAIR_FX_OFFSET)
+_FILL: Final = word_index(L.PAIR_FILL_BASE_QUANTITY_OFFSET)
+_STALE: Final = word_index(L.PAIR_STALE_OFFSET)
+_UPDATED: Final = word_index(L.PAIR_UPDATED_NS_OFFSET)
+_UPDATES: Final = word_index(L.PAIR_UPDATES_TOTAL_OFFSET)
 
 
 def _pair(
@@ -334,8 +328,8 @@ def _pair(
         _name(data, base + L.PAIR_KRW_EXCHANGE_OFFSET, L.VENUE_SIZE),
         _name(data, base + L.PAIR_USDT_EXCHANGE_OFFSET, L.VENUE_SIZE),
     )
-    slot = _word(base)
-    sequence = slot + _word(L.PAIR_SEQUENCE_OFFSET)
+    slot = word_index(base)
+    sequence = slot + word_index(L.PAIR_SEQUENCE_OFFSET)
     deadline: float | None = None
     dead_checked = False
     while True:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests._procs import Children
+from tests._running import Started
 
 if TYPE_CHECKING:
     from tests.fake_exchanges.collect import Collect, Venues
@@ -111,6 +112,17 @@ def children(shm_dir: Path) -> Iterator[Children]:
         yield kids
     finally:
         kids.close_all()
+
+
+@pytest.fixture
+def running() -> Iterator[Started]:
+    """Processes run as a user runs them (tests/_running.py: an exporter, a radar, a
+    collector, the demo), each killed after the test if it still runs."""
+    started = Started()
+    try:
+        yield started
+    finally:
+        started.kill_all()
 
 
 @pytest.fixture

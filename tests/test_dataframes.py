@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 
 import journal
-from journal.analysis import MARKETS, VENUE_MARKETS, load_books, load_results
+from journal.analysis import MARKETS, VENUE_MARKETS, load_books, load_results, market_of
 from journal.symbols import VENUES
-from tests.test_export_dataset import BOOKS, PER_STREAM, STREAMS, exported, write_market
+from tests.test_export_dataset import (
+    BOOKS,
+    PER_STREAM,
+    STREAMS,
+    exported,
+    imported_captures,
+    write_market,
+)
 from tests.test_load_results import typical, write_results
 
 pd = pytest.importorskip("pandas")
@@ -38,7 +45,42 @@ def own_levels(values: np.ndarray, price: np.ndarray) -> list[list[float]]:
 
 def test_every_venue_has_a_market() -> None:
     assert set(VENUE_MARKETS) == set(VENUES)
-    assert set(VENUE_MARKETS.values()) <= set(MARKETS)
+    assert {m for quotes in VENUE_MARKETS.values() for m in quotes.values()} <= set(MARKETS)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "symbol", "market"),
+    [
+        ("bybit", "BTC-USD", "inverse_perpetual"),  # v2 inverse, imported from captures
+        ("bybit", "ETH-USDT", "spot"),  # v5 spot
+        ("bybit", "BTC-EUR", "spot"),
+        ("bybit-futures", "BTC-USDT", "linear_perpetual"),
+        ("bybit-futures", "BTC-USD", None),  # not a contract journaled there: no guess
+        ("binance", "NKN-USDT", "spot"),
+        ("binance-futures", "AKRO-USDT", "linear_perpetual"),
+        ("binance-futures", "BTC-USD", None),  # COIN-M is not journaled as binance-futures
+        ("upbit", "BTC-KRW", "spot"),
+        ("bithumb", "BTC-KRW", "spot"),
+        ("otc-desk", "BTC-KRW", None),  # a venue the table does not know
+        ("binance", "BTC", None),  # not BASE-QUOTE
+    ],
+)
+def test_the_market_is_the_streams_venue_and_quote(
+    exchange: str, symbol: str, market: str | None
+) -> None:
+    assert market_of(exchange, symbol) == market
+
+
+@pytest.mark.slow
+def test_the_real_bybit_inverse_capture_is_inverse_in_every_frame(shm_dir: Path) -> None:
+    """BYBIT.ws.26.0 holds v2 inverse perpetuals (BTCUSD, EOSUSD: quantities in USD
+    contracts), journaled as bybit like v5 spot: the frames must not call them spot."""
+    books = load_books(imported_captures(shm_dir, "BYBIT.ws.26.0"))
+    assert books.exchanges == ["bybit"] and sorted(books.symbols) == ["BTC-USD", "EOS-USD"]
+    df = books.to_pandas()
+    assert set(df["market"].astype(str)) == {"inverse_perpetual"}
+    assert books.to_polars()["market"].unique().to_list() == ["inverse_perpetual"]
+    assert books.to_arrow()["market"].unique().to_pylist() == ["inverse_perpetual"]
 
 
 def test_to_pandas_types_and_values(books: journal.analysis.Books) -> None:

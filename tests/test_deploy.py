@@ -126,6 +126,29 @@ def test_the_dashboard_is_a_grafana_dashboard() -> None:
             assert OUR_METRIC.search(target["expr"]), target["expr"]
 
 
+def test_the_dashboard_declares_only_inputs_it_uses() -> None:
+    """An exported dashboard's ``__inputs`` make Grafana's import ask for each one:
+    one that no panel uses (they all take the ``${datasource}`` variable) is a
+    question for nothing."""
+    model = dashboard()
+    text = DASHBOARD.read_text()
+    for item in model.get("__inputs", []):
+        assert "${" + item["name"] + "}" in text, f"__inputs {item['name']} is never used"
+
+
+def test_every_alert_is_documented() -> None:
+    """docs/METRICS.md names every alert of alerts.yml, and no other."""
+    documented = set(re.findall(r"^\| `(\w+)` \|", _alerts_section(), flags=re.MULTILINE))
+    assert documented == set(alert_expressions())
+
+
+def _alerts_section() -> str:
+    text = (REPO / "docs" / "METRICS.md").read_text()
+    start = text.index("\n## Alerts\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
 def test_the_dashboard_covers_what_a_desk_watches() -> None:
     """Writers, readers and lag, feed health per venue, premiums and edges per pair,
     latency: each has a panel querying its metrics."""

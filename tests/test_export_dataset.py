@@ -1,15 +1,21 @@
 """``journal export``: a hive-partitioned Parquet dataset that DuckDB (the issue's query,
-without casts), Polars and pyarrow.dataset read as one table; its schema, nulls past
-a book's depth, the market column, refusals, re-runs and progress. Real journals
-written by the real writer in /dev/shm, the real command in its own process."""
+without casts), Polars, pyarrow.dataset and Spark (where pyspark and Java are
+installed: not in CI) read as one table; its schema, nulls past a book's depth, the
+market column on real captures, refusals (an empty selection among them), re-runs,
+all-or-nothing publishing and progress. Real journals written by the real writer in
+/dev/shm, the real command in its own process."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import pty
+import re
 import select
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +25,9 @@ import numpy as np
 import pytest
 
 import journal
-from journal.analysis import load_books
+from journal.analysis import _dataset, load_books
+from tests.conftest import CAPTURES
+from tests.test_analysis import archive_sealed
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -79,6 +87,17 @@ def exported(*args: str | Path) -> subprocess.CompletedProcess[str]:
     done = export(*args)
     assert done.returncode == 0, done.stderr
     return done
+
+
+def imported_captures(root: Path, *names: str) -> Path:
+    """The capture files ``names`` (tests/data/exchange-captures) imported by ``journal
+    import-captures`` into a journal under ``root``."""
+    path = root / "captures"
+    command = [sys.executable, "-m", "journal.cli", "import-captures", "--journal", str(path)]
+    command += [str(CAPTURES / name) for name in names]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return path
 
 
 def files_of(out: Path) -> list[str]:
@@ -271,6 +290,50 @@ def test_market_tells_spot_from_linear_and_an_unknown_venue_is_null(
     ]
 
 
+@pytest.mark.slow
+def test_the_real_captures_markets_are_their_streams(shm_dir: Path) -> None:
+    """The review's case: Bybit's v2 inverse contracts (BTCUSD, quantities in USD)
+    journaled as bybit by journal import-captures were exported as spot."""
+    captures = imported_captures(
+        shm_dir,
+        "BINANCE.ws.1.0", "BINANCE.http.0.0", "BINANCE_FUTURES.ws.1.0",
+        "BINANCE_FUTURES.http.0.0", "BYBIT.ws.26.0", "UPBIT.ws.62.0",
+    )  # fmt: skip
+    out = shm_dir / "export"
+    exported(captures, "--parquet", out)
+    rows = duckdb.sql(
+        f"select exchange, market, list(distinct symbol order by symbol), count(*) "
+        f"from '{out}/**/*.parquet' group by all order by all"
+    ).fetchall()
+    assert rows == [
+        ("binance", "spot", ["BLZ-ETH", "LRC-BTC", "NKN-USDT", "RUNE-EUR"], 172),
+        ("binance-futures", "linear_perpetual",
+         ["AKRO-USDT", "CTK-USDT", "KEEP-USDT", "SUSHI-USDT"], 752),
+        ("bybit", "inverse_perpetual", ["BTC-USD", "EOS-USD"], 1018),
+        ("upbit", "spot", ["ITAM-BTC", "LAMB-KRW", "PAX-BTC", "WAVES-KRW", "XTZ-BTC"], 145),
+    ]  # fmt: skip
+    # Upbit's builder journals the count of the stream's messages: a sequence, not null.
+    nulls = duckdb.sql(
+        f"select count(*) - count(sequence) from '{out}/**/*.parquet' where exchange = 'upbit'"
+    ).fetchall()
+    assert nulls == [(0,)]
+
+
+def test_a_v2_capture_of_a_usdt_contract_is_refused_not_journaled_as_spot(shm_dir: Path) -> None:
+    """Only the inverse perpetuals are read from Bybit's v2 captures: a USDT one would
+    be journaled as bybit, whose other books are v5 spot, and export as spot."""
+    lines = (CAPTURES / "BYBIT.ws.26.0").read_text().splitlines()[:8]
+    capture = shm_dir / "BYBIT.ws.9.0"
+    capture.write_text("\n".join(line.replace("EOSUSD", "EOSUSDT") for line in lines) + "\n")
+    command = [sys.executable, "-m", "journal.cli", "import-captures", str(capture)]
+    done = subprocess.run(
+        [*command, "--journal", str(shm_dir / "j")], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done
+    assert f"{capture}:8: bybit orderBookL2_25 EOS-USDT: not an inverse perpetual" in done.stderr
+    assert not (shm_dir / "j").exists()
+
+
 def test_the_wide_layout(market: Path, shm_dir: Path) -> None:
     out = shm_dir / "export"
     exported(market, "--parquet", out, "--layout", "wide", "--depth", "5")
@@ -285,6 +348,89 @@ def test_the_wide_layout(market: Path, shm_dir: Path) -> None:
     ).fetchall()[0]
     shallow = len(STREAMS) * len(range(0, PER_STREAM, 7))
     assert counts == (BOOKS, BOOKS, BOOKS - shallow, BOOKS - len(range(0, PER_STREAM, 11)))
+
+
+# -- local time in microseconds, and Spark ---------------------------------------------------------
+
+
+def test_local_time_in_microseconds_and_one_unit_a_dataset(market: Path, shm_dir: Path) -> None:
+    out = shm_dir / "export"
+    exported(market, "--parquet", out, "--local-time-unit", "us")
+    for path in out.rglob("*.parquet"):
+        assert pq.read_schema(path).field("local_time").type == pa.timestamp("us", tz="UTC")
+    books = load_books(market)
+    micros = dataset_table(out)["local_time"].cast(pa.int64()).to_pylist()
+    assert sorted(micros) == sorted((books.local_timestamp_ns // 1000).tolist())
+    assert len(duckdb.sql(ISSUE_QUERY.format(out=out)).fetchall()) == 40  # 4 exchanges x 10 s
+    before = listing(shm_dir)
+    done = export(market, "--parquet", out, "--replace-partitions", "--exchange", "upbit")
+    assert done.returncode == 2 and not done.stdout
+    assert done.stderr.startswith(
+        f"journal export: --parquet {out}: its files have local_time timestamp[us, tz=UTC], "
+        "this export's timestamp[ns, tz=UTC] (date=2023-11-14/exchange=binance-futures/"
+        "part-00000.parquet); --replace-partitions would mix two schemas"
+    ), done.stderr
+    assert listing(shm_dir) == before
+    wide = ["--layout", "wide", "--local-time-unit", "us"]
+    done = export(market, "--parquet", out, "--replace-partitions", *wide)
+    assert done.returncode == 2 and "its files have bid_price_0 missing, this export's double" in (
+        done.stderr
+    )
+    exported(market, "--parquet", out, "--overwrite")  # the whole dataset: another unit is fine
+
+
+def spark_blocks() -> str:
+    """docs/ANALYSIS.md's ``python spark`` blocks, in order."""
+    text = (Path(__file__).parent.parent / "docs" / "ANALYSIS.md").read_text()
+    found = re.findall(r"^```python spark\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
+    assert found, "docs/ANALYSIS.md lost its Spark example"
+    return "\n".join(found)
+
+
+def spark_missing() -> str | None:
+    """Why Spark cannot run here (pyspark or Java missing), None if it can."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (not a test extra: CI skips this)"
+    if shutil.which("java") is None and "JAVA_HOME" not in os.environ:
+        return "no Java for pyspark"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(spark_missing() is not None, reason=str(spark_missing()))
+def test_spark_reads_both_datasets_as_the_docs_say(market: Path, shm_dir: Path) -> None:
+    """The docs' Spark code run as written on both datasets (ns with nanosAsLong, us as
+    it is): the mid per exchange and second equal DuckDB's; and the ns dataset is
+    refused without the setting, as the docs say."""
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    exported(market, "--parquet", f"{out}-us", "--local-time-unit", "us")
+    expected = {
+        (exchange, second): mid
+        for exchange, second, mid in duckdb.sql(
+            "select exchange, epoch_us(date_trunc('second', local_time)), "
+            f"avg((bid_price[1] + ask_price[1]) / 2) from '{out}/**/*.parquet' group by all"
+        ).fetchall()
+    }
+    namespace: dict[str, object] = {"__name__": "analysis_docs_spark"}
+    try:
+        exec(compile(spark_blocks().replace("/data/export", str(out)), "ANALYSIS.md", "exec"),
+             namespace)  # fmt: skip
+        for name in ("mids", "mids_us"):
+            frame = namespace[name].selectExpr("exchange", "unix_micros(second)", "mid")  # type: ignore[attr-defined]
+            got = {(row[0], row[1]): row[2] for row in frame.collect()}
+            assert got.keys() == expected.keys(), name
+            for key, mid in expected.items():
+                assert got[key] == pytest.approx(mid, rel=1e-12, nan_ok=True), (name, key)
+        spark = namespace["spark"]
+        spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "false")  # type: ignore[attr-defined]
+        with pytest.raises(Exception, match=r"Illegal Parquet type: INT64 \(TIMESTAMP\(NANOS"):
+            spark.read.parquet(str(out)).collect()  # type: ignore[attr-defined]
+    finally:
+        if "spark" in namespace:
+            namespace["spark"].stop()  # type: ignore[attr-defined]
 
 
 # -- refusals ----------------------------------------------------------------------------------
@@ -345,12 +491,59 @@ def test_a_bad_source_is_said_and_no_dataset_is_made(shm_dir: Path) -> None:
     assert os.listdir(shm_dir) == []
 
 
+def test_a_selection_of_no_book_is_refused_naming_what_the_sources_hold(
+    market: Path, shm_dir: Path
+) -> None:
+    """The review's case: ``--exchange Upbit`` with --overwrite emptied the dataset,
+    exit 0. Nothing is written or replaced; the line shows the typo."""
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    before = listing(shm_dir)
+    held = (
+        "the sources hold exchanges binance-futures, bybit, otc-desk, upbit; symbols "
+        "BTC-KRW, BTC-USDT, ETH-USDT; local times 2023-11-14T23:59:55Z .. "
+        "2023-11-15T00:00:04Z; nothing written\n"
+    )
+    done = export(market, "--parquet", out, "--overwrite", "--exchange", "Upbit")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "journal export: no books selected by --exchange Upbit (--exchange Upbit: upbit "
+        f"is held: names are as journaled); {held}"
+    )
+    assert listing(shm_dir) == before
+    # A range beside the data, into a new OUT: not made.
+    done = export(market, "--parquet", shm_dir / "new", "--from", "2024-01-01T00:00:00+00:00")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert (
+        done.stderr == f"journal export: no books selected by --from 2024-01-01T00:00:00Z; {held}"
+    )
+    assert listing(shm_dir) == before
+    # From archives, frames outside the range are not read: the range is the index's.
+    archive = archive_sealed(market, shm_dir / "archive")
+    done = export(archive, "--parquet", shm_dir / "new", "--to", str(MIDNIGHT_NS - 6 * 10**9))
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "journal export: no books selected by --to 2023-11-14T23:59:54Z; "
+    )
+    assert "local times 2023-11-14T23:59:55Z .. 2023-11-15T00:00:0" in done.stderr
+    assert not (shm_dir / "new").exists()
+    with journal.Writer(shm_dir / "empty"):
+        pass
+    done = export(shm_dir / "empty", "--parquet", shm_dir / "new")
+    assert done.stderr == (
+        "journal export: no books selected: the sources hold no books; nothing written\n"
+    )
+
+
 @pytest.mark.slow
 def test_bad_option_values_are_refused(market: Path, shm_dir: Path) -> None:
     for args, why in (
         (["--overwrite", "--replace-partitions"], "not allowed with argument"),
         (["--layout", "tall"], "invalid choice: 'tall'"),
         (["--progress-interval", "-1"], "--progress-interval -1: give 0 or more seconds"),
+        (["--progress-interval", "nan"], "--progress-interval nan: give 0 or more seconds"),
+        (["--progress-interval", "inf"], "--progress-interval inf: give 0 or more seconds"),
+        (["--local-time-unit", "ms"], "invalid choice: 'ms'"),
     ):
         done = export(market, "--parquet", shm_dir / "export", *args)
         assert done.returncode == 2 and why in done.stderr, (args, done.stderr)
@@ -422,6 +615,160 @@ def test_a_killed_exports_staging_directory_is_removed_by_the_next(
     alive.mkdir()
     exported(market, "--parquet", shm_dir / "export")
     assert sorted(os.listdir(shm_dir)) == sorted(["books", "export", alive.name])
+
+
+# -- publishing: the old dataset or the new one, whole ------------------------------------------
+
+
+def inodes(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_ino for p in out.rglob("*.parquet")}
+
+
+UPBIT_FILES = [
+    "date=2023-11-14/exchange=upbit/part-00000.parquet",
+    "date=2023-11-15/exchange=upbit/part-00000.parquet",
+]
+
+
+def test_replace_partitions_links_the_others_and_swaps_once(
+    market: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    before = inodes(out)
+    flags: list[int] = []
+    rename = _dataset._rename
+
+    def recorded(parent: object, old: str, new: str, flag: int, old_fd: int | None = None) -> None:
+        flags.append(flag)
+        rename(parent, old, new, flag, old_fd)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_dataset, "_rename", recorded)
+    _dataset.write_dataset(load_books(market, exchanges=["upbit"]), out, "replace_partitions")
+    assert flags == [_dataset._RENAME_EXCHANGE]  # the whole directory, once
+    after = inodes(out)
+    assert after.keys() == before.keys()
+    assert sorted(name for name in after if after[name] != before[name]) == UPBIT_FILES
+    assert dataset_table(out).num_rows == BOOKS
+    assert sorted(os.listdir(shm_dir)) == ["books", "export"]
+
+
+def test_ctrl_c_before_the_swap_changes_nothing(
+    market: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT while the kept partitions are linked: noted, raised before the swap."""
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    before, handler = listing(shm_dir), signal.getsignal(signal.SIGINT)
+    link = os.link
+
+    def link_then_ctrl_c(*args: object, **kwargs: object) -> None:
+        link(*args, **kwargs)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "link", link_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _dataset.write_dataset(load_books(market, exchanges=["upbit"]), out, "replace_partitions")
+    assert listing(shm_dir) == before
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_ctrl_c_from_the_swap_on_is_held_and_the_export_ends_as_done(
+    market: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    rename = _dataset._rename
+
+    def swap_then_ctrl_c(
+        parent: object, old: str, new: str, flag: int, old_fd: int | None = None
+    ) -> None:
+        rename(parent, old, new, flag, old_fd)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(_dataset, "_rename", swap_then_ctrl_c)
+    written = _dataset.write_dataset(load_books(market, exchanges=["upbit"]), out, "overwrite")
+    assert written.books == PER_STREAM and files_of(out) == UPBIT_FILES
+    assert sorted(os.listdir(shm_dir)) == ["books", "export"]  # the old tree removed too
+
+
+def test_without_rename_exchange_a_kill_between_the_two_renames_is_said(
+    market: Path, shm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem without RENAME_EXCHANGE: OUT moved aside, the new one moved in. A
+    kill between the two leaves OUT missing and the old dataset at ``.OUT.export-PID
+    .old``: the next export says so and touches neither."""
+    out = shm_dir / "export"
+    exported(market, "--parquet", out)
+    rename = _dataset._rename
+
+    def no_exchange(
+        parent: object, old: str, new: str, flag: int, old_fd: int | None = None
+    ) -> None:
+        if flag == _dataset._RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        rename(parent, old, new, flag, old_fd)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_dataset, "_rename", no_exchange)
+    _dataset.write_dataset(load_books(market, exchanges=["upbit"]), out, "replace_partitions")
+    assert dataset_table(out).num_rows == BOOKS
+    assert sorted(os.listdir(shm_dir)) == ["books", "export"]
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stranded = shm_dir / f".export.export-{gone.pid}.old"
+    out.rename(stranded)  # as the kill left it
+    before = listing(shm_dir)
+    done = export(market, "--parquet", out)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"journal export: --parquet {out}: missing, and {stranded} holds the dataset an "
+        f"export killed while publishing had moved aside: put it back (mv {stranded} {out}) "
+        "or remove it, then export again\n"
+    )
+    assert listing(shm_dir) == before
+    stranded.rename(out)
+    shutil.copytree(out, stranded)  # a dead export's .old beside a whole OUT: removed
+    exported(market, "--parquet", out, "--overwrite")
+    assert sorted(os.listdir(shm_dir)) == ["books", "export"]
+
+
+def blocked_on_flock(pid: int) -> bool:
+    """Whether ``pid`` waits for a flock (a ``->`` line of /proc/locks)."""
+    return any(
+        "->" in line and line.split()[5] == str(pid)
+        for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+@pytest.mark.slow
+def test_publishers_to_one_directory_take_turns(market: Path, shm_dir: Path) -> None:
+    """An export waits for the publisher before it (flock on OUT's parent) and then
+    builds on what it published: two --replace-partitions both land."""
+    out = shm_dir / "export"
+    exported(market, "--parquet", out, "--exchange", "upbit")
+    fd = os.open(shm_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a publisher in its turn
+        command = [sys.executable, "-m", "journal.cli", "export", str(market), "--parquet",
+                   str(out), "--replace-partitions", "--exchange", "bybit"]  # fmt: skip
+        waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not blocked_on_flock(waiting.pid):
+            assert waiting.poll() is None, waiting.communicate()
+            assert time.monotonic() < deadline, "the export never waited for its turn"
+            time.sleep(0.01)
+        assert files_of(out) == UPBIT_FILES  # nothing published while it waits
+        (shm_dir / "elsewhere").mkdir()
+        exported(market, "--parquet", shm_dir / "elsewhere" / "out")  # another parent: no wait
+    finally:
+        os.close(fd)  # the turn passes
+    assert waiting.wait(timeout=60) == 0, waiting.communicate()
+    assert [name.split("/")[1] for name in files_of(out)] == [
+        "exchange=bybit", "exchange=upbit", "exchange=bybit", "exchange=upbit",
+    ]  # fmt: skip
 
 
 # -- progress ----------------------------------------------------------------------------------

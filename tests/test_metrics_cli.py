@@ -4,6 +4,7 @@ the journal's other tools with metrics files in its directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pty
@@ -19,13 +20,27 @@ import pytest
 
 import journal
 from journal import _metrics_layout as M
+from journal._feed_metrics import FeedMetricsWriter
+from journal._radar_metrics import RadarPair, RadarSnapshot, RadarStream
 from journal.archive.compact import Compactor
-from journal.monitor._snapshot import reader_files, snapshot
+from journal.monitor import _prometheus
+from journal.monitor._prometheus import discover
+from journal.monitor._snapshot import (
+    DISCOVERY_DEPTH,
+    find_journals,
+    journal_labels,
+    journals_under,
+    reader_files,
+    snapshot,
+)
 from tests._cpp import program
 from tests._procs import book
 from tests.conftest import ASKS, BIDS, REPO
 
 SEGMENT = 64 * 1024
+SECOND_NS = 1_000_000_000
+NOW_NS = time.time_ns()
+"""A fixed 'now' for snapshots made by hand."""
 
 
 def run_journal(command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -167,6 +182,173 @@ def test_metrics_of_a_path_that_is_no_journal_is_an_error(shm_dir: Path) -> None
     done = run_journal("metrics", str(shm_dir))
     assert done.returncode == 2
     assert f"{shm_dir} is not a journal" in done.stderr
+
+
+def test_a_root_is_searched_for_journals_below_it_but_never_inside_one(shm_dir: Path) -> None:
+    """A demo's workspace (books/<venue> and results), deeper journals up to the
+    limit, none inside a journal (its readers/), none in a hidden directory or past
+    the limit; labels stay unique (a path where two share a name)."""
+    workspace = shm_dir / "workspace"
+    deep = workspace / "desk" / "a" / "b"
+    inside = workspace / "books" / "upbit" / "readers" / "nested"
+    places = [
+        workspace / "books" / "upbit",
+        workspace / "books" / "binance",
+        workspace / "results",
+        deep / "upbit",  # DISCOVERY_DEPTH levels down: found, and a second "upbit"
+        deep / "c" / "too-deep",
+        inside,
+        workspace / ".hidden" / "j",
+    ]
+    assert len(deep.relative_to(workspace).parts) + 1 == DISCOVERY_DEPTH
+    for place in places:
+        with journal.Writer(place, segment_size=SEGMENT) as writer:
+            writer.append_orderbook(*book(0))
+    (workspace / "link").symlink_to(workspace / "books")  # a link at the first level: followed
+    (workspace / "desk" / "link").symlink_to(workspace)  # below it: not (no loops)
+    expected = sorted([*places[:4], workspace / "link" / "binance", workspace / "link" / "upbit"])
+    assert journals_under(workspace) == expected
+    assert find_journals([workspace]) == expected
+    assert discover([workspace, workspace / "books"]) == expected
+    labels = journal_labels(expected)
+    assert labels[workspace / "results"] == "results"
+    assert labels[workspace / "books" / "upbit"] == str(workspace / "books" / "upbit")
+    assert len(set(labels.values())) == len(expected)
+
+    done = run_journal("metrics", str(workspace))
+    assert done.returncode == 0, done.stderr
+    samples = parse_exposition(done.stdout)
+    assert sample(samples, "journal_records_total", journal="results") == 1
+    assert sample(samples, "journal_records_total", journal=str(deep / "upbit")) == 1
+
+
+def test_help_says_how_deep_a_root_is_searched() -> None:
+    shown = run_journal("metrics", "--help")
+    assert f"up to {DISCOVERY_DEPTH} directories down" in " ".join(shown.stdout.split())
+
+
+def _radar(alive: bool, counts: tuple[int, ...] = (0,) * M.LATENCY_BUCKETS) -> RadarSnapshot:
+    now = NOW_NS
+    return RadarSnapshot(
+        path=Path("radar.metrics"),
+        name="radar",
+        pid=1,
+        host="host",
+        started_ns=now - SECOND_NS,
+        alive=alive,
+        taken_ns=now,
+        books=10,
+        results=4,
+        latency_sample_period=1,
+        latency_counts=counts,
+        latency_sum_ns=sum(counts) * 1000,
+        streams=(RadarStream("upbit", "BTC-KRW", 6, now - SECOND_NS, 0),),
+        pairs=(RadarPair("BTC", "upbit", "binance", 0.01, 12.5, 1400.0, 0.1, False, now, 4),),
+    )
+
+
+def test_a_dead_radars_current_figures_are_left_out() -> None:
+    """radar_up 0, its counters and times kept; its premium, edge, FX, stale flag
+    and book ages (frozen, they would read as now) left out."""
+    radar = {"radar": "radar"}
+    stream = {**radar, "venue": "upbit", "symbol": "BTC-KRW"}
+    pair = {**radar, "base": "BTC", "krw_exchange": "upbit", "usdt_exchange": "binance"}
+    current = {
+        ("radar_book_age_seconds", frozenset(stream.items())),
+        ("radar_kimchi_premium_ratio", frozenset(pair.items())),
+        ("radar_executable_edge_ratio", frozenset(pair.items())),
+        ("radar_fx_krw_per_usdt", frozenset(pair.items())),
+        ("radar_pair_stale", frozenset(pair.items())),
+    }
+    live = parse_exposition(_prometheus.render([], [_radar(alive=True)]))
+    dead = parse_exposition(_prometheus.render([], [_radar(alive=False)]))
+    assert current <= set(live)
+    assert set(dead) == set(live) - current
+    assert sample(live, "radar_up", **radar) == 1 and sample(dead, "radar_up", **radar) == 0
+    for name, labels in (
+        ("radar_books_total", radar),
+        ("radar_book_updates_total", stream),
+        ("radar_book_last_timestamp_seconds", stream),
+        ("radar_pair_updates_total", pair),
+        ("radar_pair_last_update_timestamp_seconds", pair),
+    ):
+        assert sample(dead, name, **labels) == sample(live, name, **labels)
+
+
+def test_latencies_past_the_top_bucket_are_only_in_inf(journal_dir: Path) -> None:
+    """The processes clamp a latency above LATENCY_MAX_NS (68.7 s) into their last
+    counter: no finite ``le`` may claim it, so the top octave's bound is not
+    exported, and those counts are in +Inf only; the same for both histograms."""
+    counts = [0] * M.LATENCY_BUCKETS
+    counts[M.latency_bucket(1_000)] = 3  # 1 us
+    counts[-1] = 5  # clamped: 68.7 s or longer
+    top = (1 << (M.LATENCY_MAX_BITS - 1)) - 1  # the last finite bound, 2^35 - 1 ns
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        writer.append_orderbook(*book(0))
+        shot = snapshot(journal_dir)
+    assert shot.writer is not None
+    shot = dataclasses.replace(
+        shot, writer=dataclasses.replace(shot.writer, latency_counts=tuple(counts))
+    )
+    samples = parse_exposition(_prometheus.render([shot], [_radar(True, tuple(counts))]))
+    for name, labels in (
+        ("journal_append_latency_seconds", {"journal": journal_dir.name}),
+        ("radar_observe_latency_seconds", {"radar": "radar"}),
+    ):
+        buckets = {
+            le: value
+            for (sample_name, found), value in samples.items()
+            if sample_name == f"{name}_bucket"
+            for le in [float(dict(found)["le"])]
+            if {k: v for k, v in found if k != "le"} == labels
+        }
+        finite = [le for le in buckets if le != math.inf]
+        assert max(finite) == pytest.approx(top / 1e9)
+        assert all(buckets[le] == 3 for le in finite if le >= 1e-6)
+        assert buckets[math.inf] == 8 == sample(samples, f"{name}_count", **labels)
+
+
+def test_never_is_left_out_not_exported_as_1970(journal_dir: Path) -> None:
+    """A time point of 0 in a metrics file means never (no record read yet, a feed
+    that never changed state): no sample, not one that reads as 1970."""
+    with (
+        journal.Writer(journal_dir, segment_size=SEGMENT) as writer,
+        FeedMetricsWriter(journal_dir, "upbit", ["BTC-KRW"]),
+    ):
+        writer.append_orderbook(*book(0))
+        with journal.Reader(journal_dir, name="idle", start="end") as reader:
+            assert reader.try_next() is None  # registered, polled, nothing read
+            samples = parse_exposition(_prometheus.render([snapshot(journal_dir)]))
+    idle = frozenset({"journal": journal_dir.name, "reader": "idle"}.items())
+    btc = frozenset({"journal": journal_dir.name, "venue": "upbit", "symbol": "BTC-KRW"}.items())
+    assert samples[("journal_reader_up", idle)] == 1
+    assert samples[("journal_reader_last_poll_timestamp_seconds", idle)] > 0
+    assert ("journal_reader_last_record_timestamp_seconds", idle) not in samples
+    assert ("journal_feed_state_change_timestamp_seconds", btc) not in samples
+    assert ("journal_feed_last_message_timestamp_seconds", btc) not in samples
+    moments = [
+        value
+        for (name, _), value in samples.items()
+        if name.endswith(("timestamp_seconds", "start_time_seconds"))
+    ]
+    assert moments and min(moments) > 1e9  # none is 1970
+
+
+def test_a_radar_file_that_is_not_one_is_exit_status_2(journal_dir: Path) -> None:
+    """--radar given a writer's metrics file: said in one line, exit status 2 (a
+    one-off print too); neither JOURNAL nor --radar: the same."""
+    with journal.Writer(journal_dir, segment_size=SEGMENT) as writer:
+        writer.append_orderbook(*book(0))
+        wrong = journal_dir / M.WRITER_METRICS_NAME
+        for args in ([str(journal_dir), "--radar", str(wrong)], ["--radar", str(wrong)], []):
+            done = run_journal("metrics", *args)
+            assert done.returncode == 2, (args, done.stdout, done.stderr)
+            assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+            if args:
+                assert f"--radar {wrong} offset=0" in done.stderr
+                assert "a writer's metrics file" in done.stderr
+            else:
+                assert "give JOURNAL... " in done.stderr and "--radar FILE" in done.stderr
 
 
 # -- journal top -------------------------------------------------------------------------

@@ -4,59 +4,35 @@ it collects from a fake Upbit on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._procs import wait_until
+from tests._running import DEADLINE_S, Started
 from tests.fake_exchanges import FakeUpbit
 from tests.fake_exchanges.collect import JOURNAL, Venues
-from tests.test_metrics_http import DEADLINE_S, families, read_line, scrape, value
+from tests.test_metrics_http import families, scrape, value
 
 TICK_S = 0.02
 
 
-@pytest.fixture
-def collecting(venues: Venues, shm_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """``journal collect upbit:KRW-WAVES --metrics-listen 127.0.0.1:0`` against a fake
-    Upbit, and the URL it serves."""
-    fake = venues(FakeUpbit(tick_s=TICK_S))
-    process = subprocess.Popen(
-        [
-            str(JOURNAL),
-            "collect",
-            "upbit:KRW-WAVES",
-            "--journal-root",
-            str(shm_dir / "books"),
-            "--ws-url",
-            f"upbit={fake.ws_url}",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        url = read_line(process, r"^serving http://").split()[1]
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
-
-
 @pytest.mark.slow
 def test_collect_serves_its_feeds_and_writers_while_it_runs(
-    collecting: tuple[subprocess.Popen[str], str],
+    venues: Venues, shm_dir: Path, running: Started
 ) -> None:
-    process, url = collecting
+    """``journal collect upbit:KRW-WAVES --metrics-listen 127.0.0.1:0`` against a fake
+    Upbit, scraped at the URL it says."""
+    fake = venues(FakeUpbit(tick_s=TICK_S))
+    collect = running.start(
+        [
+            *(JOURNAL, "collect", "upbit:KRW-WAVES", "--journal-root", shm_dir / "books"),
+            *("--ws-url", f"upbit={fake.ws_url}", "--metrics-listen", "127.0.0.1:0"),
+        ]
+    )
+    url = collect.read_line(r"^serving http://").split()[1]
     wave = {"journal": "upbit", "venue": "upbit", "symbol": "WAVES-KRW"}
 
     def live_with_books() -> bool:
@@ -71,14 +47,12 @@ def test_collect_serves_its_feeds_and_writers_while_it_runs(
     found = families(scrape(url))
     assert value(found, "journal_feed_up", journal="upbit", venue="upbit") == 1
     info = found["journal_feed_info"].samples[0].labels
-    assert info["pid"] == str(process.pid) and info["venue"] == "upbit"
+    assert info["pid"] == str(collect.process.pid) and info["venue"] == "upbit"
     assert value(found, "journal_writer_up", journal="upbit") == 1
     books = value(found, "journal_records_total", journal="upbit")
     assert books >= value(found, "journal_feed_books_total", **wave) - 1  # read a moment apart
     assert found["journal_feed_messages"].type == "counter"
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=DEADLINE_S)
-    assert process.returncode == 0, stderr
+    collect.stop()
 
 
 def test_collect_with_a_busy_metrics_port_stops_before_opening_anything(shm_dir: Path) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +36,10 @@ from journal._feed_metrics import FeedCounter, FeedMetricsWriter, FeedState
 from journal.monitor._exporter import ALL_INTERFACES, parse_listen
 from journal.monitor._prometheus import family_names, stable_labels
 from tests._procs import wait_until
+from tests._running import DEADLINE_S, Running, Started
 from tests.conftest import ASKS, BIDS, REPO
 
 SEGMENT = 64 * 1024
-DEADLINE_S = 30.0
 READER = """\
 import sys
 import journal
@@ -60,24 +59,6 @@ def journal_argv(*args: object) -> list[str]:
     return [sys.executable, "-m", "journal.cli", *map(str, args)]
 
 
-def read_line(process: subprocess.Popen[str], pattern: str, timeout: float = DEADLINE_S) -> str:
-    """The first line of ``process``'s stdout matching ``pattern``, within ``timeout``."""
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        if not select.select([process.stdout], [], [], 0.5)[0]:
-            assert process.poll() is None, f"exited {process.returncode}: {seen}"
-            continue
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {seen}")
-
-
 def scrape(url: str, accept: str | None = None) -> str:
     """One scrape of ``url``, as Prometheus makes it (an HTTP GET)."""
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
@@ -86,20 +67,15 @@ def scrape(url: str, accept: str | None = None) -> str:
         return str(response.read().decode())
 
 
-class Served:
-    """``journal metrics ARGS --listen 127.0.0.1:0`` running, its URL known."""
+class Served(Running):
+    """``journal metrics ARGS --listen 127.0.0.1:0`` running; ``url`` once it serves."""
 
     def __init__(self, *args: object, listen: str = "127.0.0.1:0") -> None:
-        self.process = subprocess.Popen(
-            journal_argv("metrics", *args, "--listen", listen),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        line = read_line(self.process, r"^serving http://")
-        self.url = line.split()[1]
+        super().__init__(journal_argv("metrics", *args, "--listen", listen), cwd=REPO)
+        self.url = ""
+
+    def wait_serving(self) -> None:
+        self.url = self.read_line(r"^serving http://").split()[1]
 
     def scrape(self, accept: str | None = None) -> str:
         return scrape(self.url, accept)
@@ -107,32 +83,13 @@ class Served:
     def families(self) -> dict[str, Metric]:
         return families(self.scrape())
 
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        """Stop it with ``sig``: exit status 0, its stderr returned."""
-        self.process.send_signal(sig)
-        _, stderr = self.process.communicate(timeout=DEADLINE_S)
-        assert self.process.returncode == 0, stderr
-        assert "Traceback" not in stderr, stderr
-        return stderr
 
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
-
-
-@pytest.fixture
-def served() -> Iterator[list[Served]]:
-    """Exporters a test starts; any still running is killed after it."""
-    running: list[Served] = []
-    yield running
-    for each in running:
-        each.kill()
-
-
-def serve(running: list[Served], *args: object) -> Served:
+def serve(running: Started, *args: object) -> Served:
+    """``journal metrics ARGS --listen`` started (killed after the test if it still
+    runs), once it serves."""
     exporter = Served(*args)
     running.append(exporter)
+    exporter.wait_serving()
     return exporter
 
 
@@ -221,7 +178,7 @@ def write_books(path: Path, count: int) -> journal.Writer:
 
 
 def test_a_scrape_over_http_has_writer_reader_and_feed_families(
-    shm_dir: Path, served: list[Served]
+    shm_dir: Path, running: Started
 ) -> None:
     root = shm_dir / "books"
     with (
@@ -236,7 +193,7 @@ def test_a_scrape_over_http_has_writer_reader_and_feed_families(
         btc.add(FeedCounter.BOOKS, 24)
         for _ in range(100):
             reader.try_next()
-        exporter = serve(served, root)
+        exporter = serve(running, root)
         found = exporter.families()
         upbit = {"journal": "upbit"}
         assert found["journal_records"].type == "counter"
@@ -286,62 +243,62 @@ def test_a_scrape_over_http_has_writer_reader_and_feed_families(
 
 @pytest.mark.slow
 def test_reader_series_keep_their_labels_across_a_restart(
-    journal_dir: Path, served: list[Served]
+    journal_dir: Path, running: Started
 ) -> None:
     """A reader's series are labelled by its name: killed and started again, it
     continues them; its dead registration is shown (up 0) only while no live one of
     the name exists; a second live reader of the name is ``name-2``."""
-    children: list[subprocess.Popen[str]] = []
 
-    def start_reader(name: str, books: int) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
-            [sys.executable, "-c", READER, str(journal_dir), name, str(books)],
+    def start_reader(name: str, books: int) -> Running:
+        child = running.start(
+            [sys.executable, "-c", READER, journal_dir, name, books],
             cwd=REPO,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            stderr=None,
         )
-        children.append(child)
-        read_line(child, "^ready$")
+        child.read_line("^ready$")
         return child
 
     arb = {"journal": journal_dir.name, "reader": "arb"}
-    try:
-        with write_books(journal_dir, 100):
-            first = start_reader("arb", 10)
-            exporter = serve(served, journal_dir)
-            before = exporter.families()
-            assert value(before, "journal_reader_records_total", **arb) == 10
-            assert (
-                value(before, "journal_reader_info", **arb, pid=str(first.pid), host=_host()) == 1
-            )
+    with write_books(journal_dir, 100):
+        first = start_reader("arb", 10)
+        exporter = serve(running, journal_dir)
+        before = exporter.families()
+        assert value(before, "journal_reader_records_total", **arb) == 10
+        pid = str(first.process.pid)
+        assert value(before, "journal_reader_info", **arb, pid=pid, host=_host()) == 1
 
-            first.kill()
-            first.wait()
-            dead = exporter.families()
-            assert value(dead, "journal_reader_up", **arb) == 0
-            assert label_sets(dead, "journal_reader_") == label_sets(before, "journal_reader_")
+        first.kill()
+        dead = exporter.families()
+        assert value(dead, "journal_reader_up", **arb) == 0
+        # A dead reader's lag is no reader's lag now: left out, its counters kept.
+        lags = {
+            "journal_reader_lag_records",
+            "journal_reader_lag_bytes",
+            "journal_reader_lag_seconds",
+        }
+        kept = label_sets(before, "journal_reader_")
+        assert lags <= set(kept)
+        assert label_sets(dead, "journal_reader_") == {
+            name: labels for name, labels in kept.items() if name not in lags
+        }
+        assert value(dead, "journal_reader_records_total", **arb) == 10
 
-            second = start_reader("arb", 20)
-            after = exporter.families()
-            assert label_sets(after, "journal_reader_") == label_sets(before, "journal_reader_")
-            assert value(after, "journal_reader_up", **arb) == 1  # the dead one left out
-            assert value(after, "journal_reader_records_total", **arb) == 20
-            assert series(after["journal_reader_info"]) == {
-                frozenset({**arb, "pid": str(second.pid), "host": _host()}.items()): 1
-            }
+        second = start_reader("arb", 20)
+        after = exporter.families()
+        assert label_sets(after, "journal_reader_") == label_sets(before, "journal_reader_")
+        assert value(after, "journal_reader_up", **arb) == 1  # the dead one left out
+        assert value(after, "journal_reader_records_total", **arb) == 20
+        assert series(after["journal_reader_info"]) == {
+            frozenset({**arb, "pid": str(second.process.pid), "host": _host()}.items()): 1
+        }
 
-            third = start_reader("arb", 30)
-            both = exporter.families()
-            assert value(both, "journal_reader_records_total", **arb) == 20  # the older
-            assert value(both, "journal_reader_records_total", **{**arb, "reader": "arb-2"}) == 30
-            assert third.pid != second.pid
-            exporter.stop()
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-            child.communicate()
+        third = start_reader("arb", 30)
+        both = exporter.families()
+        assert value(both, "journal_reader_records_total", **arb) == 20  # the older
+        assert value(both, "journal_reader_records_total", **{**arb, "reader": "arb-2"}) == 30
+        assert third.process.pid != second.process.pid
+        exporter.stop()
 
 
 def _host() -> str:
@@ -349,13 +306,13 @@ def _host() -> str:
 
 
 def test_a_journal_created_later_appears_in_the_next_scrape(
-    shm_dir: Path, served: list[Served]
+    shm_dir: Path, running: Started
 ) -> None:
     """An exporter may start before the collector: a root holding no journal yet is
     watched, and each journal made in it is in the next scrape."""
     root = shm_dir / "books"
     root.mkdir()
-    exporter = serve(served, root)
+    exporter = serve(running, root)
     assert list(exporter.families()) == ["journal_scrape_problems"]
     with write_books(root / "upbit", 3):
         assert series(exporter.families()["journal_records"]) == {
@@ -398,36 +355,25 @@ def test_every_family_follows_the_naming_conventions(journal_dir: Path) -> None:
 # -- the textfile, every --interval ----------------------------------------------------------
 
 
-def test_interval_rewrites_the_textfile_until_sigterm(journal_dir: Path, shm_dir: Path) -> None:
+def test_interval_rewrites_the_textfile_until_sigterm(
+    journal_dir: Path, shm_dir: Path, running: Started
+) -> None:
     output = shm_dir / "journal.prom"
     with write_books(journal_dir, 10) as writer:
-        process = subprocess.Popen(
+        process = running.start(
             journal_argv("metrics", journal_dir, "--output", output, "--interval", "0.05"),
             cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        try:
-            read_line(process, rf"^writing {re.escape(str(output))} every 0.05 s")
-            assert (
-                value(families(output.read_text()), "journal_records_total", journal="books") == 10
-            )
-            writer.append_orderbook("upbit", "BTC-KRW", 1, 10, BIDS, ASKS)
+        process.read_line(rf"^writing {re.escape(str(output))} every 0.05 s")
+        assert value(families(output.read_text()), "journal_records_total", journal="books") == 10
+        writer.append_orderbook("upbit", "BTC-KRW", 1, 10, BIDS, ASKS)
 
-            def rewritten() -> bool:
-                found = families(output.read_text())  # whole at every look: renamed over
-                return value(found, "journal_records_total", journal="books") == 11
+        def rewritten() -> bool:
+            found = families(output.read_text())  # whole at every look: renamed over
+            return value(found, "journal_records_total", journal="books") == 11
 
-            wait_until(rewritten, DEADLINE_S, "the textfile rewritten with the 11th book")
-            process.send_signal(signal.SIGTERM)
-            _, stderr = process.communicate(timeout=DEADLINE_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    assert process.returncode == 0, stderr
+        wait_until(rewritten, DEADLINE_S, "the textfile rewritten with the 11th book")
+        process.stop()
     assert sorted(p.name for p in shm_dir.iterdir()) == ["books", "journal.prom"]  # no temporary
 
 

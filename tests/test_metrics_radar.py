@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,9 @@ import pytest
 import journal
 from tests._cpp import program
 from tests._procs import wait_until
+from tests._running import DEADLINE_S, Running, Started
 from tests.conftest import REPO
-from tests.test_metrics_http import (
-    DEADLINE_S,
-    Served,
-    families,
-    label_sets,
-    series,
-    serve,
-    value,
-)
+from tests.test_metrics_http import Served, families, label_sets, series, serve, value
 
 JOURNAL_METRICS = (sys.executable, "-m", "journal.cli", "metrics")
 FX = 1400.0
@@ -48,58 +40,20 @@ def write_books(shm_dir: Path) -> tuple[Path, Path]:
     return upbit, binance
 
 
-class Radar:
+def radar_argv(journals: list[Path], *options: str) -> list[object]:
     """The radar tailing ``journals`` until stopped, its results (and radar.metrics)
-    in ``results`` or its metrics at ``options``' --metrics-file."""
-
-    def __init__(self, journals: list[Path], *options: str) -> None:
-        self.process = subprocess.Popen(
-            [
-                str(program("radar")),
-                *(arg for path in journals for arg in ("--journal", str(path))),
-                *("--start", "beginning", "--quiet", "--idle", "backoff", "--duration", "120"),
-                *(
-                    "--fx",
-                    str(FX),
-                    "--stale-ms",
-                    "600000",
-                    "--fee",
-                    "upbit=5",
-                    "--fee",
-                    "binance=10",
-                ),
-                *options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        _, stderr = self.process.communicate(timeout=DEADLINE_S)
-        assert self.process.returncode == 0, stderr
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate()
+    in ``options``' --results or its metrics at their --metrics-file."""
+    return [
+        program("radar"),
+        *(arg for path in journals for arg in ("--journal", path)),
+        *("--start", "beginning", "--quiet", "--idle", "backoff", "--duration", "120"),
+        *("--fx", FX, "--stale-ms", "600000", "--fee", "upbit=5", "--fee", "binance=10"),
+        *options,
+    ]
 
 
-@pytest.fixture
-def radars() -> Iterator[list[Radar]]:
-    started: list[Radar] = []
-    yield started
-    for radar in started:
-        radar.kill()
-
-
-@pytest.fixture
-def served() -> Iterator[list[Served]]:
-    running: list[Served] = []
-    yield running
-    for each in running:
-        each.kill()
+def start_radar(running: Started, journals: list[Path], *options: str) -> Running:
+    return running.start(radar_argv(journals, *options), stdout=subprocess.DEVNULL)
 
 
 def scraped_when(exporter: Served, pid: int, **pair: str) -> dict:  # type: ignore[type-arg]
@@ -121,20 +75,31 @@ def scraped_when(exporter: Served, pid: int, **pair: str) -> dict:  # type: igno
     return found[0]
 
 
+CURRENT_RADAR_FAMILIES = {
+    "radar_book_age_seconds",
+    "radar_kimchi_premium_ratio",
+    "radar_executable_edge_ratio",
+    "radar_fx_krw_per_usdt",
+    "radar_pair_stale",
+}
+"""A radar's figures of now: left out once it stopped or died."""
+
+
 @pytest.mark.slow
 def test_the_radars_families_and_their_labels_across_a_restart(
-    shm_dir: Path, radars: list[Radar], served: list[Served]
+    shm_dir: Path, running: Started
 ) -> None:
     upbit, binance = write_books(shm_dir)
     results = shm_dir / "results"
-    radars.append(Radar([upbit, binance], "--results", str(results)))
-    exporter = serve(served, shm_dir / "books", results)
+    first = start_radar(running, [upbit, binance], "--results", str(results))
+    # The workspace's root: books/<venue> and results found below it, two levels down.
+    exporter = serve(running, shm_dir)
     radar = {"radar": "radar"}
     pair = {**radar, "base": "BTC", "krw_exchange": "upbit", "usdt_exchange": "binance"}
-    found = scraped_when(exporter, radars[0].process.pid, **pair)
+    found = scraped_when(exporter, first.process.pid, **pair)
 
     assert value(found, "radar_up", **radar) == 1
-    assert found["radar_info"].samples[0].labels["pid"] == str(radars[0].process.pid)
+    assert found["radar_info"].samples[0].labels["pid"] == str(first.process.pid)
     assert value(found, "radar_books_total", **radar) == 2
     assert value(found, "radar_results_total", **radar) >= 1
     assert found["radar_books"].type == found["radar_results"].type == "counter"
@@ -155,23 +120,35 @@ def test_the_radars_families_and_their_labels_across_a_restart(
     assert latency.type == "histogram"
     buckets = [s for s in latency.samples if s.name.endswith("_bucket")]
     assert buckets[-1].labels["le"] == "+Inf" and not math.isnan(buckets[-1].value)
-    # The radar is a reader of each journal, by its name.
+    # The radar is a reader of each journal, by its name; the results journal too is found.
     for path in (upbit, binance):
         assert value(found, "journal_reader_up", journal=path.name, reader="radar") == 1
+    assert {s.labels["journal"] for s in found["journal_segments"].samples} == {
+        "upbit",
+        "binance",
+        "results",
+    }
 
-    radars[0].stop()  # its file stays, the lock free: the last figures, radar_up 0
+    first.stop(signal.SIGINT)  # its file stays, the lock free: radar_up 0, its counters
     stopped = exporter.families()
     assert value(stopped, "radar_up", **radar) == 0
     assert value(stopped, "radar_books_total", **radar) == 2
-    assert label_sets(stopped, "radar_") == label_sets(found, "radar_")
+    assert value(stopped, "radar_pair_updates_total", **pair) >= 1
+    # Its figures of now would read as current: left out, the alerts and panels quiet.
+    assert set(label_sets(found, "radar_")) >= CURRENT_RADAR_FAMILIES
+    assert not CURRENT_RADAR_FAMILIES & set(stopped), sorted(stopped)
+    kept = label_sets(found, "radar_")
+    for name in CURRENT_RADAR_FAMILIES:
+        del kept[name]
+    assert label_sets(stopped, "radar_") == kept
 
-    radars.append(Radar([upbit, binance], "--results", str(results)))
-    again = scraped_when(exporter, radars[1].process.pid, **pair)
+    second = start_radar(running, [upbit, binance], "--results", str(results))
+    again = scraped_when(exporter, second.process.pid, **pair)
     assert value(again, "radar_up", **radar) == 1
     assert label_sets(again, "radar_") == label_sets(found, "radar_")
     assert label_sets(again, "journal_reader_") == label_sets(found, "journal_reader_")
     assert series(again["radar_info"]) == {
-        frozenset({**radar, "pid": str(radars[1].process.pid), "host": _host(found)}.items()): 1
+        frozenset({**radar, "pid": str(second.process.pid), "host": _host(found)}.items()): 1
     }
     exporter.stop()
 
@@ -182,18 +159,17 @@ def _host(found: dict) -> str:  # type: ignore[type-arg]
 
 @pytest.mark.slow
 def test_a_radar_metrics_file_elsewhere_is_read_with_radar_file(
-    shm_dir: Path, radars: list[Radar]
+    shm_dir: Path, running: Started
 ) -> None:
     upbit, binance = write_books(shm_dir)
     metrics_file = shm_dir / "desk.metrics"
-    radars.append(
-        Radar([upbit, binance], "--metrics-file", str(metrics_file), "--metrics-name", "desk")
-    )
+    options = ("--metrics-file", str(metrics_file), "--metrics-name", "desk")
+    start_radar(running, [upbit, binance], *options)
     wait_until(metrics_file.exists, DEADLINE_S, "the radar's metrics file")
 
-    def read() -> dict:  # type: ignore[type-arg]
+    def read(*journals: Path) -> dict:  # type: ignore[type-arg]
         done = subprocess.run(
-            [*JOURNAL_METRICS, str(shm_dir / "books"), "--radar", str(metrics_file)],
+            [*JOURNAL_METRICS, *map(str, journals), "--radar", str(metrics_file)],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -206,9 +182,13 @@ def test_a_radar_metrics_file_elsewhere_is_read_with_radar_file(
     found: list[dict] = [{}]  # type: ignore[type-arg]
 
     def computed() -> bool:
-        found[0] = read()
+        found[0] = read(shm_dir / "books")
         return "radar_kimchi_premium_ratio" in found[0]
 
     wait_until(computed, DEADLINE_S, "the desk radar's premium in journal metrics")
     assert value(found[0], "radar_kimchi_premium_ratio", **pair) == pytest.approx(0.01, abs=1e-12)
     assert value(found[0], "journal_reader_up", journal="upbit", reader="desk") == 1
+    # --radar FILE alone (what the radar's --metrics-listen runs): its families only.
+    alone = read()
+    assert value(alone, "radar_up", radar="desk") == 1
+    assert {name for name in alone if not name.startswith("radar_")} == {"journal_scrape_problems"}

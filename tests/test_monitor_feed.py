@@ -26,6 +26,13 @@ from tests.test_metrics_cli import parse_exposition, run_journal, sample
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
 SECOND = 1_000_000_000
+DEAD_FEED_LEFT_OUT = {
+    "journal_feed_state",
+    "journal_feed_last_message_age_seconds",
+    "journal_feed_delay_seconds",
+}
+"""A stopped or dead collector's figures of now: a killed one's "live" and its
+growing age would read as a live feed gone stale."""
 
 
 @pytest.fixture
@@ -107,8 +114,10 @@ def test_metrics_export_the_feed(journal_dir: Path, fed: FeedMetricsWriter) -> N
     fed.close()
     samples = parse_exposition(_prometheus.render([snapshot(journal_dir)]))
     assert sample(samples, "journal_feed_up", **venue) == 0
-    assert sample(samples, "journal_feed_state", **btc, state="stopped") == 1
     assert sample(samples, "journal_feed_messages_total", **btc) == 40  # kept
+    assert sample(samples, "journal_feed_last_message_timestamp_seconds", **btc) > 0  # kept
+    # Its figures of now (state, age, delay) left out: journal_feed_up 0 says it all.
+    assert not DEAD_FEED_LEFT_OUT & {name for name, _ in samples}
 
 
 def test_a_broken_collector_file_is_said_and_the_rest_exported(journal_dir: Path) -> None:
@@ -230,5 +239,6 @@ def test_a_dead_collector_is_said_and_its_silent_streams_marked_stale(
         shot = snapshot(journal_dir)
         samples = parse_exposition(_prometheus.render([shot]))
         assert sample(samples, "journal_feed_up", journal=journal_dir.name, venue="upbit") == 0
+        assert not DEAD_FEED_LEFT_OUT & {name for name, _ in samples}  # though it died "live"
         text = _top.screen([_top.compare(None, shot)], [shot], 1.0)
         assert f"collector \x1b[1;31mDEAD pid {child.pid}" in text

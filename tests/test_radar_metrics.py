@@ -339,24 +339,30 @@ def damaged(good: Path, name: str, offset: int, data: bytes) -> Path:
 def test_bad_files_are_refused_with_the_offset(good_file: Path) -> None:
     assert read_radar_metrics(good_file).books == 12
     u64 = lambda value: value.to_bytes(8, "little")  # noqa: E731
+    u32 = lambda value: value.to_bytes(4, "little")  # noqa: E731
+    damages = [  # name, the offset damaged (and named in the message), bytes written there
+        ("magic", L.MAGIC_OFFSET, b"OBJMETRX", "not a radar's metrics file"),
+        ("writer", L.MAGIC_OFFSET, WRITER_METRICS_MAGIC, "a writer's metrics file"),
+        ("version", L.VERSION_OFFSET, u32(2), "metrics_version=2"),
+        ("size", L.FILE_SIZE_OFFSET, u32(L.STREAMS_OFFSET), f"file_size={L.STREAMS_OFFSET}"),
+        ("period", L.LATENCY_SAMPLE_PERIOD_OFFSET, u32(0), "latency_sample_period=0"),
+        ("streams", L.STREAM_CAPACITY_OFFSET, u64(0), "stream_capacity=0"),
+        ("pairs", L.PAIR_CAPACITY_OFFSET, u64(1 << 40), "pair_capacity="),
+        ("buckets", L.LATENCY_BUCKETS_OFFSET, u64(100), "latency_buckets=100"),
+        ("count", L.STREAM_COUNT_OFFSET, u64(5000), "stream_count=5000"),
+        ("pair-count", L.PAIR_COUNT_OFFSET, u64(5000), "pair_count=5000"),
+    ]
     cases = [
-        (damaged(good_file, "magic", 0, b"OBJMETRX"), 0, "not a radar's metrics file"),
-        (damaged(good_file, "writer", 0, WRITER_METRICS_MAGIC), 0, "a writer's metrics file"),
-        (damaged(good_file, "version", 8, (2).to_bytes(4, "little")), 8, "metrics_version=2"),
-        (damaged(good_file, "size", 12, (4096).to_bytes(4, "little")), 12, "file_size=4096"),
-        (damaged(good_file, "period", 20, bytes(4)), 20, "latency_sample_period=0"),
-        (damaged(good_file, "streams", 128, u64(0)), 128, "stream_capacity=0"),
-        (damaged(good_file, "pairs", 136, u64(1 << 40)), 136, "pair_capacity="),
-        (damaged(good_file, "buckets", 144, u64(100)), 144, "latency_buckets=100"),
-        (damaged(good_file, "count", 208, u64(5000)), 208, "stream_count=5000"),
-        (damaged(good_file, "pair-count", 216, u64(5000)), 216, "pair_count=5000"),
+        (damaged(good_file, name, offset, data), offset, text)
+        for name, offset, data, text in damages
     ]
     short = good_file.with_name("short")
-    short.write_bytes(good_file.read_bytes()[:100])
-    cases.append((short, 100, "inside the 4096-byte header"))
+    cut = L.NAME_OFFSET + 4  # inside the header, within the radar's name
+    short.write_bytes(good_file.read_bytes()[:cut])
+    cases.append((short, cut, f"inside the {L.STREAMS_OFFSET}-byte header"))
     grown = good_file.with_name("grown")
     grown.write_bytes(good_file.read_bytes() + bytes(64))
-    cases.append((grown, 12, "but the file has"))
+    cases.append((grown, L.FILE_SIZE_OFFSET, "but the file has"))
     for path, offset, text in cases:
         with pytest.raises(JournalError) as refused:
             read_radar_metrics(path)

@@ -19,9 +19,10 @@ from journal.analysis._load import (
     load_books,
 )
 from journal.analysis._results import Results, load_results
-from journal.analysis._table import MARKETS, VENUE_MARKETS
+from journal.analysis._table import ANY_QUOTE, MARKETS, VENUE_MARKETS, market_of
 
 __all__ = [
+    "ANY_QUOTE",
     "DEFAULT_DEPTH",
     "MARKETS",
     "VENUE_MARKETS",
@@ -31,4 +32,5 @@ __all__ = [
     "SegmentGap",
     "load_books",
     "load_results",
+    "market_of",
 ]

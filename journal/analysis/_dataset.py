@@ -16,11 +16,21 @@ exchange, that DuckDB, Polars, pyarrow.dataset and Spark read as one table.
   a file, named ``part-00000.parquet`` on: the same export gives the same names.
 * **Whole or not at all.** Everything is written into a staging directory beside
   OUT (``.OUT.export-PID``, never inside it, where a reader's ``OUT/**`` glob would
-  see it), then published by renames: a new OUT appears whole (rename, no replace),
-  ``overwrite`` swaps the whole directory at once (renameat2 RENAME_EXCHANGE), and
-  ``replace_partitions`` swaps each ``date=/exchange=`` directory the export wrote,
-  one at a time, leaving the others. Ctrl-C or an error removes the staging
-  directory; a killed export's is removed by the next export to the same OUT.
+  see it), then published by one rename: a new OUT appears whole (rename, no
+  replace); ``overwrite`` swaps the whole directory at once (renameat2
+  RENAME_EXCHANGE); ``replace_partitions`` first fills the staging tree with hard
+  links to the files of every partition of OUT it does not write (a copy where the
+  filesystem refuses a link), then swaps it in the same way, so a reader sees the
+  whole old dataset or the whole new one, and a kill at any moment, even SIGKILL,
+  leaves one of the two. Publishers to one OUT take turns (flock on OUT's parent
+  directory), so two exports replacing different partitions both land. Ctrl-C or an
+  error before the swap removes the staging directory and changes nothing; from the
+  swap on, Ctrl-C is held until the export ends (it has published). What a killed
+  export left beside OUT is removed by the next export to OUT. Where the filesystem
+  cannot exchange two directories (ENOSYS/EINVAL: e.g. NFS), OUT is moved to
+  ``.OUT.export-PID.old`` and the new dataset to OUT: a reader may find no OUT for
+  that instant, and a kill between the two renames leaves the old dataset at that
+  name, which the next export to OUT refuses to pass by (it says how to put it back).
 * **Twice.** A partition is only ever replaced whole, never appended to: exporting
   the same books twice gives the same dataset, not duplicate rows, and a partition
   written again holds exactly the second export's books of that date and exchange
@@ -29,7 +39,9 @@ exchange, that DuckDB, Polars, pyarrow.dataset and Spark read as one table.
 * **Refusals.** An OUT that exists and is not empty is refused unless ``overwrite``
   or ``replace_partitions`` is given, and even then if it holds anything an export
   does not write (so ``--overwrite`` cannot empty a home directory by a typo); an OUT
-  that is a file, a symbolic link or anything else is refused.
+  that is a file, a symbolic link or anything else is refused; so is
+  ``replace_partitions`` into a dataset whose files have another schema (another
+  layout, local time unit or wide depth: the partitions would not read as one table).
 """
 
 from __future__ import annotations
@@ -41,7 +53,9 @@ import errno
 import os
 import re
 import shutil
+import signal
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +69,7 @@ from journal._libc import libc
 from journal._paths import CheckedDirectory, open_directory
 from journal.analysis._load import Books
 from journal.analysis._table import (
+    LOCAL_TIME_UNITS,
     PARQUET_EXTRA,
     book_metadata,
     book_schema,
@@ -74,7 +89,7 @@ MODES: Final = ("new", "overwrite", "replace_partitions")
 PART_NAME: Final = re.compile(r"part-\d{5}\.parquet")
 DATE_DIR: Final = re.compile(r"date=\d{4}-\d{2}-\d{2}")
 EXCHANGE_DIR: Final = re.compile(r"exchange=[^/]+")
-_STAGING: Final = re.compile(r"\.(?P<name>.+)\.export-(?P<pid>\d+)(\.old)?")
+_STAGING: Final = re.compile(r"\.(?P<name>.+)\.export-(?P<pid>\d+)(?P<old>\.old)?")
 _RENAME_NOREPLACE: Final = 1
 _RENAME_EXCHANGE: Final = 2
 _AT_FDCWD: Final = -100
@@ -104,9 +119,11 @@ class Written:
     bytes: int
 
 
-def dataset_problem(out: Path, mode: str) -> str | None:
+def dataset_problem(out: Path, mode: str, schema: Any = None) -> str | None:
     """Why the dataset cannot be written to ``out`` in ``mode``, checked before
-    anything is loaded (and again before publishing); None if it can."""
+    anything is loaded (and again before publishing); None if it can. ``schema``:
+    the files' (book_schema with ``exchange=False``), which the files of a dataset
+    whose partitions ``replace_partitions`` keeps must have too (checked if given)."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: one of {', '.join(MODES)}")
     parent = out.parent
@@ -120,6 +137,12 @@ def dataset_problem(out: Path, mode: str) -> str | None:
     try:
         info = os.lstat(out)
     except FileNotFoundError:
+        if stranded := _stranded(parent, out.name):
+            return (
+                f"{out}: missing, and {parent / stranded} holds the dataset an export "
+                "killed while publishing had moved aside: put it back (mv "
+                f"{parent / stranded} {out}) or remove it, then export again"
+            )
         return None
     if stat.S_ISLNK(info.st_mode):
         return (
@@ -145,7 +168,33 @@ def dataset_problem(out: Path, mode: str) -> str | None:
             f"{out}: holds {stranger}, which journal export does not write: not "
             "replaced; give a new directory, or remove what is not a dataset"
         )
+    if mode == "replace_partitions" and schema is not None:
+        return _schema_problem(out, schema)
     return None
+
+
+def _schema_problem(out: Path, schema: Any) -> str | None:
+    """Why the partitions kept from ``out`` would not read as one table with files of
+    ``schema`` (the first file's schema, field by field), None if they would."""
+    pq = needs("pyarrow.parquet", PARQUET_EXTRA, "journal export")
+    first = next(iter(sorted(out.glob("date=*/exchange=*/part-*.parquet"))), None)
+    if first is None:
+        return None
+    try:
+        theirs = pq.read_schema(first)
+    except Exception as error:  # pyarrow's ArrowInvalid or OSError: a damaged file
+        return f"{out}: {first.relative_to(out)} is not a Parquet file pyarrow reads ({error})"
+    if theirs.remove_metadata().equals(schema.remove_metadata()):
+        return None
+    mine = {field.name: field.type for field in schema}
+    there = {field.name: field.type for field in theirs}
+    name = next((n for n in (*mine, *there) if mine.get(n) != there.get(n)), "the columns' order")
+    return (
+        f"{out}: its files have {name} {there.get(name, 'missing')}, this export's "
+        f"{mine.get(name, 'none')} ({first.relative_to(out)}); --replace-partitions would "
+        "mix two schemas in one dataset: export with the dataset's --layout, "
+        "--local-time-unit (and, wide, --depth), or replace it whole with --overwrite"
+    )
 
 
 def _foreign_entry(out: Path) -> str | None:
@@ -212,23 +261,35 @@ def write_dataset(
     progress: Callable[[int, int], None] | None = None,
     *,
     layout: str = "list",
+    local_time_unit: str = "ns",
 ) -> Written:
     """Write ``books`` as a dataset at ``out`` (module docstring), ``progress(rows
-    written, rows)`` after each row group; ``layout``: journal.analysis._table's (the
-    export writes ``list``; benchmarks/bench_export.py compares ``wide``). Raises
-    JournalError if ``out`` cannot be written in ``mode`` (dataset_problem) or the
-    filesystem refuses a step; nothing is left behind but what ``out`` was, or the
-    whole new dataset."""
+    written, rows)`` after each row group; ``layout`` and ``local_time_unit``:
+    journal.analysis._table's (the export writes ``list`` and ``ns`` unless told;
+    benchmarks/bench_export.py compares ``wide``). Raises JournalError if ``out``
+    cannot be written in ``mode`` (dataset_problem) or the filesystem refuses a step;
+    nothing is left behind but what ``out`` was, or the whole new dataset."""
     pq = needs("pyarrow.parquet", PARQUET_EXTRA, "journal export")
-    if problem := dataset_problem(out, mode):
+    if local_time_unit not in LOCAL_TIME_UNITS:
+        raise ValueError(f"local_time_unit={local_time_unit!r}: one of {LOCAL_TIME_UNITS}")
+    schema = book_schema(books.depth, layout, exchange=False, local_time_unit=local_time_unit)
+    if problem := dataset_problem(out, mode, schema):
         raise JournalError(problem)
     with open_directory(out.parent) as parent:
         _remove_stale_staging(parent, out.name)
         staging = f".{out.name}.export-{os.getpid()}"
         os.mkdir(staging, 0o755, dir_fd=parent.fd)
         try:
-            written = _write_files(pq, books, parent.path / staging, progress, layout)
-            _publish(parent, staging, out, mode)
+            written = _write_files(
+                pq, books, parent.path / staging, progress, schema, layout, local_time_unit
+            )
+            with _interrupts_held() as check:
+                with _publisher_turn(parent):
+                    _publish(parent, staging, out, mode, schema, check)
+                # Published: what it replaced, now at the staging name, is removed
+                # with Ctrl-C still held.
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.rmtree(staging, dir_fd=parent.fd)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(staging, dir_fd=parent.fd)
@@ -240,9 +301,11 @@ def _write_files(
     books: Books,
     root: Path,
     progress: Callable[[int, int], None] | None,
+    schema: Any,
     layout: str,
+    local_time_unit: str,
 ) -> Written:
-    schema = book_schema(books.depth, layout, exchange=False).with_metadata(book_metadata(books))
+    schema = schema.with_metadata(book_metadata(books))
     done = files = size = 0
     parts = partitions(books)
     for partition in parts:
@@ -254,7 +317,13 @@ def _write_files(
             with pq.ParquetWriter(path, schema, **parquet_options(schema)) as writer:
                 for start in range(0, len(rows), ROW_GROUP_ROWS):
                     chunk = rows[start : start + ROW_GROUP_ROWS]
-                    table = books_arrow(books, chunk, layout=layout, exchange=False)
+                    table = books_arrow(
+                        books,
+                        chunk,
+                        layout=layout,
+                        exchange=False,
+                        local_time_unit=local_time_unit,
+                    )
                     writer.write_table(table, row_group_size=len(chunk))
                     done += len(chunk)
                     if progress is not None:
@@ -288,10 +357,57 @@ def _rename(
         raise OSError(error, os.strerror(error), new)
 
 
-def _publish(parent: CheckedDirectory, staging: str, out: Path, mode: str) -> None:
-    """Put the staging directory's dataset at ``out`` (module docstring). Checked
-    again first: ``out`` may have changed while the books were loaded."""
-    if problem := dataset_problem(out, mode):
+@contextlib.contextmanager
+def _publisher_turn(parent: CheckedDirectory) -> Iterator[None]:
+    """This process's turn to publish in ``parent`` (flock on it, waited for): an
+    export that keeps partitions of OUT builds on the dataset it then swaps out, so
+    two publishers at once would lose the first one's partitions. Held for the links
+    and the swap (milliseconds to seconds), never while loading or writing; Ctrl-C
+    while waiting for it stops the export once the turn comes (_interrupts_held)."""
+    import fcntl
+
+    fcntl.flock(parent.fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(parent.fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[Callable[[], None]]:
+    """While inside, SIGINT (Ctrl-C) is noted instead of raising KeyboardInterrupt
+    anywhere; ``check()`` raises it if one came. The publisher checks before its one
+    swap, so Ctrl-C up to the swap stops the export with nothing changed, and after
+    it (published) is dropped: the export ends as done. Outside the main thread
+    (where Python raises no KeyboardInterrupt) nothing to hold."""
+    came: list[int] = []
+
+    def check() -> None:
+        if came:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield check
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: came.append(number))
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _publish(
+    parent: CheckedDirectory,
+    staging: str,
+    out: Path,
+    mode: str,
+    schema: Any,
+    check: Callable[[], None],
+) -> None:
+    """Put the staging directory's dataset at ``out`` (module docstring): one rename,
+    after ``check()`` (module docstring: Ctrl-C). Checked again first, in this
+    publisher's turn: ``out`` may have changed while the books were loaded."""
+    if problem := dataset_problem(out, mode, schema):
         raise JournalError(problem)
     name = out.name
     try:
@@ -299,6 +415,7 @@ def _publish(parent: CheckedDirectory, staging: str, out: Path, mode: str) -> No
     except FileNotFoundError:
         info = None
     if info is None:
+        check()
         try:
             _rename(parent, staging, name, _RENAME_NOREPLACE)
         except OSError as error:
@@ -307,15 +424,40 @@ def _publish(parent: CheckedDirectory, staging: str, out: Path, mode: str) -> No
             os.rename(staging, name, src_dir_fd=parent.fd, dst_dir_fd=parent.fd)
         return
     if mode == "replace_partitions":
-        _replace_partitions(parent, staging, out)
-    else:  # an empty directory, or a dataset to overwrite: swapped whole
-        _swap(parent, staging, name, out)
+        _keep_partitions(parent, staging, out, check)
+    check()
+    _swap(parent, staging, name, out)
+
+
+def _keep_partitions(
+    parent: CheckedDirectory, staging: str, out: Path, check: Callable[[], None]
+) -> None:
+    """Every partition of ``out`` that the staging dataset lacks, linked into it: its
+    files hard-linked (no bytes copied; the old tree's removal after the swap then
+    only drops links), copied where the filesystem refuses (another user's files
+    under fs.protected_hardlinks, a filesystem without links). ``check()`` after
+    each partition: Ctrl-C here changes nothing."""
+    source = os.path.join(parent.path, out.name)
+    root = os.path.join(parent.path, staging)
+    for date in sorted(os.listdir(source)):
+        for exchange in sorted(os.listdir(os.path.join(source, date))):
+            where = os.path.join(date, exchange)
+            if os.path.lexists(os.path.join(root, where)):
+                continue  # written by this export: replaced
+            os.makedirs(os.path.join(root, where))
+            for part in sorted(os.listdir(os.path.join(source, where))):
+                old, new = os.path.join(source, where, part), os.path.join(root, where, part)
+                try:
+                    os.link(old, new, follow_symlinks=False)
+                except OSError:
+                    shutil.copyfile(old, new, follow_symlinks=False)
+            check()
 
 
 def _swap(parent: CheckedDirectory, new: str, target: str, out: Path) -> None:
     """``new`` (in the parent) takes ``target``'s place at once; what was there is
     then at ``new`` (removed by the caller). Where the filesystem cannot exchange,
-    two renames (a reader may then find no ``target`` for an instant)."""
+    two renames through ``new.old`` (module docstring)."""
     try:
         _rename(parent, new, target, _RENAME_EXCHANGE)
     except OSError as error:
@@ -327,64 +469,32 @@ def _swap(parent: CheckedDirectory, new: str, target: str, out: Path) -> None:
         os.rename(old, new, src_dir_fd=parent.fd, dst_dir_fd=parent.fd)
 
 
-def _replace_partitions(parent: CheckedDirectory, staging: str, out: Path) -> None:
-    """Each partition of the staging dataset swapped into ``out`` (or moved there if
-    new); the partitions replaced end up in the staging directory, removed after."""
-    with open_directory(parent.path / out.name, follow_last=False) as target:
-        for date in sorted(os.listdir(os.path.join(parent.path, staging))):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(date, 0o755, dir_fd=target.fd)
-            staged_date = os.path.join(parent.path, staging, date)
-            for exchange in sorted(os.listdir(staged_date)):
-                where = f"{date}/{exchange}"
-                with _directory_fd(staged_date) as staged_fd:
-                    try:
-                        os.lstat(where, dir_fd=target.fd)
-                    except FileNotFoundError:
-                        os.rename(exchange, where, src_dir_fd=staged_fd, dst_dir_fd=target.fd)
-                        continue
-                    _exchange_at(staged_fd, exchange, target.fd, where, out)
-
-
-def _exchange_at(old_fd: int, old: str, new_fd: int, new: str, out: Path) -> None:
-    """renameat2 RENAME_EXCHANGE across two directories (a partition swap), or,
-    without it, the old partition moved aside and the new one moved in."""
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is not None:
-        result = renameat2(
-            old_fd, os.fsencode(old), new_fd, os.fsencode(new), ctypes.c_uint(_RENAME_EXCHANGE)
-        )
-        if result == 0:
-            return
-        error = ctypes.get_errno()
-        if error not in (errno.ENOSYS, errno.EINVAL):
-            raise JournalError(f"{out}/{new}: cannot replace the partition: {os.strerror(error)}")
-    aside = f"{old}.old"
-    os.rename(new, aside, src_dir_fd=new_fd, dst_dir_fd=old_fd)
-    os.rename(old, new, src_dir_fd=old_fd, dst_dir_fd=new_fd)
-
-
-@contextlib.contextmanager
-def _directory_fd(path: str) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 def _remove_stale_staging(parent: CheckedDirectory, name: str) -> None:
     """Remove the staging directories of exports to ``name`` that were killed (their
-    process is gone): what a SIGKILL or a power cut left beside the dataset."""
+    process is gone): what a SIGKILL or a power cut left beside the dataset. A
+    ``.old`` one while ``name`` is missing is the dataset itself (_stranded): kept."""
+    there = os.path.lexists(os.path.join(parent.path, name))
     for entry in os.listdir(parent.fd):
         match = _STAGING.fullmatch(entry)
         if not match or match["name"] != name:
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or _alive(pid) or (match["old"] and not there):
             continue
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(entry, dir_fd=parent.fd)
+
+
+def _stranded(parent: Path, name: str) -> str | None:
+    """The name of a dead export's ``.NAME.export-PID.old`` in ``parent``, if any:
+    with ``name`` missing, the dataset that export moved aside to publish on a
+    filesystem without RENAME_EXCHANGE, killed before the second rename."""
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.listdir(parent)):
+            match = _STAGING.fullmatch(entry)
+            if match and match["old"] and match["name"] == name and not _alive(int(match["pid"])):
+                return entry
+    return None
 
 
 def _alive(pid: int) -> bool:

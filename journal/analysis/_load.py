@@ -332,22 +332,44 @@ class _Origin:
 
 
 class _Names:
-    """Global name codes, in order of first appearance, with an optional filter."""
+    """Name codes, in order of first appearance, with an optional filter; the names
+    it leaves out are kept too (``refused``), to say what the sources hold."""
 
-    def __init__(self, allowed: Iterable[str] | None) -> None:
+    def __init__(self, allowed: Iterable[str] | None = None) -> None:
         self.allowed = None if allowed is None else set(allowed)
         self.names: list[str] = []
         self.codes: dict[str, int] = {}
+        self.refused: set[str] = set()
 
     def code(self, name: str) -> int:
         """The code of ``name``, or -1 if the filter leaves it out."""
         if self.allowed is not None and name not in self.allowed:
+            self.refused.add(name)
             return -1
         code = self.codes.get(name)
         if code is None:
             code = self.codes[name] = len(self.names)
             self.names.append(name)
         return code
+
+    @property
+    def held(self) -> tuple[str, ...]:
+        """Every name met, kept or left out, sorted."""
+        return tuple(sorted({*self.names, *self.refused}))
+
+
+@dataclass(frozen=True)
+class SourceContents:
+    """What a load met in its sources, whatever its filters kept: to say why a
+    selection is empty. ``exchanges``/``symbols``: the names of the records read
+    (an archive's frames outside the time range are not read, so with ``--from``/
+    ``--to`` these may lack some); ``first_ns``/``last_ns``: the local time range of
+    every record, read or (an archive's) in its index; None if there is none."""
+
+    exchanges: tuple[str, ...]
+    symbols: tuple[str, ...]
+    first_ns: int | None
+    last_ns: int | None
 
 
 @dataclass
@@ -505,6 +527,8 @@ class _Loader:
     allow_gaps: bool
     progress: Callable[[int, int | None], None] | None = None
     read: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
     streams: dict[str, set[tuple[int, int, int]]] = field(default_factory=dict)
     gaps: tuple[SegmentGap, ...] = ()
     out: dict[str, np.ndarray] = field(default_factory=dict)
@@ -627,6 +651,9 @@ class _Loader:
                     path=str(path),
                     offset=END_MARKER_OFFSET_OFFSET,
                 )
+            timed = [entry for entry in reader.frames if entry.record_count]
+            if timed:
+                self._met(min(e.min_time_ns for e in timed), max(e.max_time_ns for e in timed))
             frames = reader.frames_overlapping(self.start_ns, self.end_ns)
             chunks = _chunk_frames(reader, frames)
             self.plan.append(_ArchivePlan(path, reader.frames, chunks, _claim(reader, frames)))
@@ -725,6 +752,8 @@ class _Loader:
         _, _, lts = block.values  # OB.VALUE_WORDS: timestamp, sequence, local_timestamp_ns
         if time_bounds is not None:
             block.check_times(lts, *time_bounds)
+        if len(lts):
+            self._met(int(lts.min()), int(lts.max()))
         keep = (block.exchange_code >= 0) & (block.symbol_code >= 0)
         if self.start_ns is not None:
             keep &= lts >= self.start_ns
@@ -735,6 +764,14 @@ class _Loader:
             self.queued.append((block, keep, kept, self.filled, writer))
             self.filled += kept
             self._write_queued(force=False)
+
+    def _met(self, first_ns: int, last_ns: int) -> None:
+        """Records from ``first_ns`` to ``last_ns`` are in the sources (contents)."""
+        self.first_ns = first_ns if self.first_ns is None else min(self.first_ns, first_ns)
+        self.last_ns = last_ns if self.last_ns is None else max(self.last_ns, last_ns)
+
+    def contents(self) -> SourceContents:
+        return SourceContents(self.exchanges.held, self.symbols.held, self.first_ns, self.last_ns)
 
     def _write_queued(self, *, force: bool) -> None:
         """Hand the queued blocks to the writer, once the output columns exist: they
@@ -1498,6 +1535,35 @@ def load_books(
     (the total None until every live segment is walked; archives count what their
     index claims), e.g. for journal.analysis._progress.Progress.
     """
+    books, _ = load_books_with_contents(
+        sources,
+        start_ns,
+        end_ns,
+        exchanges,
+        symbols,
+        depth,
+        threads=threads,
+        allow_gaps=allow_gaps,
+        progress=progress,
+    )
+    return books
+
+
+def load_books_with_contents(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    exchanges: Iterable[str] | None = None,
+    symbols: Iterable[str] | None = None,
+    depth: int = DEFAULT_DEPTH,
+    *,
+    threads: int | None = None,
+    allow_gaps: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[Books, SourceContents]:
+    """load_books, and what the sources hold whatever the filters kept (SourceContents):
+    ``journal export`` names it when a selection is empty, so a misspelt name or a
+    time range beside the data is seen at once."""
     if depth < 1:
         raise ValueError(f"depth={depth}: must be at least 1")
     if threads is None:
@@ -1510,4 +1576,4 @@ def load_books(
         start_ns, end_ns, depth, _Names(exchanges), _Names(symbols), threads, allow_gaps, progress
     )
     loader.load(sources)
-    return loader.books()
+    return loader.books(), loader.contents()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -34,9 +35,9 @@ from journal._segment import MappedSegment, segment_indices, segment_path
 from journal._verify import RADAR_RESULT_SCHEMA
 from journal.analysis import DEFAULT_DEPTH, Books, load_books, load_results
 from journal.analysis._dataset import ROW_GROUP_ROWS, dataset_problem, write_dataset
-from journal.analysis._load import source_parts
+from journal.analysis._load import SourceContents, load_books_with_contents, source_parts
 from journal.analysis._progress import Progress
-from journal.analysis._table import books_arrow, parquet_options
+from journal.analysis._table import book_schema, books_arrow, parquet_options
 from journal.archive._archive import ArchiveReader
 from journal.feeds import SequenceRule, venue_sequence
 
@@ -949,13 +950,10 @@ def export_mode(args: argparse.Namespace) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if problem := dataset_problem(Path(args.parquet), export_mode(args)):
-        print(f"journal export: --parquet {problem}", file=sys.stderr)
-        return 2
-    if args.progress_interval < 0:
+    if not math.isfinite(args.progress_interval) or args.progress_interval < 0:
         print(
             f"journal export: --progress-interval {args.progress_interval:g}: give 0 or "
-            "more seconds",
+            "more seconds (a finite number)",
             file=sys.stderr,
         )
         return 2
@@ -967,22 +965,39 @@ def run_export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    schema = book_schema(
+        args.depth, args.layout, exchange=False, local_time_unit=args.local_time_unit
+    )
+    if problem := dataset_problem(Path(args.parquet), export_mode(args), schema):
+        print(f"journal export: --parquet {problem}", file=sys.stderr)
+        return 2
     return _interruptible("export", lambda: _export(args))
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Load, then write the dataset; progress on stderr (journal.analysis._progress)."""
+    """Load, then write the dataset; progress on stderr (journal.analysis._progress).
+    No book selected: exit 2 before anything is written or replaced, with what the
+    sources hold (a misspelt name, a time range beside the data)."""
     out = Path(args.parquet)
     progress = Progress(
         "journal export", stream=sys.stderr, interval=args.progress_interval, quiet=args.quiet
     )
     try:
-        books = _load(
-            args,
+        books, contents = load_books_with_contents(
             args.sources,
-            lambda done, total: progress.update("reading", done, total, "records"),
+            start_ns=args.start,
+            end_ns=args.end,
+            exchanges=args.exchange,
+            symbols=args.symbol,
+            depth=args.depth,
+            allow_gaps=args.allow_gaps,
+            progress=lambda done, total: progress.update("reading", done, total, "records"),
         )
         progress.end(f"read {len(books):,} books")
+        if not len(books):
+            progress.close()
+            print(f"journal export: {nothing_selected(args, contents)}", file=sys.stderr)
+            return 2
         if books.gaps:
             progress.close()
             print(f"journal export: {_gaps_text(books)}", file=sys.stderr)
@@ -992,6 +1007,7 @@ def _export(args: argparse.Namespace) -> int:
             export_mode(args),
             lambda done, total: progress.update("writing", done, total, "books"),
             layout=args.layout,
+            local_time_unit=args.local_time_unit,
         )
         progress.end(f"wrote {written.books:,} books")
     finally:
@@ -1003,6 +1019,52 @@ def _export(args: argparse.Namespace) -> int:
         f"{written.files} {files}, {_size_text(written.bytes)})"
     )
     return 0
+
+
+NAMES_SHOWN: Final = 20
+"""Symbols named at most in nothing_selected's line (then how many more)."""
+
+
+def nothing_selected(args: argparse.Namespace, contents: SourceContents) -> str:
+    """The line for an export that selected no book: the selection, and what the
+    sources hold, so that a typo (``--exchange Upbit``) or a range beside the data
+    shows at once; a name that differs from one held only in case is pointed at."""
+    chosen = [f"--exchange {name}" for name in args.exchange or ()]
+    chosen += [f"--symbol {name}" for name in args.symbol or ()]
+    chosen += [
+        f"{option} {_utc_text(value)}"
+        for option, value in (("--from", args.start), ("--to", args.end))
+        if value is not None
+    ]
+    head = "no books selected" + (f" by {' '.join(chosen)}" if chosen else "")
+    if contents.first_ns is None:
+        return f"{head}: the sources hold no books; nothing written"
+    held = []
+    if contents.exchanges:
+        held.append("exchanges " + ", ".join(contents.exchanges))
+    if contents.symbols:
+        shown = ", ".join(contents.symbols[:NAMES_SHOWN])
+        more = len(contents.symbols) - NAMES_SHOWN
+        held.append("symbols " + shown + (f" and {more} more" if more > 0 else ""))
+    assert contents.last_ns is not None
+    held.append(f"local times {_utc_text(contents.first_ns)} .. {_utc_text(contents.last_ns)}")
+    hints = [
+        f"{option} {name}: {', '.join(alike)} is held"
+        for option, asked, names in (
+            ("--exchange", args.exchange, contents.exchanges),
+            ("--symbol", args.symbol, contents.symbols),
+        )
+        for name in asked or ()
+        if name not in names
+        and (alike := [held_name for held_name in names if held_name.lower() == name.lower()])
+    ]
+    hint = f" ({'; '.join(hints)}: names are as journaled)" if hints else ""
+    return f"{head}{hint}; the sources hold {'; '.join(held)}; nothing written"
+
+
+def _utc_text(ns: int) -> str:
+    """ns since the epoch as ``2021-04-17T16:43:05Z`` (floored to the second)."""
+    return f"{datetime.fromtimestamp(ns // 1_000_000_000, UTC):%Y-%m-%dT%H:%M:%S}Z"
 
 
 def _size_text(size: int) -> str:

@@ -47,6 +47,7 @@ from journal.analysis._load import (
     MissingSegmentsError,
     SegmentGap,
     _distinct,
+    _Names,
     _Origin,
     _stream_gaps,
     _walk,
@@ -299,21 +300,6 @@ def _plan_archive(plan: _Plan, path: Path, start_ns: int | None, end_ns: int | N
 
 
 # -- decoding ----------------------------------------------------------------------------------
-
-
-class _Names:
-    """One code per distinct string, in order of first appearance."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.codes: dict[str, int] = {}
-
-    def code(self, name: str) -> int:
-        code = self.codes.get(name)
-        if code is None:
-            code = self.codes[name] = len(self.names)
-            self.names.append(name)
-        return code
 
 
 @dataclass

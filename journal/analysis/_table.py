@@ -6,10 +6,14 @@ One row per book, in this order (the ``list`` layout):
     column         Arrow type                 what
     exchange       dictionary<int32, string>  venue, as journaled (``upbit``)
     symbol         dictionary<int32, string>  ``BASE-QUOTE`` (``BTC-KRW``)
-    market         dictionary<int8, string>   MARKETS; null: a venue not in VENUE_MARKETS
+    market         dictionary<int8, string>   MARKETS, of the stream (market_of); null:
+                                              a venue or quote VENUE_MARKETS cannot place
     exchange_time  timestamp[ms, tz=UTC]      the venue's time; null where the record has 0
     local_time     timestamp[ns, tz=UTC]      the collector's clock when it published
-    sequence       int64                      the venue's sequence; null where it sends none (0)
+                                              (``local_time_unit="us"``: floored to us)
+    sequence       int64                      as journaled (Upbit, Bithumb: the builder's
+                                              count of the stream's messages); null where
+                                              the record has 0 (none)
     bid_price ...  list<double>               bid_price, bid_qty, ask_price, ask_qty: the
                                               book's own levels, best first
 
@@ -22,11 +26,16 @@ columns instead, null past a book's depth; benchmarks/bench_export.py measures b
 
 ``market`` is there because a quantity means different things on different markets:
 spot and linear (USDT-margined) contracts count the base asset, inverse contracts
-count USD; a query that sums ``bid_qty`` across markets must say which it means.
+count USD; a query that sums ``bid_qty`` across markets must say which it means. It
+is a stream's (venue and symbol), not a venue's: ``bybit`` journals v5 spot books
+(``BTC-USDT``) and, imported from captures of the retired v2 API, inverse perpetuals
+quoted in USD (``BTC-USD``, quantities in USD contracts).
 
-Why the zeros are nulls: the journal stores 0 for "none" (FORMAT.md: Upbit and
-Bithumb send no sequence; a record of another builder may lack the exchange time),
-and a 0 that reads as 1970 or as sequence 0 would be data.
+Why the zeros are nulls: the journal stores 0 for "none" (a record of another writer
+may lack the exchange time or the sequence), and a 0 that reads as 1970 or as
+sequence 0 would be data. The collector's builders always journal a sequence: the
+venue's, or for Upbit and Bithumb, which send none, the count of the stream's
+messages (1, 2, ...).
 """
 
 from __future__ import annotations
@@ -50,31 +59,66 @@ MARKETS: Final = (
     "inverse_future",
 )
 """What a ``market`` value can be (its dictionary, in this order: Polars' Enum)."""
-VENUE_MARKETS: Final[Mapping[str, str]] = MappingProxyType(
+ANY_QUOTE: Final = "*"
+"""A VENUE_MARKETS key: every quote the venue's entry does not name."""
+VENUE_MARKETS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
     {
-        "binance": "spot",
-        "binance-futures": "linear_perpetual",  # USDⓈ-M perpetuals: quantity in the base asset
-        "bybit": "spot",
-        "bybit-futures": "linear_perpetual",  # v5 linear USDT perpetuals: base asset
-        "upbit": "spot",
-        "bithumb": "spot",
+        "binance": {ANY_QUOTE: "spot"},
+        # USDⓈ-M perpetuals, quantity in the base asset (COIN-M is not journaled: its
+        # BTCUSD_PERP is no BASE-QUOTE name).
+        "binance-futures": {q: "linear_perpetual" for q in ("USDT", "USDC", "BUSD")},
+        # v5 spot; BASE-USD: the v2 inverse perpetuals that journal import-captures
+        # journals as bybit (journal.feeds._bybit_legacy), quantity in USD contracts.
+        "bybit": {"USD": "inverse_perpetual", ANY_QUOTE: "spot"},
+        # v5 linear perpetuals, quantity in the base asset.
+        "bybit-futures": {q: "linear_perpetual" for q in ("USDT", "USDC")},
+        "upbit": {ANY_QUOTE: "spot"},
+        "bithumb": {ANY_QUOTE: "spot"},
     }
 )
-"""The market of each venue the journal knows (journal.symbols.VENUES; a test keeps
-the two in step): a venue name is one market here (the collector's venues are)."""
-assert set(VENUE_MARKETS) == set(VENUES) and set(VENUE_MARKETS.values()) <= set(MARKETS)
+"""The market of a stream, by venue then by the symbol's quote asset (ANY_QUOTE:
+the others). A venue not here, or a quote its entry does not name (``BTC-USD`` on
+``binance-futures``: a contract the collector does not journal there), has no market
+(null): a wrong guess would mix quantities of different units. The venues are
+journal.symbols.VENUES (a test keeps the two in step)."""
+assert set(VENUE_MARKETS) == set(VENUES)
+assert {m for quotes in VENUE_MARKETS.values() for m in quotes.values()} <= set(MARKETS)
 
 LEVEL_COLUMNS: Final = ("bid_price", "bid_qty", "ask_price", "ask_qty")
 LAYOUTS: Final = ("list", "wide")
+LOCAL_TIME_UNITS: Final = ("ns", "us")
+"""``local_time``'s unit: ns, the collector's clock as journaled, or us, the finest
+Spark reads as a timestamp (it refuses TIMESTAMP(NANOS); docs/ANALYSIS.md)."""
 NAME_COLUMNS: Final = ("exchange", "symbol", "market")
 PARQUET_EXTRA = "parquet"
 PANDAS_EXTRA = "pandas"
 POLARS_EXTRA = "polars"
 
 
-def market_of(exchange: str) -> str | None:
-    """The market of a venue (VENUE_MARKETS), None for a venue not known."""
-    return VENUE_MARKETS.get(exchange)
+def market_of(exchange: str, symbol: str) -> str | None:
+    """The market of the stream ``exchange``/``symbol`` (``BASE-QUOTE``) by
+    VENUE_MARKETS, None where it cannot tell."""
+    quotes = VENUE_MARKETS.get(exchange)
+    base, dash, quote = symbol.rpartition("-")
+    if quotes is None or not dash or not base:
+        return None
+    return quotes.get(quote, quotes.get(ANY_QUOTE))
+
+
+def market_codes(books: Books, rows: np.ndarray | None = None) -> np.ndarray:
+    """The MARKETS index of each book (of those at ``rows``, if given): market_of its
+    stream, -1 where none; decided once per (exchange, symbol) pair, then gathered."""
+    table = np.array(
+        [
+            [MARKETS.index(m) if (m := market_of(e, s)) else -1 for s in books.symbols]
+            for e in books.exchanges
+        ],
+        np.int8,
+    ).reshape(len(books.exchanges), len(books.symbols))
+    exchange, symbol = books.exchange_code, books.symbol_code
+    if rows is not None:
+        exchange, symbol = exchange[rows], symbol[rows]
+    return table[exchange, symbol] if len(exchange) else np.zeros(0, np.int8)
 
 
 def needs(module: str, extra: str, what: str) -> Any:
@@ -100,18 +144,25 @@ def _check_layout(layout: str) -> None:
         raise ValueError(f"layout={layout!r}: give one of {', '.join(map(repr, LAYOUTS))}")
 
 
-def book_schema(depth: int, layout: str = "list", *, exchange: bool = True) -> Any:
+def book_schema(
+    depth: int, layout: str = "list", *, exchange: bool = True, local_time_unit: str = "ns"
+) -> Any:
     """The pyarrow schema of books_arrow (``exchange=False``: the Parquet files of a
-    dataset partitioned by exchange, whose directory names it)."""
+    dataset partitioned by exchange, whose directory names it; ``local_time_unit``:
+    LOCAL_TIME_UNITS)."""
     pa = needs("pyarrow", PARQUET_EXTRA, "the Arrow table of books")
     _check_layout(layout)
+    if local_time_unit not in LOCAL_TIME_UNITS:
+        raise ValueError(
+            f"local_time_unit={local_time_unit!r}: give one of {', '.join(LOCAL_TIME_UNITS)}"
+        )
     names = pa.dictionary(pa.int32(), pa.string())
     fields = [pa.field("exchange", names)] if exchange else []
     fields += [
         pa.field("symbol", names),
         pa.field("market", pa.dictionary(pa.int8(), pa.string())),
         pa.field("exchange_time", pa.timestamp("ms", tz="UTC")),
-        pa.field("local_time", pa.timestamp("ns", tz="UTC")),
+        pa.field("local_time", pa.timestamp(local_time_unit, tz="UTC")),
         pa.field("sequence", pa.int64()),
     ]
     if layout == "list":
@@ -139,21 +190,19 @@ def side_lengths(price: np.ndarray) -> np.ndarray:
     return np.count_nonzero(np.isfinite(price), axis=1)
 
 
-def _market_codes(books: Books) -> np.ndarray:
-    """MARKETS index of each exchange name, -1 where unknown."""
-    return np.array(
-        [MARKETS.index(m) if (m := market_of(e)) else -1 for e in books.exchanges] or [-1],
-        np.int8,
-    )
-
-
 def books_arrow(
-    books: Books, rows: np.ndarray | None = None, *, layout: str = "list", exchange: bool = True
+    books: Books,
+    rows: np.ndarray | None = None,
+    *,
+    layout: str = "list",
+    exchange: bool = True,
+    local_time_unit: str = "ns",
 ) -> Any:
     """A pyarrow Table of ``books`` (the rows at ``rows``, in their order, if given) in
-    the schema book_schema; metadata: book_metadata."""
+    the schema book_schema; metadata: book_metadata. ``local_time_unit="us"``: the
+    local time floored to whole microseconds."""
     pa = needs("pyarrow", PARQUET_EXTRA, "the Arrow table of books")
-    schema = book_schema(books.depth, layout, exchange=exchange)
+    schema = book_schema(books.depth, layout, exchange=exchange, local_time_unit=local_time_unit)
 
     def column(name: str) -> np.ndarray:
         values = getattr(books, name)
@@ -161,8 +210,10 @@ def books_arrow(
 
     exchange_code = column("exchange_code")
     symbol_code = column("symbol_code")
-    market = _market_codes(books)[exchange_code] if len(books.exchanges) else np.zeros(0, np.int8)
+    market = market_codes(books, rows)
     timestamp, sequence = column("timestamp"), column("sequence")
+    local = column("local_timestamp_ns")
+    local = local // 1000 if local_time_unit == "us" else local
     arrays = []
     if exchange:
         arrays.append(_dictionary(pa, exchange_code, books.exchanges))
@@ -172,7 +223,7 @@ def books_arrow(
             pa.array(market, mask=market < 0), pa.array(MARKETS, pa.string())
         ),
         pa.array(timestamp, pa.timestamp("ms", tz="UTC"), mask=timestamp == 0),
-        pa.array(column("local_timestamp_ns"), pa.timestamp("ns", tz="UTC")),
+        pa.array(local, pa.timestamp(local_time_unit, tz="UTC")),
         pa.array(sequence, pa.int64(), mask=sequence == 0),
     ]
     for side in ("bid", "ask"):
@@ -256,11 +307,13 @@ def books_polars(books: Books, layout: str = "list") -> Any:
     "UTC"), lists List(Float64) of each book's own levels."""
     pl = needs("polars", POLARS_EXTRA, "Books.to_polars()")
     _check_layout(layout)
-    markets = [market_of(e) for e in books.exchanges]
+    market = market_codes(books)
     columns = [
         pl.Series("exchange", books.exchanges, pl.Categorical).gather(books.exchange_code),
         pl.Series("symbol", books.symbols, pl.Categorical).gather(books.symbol_code),
-        pl.Series("market", markets, pl.Enum(MARKETS)).gather(books.exchange_code),
+        pl.Series("market", [*MARKETS, None], pl.Enum(MARKETS)).gather(  # last: null
+            np.where(market < 0, len(MARKETS), market)
+        ),
         _nonzero(pl, "exchange_time", books.timestamp).cast(pl.Datetime("ms", "UTC")),
         pl.Series("local_time", books.local_timestamp_ns).cast(pl.Datetime("ns", "UTC")),
         _nonzero(pl, "sequence", books.sequence),

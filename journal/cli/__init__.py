@@ -3,7 +3,12 @@
 Usage errors (a path that is not a journal, a file where a directory is needed, no
 permission, a bad option value) are one line on stderr naming the path or value and
 what is wrong with it, exit status 2; damage found in a journal or an archive is
-exit status 1, as ``journal verify`` and the radar have it.
+exit status 1, as ``journal verify`` and the radar have it; Ctrl-C is exit status
+130 without a traceback, from main's first line on.
+
+A command's own modules (and the extras they need: aiohttp, prometheus_client,
+pyarrow) are imported when that command is chosen, not to build the parser of
+every command: ``journal info`` starts as fast as Python and the core do.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Final
 
 from journal._arguments import positive_number
 from journal._encode import MAX_LEVELS as MAX_DEPTH
@@ -268,8 +273,29 @@ def _export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
-_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-"""Where build_parser adds its subcommands, one function each (_add_info, ...)."""
+class _Commands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Where build_parser adds its subcommands, one function each (_add_info, ...).
+
+    A subcommand's arguments that need its modules (and their extras) are added when
+    argparse hands it the command line (``journal metrics ...``, ``journal metrics
+    --help``), by the function given to ``_add_command``: ``journal --help`` lists
+    every command from its summary, and a command imports only its own modules."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.pending: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        assert isinstance(values, list) and values, values
+        if (add := self.pending.pop(str(values[0]), None)) is not None:
+            add(self._name_parser_map[str(values[0])])
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _add_command(
@@ -278,12 +304,17 @@ def _add_command(
     summary: str,
     description: str,
     exit_statuses: str,
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.ArgumentParser:
     """A subcommand whose ``--help`` says what it does and how it exits: a script
-    needs the statuses, a new user the paragraph."""
-    return commands.add_parser(
+    needs the statuses, a new user the paragraph. ``arguments`` adds its arguments
+    (and its ``run``) once the command is chosen (see _Commands)."""
+    parser: argparse.ArgumentParser = commands.add_parser(
         name, help=summary, description=description, epilog=f"exit status: {exit_statuses}"
     )
+    if arguments is not None:
+        commands.pending[name] = arguments
+    return parser
 
 
 def _add_journal_argument(parser: argparse.ArgumentParser) -> None:
@@ -331,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=0,
         help="show the version, the compiled or pure-Python path, and the radar found; exit",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", action=_Commands
+    )
     for add in (
         _add_info,
         _add_dump,
@@ -442,11 +475,12 @@ def _add_demo(commands: _Commands) -> None:
         "read and archived, and print a summary and a chart. Logs, the archive and the "
         "charts stay in a new run-* directory of --output. With --metrics-listen the "
         "pipeline's metrics (writers, readers, feeds, the radar's) are served for "
-        "Prometheus while it runs.",
+        "Prometheus while it runs; without, the demo prints the journal metrics command "
+        "that serves them from its workspace.",
         "0 every book was read by the radar and archived; 1 a problem, said in a PROBLEM "
-        "line (the logs are in the run directory); 2 the radar is not built (make setup), "
-        "an argument is wrong, or the --metrics-listen port is in use; 130 interrupted "
-        "(Ctrl-C).",
+        "line (the logs are in the run directory); 2 no radar found (`pip install .` or "
+        "make setup builds one, or give --radar PATH), an argument is wrong, or the "
+        "--metrics-listen port is in use; 130 interrupted (Ctrl-C).",
     )
     demo.add_argument(
         "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
@@ -487,9 +521,7 @@ def _add_demo(commands: _Commands) -> None:
 
 
 def _add_compact(commands: _Commands) -> None:
-    from journal.archive.compact import add_arguments as compact_arguments
-
-    compact = _add_command(
+    _add_command(
         commands,
         "compact",
         "archive sealed segments as verified zstd files (what tools/compact runs)",
@@ -501,15 +533,19 @@ def _add_compact(commands: _Commands) -> None:
         "0 done, or stopped by a signal; 1 with --once, a segment could not be archived "
         "(it stays in tmpfs); 2 could not start: a bad argument, or another compactor "
         "on the archive.",
+        _compact_arguments,
     )
-    compact_arguments(compact)
+
+
+def _compact_arguments(compact: argparse.ArgumentParser) -> None:
+    from journal.archive.compact import add_arguments
+
+    add_arguments(compact)
     compact.set_defaults(run=_compact)
 
 
 def _add_analyze(commands: _Commands) -> None:
-    from journal.analysis._report import add_source_arguments
-
-    analyze = _add_command(
+    _add_command(
         commands,
         "analyze",
         "update rates, spreads, sequence gaps, delays and kimchi premium; PNG charts",
@@ -524,7 +560,13 @@ def _add_analyze(commands: _Commands) -> None:
         "source, said with its file and offset; 2 a bad argument, a SOURCE that is "
         "neither a journal nor an archive or cannot be read, or segments missing "
         "between those given (see --allow-gaps); 130 interrupted (Ctrl-C).",
+        _analyze_arguments,
     )
+
+
+def _analyze_arguments(analyze: argparse.ArgumentParser) -> None:
+    from journal.analysis._report import add_source_arguments
+
     add_source_arguments(analyze, _parse_start)
     analyze.add_argument("--charts", metavar="DIR", help="write PNG charts here (matplotlib)")
     analyze.add_argument(
@@ -536,9 +578,7 @@ def _add_analyze(commands: _Commands) -> None:
 
 
 def _add_import_captures(commands: _Commands) -> None:
-    from journal.feeds import _import
-
-    captures = _add_command(
+    _add_command(
         commands,
         "import-captures",
         "replay exchange capture files into a journal: real books, gaps and resyncs",
@@ -547,13 +587,19 @@ def _add_import_captures(commands: _Commands) -> None:
         "recorded times, to a new journal; report per stream books, gaps and resyncs.",
         "0 imported; 2 a capture file that cannot be read or parsed (its name and line), "
         "or a journal that cannot be created or already holds records.",
+        _import_captures_arguments,
     )
+
+
+def _import_captures_arguments(captures: argparse.ArgumentParser) -> None:
+    from journal.feeds import _import
+
     _import.add_arguments(captures)
     captures.set_defaults(run=_import.run)
 
 
 def _add_collect(commands: _Commands) -> None:
-    collect = _add_command(
+    _add_command(
         commands,
         "collect",
         "live order books from the exchanges' websockets into one journal per venue",
@@ -564,7 +610,11 @@ def _add_collect(commands: _Commands) -> None:
         "journal's collector.metrics (journal top, journal metrics). docs/COLLECT.md.",
         "0 stopped by --duration, SIGINT or SIGTERM (journals sealed); 2 a bad argument or "
         "config, or a journal that cannot be opened.",
+        _collect_arguments,
     )
+
+
+def _collect_arguments(collect: argparse.ArgumentParser) -> None:
     try:
         from journal.collect import _run
     except ModuleNotFoundError as error:  # aiohttp/orjson: the collect extra
@@ -626,9 +676,7 @@ def _missing_extra(extra: str, module: str) -> int:
 
 
 def _add_top(commands: _Commands) -> None:
-    from journal.monitor import _top
-
-    top = _add_command(
+    _add_command(
         commands,
         "top",
         "writers, readers, collector feeds and replication of journals, live: rate, lag, staleness",
@@ -643,13 +691,19 @@ def _add_top(commands: _Commands) -> None:
         "redraws in place until Ctrl-C; into a pipe or a file it prints key=value lines.",
         "0 after --once, or on Ctrl-C; 2 a JOURNAL that is neither a journal nor a "
         "directory holding journals, or that cannot be read.",
+        _top_arguments,
     )
+
+
+def _top_arguments(top: argparse.ArgumentParser) -> None:
+    from journal.monitor import _top
+
     _top.add_arguments(top)
     top.set_defaults(run=_top.run)
 
 
 def _add_metrics(commands: _Commands) -> None:
-    metrics = _add_command(
+    _add_command(
         commands,
         "metrics",
         "writer, reader, collector feed, replication and radar metrics for Prometheus: "
@@ -662,7 +716,9 @@ def _add_metrics(commands: _Commands) -> None:
         "connection, records, a replicator's lag, latency, a mirror's pending messages, "
         "retries, gaps, redeliveries); each radar's premiums, executable edges and FX per "
         "pair, book ages per stream and observe latency (the radar.metrics of a journal "
-        "given, or --radar FILE). Every read is fresh from the shared-memory counters. "
+        "given, or --radar FILE; --radar FILE alone: only the radar's). A JOURNAL root "
+        "is searched for journals up to 4 directories down (never inside a journal). "
+        "Every read is fresh from the shared-memory counters. "
         "With --listen HOST:PORT an HTTP endpoint serves them until SIGINT or SIGTERM "
         "(journals created under a JOURNAL root later appear); with --output FILE they "
         "are written for node_exporter's textfile collector, once or every --interval "
@@ -671,10 +727,15 @@ def _add_metrics(commands: _Commands) -> None:
         "0 printed or written, or served until SIGINT or SIGTERM (problems with single "
         "metrics files on stderr); 2 a JOURNAL that is neither a journal nor holds "
         "journals, or cannot be read, a --radar FILE that does not exist (either one "
-        "waited for with --allow-missing), an --output "
-        "that cannot be written, a bad HOST:PORT or a port in use, or prometheus_client "
-        "not installed (pip install 'orderbook-journal[metrics]').",
+        "waited for with --allow-missing) or is not a radar's metrics file, neither "
+        "JOURNAL nor --radar, an --output that cannot be written, a bad HOST:PORT or a "
+        "port in use, or prometheus_client not installed (pip install "
+        "'orderbook-journal[metrics]').",
+        _metrics_arguments,
     )
+
+
+def _metrics_arguments(metrics: argparse.ArgumentParser) -> None:
     try:
         from journal.monitor import _exporter
     except ModuleNotFoundError as error:  # prometheus_client: the metrics extra
@@ -688,27 +749,40 @@ def _add_metrics(commands: _Commands) -> None:
 
 
 def _add_export(commands: _Commands) -> None:
-    from journal.analysis._report import add_source_arguments
-
-    export = _add_command(
+    _add_command(
         commands,
         "export",
         "write the books as a Parquet dataset (pyarrow) for DuckDB, Polars, Spark",
         "Write the books of every SOURCE, selected as analyze selects them (--from, "
         "--to, --exchange, --symbol, --depth), as a Parquet dataset (zstd) partitioned "
         "hive style: OUT/date=YYYY-MM-DD/exchange=NAME/part-NNNNN.parquet, the UTC date "
-        "of each book's local time. A row per book: symbol, market, exchange_time "
-        "(timestamp ms, UTC), local_time (timestamp ns, UTC), sequence and its levels "
-        "as lists (bid_price, bid_qty, ask_price, ask_qty, each the book's own length); "
-        "date and exchange come from the directories (docs/ANALYSIS.md). The dataset "
-        "is written beside OUT and renamed into place whole; Ctrl-C leaves nothing. "
-        "Progress goes to stderr: a live line on a terminal, else a line every "
-        "--progress-interval seconds.",
+        "of each book's local time. A row per book: symbol, market (spot, "
+        "linear_perpetual, inverse_perpetual, ... by venue and symbol; null where the "
+        "table cannot tell), exchange_time (timestamp ms, UTC), local_time (timestamp "
+        "ns, UTC; see --local-time-unit), sequence and its levels as lists (bid_price, "
+        "bid_qty, ask_price, ask_qty, each the book's own length); date and exchange "
+        "come from the directories (docs/ANALYSIS.md). Spark (checked: 3.5.9, 4.3.0) "
+        "reads the ns dataset with spark.sql.legacy.parquet.nanosAsLong=true, "
+        "local_time then a long (timestamp_micros(local_time div 1000)), and a "
+        "--local-time-unit us one as it is. A selection of no book writes nothing: "
+        "exit 2, with what the sources hold. The dataset is written beside OUT and "
+        "published by one rename (a swap with --overwrite and --replace-partitions): "
+        "a reader, or a kill even with SIGKILL, finds the old dataset or the new one "
+        "whole; Ctrl-C before that rename leaves OUT as it was, after it the export "
+        "ends as done. Progress goes to stderr: a live line on a terminal, else a line "
+        "every --progress-interval seconds.",
         "0 written; 1 damage in a source, said with its file and offset; 2 a bad "
-        "argument, a SOURCE that cannot be read, segments missing between those given "
-        "(see --allow-gaps), an OUT that exists (see --overwrite) or cannot be "
-        "written, or pyarrow not installed; 130 interrupted (Ctrl-C).",
+        "argument, a selection of no book, a SOURCE that cannot be read, segments "
+        "missing between those given (see --allow-gaps), an OUT that exists (see "
+        "--overwrite) or cannot be written, or pyarrow not installed; 130 interrupted "
+        "(Ctrl-C) before publishing, OUT unchanged.",
+        _export_arguments,
     )
+
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
+    from journal.analysis._report import add_source_arguments
+
     add_source_arguments(export, _parse_start)
     export.add_argument(
         "--parquet", required=True, metavar="OUT", help="the dataset directory to create"
@@ -724,7 +798,8 @@ def _add_export(commands: _Commands) -> None:
         "--replace-partitions",
         action="store_true",
         help="add this export's date/exchange partitions to the dataset at OUT, each "
-        "replacing the one of the same date and exchange whole (export whole days)",
+        "replacing the one of the same date and exchange whole (export whole days); "
+        "the others are kept as hard links and the whole directory swapped at once",
     )
     export.add_argument(
         "--layout",
@@ -732,7 +807,17 @@ def _add_export(commands: _Commands) -> None:
         default="list",
         help="the levels as list columns, each the book's own length (default; "
         "bid_price[1] in DuckDB), or wide: bid_price_0 .. bid_price_N-1 double columns, "
-        "null past a book's depth (top-of-book queries 2-5x faster, docs/ANALYSIS.md)",
+        "null past a book's depth (faster top-of-book queries, slower writes: the "
+        "measurements are in docs/ANALYSIS.md)",
+    )
+    from journal.analysis._table import LOCAL_TIME_UNITS
+
+    export.add_argument(
+        "--local-time-unit",
+        choices=LOCAL_TIME_UNITS,
+        default="ns",
+        help="local_time as TIMESTAMP(NANOS), as journaled (default), or us: "
+        "TIMESTAMP(MICROS), floored, which Spark reads as a timestamp without settings",
     )
     export.add_argument("--quiet", action="store_true", help="no progress on stderr (errors still)")
     export.add_argument(
@@ -741,7 +826,7 @@ def _add_export(commands: _Commands) -> None:
         default=10.0,
         metavar="SECONDS",
         help="when stderr is not a terminal, a progress line at most this often "
-        "(default 10; 0: every step)",
+        "(default 10; 0: every step; a finite number)",
     )
     export.set_defaults(run=_export)
 
@@ -772,7 +857,18 @@ def describe_os_error(error: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The journal command: its exit status. Ctrl-C at any moment from here on, while
+    the parser is built, the command's modules imported or it runs, is status 130
+    and no traceback (a command that must clean up catches it first)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command run, its errors made one line and an exit status."""
     try:
         return args.run(args)
     except (CorruptSegmentError, CorruptArchiveError) as error:

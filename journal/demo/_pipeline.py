@@ -6,11 +6,13 @@ through the collector publisher into one journal per venue in /dev/shm (as
 radar tailing them (its live table on the terminal, its results in a results
 journal, its own metrics beside them), and the compactor archiving every sealed
 segment. With ``--metrics-listen HOST:PORT`` the demo serves the metrics of all of
-it (writers, readers, feeds, radar) for Prometheus while it runs. After the chosen duration, or
-at Ctrl-C, it stops them in the order that loses nothing (feed, then radar once
-it has read every book, then compactor after a last pass), checks that every
-book written was read by the radar and archived, prints a summary and draws the
-charts of the offline analysis. Nothing stays in /dev/shm unless asked.
+it (writers, readers, feeds, radar) for Prometheus while it runs; without, it
+prints the ``journal metrics WORKSPACE --listen`` command that serves the same (its
+/dev/shm workspace holds ``books/<venue>`` and ``results``). After the chosen
+duration, or at Ctrl-C, it stops them in the order that loses nothing (feed, then
+radar once it has read every book, then compactor after a last pass), checks that
+every book written was read by the radar and archived, prints a summary and draws
+the charts of the offline analysis. Nothing stays in /dev/shm unless asked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ctypes
 import itertools
 import os
 import re
+import shlex
 import shutil
 import signal
 import site
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from journal._errors import JournalError
 from journal._reader import Reader
@@ -40,11 +44,15 @@ from journal.archive import _archive
 from journal.demo.feed import VENUES
 from journal.monitor._snapshot import ReaderFigures, read_reader, read_writer, reader_files
 
+if TYPE_CHECKING:  # prometheus_client, the metrics extra: imported for --metrics-listen only
+    from journal.monitor._exporter import MetricsServer
+
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUT_RADAR = REPO / "build" / "release" / "radar"  # make setup, in a checkout
 RADAR_HOW_TO_GET = (
-    "`pip install .` in the repository builds it into the environment's bin/ (needs g++ "
-    "and cmake), `make setup` into build/release/radar, or give --radar PATH"
+    "`pip install .` in the repository builds it into the environment's bin/ (it needs a "
+    "C++17 compiler; a wheel built with JOURNAL_WITHOUT_RADAR=1 has none), `make setup` "
+    "into build/release/radar, or give --radar PATH"
 )
 SEGMENT_SIZE = 4 * 1024 * 1024
 KEEP_SEGMENTS = 2
@@ -195,7 +203,10 @@ class _Children:
             try:
                 child.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(f"demo: {name} did not stop in {timeout:.0f} s, killed", file=sys.stderr)
+                print(
+                    f"journal demo: {name} did not stop in {timeout:.0f} s, killed",
+                    file=sys.stderr,
+                )
                 child.kill()
                 child.wait()
         del self.running[name]
@@ -252,7 +263,7 @@ def _new_run_directory(output: Path) -> Path:
 def run_demo(options: DemoOptions) -> int:
     if not options.radar.is_file():
         print(
-            f"demo: the radar {options.radar} is not a file: {RADAR_HOW_TO_GET}",
+            f"journal demo: the radar {options.radar} is not a file: {RADAR_HOW_TO_GET}",
             file=sys.stderr,
         )
         return 2
@@ -266,11 +277,12 @@ def run_demo(options: DemoOptions) -> int:
         contextlib.ExitStack() as files,
     ):
         books, results, archive = shm / "books", shm / "results", run_dir / "archive"
+        served_at = None
         if options.metrics_listen is not None:
             try:
-                files.enter_context(_serve_metrics(options.metrics_listen, books, results))
+                served_at = files.enter_context(_serve_metrics(options.metrics_listen, shm)).url
             except JournalError as error:
-                print(f"demo: {error}", file=sys.stderr)
+                print(f"journal demo: {error}", file=sys.stderr)
                 run_dir.rmdir()
                 return 2
         logs = {
@@ -280,7 +292,8 @@ def run_demo(options: DemoOptions) -> int:
         print(
             f"journal demo: feed -> {books} -> radar, compactor -> {archive}\n"
             f"  {options.rate:,} books/s for {options.duration_s:g} s; "
-            f"Ctrl-C stops everything cleanly; logs in {run_dir}",
+            f"Ctrl-C stops everything cleanly; logs in {run_dir}\n"
+            f"  {_metrics_hint(shm, served_at)}",
             flush=True,
         )
         try:
@@ -289,14 +302,14 @@ def run_demo(options: DemoOptions) -> int:
                 _run_until_done(children, signals)
             except StopRequested:
                 interrupted = True
-                print("\ndemo: stopping (Ctrl-C again to kill at once)", file=sys.stderr)
+                print("\njournal demo: stopping (Ctrl-C again to kill at once)", file=sys.stderr)
             except PipelineError as error:
                 outcome.problems.append(str(error))
-                print(f"\ndemo: {error}; stopping", file=sys.stderr)
+                print(f"\njournal demo: {error}; stopping", file=sys.stderr)
             signals.requested = 1  # from now on Ctrl-C kills
             _stop_in_order(children, books, archive, outcome)
         except KeyboardInterrupt:
-            print("demo: killed", file=sys.stderr)
+            print("journal demo: killed", file=sys.stderr)
             return 130
         finally:
             children.kill_all()
@@ -311,14 +324,41 @@ def run_demo(options: DemoOptions) -> int:
 
 
 def _serve_metrics(
-    listen: str, books: Path, results: Path
-) -> contextlib.AbstractContextManager[object]:
-    """The metrics of the venues' journals (writer, radar's registration, feed) and
-    of the results journal (the radar's own metrics) on ``listen``, found at each
-    scrape: they appear as the pipeline starts."""
+    listen: str, workspace: Path
+) -> contextlib.AbstractContextManager[MetricsServer]:
+    """The metrics of the journals in the demo's ``workspace`` on ``listen``, found at
+    each scrape (they appear as the pipeline starts): the venues' journals
+    ``books/<venue>`` (writer, the radar's registration, feed) and ``results`` (the
+    radar's own metrics), as ``journal metrics WORKSPACE --listen`` serves them."""
     from journal.monitor._exporter import serving
 
-    return serving([books, results], listen, option="--metrics-listen", prefix="demo: metrics: ")
+    return serving([workspace], listen, option="--metrics-listen", prefix="journal demo: metrics: ")
+
+
+def _metrics_hint(workspace: Path, served_at: str | None) -> str:
+    """The banner's line on the demo's metrics: the exact command that serves them
+    from its workspace while it runs (a new user's first scrape), or, with
+    ``--metrics-listen``, where the demo serves them itself (``served_at``)."""
+    command = f"{_journal_command()} metrics {shlex.quote(str(workspace))} --listen"
+    if served_at is not None:
+        return f"metrics served at {served_at} while it runs (as `{command} HOST:PORT` would)"
+    return (
+        f"metrics for Prometheus while it runs: {command} 127.0.0.1:9108 "
+        "(or journal demo --metrics-listen HOST:PORT)"
+    )
+
+
+def _journal_command() -> str:
+    """How to run the journal command from a shell: ``journal`` when the one on PATH
+    is this environment's, else its path (a venv not activated), else ``python -m
+    journal.cli`` (no console script, a checkout run without installing)."""
+    script = Path(sys.executable).parent / "journal"
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m journal.cli"
+    on_path = shutil.which("journal")
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return "journal"
+    return shlex.quote(str(script))
 
 
 def _venue_journals(books: Path) -> list[Path]:

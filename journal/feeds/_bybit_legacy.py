@@ -14,6 +14,12 @@ resubscribes to get one).
 
 Books are stamped with ``timestamp_e6 // 1000`` (the message's time, µs, in ms) and
 ``cross_seq`` as the sequence.
+
+Only the inverse perpetuals (``BTCUSD``: quoted in USD, quantities in USD contracts)
+are read. They are journaled as ``bybit``, whose other books are v5 spot, so the
+quote is what tells them apart (journal.analysis.VENUE_MARKETS: ``bybit`` ``BASE-USD``
+is ``inverse_perpetual``). A v2 USDT perpetual or dated future journaled as ``bybit``
+would read as spot, a quantity in another unit: refused, with the stream named.
 """
 
 from __future__ import annotations
@@ -54,6 +60,12 @@ class BybitLegacyBook(BookBuilder):
     EXCHANGE = "bybit"
 
     def __init__(self, symbol: str, depth: int = TOP_LEVELS) -> None:
+        if not symbol.endswith("-USD"):
+            raise MessageError(
+                f"bybit {BOOK_TOPIC} {symbol}: not an inverse perpetual (BASE-USD); the v2 "
+                "import reads those only, as a USDT perpetual or a dated future journaled "
+                "as bybit would read as spot: leave this capture out"
+            )
         super().__init__(symbol, depth)
         self._place_of_id: dict[int, tuple[bool, float]] = {}  # id -> (is bid, price)
         self._cross_seq = 0

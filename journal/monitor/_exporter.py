@@ -18,8 +18,10 @@ A metrics file that cannot be read is said on stderr (by ``--listen`` and
 ``--interval`` when it first fails, not at every scrape) and left out; the rest is
 exported. ``serving`` is the same endpoint for ``journal collect`` and ``journal
 demo`` (``--metrics-listen``), over the journals they write; the radar's
-``--metrics-listen`` runs this command (``--allow-missing``: the journals it waits
-for, and the radar.metrics it makes once this serves, need not exist yet).
+``--metrics-listen`` runs this command with its ``--radar FILE`` alone, no JOURNAL
+(only the radar_* families: the journals it reads, and its registrations in them,
+are their exporter's, so that nothing is scraped twice), and ``--allow-missing``
+(the radar.metrics it makes once this serves need not exist yet).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from prometheus_client.registry import CollectorRegistry
 from journal._arguments import positive_number
 from journal._errors import JournalError
 from journal._paths import replaceable_file_problem
+from journal._radar_metrics import read_radar_metrics
 from journal.monitor._prometheus import JournalCollector, registry
 from journal.monitor._snapshot import add_journals_argument, find_journals
 
@@ -235,7 +238,7 @@ def write_textfile(output: Path, text: bytes) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_journals_argument(parser)
+    add_journals_argument(parser, required=False)  # --radar FILE alone: the radar's own
     parser.add_argument(
         "--listen",
         metavar="HOST:PORT",
@@ -262,21 +265,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="a radar's metrics file outside the journals given (its --metrics-file); "
-        "each journal's radar.metrics is found without it; repeatable",
+        "each journal's radar.metrics is found without it; repeatable; given without "
+        "JOURNAL, only the radar's families are exported",
     )
     parser.add_argument(
         "--allow-missing",
         action="store_true",
         help="with --listen or --interval: a JOURNAL or --radar FILE that does not exist "
         "yet is exported once it is created instead of refused (the radar's "
-        "--metrics-listen runs journal metrics so: it waits for its journals)",
+        "--metrics-listen runs journal metrics so: it makes its file once this serves)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit status 0 (also when stopped by a signal); JournalError (a bad option, a
-    path that is not a journal, an --output that cannot be written, a port in use)
-    is the caller's: one line, exit status 2."""
+    path that is not a journal, a --radar FILE that is not a radar's metrics file,
+    an --output that cannot be written, a port in use) is the caller's: one line,
+    exit status 2."""
+    if not args.journals and not args.radar:
+        raise JournalError(
+            "give JOURNAL... (journal directories or a directory they are in), or a "
+            "radar's metrics file with --radar FILE, or both"
+        )
     if args.listen is not None and (args.output is not None or args.interval is not None):
         raise JournalError(
             "--listen serves every scrape fresh; --output FILE [--interval S] writes a "
@@ -365,16 +375,29 @@ def _check_watched(path: Path, *, allow_missing: bool = False) -> None:
     os.listdir(path)  # no permission: the OSError, said with the path
 
 
+_RADAR_FILE_HINT: Final = (
+    "give the file the radar writes its metrics to (its --metrics-file; with --results "
+    "DIR it is DIR/radar.metrics, found in the journals given)"
+)
+
+
 def _check_radar_file(path: Path, *, allow_missing: bool = False) -> None:
-    """A ``--radar FILE`` is a file that exists now (a typo is an error, not a radar
-    that never appears), or with ``allow_missing`` may not exist yet (the radar that
-    runs journal metrics makes it once it serves); a radar that dies later leaves
-    it, its lock free."""
-    if path.is_file() or (allow_missing and not path.exists()):
+    """A ``--radar FILE`` is a radar's metrics file that exists now (a typo, or
+    another metrics file given by mistake, is an error, not a radar that never
+    appears), or with ``allow_missing`` may not exist yet (the radar that runs
+    journal metrics makes it once it serves); a radar that dies later leaves it,
+    its lock free. JournalError says what the file is instead."""
+    if allow_missing and not path.exists():
         return
-    what = "is not a file" if path.exists() else "does not exist"
-    raise JournalError(
-        f"--radar {path} {what}: give the file the radar writes its metrics to (its "
-        "--metrics-file; with --results DIR it is DIR/radar.metrics, found in the "
-        "journals given), and start the radar first"
-    )
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise JournalError(f"--radar {path} {what}: {_RADAR_FILE_HINT}, and start the radar first")
+    try:
+        read_radar_metrics(path)
+    except FileNotFoundError:  # removed since: as if it did not exist
+        if not allow_missing:
+            raise JournalError(
+                f"--radar {path} does not exist: {_RADAR_FILE_HINT}, and start the radar first"
+            ) from None
+    except JournalError as error:
+        raise JournalError(f"--radar {error}; {_RADAR_FILE_HINT}") from None

@@ -52,7 +52,7 @@ from journal import _feed_metrics_layout as FL
 from journal import _metrics_layout as M
 from journal._errors import JournalError
 from journal._feed_metrics import FeedCounter, FeedSnapshot, FeedState, StreamFigures
-from journal._inspect import is_journal, journals_in
+from journal._inspect import is_journal
 from journal._radar_metrics import (
     RADAR_METRICS_NAME,
     RadarPair,
@@ -68,11 +68,19 @@ from journal.monitor._snapshot import (
     ReplicationSide,
     WriterFigures,
     journal_labels,
+    journals_under,
     snapshot,
 )
 
-_OCTAVE_COUNTERS: Final = range((2 << M.LATENCY_SUB_BUCKET_BITS) - 1, M.LATENCY_BUCKETS, 8)
-"""Counters whose upper bound is 2^k - 1 ns: cumulative counts there are exact."""
+_OCTAVE_COUNTERS: Final = range(
+    (2 << M.LATENCY_SUB_BUCKET_BITS) - 1,
+    M.LATENCY_BUCKETS - (1 << M.LATENCY_SUB_BUCKET_BITS),
+    1 << M.LATENCY_SUB_BUCKET_BITS,
+)
+"""Counters whose upper bound is 2^k - 1 ns, where cumulative counts are exact: the
+``le`` bounds of the exported histograms. The top octave's is not one of them: its
+last counter also holds every value above LATENCY_MAX_NS (clamped into it by the
+processes), which no finite bound may claim; they count in ``+Inf`` only."""
 _UNITS: Final = ("seconds", "bytes", "ratio")
 """Base units a family name may end in (before ``_total``): OpenMetrics ``# UNIT``."""
 
@@ -87,7 +95,11 @@ class _Metric(Generic[_Source]):
     ``read`` gives the value, None where the source has none (the sample is left
     out: nothing measured yet is not a zero that reads as "just now"), or with
     ``label`` a value per label value (a sample each, in its order). ``in_ns``: the
-    source counts ns, the metric is in seconds, as Prometheus prefers."""
+    source counts ns, the metric is in seconds, as Prometheus prefers. ``current``:
+    a figure of now (an age, a lag, a premium, a feed's state), left out once the
+    process that keeps it died (its file's lock free): frozen, it would read as
+    current (a dead radar's premium, a killed collector's "live"); counters, start
+    times and times of a last event stay, true as they are."""
 
     name: str
     kind: str
@@ -95,6 +107,7 @@ class _Metric(Generic[_Source]):
     read: Callable[[_Source], float | Mapping[str, float] | None]
     in_ns: bool = False
     label: str | None = None
+    current: bool = False
 
     def samples(self, source: _Source, labels: dict[str, str]) -> Iterator[_Sample]:
         value = self.read(source)
@@ -117,6 +130,8 @@ class _Info(Generic[_Source]):
     name: str
     help: str
     read: Callable[[_Source], Mapping[str, str]]
+    current: bool = False
+    """Never: the process shown stays true after it died (its ``*_up`` says so)."""
 
     def samples(self, source: _Source, labels: dict[str, str]) -> Iterator[_Sample]:
         yield _Sample(self.name, "info", self.help, labels, dict(self.read(source)))
@@ -138,14 +153,28 @@ _In = TypeVar("_In", contravariant=True)
 
 
 class _Table(Protocol[_In]):
+    @property
+    def current(self) -> bool: ...
     def samples(self, source: _In, labels: dict[str, str]) -> Iterator[_Sample]: ...
 
 
 def _table_samples(
-    table: Sequence[_Table[_Source]], source: _Source, labels: dict[str, str]
+    table: Sequence[_Table[_Source]],
+    source: _Source,
+    labels: dict[str, str],
+    alive: bool = True,
 ) -> Iterator[_Sample]:
+    """The samples of each metric of ``table``; the ``current`` ones only while the
+    source's process is ``alive``."""
     for metric in table:
-        yield from metric.samples(source, labels)
+        if alive or not metric.current:
+            yield from metric.samples(source, labels)
+
+
+def _moment(ns: int) -> int | None:
+    """A time point (ns since the epoch) as exported: 0, the files' "never" (no
+    record read yet, no state change), is left out rather than shown as 1970."""
+    return ns or None
 
 
 _JOURNAL_METRICS: Final[tuple[_Metric[JournalSnapshot], ...]] = (
@@ -198,7 +227,7 @@ _WRITER_METRICS: Final[tuple[_Metric[WriterFigures] | _Info[WriterFigures], ...]
         "journal_writer_start_time_seconds",
         "gauge",
         "When the writer whose counters these are opened the journal.",
-        lambda writer: writer.started_ns,
+        lambda writer: _moment(writer.started_ns),
         in_ns=True,
     ),
     _Metric(
@@ -236,7 +265,7 @@ _WRITER_METRICS: Final[tuple[_Metric[WriterFigures] | _Info[WriterFigures], ...]
         "journal_last_publish_timestamp_seconds",
         "gauge",
         "Time of the writer's last commit (the book's local_timestamp_ns).",
-        lambda writer: writer.last_publish_ns,
+        lambda writer: _moment(writer.last_publish_ns),
         in_ns=True,
     ),
 )
@@ -258,7 +287,7 @@ _READER_METRICS: Final[tuple[_Metric[ReaderFigures] | _Info[ReaderFigures], ...]
         "journal_reader_start_time_seconds",
         "gauge",
         "When the reader whose figures these are started (its counters start at 0).",
-        lambda reader: reader.started_ns,
+        lambda reader: _moment(reader.started_ns),
         in_ns=True,
     ),
     _Metric(
@@ -276,35 +305,41 @@ _READER_METRICS: Final[tuple[_Metric[ReaderFigures] | _Info[ReaderFigures], ...]
     _Metric(
         "journal_reader_last_record_timestamp_seconds",
         "gauge",
-        "Time field (local_timestamp_ns) of the last record the reader read.",
-        lambda reader: reader.last_record_ns,
+        "Time field (local_timestamp_ns) of the last record the reader read (left out "
+        "before the first).",
+        lambda reader: _moment(reader.last_record_ns),
         in_ns=True,
     ),
     _Metric(
         "journal_reader_last_poll_timestamp_seconds",
         "gauge",
-        "When the reader last found nothing new to read (0: never).",
-        lambda reader: reader.last_poll_ns,
+        "When the reader last found nothing new to read (left out before it first did).",
+        lambda reader: _moment(reader.last_poll_ns),
         in_ns=True,
     ),
     _Metric(
         "journal_reader_lag_records",
         "gauge",
-        "Records committed that the reader has not read (estimated beyond 20000).",
+        "Records committed that the reader has not read (estimated beyond 20000; left "
+        "out once the reader died).",
         lambda reader: None if reader.lag is None else reader.lag.records,
+        current=True,
     ),
     _Metric(
         "journal_reader_lag_bytes",
         "gauge",
-        "Committed bytes the reader has not read.",
+        "Committed bytes the reader has not read (left out once it died).",
         lambda reader: None if reader.lag is None else reader.lag.bytes,
+        current=True,
     ),
     _Metric(
         "journal_reader_lag_seconds",
         "gauge",
-        "How long the oldest record the reader has not read has been published.",
+        "How long the oldest record the reader has not read has been published (left "
+        "out once the reader died).",
         lambda reader: None if reader.lag is None else reader.lag.ns,
         in_ns=True,
+        current=True,
     ),
 )
 """Of every reader shown (see ``stable_labels``), labelled with its ``reader``."""
@@ -327,7 +362,7 @@ _FEED_METRICS: Final[tuple[_Metric[FeedSnapshot] | _Info[FeedSnapshot], ...]] = 
         "journal_feed_start_time_seconds",
         "gauge",
         "When the collector whose counters these are started.",
-        lambda feed: feed.started_ns,
+        lambda feed: _moment(feed.started_ns),
         in_ns=True,
     ),
 )
@@ -372,17 +407,18 @@ _STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
         "gauge",
         "The symbol's feed state: 1 for the current one ("
         + ", ".join(state.name.lower() for state in FeedState)
-        + "), 0 for the others.",
+        + "), 0 for the others; left out once the collector stopped or died.",
         lambda stream: {
             state.name.lower(): int(stream.figures.state is state) for state in FeedState
         },
         label="state",
+        current=True,
     ),
     _Metric(
         "journal_feed_state_change_timestamp_seconds",
         "gauge",
-        "When the symbol's feed entered its current state (0: never changed).",
-        lambda stream: stream.figures.state_changed_ns,
+        "When the symbol's feed entered its current state (left out while it never changed).",
+        lambda stream: _moment(stream.figures.state_changed_ns),
         in_ns=True,
     ),
     *(_counter_metric(index, name) for index, name in enumerate(FL.COUNTER_NAMES)),
@@ -390,28 +426,31 @@ _STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
         "journal_feed_last_message_timestamp_seconds",
         "gauge",
         "When the symbol's last exchange message arrived (left out before the first).",
-        lambda stream: stream.figures.last_message_ns or None,
+        lambda stream: _moment(stream.figures.last_message_ns),
         in_ns=True,
     ),
     _Metric(
         "journal_feed_last_message_age_seconds",
         "gauge",
         "Seconds since the symbol's last exchange message arrived, when read: a "
-        "growing age is a stale feed (left out before the first message).",
+        "growing age is a stale feed (left out before the first message, and once the "
+        "collector stopped or died).",
         lambda stream: (
             None
             if not stream.figures.last_message_ns
             else max(stream.feed.taken_ns - stream.figures.last_message_ns, 0)
         ),
         in_ns=True,
+        current=True,
     ),
     _Metric(
         "journal_feed_delay_seconds",
         "gauge",
         "Arrival less the exchange's time stamp of the symbol's last stamped message "
-        "(negative: the clocks disagree).",
+        "(negative: the clocks disagree; left out once the collector stopped or died).",
         lambda stream: stream.figures.last_delay_ns,
         in_ns=True,
+        current=True,
     ),
 )
 """Of each symbol of a collector's feed, labelled with ``venue`` and ``symbol``."""
@@ -527,6 +566,7 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "out before the process's first message.",
         _known(Word.LATENCY_NS, after=Word.LAST_MESSAGE_NS),
         in_ns=True,
+        current=True,
     ),
     _Metric(
         "journal_replication_lag_records",
@@ -534,12 +574,14 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "Records committed to the source journal that JetStream has not acknowledged "
         "(replicate; estimated beyond 20000).",
         lambda side: None if side.lag is None else side.lag.records,
+        current=True,
     ),
     _Metric(
         "journal_replication_lag_bytes",
         "gauge",
         "Committed bytes of the source journal that JetStream has not acknowledged (replicate).",
         lambda side: None if side.lag is None else side.lag.bytes,
+        current=True,
     ),
     _Metric(
         "journal_replication_lag_seconds",
@@ -548,6 +590,7 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "(replicate; 0: caught up).",
         lambda side: None if side.lag is None else side.lag.ns,
         in_ns=True,
+        current=True,
     ),
     _Metric(
         "journal_replication_retries_total",
@@ -568,6 +611,7 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "gauge",
         "Messages the stream holds for the mirror's consumer not yet delivered (mirror).",
         _word(Word.PENDING_MESSAGES, Role.MIRROR),
+        current=True,
     ),
     _Metric(
         "journal_replication_duplicates_total",
@@ -615,7 +659,7 @@ _RADAR_METRICS: Final[tuple[_Metric[RadarSnapshot] | _Info[RadarSnapshot], ...]]
         "radar_up",
         "gauge",
         "1 while the radar holds the lock of its metrics file, 0 once it stopped or died "
-        "(its last figures are kept).",
+        "(then its counters are kept, its premiums, edges and book ages left out).",
         lambda radar: int(radar.alive),
     ),
     _Info(
@@ -627,7 +671,7 @@ _RADAR_METRICS: Final[tuple[_Metric[RadarSnapshot] | _Info[RadarSnapshot], ...]]
         "radar_start_time_seconds",
         "gauge",
         "When the radar whose figures these are started (its counters start at 0).",
-        lambda radar: radar.started_ns,
+        lambda radar: _moment(radar.started_ns),
         in_ns=True,
     ),
     _Metric(
@@ -665,14 +709,17 @@ _RADAR_STREAM_METRICS: Final[tuple[_Metric[_RadarStream], ...]] = (
         "radar_book_age_seconds",
         "gauge",
         "Seconds since the latest book of the stream the radar read was published "
-        "(its local_timestamp_ns), when read: a growing age is a stale book, left out "
-        "of the radar's edges past its staleness limit (left out before the first book).",
+        "(its local_timestamp_ns), on the wall clock when read, also while the radar "
+        "replays an old journal: a growing age is a stale book, left out of the radar's "
+        "edges past its staleness limit (left out before the first book, and once the "
+        "radar stopped or died).",
         lambda each: (
             None
             if not each.stream.last_local_ns
             else max(each.radar.taken_ns - each.stream.last_local_ns, 0)
         ),
         in_ns=True,
+        current=True,
     ),
     _Metric(
         "radar_book_updates_total",
@@ -685,7 +732,7 @@ _RADAR_STREAM_METRICS: Final[tuple[_Metric[_RadarStream], ...]] = (
         "gauge",
         "Publication time (local_timestamp_ns) of the latest book of the stream the "
         "radar read (left out before the first).",
-        lambda each: each.stream.last_local_ns or None,
+        lambda each: _moment(each.stream.last_local_ns),
         in_ns=True,
     ),
 )
@@ -696,29 +743,36 @@ _RADAR_PAIR_METRICS: Final[tuple[_Metric[RadarPair], ...]] = (
         "radar_kimchi_premium_ratio",
         "gauge",
         "Latest kimchi premium of the base asset between the two venues: "
-        "mid_KRW / (mid_USDT * fx) - 1 (0.02 is 2%; left out while unknown).",
+        "mid_KRW / (mid_USDT * fx) - 1 (0.02 is 2%; left out while unknown, and once "
+        "the radar stopped or died).",
         lambda pair: pair.kimchi_premium,
+        current=True,
     ),
     _Metric(
         "radar_executable_edge_ratio",
         "gauge",
         "Latest executable edge for the radar's notional after both venues' taker fees, "
         "buying on one venue and selling on the other (0.001 is 10 bps; left out while "
-        "no edge can be computed).",
+        "no edge can be computed, and once the radar stopped or died).",
         lambda pair: pair.edge_bps / 1e4,
+        current=True,
     ),
     _Metric(
         "radar_fx_krw_per_usdt",
         "gauge",
-        "KRW per USDT the radar used for the pair's latest result (left out while unknown).",
+        "KRW per USDT the radar used for the pair's latest result (left out while "
+        "unknown, and once the radar stopped or died).",
         lambda pair: pair.fx,
+        current=True,
     ),
     _Metric(
         "radar_pair_stale",
         "gauge",
         "1 if a book of the pair was older than the radar's staleness limit at its "
-        "latest result (its edge left out), else 0.",
+        "latest result (its edge left out), else 0; left out once the radar stopped or "
+        "died.",
         lambda pair: int(pair.stale),
+        current=True,
     ),
     _Metric(
         "radar_pair_updates_total",
@@ -730,7 +784,7 @@ _RADAR_PAIR_METRICS: Final[tuple[_Metric[RadarPair], ...]] = (
         "radar_pair_last_update_timestamp_seconds",
         "gauge",
         "When the radar last computed the pair (left out before the first result).",
-        lambda pair: pair.updated_ns or None,
+        lambda pair: _moment(pair.updated_ns),
         in_ns=True,
     ),
 )
@@ -836,16 +890,20 @@ def _journal_samples(shot: JournalSnapshot) -> Iterator[_Sample]:
             shot.writer.latency_sum_ns,
         )
     for label, reader in stable_labels(shot.readers):
-        yield from _table_samples(_READER_METRICS, reader, {**journal, "reader": label})
+        yield from _table_samples(
+            _READER_METRICS, reader, {**journal, "reader": label}, reader.alive
+        )
     if shot.feed is not None:
         venue = {**journal, "venue": shot.feed.venue}
         yield from _table_samples(_FEED_METRICS, shot.feed, venue)
         for figures in shot.feed.streams:
             stream = _Stream(shot.feed, figures)
-            yield from _table_samples(_STREAM_METRICS, stream, {**venue, "symbol": figures.symbol})
+            yield from _table_samples(
+                _STREAM_METRICS, stream, {**venue, "symbol": figures.symbol}, shot.feed.alive
+            )
     for side in shot.replication:
         labels = {**journal, "role": side.role, "stream": side.figures.stream}
-        yield from _table_samples(_REPLICATION_METRICS, side, labels)
+        yield from _table_samples(_REPLICATION_METRICS, side, labels, side.figures.alive)
 
 
 def _radar_samples(label: str, radar: RadarSnapshot) -> Iterator[_Sample]:
@@ -865,6 +923,7 @@ def _radar_samples(label: str, radar: RadarSnapshot) -> Iterator[_Sample]:
             _RADAR_STREAM_METRICS,
             _RadarStream(radar, stream),
             {**labels, "venue": stream.venue, "symbol": stream.symbol},
+            radar.alive,
         )
     for pair in radar.pairs:
         yield from _table_samples(
@@ -876,6 +935,7 @@ def _radar_samples(label: str, radar: RadarSnapshot) -> Iterator[_Sample]:
                 "krw_exchange": pair.krw_exchange,
                 "usdt_exchange": pair.usdt_exchange,
             },
+            radar.alive,
         )
 
 
@@ -884,7 +944,8 @@ def _latency_sample(
 ) -> _Sample:
     """A latency histogram in the writer's bucket scheme (journal._metrics_layout),
     cumulative at each power of two of ns (``le`` = 2^k - 1 ns, where the finer
-    counters' bounds fall exactly), then ``+Inf``."""
+    counters' bounds fall exactly) up to the top octave, then ``+Inf`` with every
+    count (the top octave's and the clamped overflow: _OCTAVE_COUNTERS)."""
     if len(counts) != M.LATENCY_BUCKETS:
         raise JournalError(f"{name}: {len(counts)} latency counters, expected {M.LATENCY_BUCKETS}")
     buckets: list[tuple[str, float]] = []
@@ -971,9 +1032,10 @@ def render(snapshots: Sequence[JournalSnapshot], radars: Sequence[RadarSnapshot]
 
 
 def discover(paths: Iterable[Path]) -> list[Path]:
-    """Each path that is a journal, and the journals directly inside each other one;
-    a path that does not exist (yet), or cannot be listed, holds none. The startup
-    check that a path is a journal or holds some is the command's
+    """Each path that is a journal, and the journals below each other one (at any
+    depth up to DISCOVERY_DEPTH, never inside a journal: journals_under); a path
+    that does not exist (yet), or cannot be listed, holds none. The startup check
+    that a path is a journal or holds some is the command's
     (journal.monitor._snapshot.find_journals); a scrape takes what is there."""
     found: list[Path] = []
     for path in paths:
@@ -981,7 +1043,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
             if is_journal(path):
                 found.append(path)
             elif path.is_dir():
-                found.extend(journals_in(path))
+                found.extend(journals_under(path))
         except OSError:
             continue
     return list(dict.fromkeys(found))

@@ -40,7 +40,7 @@ from journal._decode import Position, record_time_ns
 from journal._errors import CorruptSegmentError, JournalError
 from journal._feed_metrics import FeedSnapshot, read_feed_metrics
 from journal._frames import END, frame_at
-from journal._inspect import is_journal, journals_in
+from journal._inspect import is_journal
 from journal._lock import writer_alive
 from journal._metrics import map_read_only, reader_alive
 from journal._reader import Reader
@@ -58,6 +58,10 @@ LAG_WALK_LIMIT: Final = 20_000
 """Frames counted one by one per reader and snapshot; a larger lag is estimated."""
 _SEQUENCE_ATTEMPTS: Final = 1000
 REFUSAL_REASONS: Final = ("invalid", "too_large", "journal_full")
+DISCOVERY_DEPTH: Final = 4
+"""How many directories below a JOURNAL root journals are looked for: a root of
+venues (/dev/shm/books/upbit: 1), a demo's workspace (books/upbit: 2), a desk's
+tree of roots; a limit so that a root such as /dev/shm is never walked whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,43 +163,77 @@ class JournalSnapshot:
 # -- finding journals ------------------------------------------------------------------
 
 
-def add_journals_argument(parser: argparse.ArgumentParser) -> None:
-    """The JOURNAL... that ``journal top`` and ``journal metrics`` both take."""
+def add_journals_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The JOURNAL... that ``journal top`` and ``journal metrics`` both take
+    (``journal metrics`` may be given a ``--radar FILE`` alone: not ``required``)."""
     parser.add_argument(
         "journals",
-        nargs="+",
+        nargs="+" if required else "*",
         metavar="JOURNAL",
-        help="journal directories, or directories holding journals (/dev/shm/books: "
-        "each journal in it)",
+        help="journal directories, or directories holding journals at any depth up to "
+        f"{DISCOVERY_DEPTH} (/dev/shm/books: each journal in it; a demo's workspace: "
+        "books/<venue> and results)",
     )
 
 
+def journals_under(root: Path, depth: int = DISCOVERY_DEPTH) -> list[Path]:
+    """The journals below ``root`` (not ``root`` itself), at most ``depth`` directories
+    down, sorted: a journal's own directory is never searched (its ``readers/`` is
+    not a journal), nor a directory reached through a symbolic link below the
+    first level (no loops, no walking the whole filesystem from a link to /), nor a
+    hidden one. A directory that cannot be listed holds none; ``root`` itself
+    unreadable is the caller's OSError."""
+    found: list[Path] = []
+    level = [root]
+    for down in range(depth):
+        deeper: list[Path] = []
+        for directory in level:
+            try:
+                entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+            except OSError:
+                if directory is root:
+                    raise
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = Path(entry.path)
+                if is_journal(path):
+                    found.append(path)
+                elif entry.is_dir(follow_symlinks=down == 0):
+                    deeper.append(path)
+        level = deeper
+    return sorted(found)
+
+
 def find_journals(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Each path that is a journal, or the journals directly inside it (a root such
-    as /dev/shm/books). JournalError names a path with neither, and what it is; an
-    OSError (a path through a file, no permission) is left to the caller."""
+    """Each path that is a journal, or the journals below it (a root such as
+    /dev/shm/books, or a demo's workspace: journals_under). JournalError names a
+    path with neither, and what it is; an OSError (a path through a file, no
+    permission) is left to the caller."""
     found: list[Path] = []
     for given in paths:
         path = Path(given)
         if is_journal(path):
             found.append(path)
             continue
-        give = "give journal directories or the directory they are in"
+        give = "give journal directories or a directory they are in"
         try:
             directory = stat.S_ISDIR(path.stat().st_mode)
         except FileNotFoundError:
             raise JournalError(f"{path} does not exist: {give}") from None
-        inside = journals_in(path) if directory else []
+        inside = journals_under(path) if directory else []
         if not inside:
             what = (
                 f"is not a journal (no *{F.SEGMENT_SUFFIX}, {F.LOCK_FILE_NAME} or "
-                f"{M.WRITER_METRICS_NAME}) and holds none"
+                f"{M.WRITER_METRICS_NAME}) and holds none (searched {DISCOVERY_DEPTH} "
+                "directories down)"
                 if directory
                 else "is not a directory"
             )
             raise JournalError(f"{path} {what}: {give}")
         found.extend(inside)
-    return found
+    return list(dict.fromkeys(found))
 
 
 def journal_labels(journals: Sequence[Path]) -> dict[Path, str]:

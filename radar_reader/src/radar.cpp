@@ -14,9 +14,10 @@
 // updates and times, its latency histogram) in radar.metrics in the results journal
 // or at --metrics-file (radar_metrics.hpp), which `journal metrics` serves. A
 // journal directory removed and made again by a new writer is followed into its new
-// incarnation, said once on stderr. With --metrics-listen HOST:PORT those metrics
-// are served over HTTP by a child, `journal metrics` (exporter.hpp), started before
-// anything is read and stopped on the way out. The summary says how far behind the
+// incarnation, said once on stderr. With --metrics-listen HOST:PORT its own metrics
+// (radar.metrics: the radar_* families, not the journals') are served over HTTP by a
+// child, `journal metrics --radar FILE` (exporter.hpp), started before anything is
+// read and stopped on the way out. The summary says how far behind the
 // writers the radar fell. The journals are merged in time order; an old journal is
 // replayed on its own clock (ReplayClock), its latency not applicable.
 #include <dirent.h>
@@ -89,10 +90,12 @@ constexpr const char* kUsage =
     "                         radar.metrics in the --results directory, none without\n"
     "  --no-metrics           neither register as a reader (journal top will not show\n"
     "                         it) nor write radar.metrics\n"
-    "  --metrics-listen HOST:PORT  serve the radar's metrics and those of the journals\n"
-    "                         it tails over HTTP for Prometheus (/metrics), by a child\n"
-    "                         `journal metrics JOURNAL... --radar FILE --listen\n"
-    "                         HOST:PORT` it starts and stops; :9109 for every\n"
+    "  --metrics-listen HOST:PORT  serve the radar's own metrics (radar_*: premiums,\n"
+    "                         edges, book ages, latency) over HTTP for Prometheus\n"
+    "                         (/metrics), by a child `journal metrics --radar FILE\n"
+    "                         --listen HOST:PORT` it starts and stops; its journals,\n"
+    "                         and its reads of them, are their exporter's (journal\n"
+    "                         metrics or journal collect); :9109 for every\n"
     "                         interface, 127.0.0.1:0 a free port; its URL is said on\n"
     "                         stderr (\"radar: serving http://...\"); needs radar.metrics\n"
     "                         (--results or --metrics-file)\n"
@@ -1090,18 +1093,21 @@ std::string journal_program(const Options& options) {
   return found;
 }
 
-// --metrics-listen: `journal metrics JOURNAL... --radar FILE --listen HOST:PORT`
-// started and serving, its URL said on stderr: -1. Otherwise the radar's exit status,
-// the reason said in one line: 2 when it cannot serve, 0 when the radar was stopped
-// meanwhile. The journals and the radar's file need not exist yet (--allow-missing):
-// the radar waits for its journals, and makes radar.metrics once this serves.
+// --metrics-listen: `journal metrics --radar FILE --listen HOST:PORT` started and
+// serving, its URL said on stderr: -1. Otherwise the radar's exit status, the reason
+// said in one line: 2 when it cannot serve, 0 when the radar was stopped meanwhile.
+// Only the radar's own families (radar_*): the journals it tails, with its
+// registrations as their reader, are served by their exporter (journal metrics over
+// their root, journal collect), so that a dashboard summing writers or readers over
+// every target counts each once. The radar's file need not exist yet
+// (--allow-missing): the radar makes radar.metrics once this serves.
 int start_exporter(const Options& options, radar::exporter::MetricsExporter& exporter) {
   const std::string program = journal_program(options);
   if (program.empty()) return 2;
-  std::vector<std::string> argv = {program,     "metrics", "--listen", options.metrics_listen,
-                                   "--allow-missing", "--radar", options.radar_metrics_path(),
-                                   "--"};
-  argv.insert(argv.end(), options.journals.begin(), options.journals.end());
+  // --OPTION=VALUE: a value starting with '-' stays the option's.
+  const std::vector<std::string> argv = {
+      program, "metrics", "--listen=" + options.metrics_listen, "--allow-missing",
+      "--radar=" + options.radar_metrics_path()};
   using How = radar::exporter::MetricsExporter::Started::How;
   radar::exporter::MetricsExporter::Started started;
   try {

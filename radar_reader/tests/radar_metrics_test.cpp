@@ -3,8 +3,11 @@
 // it compares with journal/_metrics_layout.py latency_bucket. Without, the file on
 // real files in /dev/shm: created locked with its header, streams and pairs claimed
 // and updated, slots beyond capacity counted and said once, a live radar's file
-// refused, a dead one's replaced, a link or a foreign file never touched, and a
-// reader thread that never sees a pair's words from two results.
+// refused, a dead one's replaced, a link or a foreign file never touched (each with
+// the file made unnamed and under a hidden name), no name of another radar's touched,
+// and a reader thread that never sees a pair's words from two results.
+#include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,9 +172,9 @@ radar::Result result_of(const std::string& base, const std::string& krw, const s
   return r;
 }
 
-void file_is_created_complete_and_locked() {
+void file_is_created_complete_and_locked(RadarMetrics::Unborn how) {
   TempDir dir;
-  RadarMetrics metrics = RadarMetrics::create(dir.file(), "radar-a", {8, 16});
+  RadarMetrics metrics = RadarMetrics::create(dir.file(), "radar-a", {8, 16}, how);
   CHECK(metrics && metrics.path() == dir.file());
   CHECK(reader_alive(dir.file()));  // the lock is held
   const std::vector<std::uint8_t> bytes = read_file(dir.file());
@@ -193,7 +196,7 @@ void file_is_created_complete_and_locked() {
   metrics = RadarMetrics{};  // stopped: another in a directory others may read
   fs::permissions(dir.path, fs::perms::owner_all | fs::perms::group_read | fs::perms::others_read |
                                 fs::perms::group_exec | fs::perms::others_exec);
-  metrics = RadarMetrics::create(dir.file(), "radar-a", {8, 16});
+  metrics = RadarMetrics::create(dir.file(), "radar-a", {8, 16}, how);
   CHECK(::stat(dir.file().c_str(), &info) == 0 && (info.st_mode & 0777) == 0644);
   for (const auto& entry : fs::directory_iterator(dir.path))  // no temporary left
     CHECK(entry.path().filename() == kRadarMetricsName);
@@ -286,7 +289,8 @@ void slots_beyond_capacity_are_counted_and_said_once() {
   CHECK(u64(bytes, kResultsTotalOffset) == 400);
   const std::size_t last = radar_pairs_offset(2) + 99 * kPairSlotSize;
   CHECK(text(bytes, last + kPairBaseOffset, kBaseSize) == "B99");
-  CHECK(u64(bytes, last + kPairUpdatesTotalOffset) == 2 && f64(bytes, last + 8) == 2.0);
+  CHECK(u64(bytes, last + kPairUpdatesTotalOffset) == 2 &&
+        f64(bytes, last + kPairKimchiPremiumOffset) == 2.0);
 }
 
 void long_names_get_no_slot() {
@@ -300,34 +304,37 @@ void long_names_get_no_slot() {
   CHECK(text(bytes, kRadarStreamsOffset + kStreamSymbolOffset, kSymbolSize) == std::string(32, 's'));
 }
 
-void live_file_refused_dead_file_replaced() {
+void live_file_refused_dead_file_replaced(RadarMetrics::Unborn how) {
   TempDir dir;
   struct stat first {}, second {};
   {
-    RadarMetrics live = RadarMetrics::create(dir.file(), "radar", {8, 8});
-    CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "other", {8, 8}); },
+    RadarMetrics live = RadarMetrics::create(dir.file(), "radar", {8, 8}, how);
+    CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "other", {8, 8}, how); },
                       "belongs to a live radar (pid=" + std::to_string(::getpid())));
     CHECK(live && reader_alive(dir.file()));  // untouched by the attempt
     ::stat(dir.file().c_str(), &first);
   }
   CHECK(fs::exists(dir.file()) && !reader_alive(dir.file()));  // kept, lock free
-  RadarMetrics next = RadarMetrics::create(dir.file(), "radar", {8, 8});
+  RadarMetrics next = RadarMetrics::create(dir.file(), "radar", {8, 8}, how);
   ::stat(dir.file().c_str(), &second);
   CHECK(first.st_ino != second.st_ino && reader_alive(dir.file()));
   // Moved, it still owns the file; the moved-from one owns nothing.
   RadarMetrics moved = std::move(next);
   CHECK(moved && !next && reader_alive(dir.file()));
+  for (const auto& entry : fs::directory_iterator(dir.path))  // no temporary left
+    CHECK(entry.path().filename() == kRadarMetricsName);
 }
 
-void links_and_foreign_files_are_never_touched() {
+void links_and_foreign_files_are_never_touched(RadarMetrics::Unborn how) {
   TempDir dir;
   const std::string target = dir.path + "/target";
   { std::FILE* f = std::fopen(target.c_str(), "w"); std::fputs("keep me", f); std::fclose(f); }
   ::symlink(target.c_str(), dir.file().c_str());
-  CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "radar"); }, "is a symbolic link"));
+  CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "radar", {}, how); },
+                    "is a symbolic link"));
   ::unlink(dir.file().c_str());
   fs::copy_file(target, dir.file());
-  CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "radar"); },
+  CHECK(throws_with([&] { RadarMetrics::create(dir.file(), "radar", {}, how); },
                     "is not a radar's metrics file"));
   CHECK(fs::file_size(dir.file()) == 7 && fs::file_size(target) == 7);
   CHECK(throws_with([&] { RadarMetrics::create(dir.path + "/", "radar"); }, "not a directory"));
@@ -349,6 +356,62 @@ void stale_temporary_is_removed() {
   CHECK(!fs::exists(stale));
 }
 
+// The names created in a directory while the radar makes its file, in order
+// (inotify): by default none but radar.metrics itself (an O_TMPFILE linked into
+// place); with a hidden name, one with 16 random hex digits, removed after.
+std::vector<std::string> names_created(const TempDir& dir, RadarMetrics::Unborn how) {
+  radar::FileDescriptor watch{::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)};
+  CHECK(watch.valid() && ::inotify_add_watch(watch.get(), dir.path.c_str(), IN_CREATE) >= 0);
+  { RadarMetrics metrics = RadarMetrics::create(dir.file(), "radar", {8, 8}, how); }
+  std::vector<std::string> names;
+  alignas(inotify_event) char buffer[4096];
+  for (ssize_t got; (got = ::read(watch.get(), buffer, sizeof buffer)) > 0;)
+    for (char* at = buffer; at < buffer + got;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(at);
+      names.emplace_back(event->name);  // NUL padded
+      at += sizeof(inotify_event) + event->len;
+    }
+  fs::remove(dir.file());
+  return names;
+}
+
+bool is_hidden_name(const std::string& name) {
+  const std::string prefix = std::string(".") + kRadarMetricsName + ".", suffix = ".creating";
+  if (name.size() != prefix.size() + 16 + suffix.size() || name.rfind(prefix, 0) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return false;
+  return name.substr(prefix.size(), 16).find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+void the_file_has_no_name_before_its_own() {
+  TempDir dir;
+  CHECK(names_created(dir, RadarMetrics::Unborn::kUnnamedWherePossible) ==
+        std::vector<std::string>{kRadarMetricsName});  // /dev/shm: tmpfs has O_TMPFILE
+  const std::vector<std::string> first = names_created(dir, RadarMetrics::Unborn::kHiddenName);
+  const std::vector<std::string> second = names_created(dir, RadarMetrics::Unborn::kHiddenName);
+  CHECK(first.size() == 2 && is_hidden_name(first[0]) && first[1] == kRadarMetricsName);
+  CHECK(second.size() == 2 && is_hidden_name(second[0]) && second[0] != first[0]);
+}
+
+// A radar in another pid namespace sharing the directory can have this radar's pid,
+// and was once given the same hidden name, which this one removed as its own
+// leftover. A file of any name the radar did not create is never touched.
+void another_radars_file_with_our_pid_is_kept() {
+  TempDir dir;
+  const std::string theirs =
+      dir.path + "/." + kRadarMetricsName + "." + std::to_string(::getpid()) + ".creating";
+  radar::FileDescriptor held = radar::FileDescriptor::open(theirs, O_RDWR | O_CREAT, 0600);
+  CHECK(::flock(held.get(), LOCK_EX | LOCK_NB) == 0);  // still being created, by them
+  struct stat before {}, after {};
+  CHECK(::fstat(held.get(), &before) == 0);
+  for (const RadarMetrics::Unborn how :
+       {RadarMetrics::Unborn::kUnnamedWherePossible, RadarMetrics::Unborn::kHiddenName}) {
+    { RadarMetrics metrics = RadarMetrics::create(dir.file(), "radar", {8, 8}, how); }
+    CHECK(::stat(theirs.c_str(), &after) == 0 && after.st_ino == before.st_ino);
+    fs::remove(dir.file());
+  }
+}
+
 // A pair's words are all the same number in every result: a reader that validates
 // its read with the sequence never sees two numbers.
 void seqlock_reader_never_mixes_two_results() {
@@ -360,15 +423,18 @@ void seqlock_reader_never_mixes_two_results() {
   const radar::Mapping view =
       radar::Mapping::map(fd, radar_metrics_size(8, 8), /*writable=*/false, dir.file());
   const auto* slot = reinterpret_cast<const std::uint64_t*>(view.data() + radar_pairs_offset(8));
+  const auto* sequence = slot + kPairSequenceOffset / 8;
   std::atomic<bool> done{false};
   std::uint64_t consistent = 0, mixed = 0;
   std::thread reader([&] {
     while (!done.load(std::memory_order_relaxed)) {
-      const std::uint64_t begin = radar::atomics::seqlock_read_begin(slot);
-      const std::uint64_t premium = radar::atomics::load_word_relaxed(slot + 1);
-      const std::uint64_t updated = radar::atomics::load_word_relaxed(slot + 6);
-      const std::uint64_t updates = radar::atomics::load_word_relaxed(slot + 7);
-      if (!radar::atomics::seqlock_read_valid(slot, begin)) continue;
+      const std::uint64_t begin = radar::atomics::seqlock_read_begin(sequence);
+      const std::uint64_t premium =
+          radar::atomics::load_word_relaxed(slot + kPairKimchiPremiumOffset / 8);
+      const std::uint64_t updated = radar::atomics::load_word_relaxed(slot + kPairUpdatedNsOffset / 8);
+      const std::uint64_t updates =
+          radar::atomics::load_word_relaxed(slot + kPairUpdatesTotalOffset / 8);
+      if (!radar::atomics::seqlock_read_valid(sequence, begin)) continue;
       double value;
       std::memcpy(&value, &premium, sizeof value);
       const bool same = static_cast<std::uint64_t>(value) == updated && updated + 1 == updates;
@@ -398,14 +464,19 @@ void none_does_nothing() {
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--print") == 0) return print_constants();
   if (argc > 1 && std::strcmp(argv[1], "--buckets") == 0) return print_buckets();
-  file_is_created_complete_and_locked();
+  for (const RadarMetrics::Unborn how :
+       {RadarMetrics::Unborn::kUnnamedWherePossible, RadarMetrics::Unborn::kHiddenName}) {
+    file_is_created_complete_and_locked(how);
+    live_file_refused_dead_file_replaced(how);
+    links_and_foreign_files_are_never_touched(how);
+  }
   streams_books_and_latency();
   results_fill_their_pairs_slots();
   slots_beyond_capacity_are_counted_and_said_once();
   long_names_get_no_slot();
-  live_file_refused_dead_file_replaced();
-  links_and_foreign_files_are_never_touched();
   stale_temporary_is_removed();
+  the_file_has_no_name_before_its_own();
+  another_radars_file_with_our_pid_is_kept();
   seqlock_reader_never_mixes_two_results();
   none_does_nothing();
   TEST_MAIN_END("radar_metrics_test");

@@ -1,5 +1,6 @@
 // The radar's metrics endpoint (radar --metrics-listen): served by a child process,
-// `journal metrics JOURNAL... --radar FILE --listen HOST:PORT`, never by the radar.
+// `journal metrics --radar FILE --listen HOST:PORT` (the radar's own radar_*
+// families; its journals are their own exporter's), never by the radar.
 // The radar keeps HTTP off its hot path, and the Prometheus text is made in one
 // place (journal/monitor/_exporter.py) for every process of the pipeline.
 //

@@ -39,6 +39,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <string>
@@ -237,6 +239,12 @@ struct RadarCapacity {
 // RadarMetrics is none: every update does nothing.
 class RadarMetrics {
  public:
+  // How the file is made before it has its name (create()). The default: unnamed
+  // (O_TMPFILE) where the filesystem and /proc allow it, else a hidden name.
+  // kHiddenName forces the second way, which tests drive as a filesystem without
+  // O_TMPFILE would.
+  enum class Unborn { kUnnamedWherePossible, kHiddenName };
+
   // Where one stream's words are: claimed once per stream with claim_stream(), kept
   // by the caller with its stream and given to every book() of it. An empty slot
   // (no room, a name too long) counts the stream's books in books_total only.
@@ -260,13 +268,14 @@ class RadarMetrics {
   ~RadarMetrics() = default;  // unmapped, then the descriptor (and the lock) closed
 
   // Creates `path` for the radar called `name` (its --metrics-name), complete and
-  // locked under a hidden name in the same directory, then linked to its name. An
+  // locked before it has a name (unborn_file()), then linked to its name. An
   // existing file there is replaced only if it is a radar's metrics file whose lock
   // is free (its radar stopped or died). Throws JournalError naming the path and
   // what to do: a live radar's file, a symbolic link or another kind of file at the
   // name, a directory another user controls (paths.hpp), no room in the tmpfs.
   static RadarMetrics create(const std::string& path, const std::string& name,
-                             RadarCapacity capacity = {}) {
+                             RadarCapacity capacity = {},
+                             Unborn how = Unborn::kUnnamedWherePossible) {
     if (!valid_reader_name(name))
       throw JournalError("radar name \"" + name + "\": use 1..32 letters, digits, '_', '.' or '-'");
     if (capacity.streams == 0 || capacity.pairs == 0 || capacity.streams > kMaxCapacity ||
@@ -298,14 +307,15 @@ class RadarMetrics {
     metrics.pair_capacity_ = capacity.pairs;
     const std::size_t size = radar_metrics_size(capacity.streams, capacity.pairs);
     remove_stale_temporaries(dir.get(), file);
-    const std::string temporary =
-        "." + file + "." + std::to_string(::getpid()) + kCreatingSuffix;
-    FileDescriptor fd = create_temporary(dir.get(), temporary, mode, path);
+    UnbornFile unborn = unborn_file(dir.get(), file, mode, path, how);
     struct Unlink {
       int directory;
-      const std::string& name;
-      ~Unlink() { ::unlinkat(directory, name.c_str(), 0); }  // gone once linked, or failed
-    } unlink_temporary{dir.get(), temporary};
+      const std::string& name;  // empty: an unnamed file, nothing to remove
+      ~Unlink() {  // the hidden name: gone once linked, or failed
+        if (!name.empty()) ::unlinkat(directory, name.c_str(), 0);
+      }
+    } unlink_hidden{dir.get(), unborn.hidden_name};
+    FileDescriptor& fd = unborn.fd;
     ::flock(fd.get(), LOCK_EX | LOCK_NB);  // a new file: nobody else holds it
     ::fchmod(fd.get(), mode);              // exactly, whatever the umask
     if (const int error = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); error != 0)
@@ -315,7 +325,7 @@ class RadarMetrics {
     if (::pwrite(fd.get(), &header, sizeof header, 0) != static_cast<ssize_t>(sizeof header))
       throw JournalError("cannot write metrics file " + path + ": " + errno_text(errno));
     metrics.map_ = Mapping::map(fd, size, /*writable=*/true, path);
-    link_into_place(dir.get(), temporary, file, path);
+    link_into_place(dir.get(), unborn, file, path);
     metrics.fd_ = std::move(fd);
     metrics.started_ns_ = header.radar_started_ns;
     metrics.pairs_offset_ = radar_pairs_offset(capacity.streams);
@@ -420,6 +430,7 @@ class RadarMetrics {
   }
 
   static constexpr const char* kCreatingSuffix = ".creating";
+  static constexpr int kHiddenNameAttempts = 10;
   static constexpr int kLinkAttempts = 10;
   static constexpr int kLockAttempts = 5;
   static constexpr long kLockRetryNs = 10'000'000;  // a lock probe holds it for an instant
@@ -551,29 +562,76 @@ class RadarMetrics {
     return header;
   }
 
-  // The hidden file the metrics are built in; one our pid left (a process of ours
-  // that died) is removed first.
-  static FileDescriptor create_temporary(int dir, const std::string& temporary, mode_t mode,
-                                         const std::string& path) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      const int fd = ::openat(dir, temporary.c_str(),
-                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-      if (fd >= 0) return FileDescriptor{fd};
-      if (errno != EEXIST) break;
-      ::unlinkat(dir, temporary.c_str(), 0);
+  // The file the metrics are built in, before it has its name, and how to link it.
+  struct UnbornFile {
+    FileDescriptor fd;
+    std::string hidden_name;  // empty: unnamed (O_TMPFILE), linked by /proc/self/fd
+  };
+
+  // Unnamed where it can be (O_TMPFILE, linked by its /proc/self/fd/N link, which,
+  // unlike linkat's AT_EMPTY_PATH, needs no CAP_DAC_READ_SEARCH): no name another
+  // process could hold or remove, and a radar that dies before the link leaves
+  // nothing. Else (a filesystem without O_TMPFILE, no /proc or one of another pid
+  // namespace) a hidden name with 64 random bits, created with O_EXCL and another
+  // drawn if it exists: never a name derived from the pid, which radars in two pid
+  // namespaces sharing a directory can both have, and never one removed because it
+  // exists. Either way the radar locks the file before it has its name.
+  static UnbornFile unborn_file(int dir, const std::string& file, mode_t mode,
+                                const std::string& path, Unborn how) {
+    if (how == Unborn::kUnnamedWherePossible) {
+      FileDescriptor fd{::openat(dir, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode)};
+      if (fd.valid() && linkable_by_proc(fd.get())) return {std::move(fd), {}};
+      // No O_TMPFILE here (EOPNOTSUPP, EISDIR), or no usable /proc: a hidden name. A
+      // permission error comes again below, with the name in the message.
     }
-    throw JournalError("cannot create metrics file " + path + " (as " + temporary +
-                       "): " + errno_text(errno) + " (no write permission on its directory?)");
+    for (int attempt = 0; attempt < kHiddenNameAttempts; ++attempt) {
+      std::string name = "." + file + "." + random_hex() + kCreatingSuffix;
+      const int fd = ::openat(dir, name.c_str(),
+                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+      if (fd >= 0) return {FileDescriptor{fd}, std::move(name)};
+      if (errno != EEXIST)
+        throw JournalError("cannot create metrics file " + path + " (as " + name + "): " +
+                           errno_text(errno) + " (no write permission on its directory?)");
+    }
+    throw JournalError("cannot create metrics file " + path + ": " +
+                       std::to_string(kHiddenNameAttempts) +
+                       " random hidden names beside it all existed");
+  }
+
+  static std::string proc_fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+  // Whether /proc/self/fd/N is this very file (procfs mounted, of our pid namespace
+  // or an ancestor's): then linkat can give it its name.
+  static bool linkable_by_proc(int fd) {
+    struct stat mine {}, through_proc {};
+    return ::fstat(fd, &mine) == 0 && ::stat(proc_fd_path(fd).c_str(), &through_proc) == 0 &&
+           FileIdentity::of(mine) == FileIdentity::of(through_proc);
+  }
+
+  // 16 hex digits from getrandom(2); where it has nothing yet (early boot), the
+  // clock mixed with the pid: O_EXCL still refuses a name that exists.
+  static std::string random_hex() {
+    std::uint64_t bits = 0;
+    if (::getrandom(&bits, sizeof bits, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof bits))
+      bits = (static_cast<std::uint64_t>(realtime_ns()) ^ static_cast<std::uint64_t>(::getpid())) *
+             0x9E3779B97F4A7C15ULL;
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(bits));
+    return hex;
   }
 
   // link(2) fails if the name exists: then the file there is a live radar's (an
   // error), a dead one's (removed, and the link tried again) or not a radar's (an
   // error: never replaced). Two radars starting together: one links, the other
   // finds its file locked.
-  static void link_into_place(int dir, const std::string& temporary, const std::string& file,
+  static void link_into_place(int dir, const UnbornFile& unborn, const std::string& file,
                               const std::string& path) {
+    const bool unnamed = unborn.hidden_name.empty();
+    const std::string source = unnamed ? proc_fd_path(unborn.fd.get()) : unborn.hidden_name;
     for (int attempt = 0; attempt < kLinkAttempts; ++attempt) {
-      if (::linkat(dir, temporary.c_str(), dir, file.c_str(), 0) == 0) return;
+      if (::linkat(unnamed ? AT_FDCWD : dir, source.c_str(), dir, file.c_str(),
+                   unnamed ? AT_SYMLINK_FOLLOW : 0) == 0)
+        return;
       if (errno != EEXIST)
         throw JournalError("cannot create metrics file " + path + ": " + errno_text(errno));
       remove_if_dead(dir, file, path);
@@ -632,8 +690,8 @@ class RadarMetrics {
            " name=" + std::string(header.radar_name, ::strnlen(header.radar_name, kRadarNameSize));
   }
 
-  // Hidden files of radars that died while creating theirs: unlocked and over a
-  // minute old.
+  // Hidden files of radars that died while creating theirs (where the file could
+  // not be unnamed): unlocked and over a minute old.
   static void remove_stale_temporaries(int dir, const std::string& file) {
     const int listing_fd = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (listing_fd < 0) return;
