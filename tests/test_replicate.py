@@ -34,8 +34,9 @@ from tests._replication import (
     wait_for,
     writer,
 )
+from tests._running import Started
 from tests.nats_server import NatsServer, nats_server  # noqa: F401  (a fixture)
-from tests.test_metrics_http import Served, families, value
+from tests.test_metrics_http import families, serve, value
 from tests.test_radar_replay import HOUR_NS, write_old_journals
 
 SEGMENT = 1 << 20
@@ -231,6 +232,7 @@ def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
 def test_top_and_metrics_show_both_sides(
     shm_dir: Path,
     nats_server: NatsServer,  # noqa: F811
+    running: Started,
 ) -> None:
     """A real pair through nats-server: ``journal metrics --listen`` scraped over HTTP
     (parsed by prometheus_client, held to the naming conventions) shows the replicator
@@ -246,7 +248,7 @@ def test_top_and_metrics_show_both_sides(
         {"journal": str(source), "role": "replicate", "stream": "JOURNAL"},
         {"journal": str(copy), "role": "mirror", "stream": "JOURNAL"},
     ]
-    exporter = Served(source.parent, copy.parent)
+    exporter = serve(running, source.parent, copy.parent)
     try:
         runs = [
             replicate(nats_server.url, [source], logs[1]).start(),

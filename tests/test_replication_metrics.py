@@ -41,14 +41,14 @@ from journal.monitor import _prometheus, _top
 from journal.monitor._prometheus import family_names
 from journal.monitor._snapshot import snapshot
 from tests._format_md import check_table, format_md_rows
+from tests._running import Started, read_line
 from tests.conftest import ASKS, BIDS, REPO
 from tests.test_metrics_http import (
-    Served,
     families,
     journal_argv,
     label_sets,
-    read_line,
     series,
+    serve,
     value,
 )
 
@@ -234,7 +234,9 @@ def assert_both_sides(found: dict[str, Metric]) -> None:
     assert found["journal_replication_records"].type == "counter"
 
 
-def test_journal_metrics_prints_serves_and_writes_both_sides(shm_dir: Path) -> None:
+def test_journal_metrics_prints_serves_and_writes_both_sides(
+    shm_dir: Path, running: Started
+) -> None:
     """One collector behind every way out: the one-off print, ``--output`` with
     ``--interval``, and a scrape over HTTP (``--listen``), each parsed by
     prometheus_client's parser and held to the naming conventions."""
@@ -246,7 +248,7 @@ def test_journal_metrics_prints_serves_and_writes_both_sides(shm_dir: Path) -> N
         )
         assert printed.returncode == 0 and not printed.stderr, printed.stderr
         assert_both_sides(families(printed.stdout))
-        exporter = Served(*roots)
+        exporter = serve(running, *roots)
         try:
             assert_both_sides(exporter.families())
         finally:
