@@ -593,3 +593,63 @@ def test_a_journal_the_mirror_did_not_make_is_never_removed(
     finally:
         assert [run.terminate() for run in runs] == [0, 1]  # the mirror says a copy stopped
     assert records_of(copy) == theirs
+
+
+async def last_run(
+    url: str, subject: str, stream: str = _scheme.DEFAULT_STREAM
+) -> _scheme.Run | None:
+    """The run of the subject's last message; None before there is one."""
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(url)
+    try:
+        try:
+            message = await nc.jetstream().get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        return _scheme.parse_run(message.headers, len(message.data or b""))
+    finally:
+        await nc.close()
+
+
+def stream_end(url: str, subject: str) -> tuple[int, int] | None:
+    run = asyncio.run(last_run(url, subject))
+    return None if run is None else (run.segment, run.end)
+
+
+@pytest.mark.slow
+def test_a_mirror_behind_a_large_backlog_catches_up(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """More than 200 MB in the stream before the mirror starts, in messages near the
+    batch limit: its pull requests are bounded in bytes, so nats-server never finds
+    it a slow consumer (dropped deliveries, a gap seen twice, the copy given up)."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("replicate", "mirror")]
+    bids = [[1000.0 - 0.5 * i, 1.0 + i] for i in range(10)]
+    asks = [[1000.5 + 0.5 * i, 1.0 + i] for i in range(10)]
+    books = 600_000
+    with journal.Writer(source, segment_size=64 << 20) as writer_:
+        for i in range(books):
+            writer_.append_orderbook("upbit", "BTC-KRW", i, i, bids, asks)
+    assert sum(p.stat().st_size for p in source.iterdir()) > 200 << 20
+    replicating = replicate(nats_server.url, [source], logs[0]).start()
+    try:
+        wait_for(
+            lambda: stream_end(nats_server.url, "journal.feed") == end_of(source),
+            120,
+            "replicated",
+            logs,
+        )
+        mirroring = mirror(nats_server.url, copy.parent, logs[1]).start()
+        try:
+            wait_for(lambda: caught_up(source, copy), 120, "the mirror caught up", logs)
+        finally:
+            assert mirroring.terminate() == 0
+    finally:
+        assert replicating.terminate() == 0
+    assert "Slow Consumer" not in logs[1].read_text(errors="replace")
+    assert len(records_of(copy)) == books
+    assert_mirrors(source, copy)

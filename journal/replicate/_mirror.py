@@ -70,7 +70,9 @@ class MirrorJournal:
         self.failed: str | None = None
         self.gap_at: tuple[int, int] | None = None
         """The copy's position when a message last did not continue it (a rewind
-        followed); a second gap there is data the stream no longer holds."""
+        followed); a second gap there is data the stream no longer holds, unless the
+        stream says it still holds it (``retries_at_gap``: how often it did)."""
+        self.retries_at_gap = 0
 
     def apply(self, run: Run, payload: bytes) -> str:
         """Append ``run`` if it continues the copy; say what was done."""
@@ -177,7 +179,14 @@ class MirrorJournal:
 class ConsumerOptions:
     durable: str = "mirror"
     batch: int = 512
-    """Messages asked for in one pull request; another is sent when half arrived."""
+    """Messages asked for in one pull request; another is sent when half of them (or
+    half of ``max_bytes``) arrived."""
+    max_bytes: int = 16 << 20
+    """Bytes asked for in one pull request: 512 messages of 1 MiB (a backlog of large
+    books) would be more than nats-server lets wait for one client (64 MiB: past it,
+    "Slow Consumer" and deliveries dropped) and more than the subscription holds."""
+    pending_bytes: int = 256 << 20
+    """The subscription's buffer: above what two pull requests can bring."""
     expires_s: float = 5.0
     ack_wait_s: float = 30.0
     max_ack_pending: int = 10_000
@@ -207,6 +216,9 @@ class Mirror:
         self._sub: Any = None
         self._inbox = ""
         self._requested_since_pull = 0
+        self._bytes_since_pull = 0
+        self._floor = 0
+        """The consumer's acknowledgement floor when it was last made."""
         self._last_pull = 0.0
         self._last_message = time.monotonic()
         self._rewind_wanted = False
@@ -303,7 +315,12 @@ class Mirror:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
         self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox, pending_msgs_limit=1_000_000)
+        self._floor = floor
+        self._sub = await self.nc.subscribe(
+            self._inbox,
+            pending_msgs_limit=1_000_000,
+            pending_bytes_limit=self.consumer.pending_bytes,
+        )
         self._requested_since_pull = 0
         await self._pull()
         if not first:
@@ -319,6 +336,7 @@ class Mirror:
     async def _pull(self) -> None:
         request = {
             "batch": self.consumer.batch,
+            "max_bytes": self.consumer.max_bytes,
             "expires": int(self.consumer.expires_s * 1e9),
         }
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream.name}.{self.consumer.durable}"
@@ -327,7 +345,31 @@ class Mirror:
         except self._nats.errors.Error as error:
             log.debug("pull request: %s", error)
         self._requested_since_pull = 0
+        self._bytes_since_pull = 0
         self._last_pull = time.monotonic()
+
+    async def _delivery_lost(self, journal: MirrorJournal) -> bool:
+        """Whether a gap seen twice at one place is a delivery lost again (a slow
+        consumer's drops, a connection lost) rather than data the stream dropped: the
+        stream still holds every message after the consumer's acknowledgement floor
+        (and the subject never has a gap). A few times per place, then it is loss."""
+        journal.retries_at_gap += 1
+        if journal.retries_at_gap > 5:
+            return False
+        try:
+            info = await self.js.stream_info(self.stream.name)
+        except (TimeoutError, self._nats.errors.Error) as error:
+            log.debug("stream info: %s", error)
+            return True  # cannot tell: rewind again rather than give the copy up
+        held = (info.state.first_seq or 0) <= self._floor + 1
+        if held:
+            log.warning(
+                "%s: the stream still holds everything after sequence %d: a delivery was "
+                "lost, not the data; rewinding again",
+                journal.name,
+                self._floor,
+            )
+        return held
 
     async def _keep_pulling(self, stop: asyncio.Event) -> None:
         """A fresh pull request before the last one expires (and after a reconnect);
@@ -370,9 +412,15 @@ class Mirror:
             description = msg.headers.get("Description", "")
             if status == "409" and "Deleted" in description:
                 self._rewind_wanted = True
+            elif status == "409" and "MaxBytes" in description:
+                await self._pull()  # that request is done: its bytes arrived
             return
         self._requested_since_pull += 1
-        if self._requested_since_pull >= self.consumer.batch // 2:
+        self._bytes_since_pull += len(msg.data)
+        if (
+            self._requested_since_pull >= self.consumer.batch // 2
+            or self._bytes_since_pull >= self.consumer.max_bytes // 2
+        ):
             await self._pull()
         try:
             run = _scheme.parse_run(msg.headers, len(msg.data))
@@ -406,6 +454,8 @@ class Mirror:
             return
         if outcome == GAP:
             position = journal.writer.position if journal.writer else None
+            if journal.gap_at == position and await self._delivery_lost(journal):
+                journal.gap_at = None  # the stream holds it still: rewind again
             if journal.gap_at == position:
                 journal.failed = (
                     f"the stream holds ({run.segment}, {run.start}) of incarnation "
@@ -430,6 +480,7 @@ class Mirror:
             return
         if outcome == APPENDED:
             journal.gap_at = None
+            journal.retries_at_gap = 0
         self.stats.applied(run, outcome, metadata.sequence.stream)
         await msg.ack()  # after the commit: a crash before it redelivers, a duplicate
 
