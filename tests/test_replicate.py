@@ -653,3 +653,33 @@ def test_a_mirror_behind_a_large_backlog_catches_up(
     assert "Slow Consumer" not in logs[1].read_text(errors="replace")
     assert len(records_of(copy)) == books
     assert_mirrors(source, copy)
+
+
+@pytest.mark.slow
+def test_two_journals_of_one_name_never_mix(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """/a/feed and /b/feed (two hosts, in effect) on one subject: the second
+    replicator refuses, said once, exit status 1; the first goes on; the mirror holds
+    the first's records only."""
+    first, second, copy = shm_dir / "a" / "feed", shm_dir / "b" / "feed", shm_dir / "m" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "a", "b", "mirror")]
+    assert writer(first, 1, 3000, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    assert writer(second, 50_001, 2000, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    replicating = replicate(nats_server.url, [first], logs[1]).start()
+    mirroring = mirror(nats_server.url, copy.parent, logs[3]).start()
+    try:
+        wait_for(lambda: caught_up(first, copy), 30, "the first journal mirrored", logs)
+        refused = replicate(nats_server.url, [second], logs[2]).start()
+        assert refused.wait(30) == 1
+        assert writer(first, 3001, 1000, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        wait_for(lambda: caught_up(first, copy), 30, "the first journal goes on", logs)
+    finally:
+        assert [run.terminate() for run in (replicating, mirroring)] == [0, 0]
+    said = logs[2].read_text()
+    assert said.count(f"not this one ({socket.gethostname()}:{second}") == 1, said
+    assert_mirrors(first, copy)
+    assert (
+        f"source-journal: {socket.gethostname()}:{first}\n" in (copy / "mirror.source").read_text()
+    )

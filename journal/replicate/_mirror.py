@@ -55,7 +55,10 @@ SKIPPED: Final = "skipped"
 MARKER: Final = "mirror.source"
 """In a mirror journal's directory, written before its first segment: the mirror
 removes a copy for a new incarnation only where it finds this (never a journal it
-did not make). It says where the copy comes from; positions are never read from it."""
+did not make). It says where the copy comes from (its ``SOURCE_LINE``: the source
+journal's identity, which every message of the copy must carry); positions are never
+read from it."""
+SOURCE_LINE: Final = "source-journal: "
 
 
 class MirrorJournal:
@@ -73,9 +76,13 @@ class MirrorJournal:
         followed); a second gap there is data the stream no longer holds, unless the
         stream says it still holds it (``retries_at_gap``: how often it did)."""
         self.retries_at_gap = 0
+        self.identity: str | None = None
+        """The source journal's identity (``Journal-Source``) this copy is of; None:
+        not read from the marker yet, "": not known (a copy of an older replicator)."""
 
     def apply(self, run: Run, payload: bytes) -> str:
         """Append ``run`` if it continues the copy; say what was done."""
+        self._check_source(run)
         writer = self.writer
         if writer is None:
             if segment_indices(self.path):
@@ -111,6 +118,24 @@ class MirrorJournal:
             return self._append(writer, run, payload)
         return GAP
 
+    def _check_source(self, run: Run) -> None:
+        """A run of another journal of the same name (another host, another
+        directory) never goes into this copy."""
+        if not run.source:
+            return
+        if self.identity is None:
+            self.identity = ""
+            with contextlib.suppress(OSError):
+                for line in (self.path / MARKER).read_text().splitlines():
+                    if line.startswith(SOURCE_LINE):
+                        self.identity = line[len(SOURCE_LINE) :]
+        if self.identity and self.identity != run.source:
+            raise JournalError(
+                f"{self.path} is the copy of {self.identity}, but {run.source} publishes "
+                f"{run.journal} too: two journals of one name on one subject; give each "
+                "host its own --subject-prefix (docs/REPLICATION.md)"
+            )
+
     def _append(self, writer: Writer, run: Run, payload: bytes) -> str:
         count = writer.append_frames(payload)
         if count != run.records or writer.position != (run.segment, run.end):
@@ -129,8 +154,9 @@ class MirrorJournal:
             temporary = self.path / f".{MARKER}.{os.getpid()}"
             temporary.write_text(
                 f"journal mirror of {run.journal} from {self.source}, incarnation "
-                f"{run.incarnation_ns}\n"
+                f"{run.incarnation_ns}\n{SOURCE_LINE}{run.source}\n"
             )
+            self.identity = run.source
             os.replace(temporary, marker)
         self.writer = Writer(
             self.path,

@@ -90,6 +90,7 @@ class JournalReplicator:
         self.js = js
         self.stream = stream
         self.subject = _scheme.subject(stream.subject_prefix, self.name)
+        self.source = _scheme.source_identity(path)
         self.archive = archive
         self.limits = limits
         self.start = start
@@ -218,6 +219,13 @@ class JournalReplicator:
                     f"stream {self.stream.name} sequence {message.seq} on {self.subject}: "
                     f"{error}; something other than journal replicate publishes there"
                 ) from None
+            if run.source and run.source != self.source:
+                raise JournalError(
+                    f"{self.subject} holds journal {run.source}, not this one ({self.source}): "
+                    "two journals of one name replicate to one stream; give each host (or "
+                    'directory) its own --subject-prefix (docs/REPLICATION.md, "Subjects and '
+                    'messages"); a journal that moved: a new --subject-prefix or stream'
+                )
             if run.journal != self.name:
                 raise JournalError(
                     f"{self.subject} holds journal {run.journal!r}, not {self.name!r}: two "
@@ -307,6 +315,7 @@ class JournalReplicator:
             segment_size=reader.segment_size or 0,
             payload_id=reader.payload_id or b"",
             last_time_ns=last_time,
+            source=self.source,
         )
         return run, bytes(payload)
 
@@ -335,6 +344,7 @@ class JournalReplicator:
             segment_size=last.segment_size,
             payload_id=last.payload_id,
             last_time_ns=last.last_time_ns,
+            source=self.source,
         )
         return run, b""
 

@@ -12,7 +12,9 @@ exactly-once). No NATS import here: bytes and strings in, bytes and strings out.
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from journal._layout import HEADER_SIZE
@@ -35,6 +37,16 @@ SEGMENT_SIZE: Final = "Journal-Segment-Size"
 PAYLOAD: Final = "Journal-Payload"
 LAST_TIME: Final = "Journal-Last-Time"
 """The time field (``local_timestamp_ns`` for order books) of the run's last record."""
+SOURCE: Final = "Journal-Source"
+"""Which journal this is: ``HOST:ABSOLUTE_PATH`` of the replicated directory. Two
+journals of one name (two hosts, or /a/feed and /b/feed) map to one subject; this
+tells them apart (the replicator refuses a subject another source publishes)."""
+
+
+def source_identity(path: Path) -> str:
+    """``HOST:ABSOLUTE_PATH`` of journal directory ``path``."""
+    return f"{socket.gethostname()}:{path.absolute()}"
+
 
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
 _NAME_DOT: Final = "%2E"
@@ -92,10 +104,12 @@ class Run:
     segment_size: int
     payload_id: bytes
     last_time_ns: int
+    source: str = ""
+    """``source_identity`` of the journal it comes from ("": a replicator before it)."""
 
     def headers(self) -> dict[str, str]:
         previous = "-" if self.previous is None else f"{self.previous[0]}:{self.previous[1]}"
-        return {
+        headers = {
             MSG_ID: message_id(
                 self.journal, self.incarnation_ns, self.segment, self.start, self.end
             ),
@@ -110,6 +124,9 @@ class Run:
             PAYLOAD: self.payload_id.decode("ascii"),
             LAST_TIME: str(self.last_time_ns),
         }
+        if self.source:
+            headers[SOURCE] = self.source
+        return headers
 
     @property
     def first_of_segment(self) -> bool:
@@ -144,6 +161,7 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
             segment_size=int(headers[SEGMENT_SIZE]),
             payload_id=headers[PAYLOAD].encode("ascii"),
             last_time_ns=int(headers[LAST_TIME]),
+            source=headers.get(SOURCE, ""),
         )
     except KeyError as error:
         raise BadHeaders(f"header {error.args[0]} missing") from None
