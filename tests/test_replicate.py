@@ -683,3 +683,58 @@ def test_two_journals_of_one_name_never_mix(
     assert (
         f"source-journal: {socket.gethostname()}:{first}\n" in (copy / "mirror.source").read_text()
     )
+
+
+async def subject_messages(url: str, subject: str) -> int:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(_scheme.DEFAULT_STREAM, subjects_filter=subject)
+        return sum((info.state.subjects or {}).values())
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+def test_a_subject_the_stream_emptied_goes_on_where_it_was(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """--max-age drops every message of a quiet journal: the replicator goes on after
+    its last message (not at --start again: with ``end``, the books between were
+    lost, with ``beginning`` sent again); restarted with --start beginning, it
+    sends the journal again cut at other boundaries, and the mirror appends what
+    follows its copy only."""
+    source, copy = shm_dir / "src" / "quiet", shm_dir / "mirror" / "quiet"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    subject = "journal.quiet"
+    options = ("--max-age", "1", "--duplicate-window", "0.5", "--start", "beginning")
+
+    def emptied() -> bool:
+        return asyncio.run(subject_messages(nats_server.url, subject)) == 0
+
+    assert writer(source, 1, 500, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    runs = [
+        replicate(nats_server.url, [source], logs[1], *options).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        assert writer(source, 501, 300, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        wait_for(lambda: caught_up(source, copy), 30, "mirrored", logs)
+        wait_for(emptied, 30, "the stream's max age", logs)
+        assert writer(source, 801, 200, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        wait_for(lambda: caught_up(source, copy), 30, "going on after max age", logs)
+        assert runs[0].terminate() == 0
+        wait_for(emptied, 30, "the stream's max age again", logs)
+        assert writer(source, 1001, 200, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        runs[0] = replicate(
+            nats_server.url, [source], logs[1], "--start", "beginning", "--max-batch-bytes", "3k"
+        ).start()
+        wait_for(lambda: caught_up(source, copy), 30, "sent again from the beginning", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    assert "going on after the last message published" in logs[1].read_text()
+    assert "sent again cut elsewhere" in logs[2].read_text()
+    assert len(records_of(copy)) == 1200
+    assert_mirrors(source, copy)

@@ -25,14 +25,16 @@ import json
 import logging
 import os
 import shutil
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from journal import _layout as F
 from journal._errors import JournalError
 from journal._names import check_stream_name
-from journal._segment import segment_indices
+from journal._segment import segment_indices, segment_path
 from journal._writer import Writer
 from journal.replicate import _scheme
 from journal.replicate._nats import (
@@ -45,6 +47,7 @@ from journal.replicate._nats import (
 from journal.replicate._scheme import Run
 
 log = logging.getLogger("journal.mirror")
+_U32: Final = struct.Struct("<I")
 
 APPENDED: Final = "appended"
 DUPLICATE: Final = "duplicate"
@@ -112,6 +115,8 @@ class MirrorJournal:
             return DUPLICATE
         if run.segment == segment and run.start == offset:
             return self._append(writer, run, payload)
+        if run.segment == segment and run.start < offset < run.end:
+            return self._append_overlapping(writer, run, payload)
         if run.segment > segment and run.first_of_segment and run.previous == (segment, offset):
             while writer.position[0] < run.segment:  # where the source rolled
                 writer.roll()
@@ -136,11 +141,43 @@ class MirrorJournal:
                 "host its own --subject-prefix (docs/REPLICATION.md)"
             )
 
-    def _append(self, writer: Writer, run: Run, payload: bytes) -> str:
-        count = writer.append_frames(payload)
-        if count != run.records or writer.position != (run.segment, run.end):
+    def _append_overlapping(self, writer: Writer, run: Run, payload: bytes) -> str:
+        """A run that starts before the copy's end and ends after it (the source sent
+        again, cut at other boundaries: its subject emptied by the stream's limits and
+        the replicator restarted at its beginning): the part after the copy's end is
+        appended, once the part before is found to be the copy's own bytes, whole
+        records."""
+        segment, offset = writer.position
+        cut = offset - run.start
+        with open(segment_path(self.path, segment), "rb") as file:
+            file.seek(run.start)
+            own = file.read(cut)
+        records, at = 0, 0
+        while at < cut:
+            at = F.align_record(at + F.SIZE_PREFIX_SIZE + _U32.unpack_from(payload, at)[0])
+            records += 1
+        if own != payload[:cut] or at != cut:
             raise JournalError(
-                f"{self.name}: message of {run.records} records ending at "
+                f"{self.name}: message ({run.segment}, {run.start}..{run.end}) overlaps the "
+                f"copy's end {writer.position} with other bytes: the copy no longer "
+                f"matches its source; remove {self.path} to copy it again"
+            )
+        log.info(
+            "%s: message (%d, %d..%d) sent again cut elsewhere: appending what follows %d",
+            self.name,
+            run.segment,
+            run.start,
+            run.end,
+            offset,
+        )
+        return self._append(writer, run, payload[cut:], run.records - records)
+
+    def _append(self, writer: Writer, run: Run, payload: bytes, records: int = -1) -> str:
+        records = run.records if records < 0 else records
+        count = writer.append_frames(payload)
+        if count != records or writer.position != (run.segment, run.end):
+            raise JournalError(
+                f"{self.name}: message of {records} records ending at "
                 f"({run.segment}, {run.end}) appended {count} ending at {writer.position}: "
                 "the copy no longer matches its source"
             )

@@ -144,6 +144,19 @@ class JournalReplicator:
         self._pending = None
         self._skip_before = None
         found = await self._last_message(stop)
+        if found is None and self.last is not None:
+            # Published before, the subject empty now: the stream's limits (--max-age,
+            # --max-bytes) or a purge dropped its messages. --start is for a journal
+            # never replicated: go on after the last message, the first on the subject.
+            log.warning(
+                "%s: %s is empty (the stream's limits or a purge dropped its messages); "
+                "going on after the last message published, at (%d, %d)",
+                self.name,
+                self.subject,
+                self.last.segment,
+                self.last.end,
+            )
+            found = (self.last, 0)
         if found is None:
             self.last, self.last_sequence = None, 0
             log.info("%s: nothing in %s yet, starting at %s", self.name, self.subject, self.start)
@@ -151,7 +164,8 @@ class JournalReplicator:
             return
         self.last, self.last_sequence = found
         run = self.last
-        self.stats.acknowledged(run, self.last_sequence)
+        if self.last_sequence:
+            self.stats.acknowledged(run, self.last_sequence)
         if self._tmpfs_incarnation() == run.incarnation_ns:
             log.info(
                 "%s: going on after stream sequence %d, at (%d, %d)",
