@@ -738,3 +738,91 @@ def test_a_subject_the_stream_emptied_goes_on_where_it_was(
     assert "sent again cut elsewhere" in logs[2].read_text()
     assert len(records_of(copy)) == 1200
     assert_mirrors(source, copy)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda h: h.update({"Journal-Segment": "-1"}), "not a journal's"),
+        (lambda h: h.update({"Journal-Segment-Size": "100"}), "not a journal's"),
+        (lambda h: h.update({"Journal-Payload": "OB"}), "not a journal's"),
+        (lambda h: h.update({"Journal-Incarnation": "0"}), "not a journal's"),
+        (lambda h: h.update({"Journal-Records": "-3"}), "not a journal's"),
+    ],
+)
+def test_headers_out_of_range_are_refused(spoil: object, message: str) -> None:
+    headers = _scheme.Run("upbit", 1, 0, 4096, 4104, 1, None, SEGMENT, b"OBK1", 5).headers()
+    spoil(headers)  # type: ignore[operator]
+    if "Journal-Segment" in headers and headers["Journal-Segment"] == "-1":
+        headers["Nats-Msg-Id"] = "upbit:1:-1:4096:4104"
+    if headers["Journal-Incarnation"] == "0":
+        headers["Nats-Msg-Id"] = "upbit:0:0:4096:4104"
+    with pytest.raises(_scheme.BadHeaders, match=message):
+        _scheme.parse_run(headers, 8)
+
+
+async def publish_bad_runs(url: str) -> None:
+    """A run whose segment size a Writer refuses, one on another journal's subject,
+    and one where the mirror finds a file in place of its journal directory."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        record = records_of_one()
+        for name, subject in (
+            ("evil", "journal.evil"),
+            ("other", "journal.feed"),
+            ("file", "journal.file"),
+        ):
+            run = _scheme.Run(name, 5, 0, 4096, 4096 + len(record), 1, None, SEGMENT, b"OBK1", 3)
+            await js.publish(subject, record, headers=run.headers())
+    finally:
+        await nc.close()
+
+
+def records_of_one() -> bytes:
+    from journal import _layout as F
+
+    record = bytes(
+        journal.OrderBookEncoder().encode(
+            "upbit", "BTC-KRW", 1, 2, [[100.0, 1.0]], [[101.0, 1.0]], 3
+        )
+    )
+    return record + bytes(F.align_record(len(record)) - len(record))
+
+
+@pytest.mark.slow
+def test_a_bad_message_stops_its_journal_only(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """A message on another journal's subject is refused; a journal the mirror
+    cannot write (a file where its directory goes) stops, said once without a
+    traceback; the other journals are mirrored."""
+    source, root = shm_dir / "src" / "feed", shm_dir / "mirror"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    root.mkdir()
+    (root / "file").write_text("hello\n")
+    assert writer(source, 1, 300, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    replicating = replicate(nats_server.url, [source], logs[1]).start()
+    wait_for(
+        lambda: stream_end(nats_server.url, "journal.feed") == end_of(source), 30, "sent", logs
+    )
+    assert replicating.terminate() == 0
+    asyncio.run(publish_bad_runs(nats_server.url))
+    mirroring = mirror(nats_server.url, root, logs[2]).start()
+    try:
+        wait_for(lambda: caught_up(source, root / "feed"), 30, "the good journal", logs)
+        wait_for(
+            lambda: "file: mirror of this journal stopped" in logs[2].read_text(),
+            30,
+            "the bad one said",
+            logs,
+        )
+    finally:
+        assert mirroring.terminate() == 1
+    said = logs[2].read_text()
+    assert "Traceback" not in said
+    assert "journal 'other' on subject journal.feed" in said
+    assert_mirrors(source, root / "feed")

@@ -487,6 +487,8 @@ class Mirror:
             await self._pull()
         try:
             run = _scheme.parse_run(msg.headers, len(msg.data))
+            if msg.subject != _scheme.subject(self.stream.subject_prefix, run.journal):
+                raise _scheme.BadHeaders(f"journal {run.journal!r} on subject {msg.subject}")
         except _scheme.BadHeaders as error:
             log.error(
                 "stream %s: a message that is not a journal run (%s): ignored",
@@ -510,7 +512,7 @@ class Mirror:
             return
         try:
             outcome = journal.apply(run, msg.data)
-        except JournalError as error:  # tmpfs full, a directory not its own, damage
+        except (JournalError, OSError, ValueError) as error:  # tmpfs full, not its own, damage
             journal.failed = str(error)
             log.error("%s: mirror of this journal stopped: %s", run.journal, error)
             self.stats.dropped(run)

@@ -315,6 +315,11 @@ class JournalReplicator:
             record = reader.try_next()
         if run_start is None:
             return None
+        if incarnation <= 0:
+            raise JournalError(
+                f"{self.path} has no incarnation stamp (incarnation_ns 0): a mirror could "
+                "not tell its incarnations apart; it cannot be replicated"
+            )
         previous = None if self.last is None else (self.last.segment, self.last.end)
         if self.last is not None and self.last.incarnation_ns != incarnation:
             previous = None  # the first message of a new incarnation

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from journal import _layout as F
 from journal._layout import HEADER_SIZE
 from journal._names import check_stream_name
 
@@ -167,6 +168,24 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
         raise BadHeaders(f"header {error.args[0]} missing") from None
     except (ValueError, UnicodeEncodeError) as error:
         raise BadHeaders(f"a header does not parse: {error}") from None
+    segment_size = run.segment_size
+    if (
+        run.segment < 0
+        or run.incarnation_ns <= 0
+        or run.records < 0
+        or (run.previous is not None and min(run.previous) < 0)
+        or not F.MIN_SEGMENT_SIZE <= segment_size < F.MAX_SEGMENT_SIZE
+        or segment_size % F.PAGE_SIZE
+        or run.end > segment_size
+        or len(run.payload_id) != 4
+        or not run.payload_id.isalnum()
+    ):
+        raise BadHeaders(
+            f"{SEGMENT}={run.segment} {INCARNATION}={run.incarnation_ns} {RECORDS}="
+            f"{run.records} {PREVIOUS}={previous_text} {SEGMENT_SIZE}={segment_size} "
+            f"{PAYLOAD}={headers[PAYLOAD]!r}: not a journal's (segment, incarnation, "
+            "records >= 0, segment size a multiple of the page size, 4-letter payload id)"
+        )
     # An empty run (START = END at a segment's start) seals the segment before it.
     if run.end - run.start != size or run.start < HEADER_SIZE or run.end % 8 or run.start % 8:
         raise BadHeaders(f"{START}={run.start} {END}={run.end} but the payload holds {size} bytes")
