@@ -826,3 +826,28 @@ def test_a_bad_message_stops_its_journal_only(
     assert "Traceback" not in said
     assert "journal 'other' on subject journal.feed" in said
     assert_mirrors(source, root / "feed")
+
+
+@pytest.mark.slow
+def test_a_journal_the_mirror_did_not_make_is_never_taken_for_its_copy(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Someone's journal of the source's name, newer than the source's incarnation,
+    under the journal root: the mirror neither appends to it nor takes the source's
+    messages for duplicates; it says so, exit status 1."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(source, 1001, 300, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    assert writer(copy, 1, 5, 0, SEGMENT, logs[0]).start().line() == b"done\n"  # newer
+    theirs = records_of(copy)
+    runs = [
+        replicate(nats_server.url, [source], logs[1]).start(),
+        mirror(nats_server.url, copy.parent, logs[2]).start(),
+    ]
+    try:
+        wait_for(lambda: "did not make" in logs[2].read_text(errors="replace"), 30, "refusal", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 1]
+    assert records_of(copy) == theirs
+    assert not (copy / "mirror.source").exists()

@@ -89,6 +89,11 @@ class MirrorJournal:
         writer = self.writer
         if writer is None:
             if segment_indices(self.path):
+                if not (self.path / MARKER).exists():
+                    raise JournalError(
+                        f"{self.path} holds a journal this mirror did not make (no {MARKER}): "
+                        "not mixing the source's records with it; move it away and restart"
+                    )
                 writer = self.writer = Writer(
                     self.path, segment_size=run.segment_size, payload_id=run.payload_id
                 )
