@@ -851,3 +851,44 @@ def test_a_journal_the_mirror_did_not_make_is_never_taken_for_its_copy(
         assert [run.terminate() for run in runs] == [0, 1]
     assert records_of(copy) == theirs
     assert not (copy / "mirror.source").exists()
+
+
+async def delete_messages(url: str, sequences: range) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        for sequence in sequences:
+            await nc.jetstream().delete_msg(_scheme.DEFAULT_STREAM, sequence)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.slow
+def test_messages_a_new_copy_cannot_start_with_are_said(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """The stream lost a journal's first messages: a new copy starts at the next
+    segment start, and the messages skipped before it are said (once, then summed)."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(source, 1, 3000, 0, 65536, logs[0]).start().line() == b"done\n"
+    replicating = replicate(nats_server.url, [source], logs[1], "--max-batch-bytes", "4k").start()
+    try:
+        wait_for(
+            lambda: stream_end(nats_server.url, "journal.feed") == end_of(source), 30, "sent", logs
+        )
+        asyncio.run(delete_messages(nats_server.url, range(1, 3)))
+        mirroring = mirror(nats_server.url, copy.parent, logs[2]).start()
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, "the copy from segment 1", logs)
+        finally:
+            assert mirroring.terminate() == 0
+    finally:
+        assert replicating.terminate() == 0
+    said = logs[2].read_text()
+    assert said.count("does not start a segment") == 1, said
+    assert said.count("the copy starts after") == 1, said
+    expected = [r for r in records_of(source) if r[0][0] >= 1]
+    assert records_of(copy) == expected

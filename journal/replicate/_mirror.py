@@ -79,6 +79,9 @@ class MirrorJournal:
         followed); a second gap there is data the stream no longer holds, unless the
         stream says it still holds it (``retries_at_gap``: how often it did)."""
         self.retries_at_gap = 0
+        self.skipped: list[Any] = []
+        """Messages skipped before the copy could start (``[messages, records, first
+        (segment, start), last (segment, end)]``): said when it starts."""
         self.identity: str | None = None
         """The source journal's identity (``Journal-Source``) this copy is of; None:
         not read from the marker yet, "": not known (a copy of an older replicator)."""
@@ -101,7 +104,7 @@ class MirrorJournal:
             elif run.first_of_segment:
                 return self._start(run, payload)
             else:
-                return SKIPPED  # a new copy starts at a segment's start
+                return self._skip(run)  # a new copy starts at a segment's start
         if run.incarnation_ns < writer.incarnation_ns:
             return DUPLICATE  # of an incarnation this copy is past
         if run.incarnation_ns > writer.incarnation_ns:
@@ -127,6 +130,23 @@ class MirrorJournal:
                 writer.roll()
             return self._append(writer, run, payload)
         return GAP
+
+    def _skip(self, run: Run) -> str:
+        if not self.skipped:
+            log.warning(
+                "%s: the stream's first message of this journal, (%d, %d..%d), does not "
+                "start a segment (its limits dropped the journal's beginning): the copy "
+                "starts at the next segment start; the records before it are not copied",
+                self.name,
+                run.segment,
+                run.start,
+                run.end,
+            )
+            self.skipped = [0, 0, (run.segment, run.start), None]
+        self.skipped[0] += 1
+        self.skipped[1] += run.records
+        self.skipped[3] = (run.segment, run.end)
+        return SKIPPED
 
     def _check_source(self, run: Run) -> None:
         """A run of another journal of the same name (another host, another
@@ -219,6 +239,18 @@ class MirrorJournal:
             run.segment,
             run.incarnation_ns,
         )
+        if self.skipped:
+            messages, records, first, last = self.skipped
+            log.warning(
+                "%s: the copy starts after %d messages (%d records, %s to %s) it could not "
+                "start with: not copied",
+                self.name,
+                messages,
+                records,
+                first,
+                last,
+            )
+            self.skipped = []
         return self._append(self.writer, run, payload)
 
     def _replace(self) -> None:
@@ -531,7 +563,8 @@ class Mirror:
                     f"the stream holds ({run.segment}, {run.start}) of incarnation "
                     f"{run.incarnation_ns} next, the copy is at {position}: the records "
                     "between are no longer in the stream (its limits dropped them?); "
-                    f"remove {journal.path} to start the copy again from what the stream holds"
+                    f"remove {journal.path} to start the copy again at the next segment "
+                    "start the stream holds (the records before it are not copied)"
                 )
                 log.error("%s: mirror stopped: %s", run.journal, journal.failed)
                 self.stats.dropped(run)
