@@ -9,6 +9,7 @@ replicator) and from the mirror journal itself (the mirror).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import shutil
@@ -353,6 +354,13 @@ def exposition(*roots: Path) -> dict[str, Metric]:
         (["replicate", "j", "--nats", "nats://127.0.0.1:1", "--archive", "/nope"], "--archive"),
         (["mirror", "--nats", "nats://127.0.0.1:1", "--journal-root", "/etc/passwd"], "not a dir"),
         (["mirror", "--nats", "nats://127.0.0.1:1"], "--journal-root"),
+        (["replicate", "j", "--nats", "nats://h:99999"], "give a NATS URL"),
+        (["replicate", "j", "--nats", "http://h:4222"], "give a NATS URL"),
+        (["replicate", "j", "--nats", "nats://h:1", "--max-batch-bytes", "infk"], "a size"),
+        (["replicate", "j", "--nats", "nats://h:1", "--max-batch-bytes", "1e400"], "a size"),
+        (["replicate", "j", "--nats", "nats://h:1", "--max-batch-bytes", "1e30"], "too large"),
+        (["replicate", "f e", "--nats", "nats://127.0.0.1:1"], "stream name"),
+        (["replicate", "j", "--nats", "nats://h:1", "--max-age", "5"], "--duplicate-window"),
     ],
 )
 def test_bad_arguments_are_said_in_one_line_with_status_2(
@@ -892,3 +900,70 @@ def test_messages_a_new_copy_cannot_start_with_are_said(
     assert said.count("the copy starts after") == 1, said
     expected = [r for r in records_of(source) if r[0][0] >= 1]
     assert records_of(copy) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--replicas", "3"), "NATS refused stream"),
+        (("--max-batch-bytes", "2m"), "more than NATS takes in a message"),
+    ],
+)
+def test_what_nats_refuses_is_said_not_retried(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+    options: tuple[str, ...],
+    message: str,
+) -> None:
+    """A stream configuration the server refuses stops the replicator (status 1), said
+    with the server's reason; a batch size above the server's max_payload is lowered
+    to it at start, so that books still go through."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(source, 1, 3000, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    replicating = replicate(nats_server.url, [source], logs[1], *options).start()
+    if options[0] == "--replicas":
+        assert replicating.wait(30) == 1
+    else:
+        mirroring = mirror(nats_server.url, copy.parent, logs[2]).start()
+        try:
+            wait_for(lambda: caught_up(source, copy), 30, "mirrored", logs)
+        finally:
+            assert [run.terminate() for run in (replicating, mirroring)] == [0, 0]
+        assert_mirrors(source, copy)
+    said = logs[1].read_text()
+    assert message in said and "Traceback" not in said, said
+
+
+@pytest.mark.slow
+def test_sigterm_while_connecting_stops_at_once(shm_dir: Path) -> None:
+    """A NATS server that never answers: SIGTERM ends both commands, status 0."""
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    port.listen(16)
+    port.settimeout(0.01)
+    url = f"nats://127.0.0.1:{port.getsockname()[1]}"  # accepts, never says INFO
+    logs = [shm_dir / "replicate.log", shm_dir / "mirror.log"]
+    accepted: list[socket.socket] = []
+
+    def connecting() -> bool:
+        with contextlib.suppress(TimeoutError):
+            accepted.append(port.accept()[0])
+            return True
+        return False
+
+    runs = [replicate(url, [shm_dir / "feed"], logs[0]).start()]
+    try:
+        wait_for(connecting, 30, "the replicator connecting", logs)
+        runs.append(mirror(url, shm_dir / "mirror", logs[1]).start())
+        wait_for(connecting, 30, "the mirror connecting", logs)
+        started = time.monotonic()
+        assert [run.terminate() for run in runs] == [0, 0]
+        assert time.monotonic() - started < 5
+    finally:
+        for connection in accepted:
+            connection.close()
+        port.close()
+        for run in runs:
+            run.kill()

@@ -40,7 +40,9 @@ from journal.replicate import _scheme
 from journal.replicate._nats import (
     ConnectionState,
     NatsOptions,
+    Stopped,
     StreamOptions,
+    _pause,
     connect,
     import_nats,
 )
@@ -322,10 +324,15 @@ class Mirror:
         self._last_pull = 0.0
         self._last_message = time.monotonic()
         self._rewind_wanted = False
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.nc = await connect(self.nats_options, self.state)
+        self._stop = stop
+        try:
+            self.nc = await connect(self.nats_options, self.state, stop)
+        except Stopped:
+            return 0
         self.stats.connection(self.state)  # a mirror journal's file is born knowing it
         self.js = self.nc.jetstream(timeout=5.0)
         try:
@@ -341,10 +348,14 @@ class Mirror:
                     except (TimeoutError, self._nats.errors.TimeoutError):
                         continue
                     await self._handle(msg)
+            except Stopped:
+                pass
             finally:
                 puller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await puller
+        except Stopped:
+            pass
         finally:
             for journal in self.journals.values():
                 journal.close()
@@ -380,6 +391,7 @@ class Mirror:
         api = self._nats.js.api
         name = self.consumer.durable
         floor = 0
+        attempt = 0
         while True:
             try:
                 info = await self.js.consumer_info(self.stream.name, name)
@@ -388,8 +400,7 @@ class Mirror:
             except self._nats.js.errors.NotFoundError:
                 pass
             except (TimeoutError, self._nats.errors.Error) as error:
-                log.warning("consumer %s: %s; retrying", name, error)
-                await asyncio.sleep(0.25)
+                attempt = await self._retry(f"consumer {name}", error, attempt)
                 continue
             config = api.ConsumerConfig(
                 durable_name=name,
@@ -409,8 +420,7 @@ class Mirror:
                 await self.js.add_consumer(self.stream.name, config=config)
                 break
             except (TimeoutError, self._nats.errors.Error) as error:
-                log.warning("creating consumer %s: %s; retrying", name, error)
-                await asyncio.sleep(0.25)
+                attempt = await self._retry(f"creating consumer {name}", error, attempt)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -432,6 +442,15 @@ class Mirror:
             "starts" if first else "rewound",
             floor + 1,
         )
+
+    async def _retry(self, what: str, error: BaseException, attempt: int) -> int:
+        """Said the first time and every 40th (10 s), then 0.25 s or Stopped."""
+        if attempt % 40 == 0:
+            log.warning("%s: %s; retrying", what, error)
+        else:
+            log.debug("%s: %s; retrying", what, error)
+        await _pause(self._stop, 0.25)
+        return attempt + 1
 
     async def _pull(self) -> None:
         request = {

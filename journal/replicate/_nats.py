@@ -136,7 +136,24 @@ class ConnectionState:
         log.debug("NATS: %s", error)
 
 
-async def connect(options: NatsOptions, state: ConnectionState) -> Any:
+class Stopped(Exception):
+    """SIGINT/SIGTERM or --duration while connecting or waiting for the stream."""
+
+
+async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
+    """``seconds``, or less if ``stop`` is set meanwhile (then Stopped)."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    if stop.is_set():
+        raise Stopped
+
+
+async def connect(
+    options: NatsOptions, state: ConnectionState, stop: asyncio.Event | None = None
+) -> Any:
     """A connection that reconnects forever; the first connect is retried as well
     (until it works: a replicator started before its NATS server waits for it)."""
     nats = import_nats()
@@ -165,7 +182,14 @@ async def connect(options: NatsOptions, state: ConnectionState) -> Any:
                 error_cb=error,
             )
         )
-        await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+        stopping = asyncio.ensure_future(stop.wait() if stop is not None else asyncio.Future())
+        await asyncio.wait({connecting, refused, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if stopping.done() and not stopping.cancelled() and not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            raise Stopped
         if refused.done():
             connecting.cancel()
             with contextlib.suppress(BaseException):
@@ -185,27 +209,46 @@ async def connect(options: NatsOptions, state: ConnectionState) -> Any:
                     ", ".join(options.servers),
                     failure,
                 )
-            await asyncio.sleep(min(options.reconnect_wait * attempt, 2.0))
+            await _pause(stop, min(options.reconnect_wait * attempt, 2.0))
     holder["nc"] = nc
     state.state = ConnectionState.CONNECTED
     state.server = str(nc.connected_url.netloc) if nc.connected_url else ""
     return nc
 
 
-async def ensure_stream(js: Any, options: StreamOptions) -> Any:
+STREAM_NAME_IN_USE = 10058
+"""add_stream's error for a stream made meanwhile (by another replicator)."""
+
+
+async def ensure_stream(js: Any, options: StreamOptions, stop: asyncio.Event | None = None) -> Any:
     """The stream's info; created if it does not exist, never changed if it does (an
-    existing stream's limits are the operator's: they are logged when they differ)."""
+    existing stream's limits are the operator's: they are logged when they differ).
+    A configuration the server refuses (max age below the duplicate window, more
+    replicas than servers, subjects another stream holds) is a JournalError."""
     nats = import_nats()
     attempt = 0
     while True:
         try:
             return await _ensure_stream(js, options)
+        except nats.js.errors.APIError as error:
+            if error.code in (400, 500) and error.err_code != STREAM_NAME_IN_USE:
+                raise JournalError(
+                    f"NATS refused stream {options.name} (subjects "
+                    f"{_scheme.stream_subjects(options.subject_prefix)}): {error.description} "
+                    f"(error {error.err_code}); change the option it names (--replicas, "
+                    "--max-age, --duplicate-window, --subject-prefix, --stream) or make the "
+                    "stream yourself"
+                ) from None
+            attempt += 1
+            if attempt == 1 or attempt % 20 == 0:
+                log.warning("stream %s: %s; retrying", options.name, error)
+            await _pause(stop, min(0.1 * attempt, 1.0))
         except (TimeoutError, nats.errors.Error) as error:
             # A server restarting, a cluster electing its leader: seconds.
             attempt += 1
             if attempt == 1 or attempt % 20 == 0:
                 log.warning("stream %s: %s; retrying", options.name, error)
-            await asyncio.sleep(min(0.1 * attempt, 1.0))
+            await _pause(stop, min(0.1 * attempt, 1.0))
 
 
 async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
@@ -237,7 +280,9 @@ async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
                 options.max_age_s or "unlimited",
                 options.max_bytes if options.max_bytes > 0 else "unlimited",
             )
-        except nats.js.errors.BadRequestError:
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code != STREAM_NAME_IN_USE:
+                raise
             info = await js.stream_info(options.name)  # created meanwhile by another
     if subjects[0] not in (info.config.subjects or []):
         raise JournalError(

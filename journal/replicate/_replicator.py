@@ -399,8 +399,21 @@ class JournalReplicator:
                     raise Resync(
                         f"JetStream refused the expected sequence ({error.description})"
                     ) from None
+                if error.code == 400:  # a message too large (10054), never taken
+                    raise JournalError(
+                        f"stream {self.stream.name} refused a message of {len(payload)} bytes "
+                        f"at ({run.segment}, {run.start}): {error.description} (error "
+                        f"{error.err_code}); lower --max-batch-bytes or raise the stream's "
+                        "max_msg_size"
+                    ) from None
                 attempt = await self._retry("publishing", error, attempt, stop)
                 continue
+            except errors.MaxPayloadError as error:
+                raise JournalError(
+                    f"a message of {len(payload)} bytes at ({run.segment}, {run.start}) is "
+                    f"more than the NATS server takes ({error}); lower --max-batch-bytes "
+                    "or raise the server's max_payload"
+                ) from None
             except (errors.Error, TimeoutError, OSError) as error:
                 attempt = await self._retry("publishing", error, attempt, stop)
                 continue

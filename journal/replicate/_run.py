@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import urllib.parse
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from journal.replicate import _scheme
 from journal.replicate._nats import (
     ConnectionState,
     NatsOptions,
+    Stopped,
     StreamOptions,
     UsageError,
     connect,
@@ -34,13 +37,26 @@ from journal.replicate._nats import (
     import_nats,
 )
 
+HEADROOM = 16 * 1024
+"""Kept below NATS's message size limit for the headers."""
+
 log = logging.getLogger("journal.replicate")
 
 
 def _urls(text: str) -> list[str]:
     urls = [url.strip() for url in text.split(",") if url.strip()]
     for url in urls:
-        if "://" not in url:
+        try:
+            parsed = urllib.parse.urlsplit(url)
+            port = parsed.port
+        except ValueError:
+            parsed, port = None, None
+        if (
+            parsed is None
+            or parsed.scheme not in ("nats", "tls", "ws", "wss")
+            or not parsed.hostname
+            or (port is not None and not 0 < port < 65536)
+        ):
             raise argparse.ArgumentTypeError(
                 f"{url!r}: give a NATS URL such as nats://127.0.0.1:4222 (tls:// for TLS)"
             )
@@ -64,10 +80,12 @@ def _byte_size(text: str) -> int:
     number, unit = (text[:-1], units[text[-1].lower()]) if text[-1:].lower() in units else (text, 1)
     try:
         value = int(float(number) * unit)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"{text!r}: a size such as 512k, 64m or 10g") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give more than 0")
+    if value >= 1 << 62:
+        raise argparse.ArgumentTypeError(f"{text!r}: too large")
     return value
 
 
@@ -297,6 +315,20 @@ def run_replicate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    for path in args.journals:
+        try:
+            _scheme.subject(args.subject_prefix, path.name)
+        except ValueError as error:
+            print(f"journal replicate: {path}: {error}", file=sys.stderr)
+            return 2
+    if args.max_age and args.max_age < args.duplicate_window:
+        print(
+            f"journal replicate: --max-age {args.max_age:g} is shorter than "
+            f"--duplicate-window {args.duplicate_window:g} (JetStream refuses that stream): "
+            "give a --duplicate-window of at most the max age",
+            file=sys.stderr,
+        )
+        return 2
     if args.archive is not None and not args.archive.is_dir():
         print(f"journal replicate: --archive {args.archive} is not a directory", file=sys.stderr)
         return 2
@@ -326,11 +358,37 @@ def run_replicate(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         await _until_stopped(stop, args.duration)
         state = ConnectionState()
-        nc = await connect(options, state)
+        try:
+            nc = await connect(options, state, stop)
+        except Stopped:
+            return 0
         stats = []
         try:
             js = nc.jetstream(timeout=5.0)
-            await ensure_stream(js, stream)
+            try:
+                info = await ensure_stream(js, stream, stop)
+            except Stopped:
+                return 0
+            largest = (
+                min(
+                    nc.max_payload or limits.max_bytes,
+                    (info.config.max_msg_size or 0)
+                    if (info.config.max_msg_size or 0) > 0
+                    else 1 << 62,
+                )
+                - HEADROOM
+            )
+            if limits.max_bytes > largest:
+                log.warning(
+                    "--max-batch-bytes %d is more than NATS takes in a message (server "
+                    "max_payload %d, stream %s max_msg_size %s): messages of at most %d bytes",
+                    limits.max_bytes,
+                    nc.max_payload,
+                    stream.name,
+                    info.config.max_msg_size,
+                    largest,
+                )
+            batch = dataclasses.replace(limits, max_bytes=max(min(limits.max_bytes, largest), 8))
             replicators = []
             for path in args.journals:
                 journal_stats = ReplicatorStats.create(path, state, stream.name)
@@ -341,7 +399,7 @@ def run_replicate(args: argparse.Namespace) -> int:
                         js,
                         stream,
                         archive=args.archive,
-                        limits=limits,
+                        limits=batch,
                         start=args.start,
                         idle=args.idle,
                         stats=journal_stats,
@@ -365,7 +423,11 @@ def run_replicate(args: argparse.Namespace) -> int:
             with contextlib.suppress(Exception):
                 await nc.drain()
 
-    return _run_loop(main())
+    try:
+        return _run_loop(main())
+    except JournalError as error:  # credentials or a stream configuration NATS refuses
+        log.error("replication stopped: %s", error)
+        return 1
 
 
 def run_mirror(args: argparse.Namespace) -> int:
