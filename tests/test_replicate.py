@@ -770,8 +770,8 @@ def test_headers_out_of_range_are_refused(spoil: object, message: str) -> None:
 
 
 async def publish_bad_runs(url: str) -> None:
-    """A run whose segment size a Writer refuses, one on another journal's subject,
-    and one where the mirror finds a file in place of its journal directory."""
+    """A run on another journal's subject, one where the mirror finds a file in place
+    of its journal directory, and one that says 2 records and holds 1."""
     import nats
 
     nc = await nats.connect(url)
@@ -782,8 +782,12 @@ async def publish_bad_runs(url: str) -> None:
             ("evil", "journal.evil"),
             ("other", "journal.feed"),
             ("file", "journal.file"),
+            ("liar", "journal.liar"),
         ):
-            run = _scheme.Run(name, 5, 0, 4096, 4096 + len(record), 1, None, SEGMENT, b"OBK1", 3)
+            records = 2 if name == "liar" else 1
+            run = _scheme.Run(
+                name, 5, 0, 4096, 4096 + len(record), records, None, SEGMENT, b"OBK1", 3
+            )
             await js.publish(subject, record, headers=run.headers())
     finally:
         await nc.close()
@@ -833,6 +837,8 @@ def test_a_bad_message_stops_its_journal_only(
     said = logs[2].read_text()
     assert "Traceback" not in said
     assert "journal 'other' on subject journal.feed" in said
+    assert "says 2 records, its payload does not hold that many whole frames: not written" in said
+    assert records_of(root / "liar") == []  # checked before the commit
     assert_mirrors(source, root / "feed")
 
 

@@ -66,6 +66,15 @@ read from it."""
 SOURCE_LINE: Final = "source-journal: "
 
 
+def _frames_in(payload: bytes) -> int | None:
+    """How many whole record frames ``payload`` is, None if it is not whole frames."""
+    count, at = 0, 0
+    while at + F.SIZE_PREFIX_SIZE <= len(payload):
+        at = F.align_record(at + F.SIZE_PREFIX_SIZE + _U32.unpack_from(payload, at)[0])
+        count += 1
+    return count if at == len(payload) else None
+
+
 class MirrorJournal:
     """One source journal's copy under the journal root."""
 
@@ -179,11 +188,8 @@ class MirrorJournal:
         with open(segment_path(self.path, segment), "rb") as file:
             file.seek(run.start)
             own = file.read(cut)
-        records, at = 0, 0
-        while at < cut:
-            at = F.align_record(at + F.SIZE_PREFIX_SIZE + _U32.unpack_from(payload, at)[0])
-            records += 1
-        if own != payload[:cut] or at != cut:
+        records = _frames_in(payload[:cut])
+        if own != payload[:cut] or records is None:
             raise JournalError(
                 f"{self.name}: message ({run.segment}, {run.start}..{run.end}) overlaps the "
                 f"copy's end {writer.position} with other bytes: the copy no longer "
@@ -201,6 +207,12 @@ class MirrorJournal:
 
     def _append(self, writer: Writer, run: Run, payload: bytes, records: int = -1) -> str:
         records = run.records if records < 0 else records
+        if _frames_in(payload) != records:  # checked before anything is committed
+            raise JournalError(
+                f"{self.name}: message ({run.segment}, {run.start}..{run.end}) says "
+                f"{records} records, its payload does not hold that many whole frames: not "
+                "written; the copy stops here"
+            )
         count = writer.append_frames(payload)
         if count != records or writer.position != (run.segment, run.end):
             raise JournalError(
