@@ -973,3 +973,31 @@ def test_sigterm_while_connecting_stops_at_once(shm_dir: Path) -> None:
         port.close()
         for run in runs:
             run.kill()
+
+
+@pytest.mark.slow
+def test_one_journal_that_fails_does_not_stop_the_others(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Journal b's subject holds another source's b: b stops, said; a goes on being
+    replicated; the process says at its end that one failed (status 1)."""
+    other, a, b = shm_dir / "x" / "b", shm_dir / "y" / "a", shm_dir / "y" / "b"
+    copy = shm_dir / "mirror" / "a"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "other", "replicate", "mirror")]
+    for path, first in ((other, 1), (a, 1001), (b, 5001)):
+        assert writer(path, first, 200, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    first = replicate(nats_server.url, [other], logs[1]).start()
+    wait_for(lambda: stream_end(nats_server.url, "journal.b") == end_of(other), 30, "b", logs)
+    assert first.terminate() == 0
+    runs = [
+        replicate(nats_server.url, [a, b], logs[2]).start(),
+        mirror(nats_server.url, copy.parent, logs[3]).start(),
+    ]
+    try:
+        wait_for(lambda: "b: replication stopped" in logs[2].read_text(), 30, "b stopped", logs)
+        assert writer(a, 1201, 300, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+        wait_for(lambda: caught_up(a, copy), 30, "a goes on", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [1, 0]
+    assert_mirrors(a, copy)

@@ -461,9 +461,7 @@ class Replication:
         tasks = [
             asyncio.create_task(r.run(stop), name=f"replicate-{r.name}") for r in self.replicators
         ]
-        pending = set(tasks)
-        while pending:
-            _done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(r.error is not None for r in self.replicators):
-                stop.set()  # one journal failed: the process says so and stops
+        # One journal that fails (said in its log line) does not stop the others; the
+        # process ends when they all have, status 1 if one failed.
+        await asyncio.gather(*tasks)
         return 1 if any(r.error is not None for r in self.replicators) else 0
