@@ -361,6 +361,11 @@ def exposition(*roots: Path) -> dict[str, Metric]:
         (["replicate", "j", "--nats", "nats://h:1", "--max-batch-bytes", "1e30"], "too large"),
         (["replicate", "f e", "--nats", "nats://127.0.0.1:1"], "stream name"),
         (["replicate", "j", "--nats", "nats://h:1", "--max-age", "5"], "--duplicate-window"),
+        (
+            ["mirror", "--nats", "nats://h:1", "--journal-root", "r", "--tls-key", "/etc/passwd"],
+            "both",
+        ),
+        (["mirror", "--nats", "nats://h:1", "--journal-root", "r", "--tls-hostname", "h"], "TLS"),
     ],
 )
 def test_bad_arguments_are_said_in_one_line_with_status_2(

@@ -150,6 +150,10 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
             raise UsageError(f"--{option.replace('_', '-')} {path} {what}")
     if (args.user is None) != (args.password is None):
         raise UsageError("--user and --password go together")
+    if args.tls_key is not None and args.tls_cert is None:
+        raise UsageError("--tls-key is the key of --tls-cert: give both")
+    if args.tls_hostname is not None and args.tls_ca is None and args.tls_cert is None:
+        raise UsageError("--tls-hostname applies to TLS made with --tls-ca or --tls-cert")
     return NatsOptions(
         servers=tuple(args.nats),
         name=name,
