@@ -7,6 +7,17 @@ import argparse
 import math
 
 
+def positive_int(text: str) -> int:
+    """A whole number of 1 or more (``--limit``, ``--rate``, ``--replicas``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
 def positive_number(text: str) -> float:
     """A finite number above 0 (``--duration``, ``--interval``, ``--fx``): 0 or less
     would never wait or price nothing, and time.sleep refuses infinity."""

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._procs import wait_until
+
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 _READY = "Server is ready"
 _LISTENING = "Listening for client connections on "
@@ -169,17 +171,6 @@ class NatsServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    """Poll ``condition()`` (an HTTP check, a file) until true, or fail saying ``what``."""
-    deadline = time.monotonic() + timeout
-    pause = 0.01
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {timeout} s")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.2)
 
 
 @pytest.fixture

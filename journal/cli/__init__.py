@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from journal._arguments import positive_number
+from journal._arguments import positive_int, positive_number
 from journal._encode import MAX_LEVELS as MAX_DEPTH
 from journal._errors import CorruptArchiveError, CorruptSegmentError, JournalError
 from journal._native import describe as describe_native
@@ -59,17 +59,6 @@ def _parse_start(text: str) -> Start:
             f"{text!r}: give the time zone (e.g. +00:00), times are not guessed"
         )
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
-def _positive_int(text: str) -> int:
-    """A whole number of 1 or more (``--limit``, ``--rate``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
-    return value
 
 
 def _existing_directory(text: str) -> Path:
@@ -434,7 +423,7 @@ def _add_dump(commands: _Commands) -> None:
         "DIR/<journal name>/, then the live ones",
     )
     dump.add_argument("--follow", action="store_true", help="keep printing new records")
-    dump.add_argument("--limit", type=_positive_int, help="stop after this many records")
+    dump.add_argument("--limit", type=positive_int, help="stop after this many records")
     dump.add_argument("--no-verify", action="store_true", help="skip FlatBuffers verification")
     dump.add_argument(
         "--idle",
@@ -486,7 +475,7 @@ def _add_demo(commands: _Commands) -> None:
         "--duration", type=positive_number, default=30.0, help="seconds to run (default 30)"
     )
     demo.add_argument(
-        "--rate", type=_positive_int, default=5000, help="books per second (default 5000)"
+        "--rate", type=positive_int, default=5000, help="books per second (default 5000)"
     )
     demo.add_argument("--seed", type=int, default=7, help="the feed's random seed (default 7)")
     demo.add_argument(

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from journal._arguments import positive_number
+from journal._arguments import positive_int, positive_number
 from journal._errors import JournalError
 from journal._reader import IDLE_STRATEGIES
 from journal.replicate import _scheme
@@ -86,16 +86,6 @@ def _byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: give more than 0")
     if value >= 1 << 62:
         raise argparse.ArgumentTypeError(f"{text!r}: too large")
-    return value
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
     return value
 
 
@@ -216,14 +206,14 @@ def add_replicate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     stream.add_argument(
         "--max-batch-records",
-        type=_whole,
+        type=positive_int,
         default=None,
         metavar="N",
         help="at most N records a message (default: no limit; 1 = one book per message)",
     )
     created = parser.add_argument_group("the stream, if it has to be created")
     created.add_argument(
-        "--replicas", type=_whole, default=1, help="JetStream replicas (1..5; default 1)"
+        "--replicas", type=positive_int, default=1, help="JetStream replicas (1..5; default 1)"
     )
     created.add_argument(
         "--max-age",
