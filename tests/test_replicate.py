@@ -1006,3 +1006,27 @@ def test_one_journal_that_fails_does_not_stop_the_others(
     finally:
         assert [run.terminate() for run in runs] == [1, 0]
     assert_mirrors(a, copy)
+
+
+@pytest.mark.slow
+def test_books_deeper_than_the_default_levels_are_mirrored(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """A source written with max_levels=100: its copy takes its books as they are."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("replicate", "mirror")]
+    bids = [[1000.0 - 0.5 * i, 1.0 + i] for i in range(100)]
+    asks = [[1000.5 + 0.5 * i, 1.0 + i] for i in range(100)]
+    with journal.Writer(source, segment_size=SEGMENT, max_levels=100) as writer_:
+        for i in range(500):
+            writer_.append_orderbook("upbit", "BTC-KRW", i, i, bids, asks)
+    runs = [
+        replicate(nats_server.url, [source], logs[0]).start(),
+        mirror(nats_server.url, copy.parent, logs[1]).start(),
+    ]
+    try:
+        wait_for(lambda: caught_up(source, copy), 30, "mirrored", logs)
+    finally:
+        assert [run.terminate() for run in runs] == [0, 0]
+    assert_mirrors(source, copy)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from journal import _layout as F
+from journal._encode import MAX_LEVELS
 from journal._errors import JournalError
 from journal._names import check_stream_name
 from journal._segment import segment_indices, segment_path
@@ -64,6 +65,9 @@ did not make). It says where the copy comes from (its ``SOURCE_LINE``: the sourc
 journal's identity, which every message of the copy must carry); positions are never
 read from it."""
 SOURCE_LINE: Final = "source-journal: "
+SOURCE_LIMITS: Final[dict[str, Any]] = {"max_levels": MAX_LEVELS, "max_name_bytes": 4096}
+"""A copy takes every book its source's writer took, whatever limits that writer had
+(the default 10 levels refused a source written with more)."""
 
 
 def _frames_in(payload: bytes) -> int | None:
@@ -109,7 +113,10 @@ class MirrorJournal:
                         "not mixing the source's records with it; move it away and restart"
                     )
                 writer = self.writer = Writer(
-                    self.path, segment_size=run.segment_size, payload_id=run.payload_id
+                    self.path,
+                    segment_size=run.segment_size,
+                    payload_id=run.payload_id,
+                    **SOURCE_LIMITS,
                 )
                 log.info("%s: mirror journal at %s", self.name, writer.position)
             elif run.first_of_segment:
@@ -240,6 +247,7 @@ class MirrorJournal:
             payload_id=run.payload_id,
             incarnation_ns=run.incarnation_ns,
             first_segment=run.segment,
+            **SOURCE_LIMITS,
         )
         if self.writer.incarnation_ns != run.incarnation_ns:
             raise JournalError(
