@@ -30,6 +30,7 @@ import signal, sys, time
 from journal.cli import main
 print("ready", flush=True)
 sys.stdin.readline()
+print("running", flush=True)
 began = time.monotonic()
 status = main(sys.argv[1:])
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: not its Ctrl-C
@@ -53,10 +54,13 @@ def _started(argv: list[str]) -> Running:
 
 
 def _go(child: Running) -> float:
-    """Tell the child to run main; when it was told (monotonic seconds)."""
+    """Tell the child to run main; when it said it does (monotonic seconds): a
+    loaded machine can leave it asleep in its readline for milliseconds after it
+    was told, where a Ctrl-C is the harness's, not the command's."""
     assert child.process.stdin is not None
     child.process.stdin.write("\n")
     child.process.stdin.flush()
+    child.read_line("^running$")
     return time.monotonic()
 
 
