@@ -123,6 +123,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_archive.py
 	$(BIN)/python benchmarks/bench_collector.py
 	$(BIN)/python benchmarks/bench_feeds.py
+	$(BIN)/python benchmarks/bench_export.py --quick
+	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_replicate.py
 
 # libFuzzer on the C++ record and segment parser, 60 s (installs clang if missing).
