@@ -13,7 +13,6 @@ every command: ``journal info`` starts as fast as Python and the core do.
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import contextlib
 import errno
@@ -850,23 +849,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The journal command: its exit status. Ctrl-C at any moment from here on, while
     the parser is built, the command's modules imported or it runs, is status 130
     and no traceback (a command that must clean up catches it first)."""
-    sys.unraisablehook = _interrupt_again
     try:
         args = build_parser().parse_args(argv)
         return _run(args)
     except KeyboardInterrupt:
         return 130
-
-
-def _interrupt_again(unraisable: sys.UnraisableHookArgs) -> None:
-    """A Ctrl-C that lands where Python cannot raise it (a callback of the import
-    machinery, a ``__del__``) would be printed as "Exception ignored ...
-    KeyboardInterrupt" and lost: it is delivered again instead, at the next point
-    where it can be raised (the command then stops as for any Ctrl-C)."""
-    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-        _thread.interrupt_main()
-    else:
-        sys.__unraisablehook__(unraisable)
 
 
 def _run(args: argparse.Namespace) -> int:
