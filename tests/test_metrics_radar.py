@@ -146,7 +146,15 @@ def test_the_radars_families_and_their_labels_across_a_restart(
     again = scraped_when(exporter, second.process.pid, **pair)
     assert value(again, "radar_up", **radar) == 1
     assert label_sets(again, "radar_") == label_sets(found, "radar_")
-    assert label_sets(again, "journal_reader_") == label_sets(found, "journal_reader_")
+    # Its reader series appear as it polls each journal (a time of "never" is left out).
+    wait_until(
+        lambda: (
+            label_sets(exporter.families(), "journal_reader_")
+            == label_sets(found, "journal_reader_")
+        ),
+        DEADLINE_S,
+        "the restarted radar's reader series, as before the restart",
+    )
     assert series(again["radar_info"]) == {
         frozenset({**radar, "pid": str(second.process.pid), "host": _host(found)}.items()): 1
     }
