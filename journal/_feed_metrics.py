@@ -47,7 +47,7 @@ from journal import _feed_metrics_layout as L
 from journal._errors import JournalError
 from journal._feed_metrics_layout import FeedCounter, FeedState
 from journal._lock import lock_held
-from journal._metrics import map_read_only
+from journal._metrics import map_read_only, word_index
 from journal._paths import prepare_journal_directory
 from journal._segment import WriterIdentity
 
@@ -76,12 +76,6 @@ _NS_PER_MS: Final = 1_000_000
 class CollectorRunningError(JournalError):
     """Another live process publishes feed metrics in this journal (one collector per
     journal: its ``collector.metrics`` is locked)."""
-
-
-def _word(offset: int) -> int:
-    """Index of the u64 word at byte ``offset`` of the file (a multiple of 8)."""
-    assert offset % 8 == 0, offset
-    return offset // 8
 
 
 def _check_name(what: str, value: object, size: int) -> bytes:
@@ -117,11 +111,11 @@ class StreamMetrics:
     def __init__(self, words: memoryview, index: int, symbol: str) -> None:
         base = L.slot_offset(index)
         self.symbol = symbol
-        self._state = _word(base + L.STATE_OFFSET)
-        self._state_changed = _word(base + L.STATE_CHANGED_NS_OFFSET)
-        self._last = _word(base + L.LAST_MESSAGE_NS_OFFSET)
-        self._delay = _word(base + L.LAST_DELAY_NS_OFFSET)
-        self._counters = _word(base + L.COUNTERS_OFFSET)
+        self._state = word_index(base + L.STATE_OFFSET)
+        self._state_changed = word_index(base + L.STATE_CHANGED_NS_OFFSET)
+        self._last = word_index(base + L.LAST_MESSAGE_NS_OFFSET)
+        self._delay = word_index(base + L.LAST_DELAY_NS_OFFSET)
+        self._counters = word_index(base + L.COUNTERS_OFFSET)
         self._messages = self._counters + FeedCounter.MESSAGES
         self._words = words
 
@@ -538,7 +532,7 @@ def read_feed_metrics(journal: str | os.PathLike[str]) -> FeedSnapshot | None:
 def _stream_figures(path: Path, data: mmap.mmap, words: list[int], index: int) -> StreamFigures:
     base = L.slot_offset(index)
     symbol = _text(data[base + L.SYMBOL_OFFSET : base + L.SYMBOL_OFFSET + L.SYMBOL_SIZE])
-    state_word = words[_word(base + L.STATE_OFFSET)]
+    state_word = words[word_index(base + L.STATE_OFFSET)]
     try:
         state = FeedState(state_word)
     except ValueError:
@@ -546,14 +540,14 @@ def _stream_figures(path: Path, data: mmap.mmap, words: list[int], index: int) -
             f"{path} offset={base + L.STATE_OFFSET}: stream {symbol!r} state={state_word}, "
             f"not a FeedState this reader knows"
         ) from None
-    first = _word(base + L.COUNTERS_OFFSET)
+    first = word_index(base + L.COUNTERS_OFFSET)
     counters = words[first : first + len(FeedCounter)]
-    delay = words[_word(base + L.LAST_DELAY_NS_OFFSET)]
+    delay = words[word_index(base + L.LAST_DELAY_NS_OFFSET)]
     return StreamFigures(
         symbol,
         state,
-        words[_word(base + L.STATE_CHANGED_NS_OFFSET)],
-        words[_word(base + L.LAST_MESSAGE_NS_OFFSET)],
+        words[word_index(base + L.STATE_CHANGED_NS_OFFSET)],
+        words[word_index(base + L.LAST_MESSAGE_NS_OFFSET)],
         None if delay == L.NO_DELAY else delay,
         *counters,
     )

@@ -158,6 +158,12 @@ class _Table(Protocol[_In]):
     def samples(self, source: _In, labels: dict[str, str]) -> Iterator[_Sample]: ...
 
 
+def _age_ns(taken_ns: int, last_ns: int) -> int | None:
+    """How long before ``taken_ns`` (when the file was read) ``last_ns`` was; None
+    for a ``last_ns`` of 0 (never), never negative (two clocks a hair apart)."""
+    return None if not last_ns else max(taken_ns - last_ns, 0)
+
+
 def _table_samples(
     table: Sequence[_Table[_Source]],
     source: _Source,
@@ -435,11 +441,7 @@ _STREAM_METRICS: Final[tuple[_Metric[_Stream], ...]] = (
         "Seconds since the symbol's last exchange message arrived, when read: a "
         "growing age is a stale feed (left out before the first message, and once the "
         "collector stopped or died).",
-        lambda stream: (
-            None
-            if not stream.figures.last_message_ns
-            else max(stream.feed.taken_ns - stream.figures.last_message_ns, 0)
-        ),
+        lambda stream: _age_ns(stream.feed.taken_ns, stream.figures.last_message_ns),
         in_ns=True,
         current=True,
     ),
@@ -713,11 +715,7 @@ _RADAR_STREAM_METRICS: Final[tuple[_Metric[_RadarStream], ...]] = (
         "replays an old journal: a growing age is a stale book, left out of the radar's "
         "edges past its staleness limit (left out before the first book, and once the "
         "radar stopped or died).",
-        lambda each: (
-            None
-            if not each.stream.last_local_ns
-            else max(each.radar.taken_ns - each.stream.last_local_ns, 0)
-        ),
+        lambda each: _age_ns(each.radar.taken_ns, each.stream.last_local_ns),
         in_ns=True,
         current=True,
     ),
