@@ -849,11 +849,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The journal command: its exit status. Ctrl-C at any moment from here on, while
     the parser is built, the command's modules imported or it runs, is status 130
     and no traceback (a command that must clean up catches it first)."""
+    lost = _LostInterrupts()
+    sys.unraisablehook = lost.hook
     try:
         args = build_parser().parse_args(argv)
-        return _run(args)
+        if lost.count:
+            return 130
+        status = _run(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        if _interrupted(error):
+            return 130
+        raise
+    return 130 if lost.count else status
+
+
+class _LostInterrupts:
+    """Ctrl-C that landed where Python cannot raise it (a callback of the import
+    machinery): Python would print it as "Exception ignored ... KeyboardInterrupt"
+    and go on. Counted instead, silently, and the command ends with status 130
+    (at once if it came while the command line was read, else when it returns: a
+    long command is stopped by the next Ctrl-C). Raising it again from here only
+    moves it elsewhere inside the import."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def hook(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self.count += 1
+        else:
+            sys.__unraisablehook__(unraisable)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` is a Ctrl-C that Python wrapped on its way out: one that
+    lands while a module is imported can come back as another exception caused by
+    it (a RuntimeError from a dataclass field's ``__set_name__``, say)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _run(args: argparse.Namespace) -> int:
