@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import urllib.parse
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,10 @@ def _urls(text: str) -> list[str]:
     return urls
 
 
-def _checked(check: object) -> object:
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         try:
-            return check(text)  # type: ignore[operator,no-any-return]
+            return check(text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -89,16 +89,38 @@ def _byte_size(text: str) -> int:
     return value
 
 
+ENVIRONMENT = {
+    "nats": "NATS_URL",
+    "user": "NATS_USER",
+    "password": "NATS_PASSWORD",
+    "token": "NATS_TOKEN",
+    "creds": "NATS_CREDS",
+    "nkey": "NATS_NKEY",
+}
+"""The default of each option: the variables the official ``nats`` CLI reads, so that a
+host set up for it is set up for these commands. A secret in the environment is
+readable by its process's user and root only (/proc/PID/environ is mode 0400); one on
+the command line, by every user of the host (/proc/PID/cmdline)."""
+
+SECRET_FILE_LIMIT = 64 * 1024
+"""More than this in a --password-file or --token-file is not a secret (/dev/zero, a
+log file given by mistake): refused rather than read forever."""
+
+
 def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("NATS")
+    group = parser.add_argument_group(
+        "NATS",
+        "An option not given is taken from its variable (NATS_URL, NATS_USER, NATS_PASSWORD, "
+        "NATS_TOKEN, NATS_CREDS, NATS_NKEY: the nats CLI's). Give secrets in a file or a "
+        "variable: every user of the host can read the command line.",
+    )
     group.add_argument(
         "--nats",
         type=_urls,
         action="extend",
-        required=True,
         metavar="URL[,URL...]",
         help="NATS server URL(s); several (comma-separated or repeated) for failover, "
-        "e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+        "e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222 (default: $NATS_URL)",
     )
     group.add_argument(
         "--stream",
@@ -114,11 +136,42 @@ def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
         help="journal NAME goes to subject PREFIX.NAME (default "
         f"{_scheme.DEFAULT_SUBJECT_PREFIX}; docs/REPLICATION.md)",
     )
-    group.add_argument("--user", help="NATS user (with --password)")
-    group.add_argument("--password", help="NATS password")
-    group.add_argument("--token", help="NATS authentication token")
-    group.add_argument("--creds", type=Path, metavar="FILE", help="a NATS .creds file (JWT, NKey)")
-    group.add_argument("--nkey", type=Path, metavar="FILE", help="a NATS NKey seed file")
+    group.add_argument(
+        "--user", metavar="NAME", help="NATS user, with a password (default: $NATS_USER)"
+    )
+    group.add_argument(
+        "--password",
+        metavar="PASS",
+        help="NATS password; every user of the host can read it in the process list: "
+        "use --password-file or $NATS_PASSWORD instead",
+    )
+    group.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="the NATS password is this file's content, less one trailing newline",
+    )
+    group.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="NATS authentication token; every user of the host can read it in the process "
+        "list: use --token-file or $NATS_TOKEN instead",
+    )
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="the NATS token is this file's content, less one trailing newline",
+    )
+    group.add_argument(
+        "--creds",
+        type=Path,
+        metavar="FILE",
+        help="a NATS .creds file (JWT, NKey; default: $NATS_CREDS)",
+    )
+    group.add_argument(
+        "--nkey", type=Path, metavar="FILE", help="a NATS NKey seed file (default: $NATS_NKEY)"
+    )
     group.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificates for TLS")
     group.add_argument("--tls-cert", type=Path, metavar="FILE", help="client certificate (mTLS)")
     group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key")
@@ -132,29 +185,139 @@ def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens in detail")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Given:
+    """A setting and where it came from (``--token-file /etc/nats/token``,
+    ``NATS_USER``): an error names where to fix it, never the secret itself."""
+
+    value: str
+    where: str
+
+
+def _given(args: argparse.Namespace, option: str) -> _Given | None:
+    """``--OPTION`` if given, else its variable. An empty variable counts as unset, as
+    ``NATS_TOKEN= journal mirror ...`` means in a shell."""
+    value = getattr(args, option)
+    if value is not None:
+        return _Given(str(value), f"--{option}")
+    variable = ENVIRONMENT[option]
+    text = os.environ.get(variable)
+    return _Given(text, variable) if text else None
+
+
+def _secret(args: argparse.Namespace, option: str) -> _Given | None:
+    """``--OPTION``, ``--OPTION-file`` or ``NATS_OPTION``, the first given; the two
+    options together are refused, since either could be the one meant."""
+    text, path = getattr(args, option), getattr(args, f"{option}_file")
+    if text is not None and path is not None:
+        raise UsageError(
+            f"--{option} and --{option}-file {path} both give the {option}: give "
+            f"--{option}-file alone (other users of the host can read --{option})"
+        )
+    if path is not None:
+        where = f"--{option}-file {path}"
+        return _Given(_read_secret(path, where, option), where)
+    return _given(args, option)
+
+
+def _read_secret(path: Path, where: str, what: str) -> str:
+    """The file's content less one trailing newline, LF or CRLF (``echo TOKEN > FILE``
+    writes one that is no part of the secret). Any readable file will do, a pipe too
+    (``--token-file <(pass show nats)``)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(SECRET_FILE_LIMIT + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{where} does not exist: give the file that holds the {what}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where} is a directory: give the file that holds the {what}") from None
+    except OSError as error:
+        raise UsageError(
+            f"{where} cannot be read ({error.strerror}): give a file this user can read"
+        ) from None
+    if len(data) > SECRET_FILE_LIMIT:
+        raise UsageError(
+            f"{where} holds more than {SECRET_FILE_LIMIT} bytes: give the file that holds "
+            f"the {what} alone"
+        )
+    data = data.removesuffix(b"\n").removesuffix(b"\r") if data.endswith(b"\n") else data
+    if not data:
+        raise UsageError(f"{where} is empty: write the {what} in it")
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise UsageError(f"{where} is not UTF-8 text: write the {what} in it as text") from None
+
+
+def _servers(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--nats``, else ``NATS_URL`` (parsed as ``--nats`` is, its errors naming it)."""
+    if args.nats is not None:
+        return tuple(args.nats)
+    text = os.environ.get(ENVIRONMENT["nats"])
+    if not text:
+        raise UsageError(
+            "no NATS server: give --nats URL (e.g. nats://127.0.0.1:4222) or set NATS_URL"
+        )
+    try:
+        return tuple(_urls(text))
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"NATS_URL {error}; or give --nats URL") from None
+
+
 def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
-    for option in ("creds", "nkey", "tls_ca", "tls_cert", "tls_key"):
-        path = getattr(args, option)
-        if path is not None and not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise UsageError(f"--{option.replace('_', '-')} {path} {what}")
-    if (args.user is None) != (args.password is None):
-        raise UsageError("--user and --password go together")
+    """The options, their variables and secret files resolved: everything a deployer
+    can get wrong is said here, before anything connects (exit status 2)."""
+    servers = _servers(args)
+    user = _given(args, "user")
+    password = _secret(args, "password")
+    token = _secret(args, "token")
+    paths = {option: _given(args, option) for option in ("creds", "nkey")}
+    for option in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(args, option)
+        given = f"--{option.replace('_', '-')}"
+        paths[option] = None if value is None else _Given(str(value), given)
+    for setting in paths.values():
+        if setting is not None and not Path(setting.value).is_file():
+            what = "is not a file" if Path(setting.value).exists() else "does not exist"
+            raise UsageError(f"{setting.where} {setting.value} {what}")
+    if user is None and password is not None:
+        raise UsageError(
+            f"--user and --password go together: {password.where} gives a password without "
+            "a user; give --user NAME or set NATS_USER"
+        )
+    if user is not None and password is None:
+        raise UsageError(
+            f"--user and --password go together: {user.where} gives a user without a "
+            "password; give --password-file FILE or set NATS_PASSWORD"
+        )
+    if user is not None and token is not None:
+        # nats-py would send the user and drop the token without a word.
+        variables = [s.where for s in (user, token) if s.where in ENVIRONMENT.values()]
+        unset = f" (unset {' or '.join(variables)})" if variables else ""
+        raise UsageError(
+            f"a user ({user.where}) and a token ({token.where}): NATS authenticates with one "
+            f"of them; give one{unset}"
+        )
     if args.tls_key is not None and args.tls_cert is None:
         raise UsageError("--tls-key is the key of --tls-cert: give both")
     if args.tls_hostname is not None and args.tls_ca is None and args.tls_cert is None:
         raise UsageError("--tls-hostname applies to TLS made with --tls-ca or --tls-cert")
+
+    def path(option: str) -> Path | None:
+        setting = paths[option]
+        return None if setting is None else Path(setting.value)
+
     return NatsOptions(
-        servers=tuple(args.nats),
+        servers=servers,
         name=name,
-        user=args.user,
-        password=args.password,
-        token=args.token,
-        creds=args.creds,
-        nkey_seed=args.nkey,
-        tls_ca=args.tls_ca,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
+        user=None if user is None else user.value,
+        password=None if password is None else password.value,
+        token=None if token is None else token.value,
+        creds=path("creds"),
+        nkey_seed=path("nkey"),
+        tls_ca=path("tls_ca"),
+        tls_cert=path("tls_cert"),
+        tls_key=path("tls_key"),
         tls_hostname=args.tls_hostname,
     )
 
