@@ -15,15 +15,16 @@ first 32 bytes and the host field are laid out as in the other metrics files.
     16 | pid (u32)                       | role (u32: 1 replicate, 2 mirror)
     24 | started_ns (i64, CLOCK_REALTIME)                              |
     32 | host (64 bytes, NUL padded)                                   |
-    96 | stream (32 bytes, NUL padded: the JetStream stream)           |
-   128 | nats_state | reconnects_total | errors_total | pending_messages |  NATS
-   160 | records_total | messages_total | bytes_total | stream_sequence |  per message
-   192 | incarnation_ns | segment | offset | last_record_ns          |  per message
-   224 | last_message_ns | latency_ns | retries_total | resyncs_total   |
-   256 | duplicates_total | gaps_total | rewinds_total | redeliveries_total |  mirror
-   288 | reserved                                                      |
+    96 | stream (64 bytes, NUL padded: the JetStream stream)           |
+   160 | nats_state | reconnects_total | errors_total | pending_messages |  NATS
+   192 | records_total | messages_total | bytes_total | stream_sequence |  per message
+   224 | incarnation_ns | segment | offset | last_record_ns          |  per message
+   256 | last_message_ns | latency_ns | retries_total | resyncs_total   |
+   288 | duplicates_total | gaps_total | rewinds_total | redeliveries_total |  mirror
+   320 | skipped_records_total | lag_checked_ns | lag_records | lag_ns   |  mirror
+   352 | reserved                                                      |
 
-Every word from 128 on is an aligned little-endian 64-bit word written only by the
+Every word from 160 on is an aligned little-endian 64-bit word written only by the
 file's owner with one 8-byte store (a reader may see an older *set* of words, never
 half of one).
 """
@@ -40,7 +41,7 @@ REPLICATION_METRICS_SIZE: Final = 512
 REPLICATE_METRICS_NAME: Final = "replicate.metrics"
 MIRROR_METRICS_NAME: Final = "mirror.metrics"
 HOST_SIZE: Final = 64
-STREAM_SIZE: Final = 32
+STREAM_SIZE: Final = 64
 
 
 class Role(enum.IntEnum):
@@ -103,6 +104,17 @@ class Word(enum.IntEnum):
     GAPS_TOTAL = 17
     REWINDS_TOTAL = 18
     REDELIVERIES_TOTAL = 19
+    SKIPPED_RECORDS_TOTAL = 20
+    """mirror: records the stream held that a new copy could not start with (before
+    the first segment start the stream holds), never copied."""
+    LAG_CHECKED_NS = 21
+    """mirror: CLOCK_REALTIME when the journal's last message in the stream was last
+    read (0: never; LAG_RECORDS and LAG_NS are of that moment)."""
+    LAG_RECORDS = 22
+    """mirror: records of the journal the stream held beyond the copy then."""
+    LAG_NS = 23
+    """mirror: the time field of the stream's last record of the journal less the
+    copy's last (0: caught up)."""
 
 
 def word_offset(word: Word) -> int:
@@ -112,6 +124,6 @@ def word_offset(word: Word) -> int:
 WORD_NAMES: Final = tuple(word.name.lower() for word in Word)
 """The words' field names in docs/FORMAT.md."""
 
-HEADER_STRUCT: Final = struct.Struct("<8sIIIIq64s32s")
-assert HEADER_STRUCT.size == COUNTERS_OFFSET == 128
+HEADER_STRUCT: Final = struct.Struct("<8sIIIIq64s64s")
+assert HEADER_STRUCT.size == COUNTERS_OFFSET == 160
 assert word_offset(max(Word)) + 8 <= REPLICATION_METRICS_SIZE

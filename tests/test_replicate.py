@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import re
 import shutil
@@ -22,7 +23,10 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 import journal
+from journal import _layout as F
+from journal._replication_metrics import Word, read_replication_metrics
 from journal.replicate import _scheme
+from journal.replicate._mirror import MirrorJournal, NoMirrorStats
 from tests import _cpp
 from tests._replication import (
     JOURNAL,
@@ -47,11 +51,39 @@ SEGMENT = 1 << 20
 
 
 def test_a_run_survives_its_headers() -> None:
-    run = _scheme.Run("upbit.spot", 17, 3, 4096, 4096 + 864, 2, (2, 999_992), SEGMENT, b"OBK1", 5)
+    run = _scheme.Run(
+        "upbit.spot", 17, 3, 4096, 4096 + 864, 2, (2, 999_992), SEGMENT, b"OBK1", 5, "h:/a", 40
+    )
     headers = run.headers()
     assert headers["Nats-Msg-Id"] == "upbit.spot:17:3:4096:4960"
+    assert headers["Journal-First-Record"] == "40"
     assert _scheme.parse_run(headers, 864) == run
+    assert run.next_record == 42
     assert _scheme.subject("journal", "upbit.spot") == "journal.upbit%2Espot"
+    # A replicator before Journal-First-Record: the count is not known.
+    older = dataclasses.replace(run, first_record=-1)
+    assert "Journal-First-Record" not in older.headers()
+    assert _scheme.parse_run(older.headers(), 864).next_record == -1
+
+
+def test_the_header_table_is_the_schemes() -> None:
+    """docs/REPLICATION.md's header table names every header the scheme has, no other."""
+    text = (Path(__file__).parents[1] / "docs" / "REPLICATION.md").read_text()
+    table = text.split("| header | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {
+        name
+        for row in table.splitlines()[2:]
+        for name in re.findall(r"`([\w-]+)`", row.split("|")[1])
+    }
+    constants = {
+        value
+        for value in vars(_scheme).values()
+        if isinstance(value, str) and re.fullmatch(r"(Nats|Journal)-[A-Za-z-]+", value)
+    }
+    assert documented == constants
+    run = _scheme.Run("feed", 1, 0, 4096, 4104, 1, None, SEGMENT, b"OBK1", 5, "h:/feed", 0)
+    sent = {*run.headers(), _scheme.EXPECTED_LAST_SUBJECT_SEQUENCE}  # the replicator adds it
+    assert sent == constants
 
 
 @pytest.mark.parametrize(
@@ -61,6 +93,7 @@ def test_a_run_survives_its_headers() -> None:
         (lambda h: h.update({"Journal-Start": "x"}), "does not parse"),
         (lambda h: h.update({"Nats-Msg-Id": "other"}), "does not name"),
         (lambda h: h.update({"Journal-Name": "../etc"}), "does not parse"),
+        (lambda h: h.update({"Journal-First-Record": "-2"}), "first record >= 0"),
     ],
 )
 def test_headers_that_are_not_the_scheme_are_refused(spoil: object, message: str) -> None:
@@ -74,6 +107,56 @@ def test_a_payload_of_another_size_is_refused() -> None:
     headers = _scheme.Run("upbit", 1, 0, 4096, 4104, 1, None, SEGMENT, b"OBK1", 5).headers()
     with pytest.raises(_scheme.BadHeaders, match="payload holds 16"):
         _scheme.parse_run(headers, 16)
+
+
+def run_of(source: Path, records: list[tuple[tuple[int, int], bytes]], first: int) -> _scheme.Run:
+    """The message ``journal replicate`` would send of ``records`` (consecutive, of one
+    segment of ``source``), the ``first``-th of its incarnation on."""
+    (segment, start), payload = records[0][0], _payload(records)
+    with journal.Reader(source, metrics=False) as reader:
+        times = [r.local_timestamp_ns for r in reader.available()]
+    return _scheme.Run(
+        source.name,
+        incarnation_of(source),
+        segment,
+        start,
+        start + len(payload),
+        len(records),
+        None,
+        SEGMENT,
+        b"OBK1",
+        times[first + len(records) - 1],
+        "h:/feed",
+        first,
+    )
+
+
+def test_a_copys_lag_is_what_the_stream_holds_beyond_it(shm_dir: Path) -> None:
+    """Records: the stream's last message's end (Journal-First-Record + records) less
+    the copy's; time: its last record's less the copy's last; 0 once caught up."""
+    source = shm_dir / "feed"
+    with journal.Writer(source, segment_size=SEGMENT) as writing:
+        for i in range(10):
+            writing.append_orderbook("upbit", "BTC-KRW", i, i, [[1.0, 1.0]], [[2.0, 1.0]])
+    records = records_of(source)
+    copy = MirrorJournal(shm_dir / "mirror", "feed", NoMirrorStats())
+    try:
+        first = run_of(source, records[:4], 0)
+        assert copy.lag(first) is None  # no copy yet
+        assert copy.apply(first, _payload(records[:4])) == "appended"
+        ahead = dataclasses.replace(run_of(source, records[4:], 4), previous=(0, first.end))
+        assert copy.lag(ahead) == (6, ahead.last_time_ns - first.last_time_ns)
+        assert copy.lag(first) == (0, 0)
+        assert copy.apply(ahead, _payload(records[4:])) == "appended"
+        assert copy.lag(ahead) == (0, 0)
+        newer = dataclasses.replace(ahead, incarnation_ns=ahead.incarnation_ns + 1)
+        assert copy.lag(newer) == (10, 0)  # a new incarnation: its records at least
+    finally:
+        copy.close()
+
+
+def _payload(records: list[tuple[tuple[int, int], bytes]]) -> bytes:
+    return b"".join(data + bytes(F.align_record(len(data)) - len(data)) for _, data in records)
 
 
 # -- with a server ------------------------------------------------------------------------
@@ -267,6 +350,8 @@ def test_top_and_metrics_show_both_sides(
                         for side in sides
                     )
                     and _value(found, "journal_replication_pending_messages", sides[1]) == 0
+                    # the mirror measured its lag from the stream's last message since
+                    and _value(found, "journal_replication_lag_records", sides[1]) == 0
                 )
 
             wait_for(settled, 30, "both sides' metrics at 3000 records", logs)
@@ -287,7 +372,14 @@ def test_top_and_metrics_show_both_sides(
             assert value(found, "journal_replication_bytes_total", **replicating) == value(
                 found, "journal_replication_bytes_total", **mirroring
             )
-            for name in ("gaps_total", "duplicates_total", "redeliveries_total", "rewinds_total"):
+            assert value(found, "journal_replication_lag_seconds", **mirroring) == 0
+            for name in (
+                "gaps_total",
+                "duplicates_total",
+                "redeliveries_total",
+                "rewinds_total",
+                "skipped_records_total",
+            ):
                 assert value(found, f"journal_replication_{name}", **mirroring) == 0
             # The replicator reads the source as a registered reader, too.
             reader = {"journal": str(source), "reader": "replicate"}
@@ -799,8 +891,6 @@ async def publish_bad_runs(url: str) -> None:
 
 
 def records_of_one() -> bytes:
-    from journal import _layout as F
-
     record = bytes(
         journal.OrderBookEncoder().encode(
             "upbit", "BTC-KRW", 1, 2, [[100.0, 1.0]], [[101.0, 1.0]], 3
@@ -911,6 +1001,14 @@ def test_messages_a_new_copy_cannot_start_with_are_said(
     assert said.count("the copy starts after") == 1, said
     expected = [r for r in records_of(source) if r[0][0] >= 1]
     assert records_of(copy) == expected
+    figures = read_replication_metrics(copy / "mirror.metrics")
+    assert figures is not None
+    # What the stream still held of segment 0 (the two messages deleted never came).
+    said_skipped = re.search(r"the copy starts after \d+ messages \((\d+) records", said)
+    assert said_skipped is not None
+    skipped = int(said_skipped[1])
+    assert figures[Word.SKIPPED_RECORDS_TOTAL] == skipped
+    assert 0 < skipped < len(records_of(source)) - len(expected)
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -473,6 +473,18 @@ def _known(word: Word, after: Word | None = None) -> Callable[[ReplicationSide],
     return lambda side: side.figures[word] if side.figures[after or word] else None
 
 
+def _lag(field: str, word: Word) -> Callable[[ReplicationSide], int | None]:
+    """A replicator's lag as measured here from its source journal (``side.lag``), a
+    mirror's as it measured it from the stream (``word``, left out until it did)."""
+
+    def value(side: ReplicationSide) -> int | None:
+        if side.figures.role is Role.MIRROR:
+            return side.figures[word] if side.figures[Word.LAG_CHECKED_NS] else None
+        return None if side.lag is None else cast(int | None, getattr(side.lag, field))
+
+    return value
+
+
 _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSide], ...]] = (
     _Metric(
         "journal_replication_up",
@@ -574,8 +586,9 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "journal_replication_lag_records",
         "gauge",
         "Records committed to the source journal that JetStream has not acknowledged "
-        "(replicate; estimated beyond 20000).",
-        lambda side: None if side.lag is None else side.lag.records,
+        "(replicate; estimated beyond 20000); records of the journal the stream holds "
+        "beyond the mirror journal, as of the mirror's last look (mirror, once a second).",
+        _lag("records", Word.LAG_RECORDS),
         current=True,
     ),
     _Metric(
@@ -589,8 +602,10 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "journal_replication_lag_seconds",
         "gauge",
         "How long the oldest record JetStream has not acknowledged has been published "
-        "(replicate; 0: caught up).",
-        lambda side: None if side.lag is None else side.lag.ns,
+        "(replicate); how much later the stream's last record of the journal was "
+        "written than the mirror journal's last, by the source's clock (mirror). 0: "
+        "caught up.",
+        _lag("ns", Word.LAG_NS),
         in_ns=True,
         current=True,
     ),
@@ -637,8 +652,15 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
     _Metric(
         "journal_replication_redeliveries_total",
         "counter",
-        "Messages JetStream delivered to the mirror more than once.",
+        "Messages of the journal JetStream delivered to the mirror more than once.",
         _word(Word.REDELIVERIES_TOTAL, Role.MIRROR),
+    ),
+    _Metric(
+        "journal_replication_skipped_records_total",
+        "counter",
+        "Records the stream held that a new mirror journal could not start with (the "
+        "stream's limits had dropped the start of their segment): never copied.",
+        _word(Word.SKIPPED_RECORDS_TOTAL, Role.MIRROR),
     ),
 )
 """Of the journal's replicator and mirror (journal.monitor._snapshot.ReplicationSide),

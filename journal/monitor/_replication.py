@@ -11,10 +11,13 @@ interval, and its lag:
 * replicate: the records between the position JetStream acknowledged last and the
   writer's (walked as a reader's lag is, journal.monitor._snapshot.measure_lag), and
   how long the oldest of them has waited; ``retries``, ``resyncs``.
-* mirror: the last message's end-to-end latency (its commit less its last record's
-  source time: both clocks' difference included when the hosts differ), and the
-  messages the stream holds for its consumer not yet delivered (``pending``);
-  ``duplicates``, ``gaps``, ``rewinds``, ``redeliveries``.
+* mirror: the records of the journal the stream holds beyond the copy and how much
+  later (by the source's clock) the stream's last of them was written, as the mirror
+  last measured them (once a second); the last message's end-to-end latency (its
+  commit less its last record's source time: both clocks' difference included when
+  the hosts differ), and the messages the stream holds for its consumer not yet
+  delivered (``pending``, all journals together); ``duplicates``, ``gaps``,
+  ``rewinds``, ``redeliveries``, ``skipped`` records.
 
 The block comes after the journals' own (a module of its own, so that the monitor's
 other views stay as they are); a file that cannot be read is among its journal's
@@ -102,8 +105,11 @@ def screen(shots: Sequence[JournalSnapshot]) -> str:
             events = (
                 f"dup {f[Word.DUPLICATES_TOTAL]} gaps {f[Word.GAPS_TOTAL]} "
                 f"rewinds {f[Word.REWINDS_TOTAL]} redelivered {f[Word.REDELIVERIES_TOTAL]}"
+                f"{f' skipped {n:,}' if (n := f[Word.SKIPPED_RECORDS_TOTAL]) else ''}"
             )
             lag_records = lag_us = None
+            if f[Word.LAG_CHECKED_NS]:
+                lag_records, lag_us = f[Word.LAG_RECORDS], f[Word.LAG_NS] / 1e3
             pending = f"{f[Word.PENDING_MESSAGES]:,}"
         lines.append(
             f"{row.journal:<14} {row.role:<9} {row.owner:<16} {row.nats:<12} "
@@ -115,6 +121,10 @@ def screen(shots: Sequence[JournalSnapshot]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_LAG = (Word.LAG_CHECKED_NS, Word.LAG_RECORDS, Word.LAG_NS)
+"""A mirror's lag words: in a log line as the replicator's lag is (lag_records, lag_ns)."""
+
+
 def log_lines(shots: Sequence[JournalSnapshot]) -> str:
     """The same as ``key=value`` lines, one per file."""
     rows = replication_rows(shots)
@@ -122,10 +132,12 @@ def log_lines(shots: Sequence[JournalSnapshot]) -> str:
     lines = []
     for row in rows:
         f = row.figures
-        words = " ".join(f"{word.name.lower()}={f[word]}" for word in Word)
+        words = " ".join(f"{word.name.lower()}={f[word]}" for word in Word if word not in _LAG)
         lag = ""
         if row.lag is not None:
             lag = f" lag_records={row.lag.records} lag_ns={_number(row.lag.ns).replace(',', '')}"
+        elif f[Word.LAG_CHECKED_NS]:  # a mirror's, as it measured it
+            lag = f" lag_records={f[Word.LAG_RECORDS]} lag_ns={f[Word.LAG_NS]}"
         lines.append(
             f"{now} journal={row.journal} replication={row.role} "
             f"owner={row.owner.replace(' pid ', ',pid=')} stream={f.stream} "

@@ -164,9 +164,22 @@ class MirrorStats:
         if metrics is not None:
             metrics.close()
 
-    def redelivered(self) -> None:
-        for metrics in self.files.values():
+    def redelivered(self, run: Run) -> None:
+        if (metrics := self._file(run.journal)) is not None:
             metrics.add(Word.REDELIVERIES_TOTAL)
+
+    def skipped(self, journal: str, records: int) -> None:
+        """Records a new copy could not start with, never copied (said once the copy
+        exists, its file with it)."""
+        if (metrics := self._file(journal)) is not None:
+            metrics.add(Word.SKIPPED_RECORDS_TOTAL, records)
+
+    def lag(self, journal: str, records: int, ns: int) -> None:
+        """What the stream held of ``journal`` beyond the copy, read just now."""
+        if (metrics := self._file(journal)) is not None:
+            metrics.set(Word.LAG_RECORDS, records)
+            metrics.set(Word.LAG_NS, ns)
+            metrics.set(Word.LAG_CHECKED_NS, time.time_ns())
 
     def rewound(self) -> None:
         for metrics in self.files.values():

@@ -100,6 +100,11 @@ class MirrorJournal:
         self.identity: str | None = None
         """The source journal's identity (``Journal-Source``) this copy is of; None:
         not read from the marker yet, "": not known (a copy of an older replicator)."""
+        self.next_record = -1
+        """``Journal-First-Record`` of the message that would continue the copy (-1:
+        not known, nothing appended since the mirror started)."""
+        self.last_time_ns = 0
+        """The time field of the copy's last record (0: not known)."""
 
     def apply(self, run: Run, payload: bytes) -> str:
         """Append ``run`` if it continues the copy; say what was done."""
@@ -227,7 +232,29 @@ class MirrorJournal:
                 f"({run.segment}, {run.end}) appended {count} ending at {writer.position}: "
                 "the copy no longer matches its source"
             )
+        self.next_record = run.next_record
+        if run.records:
+            self.last_time_ns = run.last_time_ns
         return APPENDED
+
+    def lag(self, last: Run) -> tuple[int, int] | None:
+        """Records and time field the stream's last message of this journal, ``last``,
+        is ahead of the copy; None while that cannot be told (no copy yet, nothing
+        appended since the mirror started, a message that does not count its records)."""
+        writer = self.writer
+        if writer is None:
+            return None
+        if last.incarnation_ns == writer.incarnation_ns and (last.segment, last.end) <= (
+            writer.position
+        ):
+            return 0, 0  # caught up (or the copy moved on while the stream was asked)
+        if self.next_record < 0 or last.next_record < 0 or not self.last_time_ns:
+            return None
+        records = last.next_record
+        if last.incarnation_ns == writer.incarnation_ns:
+            records -= self.next_record
+        # (else a newer incarnation: its records, at least, are to be copied)
+        return max(records, 0), max(last.last_time_ns - self.last_time_ns, 0)
 
     def _start(self, run: Run, payload: bytes) -> str:
         """A new copy (or a new incarnation of it) at the run's segment."""
@@ -263,6 +290,7 @@ class MirrorJournal:
         )
         if self.skipped:
             messages, records, first, last = self.skipped
+            self.stats.skipped(self.name, records)
             log.warning(
                 "%s: the copy starts after %d messages (%d records, %s to %s) it could not "
                 "start with: not copied",
@@ -534,6 +562,7 @@ class Mirror:
                 log.debug("consumer info: %s", error)
                 continue
             self.stats.pending(info.num_pending or 0, info.num_ack_pending or 0)
+            await self._measure_lag()
             idle = now - self._last_message > 1.0
             # (A stopped journal's messages stay unacknowledged on purpose.)
             failed = any(journal.failed for journal in self.journals.values())
@@ -543,6 +572,24 @@ class Mirror:
                     info.num_ack_pending,
                 )
                 self._rewind_wanted = True
+
+    async def _measure_lag(self) -> None:
+        """Each copy's lag: what the stream's last message of its journal holds beyond
+        it (``Journal-First-Record`` counts the records; the consumer's own pending
+        count is of every journal together)."""
+        for journal in list(self.journals.values()):
+            if journal.failed or journal.writer is None:
+                continue
+            subject = _scheme.subject(self.stream.subject_prefix, journal.name)
+            try:
+                message = await self.js.get_last_msg(self.stream.name, subject)
+                last = _scheme.parse_run(message.headers, len(message.data or b""))
+            except (TimeoutError, self._nats.errors.Error, _scheme.BadHeaders) as error:
+                log.debug("%s: the stream's last message: %s", journal.name, error)
+                continue
+            lag = journal.lag(last)
+            if lag is not None:
+                self.stats.lag(journal.name, *lag)
 
     async def _handle(self, msg: Any) -> None:
         self._last_message = time.monotonic()
@@ -575,7 +622,7 @@ class Mirror:
             return
         metadata = msg.metadata
         if metadata.num_delivered > 1:
-            self.stats.redelivered()
+            self.stats.redelivered(run)
         journal = self.journals.get(run.journal)
         if journal is None:
             journal = self.journals[run.journal] = MirrorJournal(
@@ -631,7 +678,13 @@ class NoMirrorStats:
     def applied(self, run: Run, outcome: str, sequence: int) -> None:
         pass
 
-    def redelivered(self) -> None:
+    def redelivered(self, run: Run) -> None:
+        pass
+
+    def skipped(self, journal: str, records: int) -> None:
+        pass
+
+    def lag(self, journal: str, records: int, ns: int) -> None:
         pass
 
     def rewound(self) -> None:

@@ -320,9 +320,7 @@ class JournalReplicator:
                 f"{self.path} has no incarnation stamp (incarnation_ns 0): a mirror could "
                 "not tell its incarnations apart; it cannot be replicated"
             )
-        previous = None if self.last is None else (self.last.segment, self.last.end)
-        if self.last is not None and self.last.incarnation_ns != incarnation:
-            previous = None  # the first message of a new incarnation
+        previous, first_record = self._follows(incarnation)
         run = Run(
             journal=self.name,
             incarnation_ns=incarnation,
@@ -335,8 +333,19 @@ class JournalReplicator:
             payload_id=reader.payload_id or b"",
             last_time_ns=last_time,
             source=self.source,
+            first_record=first_record,
         )
         return run, bytes(payload)
+
+    def _follows(self, incarnation: int) -> tuple[tuple[int, int] | None, int]:
+        """Where the subject's last message ended and how many records of
+        ``incarnation`` the subject holds: ``(None, 0)`` for the first message of an
+        incarnation (counted from there; a subject whose last message does not say,
+        one of an older replicator, counts again from 0)."""
+        last = self.last
+        if last is None or last.incarnation_ns != incarnation:
+            return None, 0
+        return (last.segment, last.end), max(last.next_record, 0)
 
     def _seal_run(self, reader: Reader) -> tuple[Run, bytes] | None:
         """An empty run at the start of the next segment once the reader went past the
@@ -364,6 +373,7 @@ class JournalReplicator:
             payload_id=last.payload_id,
             last_time_ns=last.last_time_ns,
             source=self.source,
+            first_record=max(last.next_record, 0),
         )
         return run, b""
 

@@ -38,6 +38,10 @@ SEGMENT_SIZE: Final = "Journal-Segment-Size"
 PAYLOAD: Final = "Journal-Payload"
 LAST_TIME: Final = "Journal-Last-Time"
 """The time field (``local_timestamp_ns`` for order books) of the run's last record."""
+FIRST_RECORD: Final = "Journal-First-Record"
+"""How many records of the run's incarnation the subject held before the run: a
+mirror subtracts what it copied from the subject's last run's end to know how many
+records it is behind (its lag), journal by journal."""
 SOURCE: Final = "Journal-Source"
 """Which journal this is: ``HOST:ABSOLUTE_PATH`` of the replicated directory. Two
 journals of one name (two hosts, or /a/feed and /b/feed) map to one subject; this
@@ -107,6 +111,14 @@ class Run:
     last_time_ns: int
     source: str = ""
     """``source_identity`` of the journal it comes from ("": a replicator before it)."""
+    first_record: int = -1
+    """Records of the incarnation on the subject before this run (-1: not said, a
+    replicator before it)."""
+
+    @property
+    def next_record(self) -> int:
+        """``first_record`` of the run after it on the subject (-1: not known)."""
+        return -1 if self.first_record < 0 else self.first_record + self.records
 
     def headers(self) -> dict[str, str]:
         previous = "-" if self.previous is None else f"{self.previous[0]}:{self.previous[1]}"
@@ -127,6 +139,8 @@ class Run:
         }
         if self.source:
             headers[SOURCE] = self.source
+        if self.first_record >= 0:
+            headers[FIRST_RECORD] = str(self.first_record)
         return headers
 
     @property
@@ -163,6 +177,7 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
             payload_id=headers[PAYLOAD].encode("ascii"),
             last_time_ns=int(headers[LAST_TIME]),
             source=headers.get(SOURCE, ""),
+            first_record=int(headers.get(FIRST_RECORD, -1)),
         )
     except KeyError as error:
         raise BadHeaders(f"header {error.args[0]} missing") from None
@@ -173,6 +188,7 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
         run.segment < 0
         or run.incarnation_ns <= 0
         or run.records < 0
+        or run.first_record < -1
         or (run.previous is not None and min(run.previous) < 0)
         or not F.MIN_SEGMENT_SIZE <= segment_size < F.MAX_SEGMENT_SIZE
         or segment_size % F.PAGE_SIZE
@@ -182,9 +198,11 @@ def parse_run(headers: dict[str, str] | None, size: int) -> Run:
     ):
         raise BadHeaders(
             f"{SEGMENT}={run.segment} {INCARNATION}={run.incarnation_ns} {RECORDS}="
-            f"{run.records} {PREVIOUS}={previous_text} {SEGMENT_SIZE}={segment_size} "
+            f"{run.records} {FIRST_RECORD}={run.first_record} {PREVIOUS}={previous_text} "
+            f"{SEGMENT_SIZE}={segment_size} "
             f"{PAYLOAD}={headers[PAYLOAD]!r}: not a journal's (segment, incarnation, "
-            "records >= 0, segment size a multiple of the page size, 4-letter payload id)"
+            "records >= 0, first record >= 0, segment size a multiple of the page size, "
+            "4-letter payload id)"
         )
     # An empty run (START = END at a segment's start) seals the segment before it.
     if run.end - run.start != size or run.start < HEADER_SIZE or run.end % 8 or run.start % 8:
