@@ -364,6 +364,10 @@ class Mirror:
         self.nc: Any = None
         self.js: Any = None
         self._sub: Any = None
+        self._received: asyncio.Queue[Any] = asyncio.Queue()
+        """What the current subscription delivered, in order (None: look at the state:
+        a rewind wanted, stop). A queue of its own per subscription: what an older one
+        delivered is never read."""
         self._inbox = ""
         self._requested_since_pull = 0
         self._bytes_since_pull = 0
@@ -386,22 +390,27 @@ class Mirror:
         try:
             await self._wait_for_stream(stop)
             await self._rewind(first=True)
-            puller = asyncio.create_task(self._keep_pulling(stop))
+            helpers = [
+                asyncio.create_task(self._keep_pulling(stop)),
+                asyncio.create_task(self._wake_when(stop)),
+            ]
             try:
                 while not stop.is_set():
                     if self._rewind_wanted:
                         await self._rewind()
-                    try:
-                        msg = await self._sub.next_msg(timeout=0.25)
-                    except (TimeoutError, self._nats.errors.TimeoutError):
-                        continue
-                    await self._handle(msg)
+                    # A message waiting is taken at once, else awaited (no task, no
+                    # timer a message: nats-py's next_msg makes both).
+                    received = self._received
+                    msg = received.get_nowait() if received.qsize() else await received.get()
+                    if msg is not None:
+                        await self._handle(msg)
             except Stopped:
                 pass
             finally:
-                puller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await puller
+                for helper in helpers:
+                    helper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await helper
         except Stopped:
             pass
         finally:
@@ -474,8 +483,14 @@ class Mirror:
                 await self._sub.unsubscribe()
         self._inbox = self.nc.new_inbox()
         self._floor = floor
+        received = self._received = asyncio.Queue()
+
+        async def deliver(msg: Any) -> None:
+            received.put_nowait(msg)
+
         self._sub = await self.nc.subscribe(
             self._inbox,
+            cb=deliver,
             pending_msgs_limit=1_000_000,
             pending_bytes_limit=self.consumer.pending_bytes,
         )
@@ -490,6 +505,14 @@ class Mirror:
             "starts" if first else "rewound",
             floor + 1,
         )
+
+    def _wake(self) -> None:
+        """The loop waiting for a message looks at the state (a rewind wanted, stop)."""
+        self._received.put_nowait(None)
+
+    async def _wake_when(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake()
 
     async def _retry(self, what: str, error: BaseException, attempt: int) -> int:
         """Said the first time and every 40th (10 s), then 0.25 s or Stopped."""
@@ -572,6 +595,7 @@ class Mirror:
                     info.num_ack_pending,
                 )
                 self._rewind_wanted = True
+                self._wake()
 
     async def _measure_lag(self) -> None:
         """Each copy's lag: what the stream's last message of its journal holds beyond
