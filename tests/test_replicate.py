@@ -286,6 +286,9 @@ def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
 ) -> None:
     source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
     logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    # What a mirror killed while it removed a replaced copy left: removed at start.
+    leftover = copy.parent / ".feed.replaced-999-1"
+    (leftover / "old").mkdir(parents=True)
     runs: list[Process] = [
         replicate(nats_server.url, [source], logs[1]).start(),
         mirror(nats_server.url, copy.parent, logs[2]).start(),
@@ -294,6 +297,7 @@ def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
         writing = writer(source, 1, 3000, 0, SEGMENT, logs[0]).start()
         assert writing.line() == b"done\n"
         wait_for(lambda: caught_up(source, copy), 30, "the first incarnation", logs)
+        assert not leftover.exists()
         first = incarnation_of(copy)
         shutil.rmtree(source)  # an operator's rm -rf, a wiped tmpfs
         writing = writer(source, 100_001, 2000, 0, SEGMENT, logs[0]).start()
@@ -310,6 +314,10 @@ def test_a_recreated_journal_is_mirrored_as_a_new_incarnation(
     assert [r.sequence for r in journal.Reader(copy, metrics=False).available()] == list(
         range(100_001, 102_001)
     )
+    assert [p.name for p in copy.parent.iterdir()] == ["feed"]  # the old copy removed whole
+    said = logs[1].read_text()
+    assert "feed: stopped; JetStream holds it up to" in said, said
+    assert "connection lost" not in said + logs[2].read_text()  # a clean stop is no loss
 
 
 @pytest.mark.slow

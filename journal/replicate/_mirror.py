@@ -70,6 +70,19 @@ SOURCE_LIMITS: Final[dict[str, Any]] = {"max_levels": MAX_LEVELS, "max_name_byte
 (the default 10 levels refused a source written with more)."""
 
 
+REPLACED: Final = ".replaced-"
+"""A copy of an incarnation the source replaced is renamed ``.<name>.replaced-...``
+before it is removed (readers see the path empty, never half removed)."""
+
+
+def _remove_replaced(root: Path) -> None:
+    """What a mirror stopped between renaming a replaced copy and removing it left."""
+    for leftover in root.glob(f".*{REPLACED}*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            log.info("removing %s, a replaced copy a mirror before this one left", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _frames_in(payload: bytes) -> int | None:
     """How many whole record frames ``payload`` is, None if it is not whole frames."""
     count, at = 0, 0
@@ -315,7 +328,7 @@ class MirrorJournal:
         self.writer.close()
         self.writer = None
         self.stats.replaced(self.name)
-        hidden = self.path.with_name(f".{self.name}.replaced-{os.getpid()}-{time.time_ns()}")
+        hidden = self.path.with_name(f".{self.name}{REPLACED}{os.getpid()}-{time.time_ns()}")
         os.rename(self.path, hidden)
         shutil.rmtree(hidden, ignore_errors=True)
 
@@ -380,6 +393,7 @@ class Mirror:
 
     async def run(self, stop: asyncio.Event) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
+        _remove_replaced(self.root)
         self._stop = stop
         try:
             self.nc = await connect(self.nats_options, self.state, stop)
@@ -416,8 +430,7 @@ class Mirror:
         finally:
             for journal in self.journals.values():
                 journal.close()
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+            await self.state.close(self.nc)
         return 1 if any(j.failed for j in self.journals.values()) else 0
 
     # -- the consumer --------------------------------------------------------------------

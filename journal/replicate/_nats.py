@@ -17,7 +17,7 @@ from typing import Any
 from journal._errors import JournalError
 from journal.replicate import _scheme
 
-log = logging.getLogger("journal.replicate")
+log = logging.getLogger("journal.nats")
 
 
 class UsageError(ValueError):
@@ -118,15 +118,26 @@ class ConnectionState:
         self.reconnects = 0
         self.errors = 0
         self.server = ""
+        self.closing = False
+        """Set before the process closes its connection: that is no loss to report."""
 
     async def disconnected(self) -> None:
         self.state = self.DISCONNECTED
-        log.warning("NATS connection lost; reconnecting")
+        if not self.closing:
+            log.warning("NATS connection lost; reconnecting")
 
     async def reconnected(self, nc: Any = None) -> None:
         self.state = self.CONNECTED
         self.reconnects += 1
-        log.warning("NATS reconnected to %s", getattr(nc, "connected_url", None) or "?")
+        url = getattr(nc, "connected_url", None)
+        self.server = url.netloc if url is not None else ""
+        log.warning("NATS reconnected to %s", self.server or "?")
+
+    async def close(self, nc: Any) -> None:
+        """Drain and close ``nc`` (what it still has to send goes out first)."""
+        self.closing = True
+        with contextlib.suppress(Exception):
+            await nc.drain()
 
     async def closed(self) -> None:
         self.state = self.CLOSED

@@ -474,4 +474,14 @@ class Replication:
         # One journal that fails (said in its log line) does not stop the others; the
         # process ends when they all have, status 1 if one failed.
         await asyncio.gather(*tasks)
+        for replicator in self.replicators:
+            if replicator.error is None and replicator.last is not None:
+                last = replicator.last
+                log.info(
+                    "%s: stopped; JetStream holds it up to (%d, %d), stream sequence %d",
+                    replicator.name,
+                    last.segment,
+                    last.end,
+                    replicator.last_sequence,
+                )
         return 1 if any(r.error is not None for r in self.replicators) else 0

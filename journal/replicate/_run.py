@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -577,8 +576,7 @@ def run_replicate(args: argparse.Namespace) -> int:
         finally:
             for journal_stats in stats:
                 journal_stats.close()
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            await state.close(nc)
 
     try:
         return _run_loop(main())
