@@ -407,6 +407,19 @@ static int publish(WriterCore *self, long long end) {
   return 0;
 }
 
+/* Publish ``count`` records ending at ``end`` with one commit, and count them for
+ * journal top; their count as the Python result, NULL with the error set. */
+static PyObject *publish_many(WriterCore *self, long long end, Py_ssize_t count) {
+  if (publish(self, end) < 0) return NULL;
+  if (self->has_counters) {
+    unsigned char *counters = (unsigned char *)self->counters.buf;
+    self->records += count;
+    journal_store_counter(counters, ML_RECORDS_TOTAL_OFFSET, self->records);
+    journal_store_counter(counters, ML_LAST_PUBLISH_NS_OFFSET, realtime_ns());
+  }
+  return PyLong_FromSsize_t(count);
+}
+
 /* The fast path of append_orderbook: 1 written (position in *result), 0 the Python
  * path, -1 an error (set). Nothing is written unless everything passed. */
 static int try_append(WriterCore *self, PyObject *exchange, PyObject *symbol, PyObject *timestamp,
@@ -566,14 +579,7 @@ static PyObject *append_many_one(WriterCore *self, PyObject *books) {
     write_book(record, book);
     cursor += (long long)book->size;
   }
-  if (publish(self, end) < 0) return NULL; /* one commit for the batch */
-  if (self->has_counters) {
-    unsigned char *counters = (unsigned char *)self->counters.buf;
-    self->records += count;
-    journal_store_counter(counters, ML_RECORDS_TOTAL_OFFSET, self->records);
-    journal_store_counter(counters, ML_LAST_PUBLISH_NS_OFFSET, realtime_ns());
-  }
-  return PyLong_FromSsize_t(count);
+  return publish_many(self, end, count); /* one commit for the batch */
 python:
   return PyObject_CallMethodOneArg((PyObject *)self, str_append_many_python, books);
 }
@@ -682,14 +688,7 @@ static PyObject *append_frames_one(WriterCore *self, PyObject *frames) {
   if (end > self->limit || end > (long long)self->map.len) goto release; /* a roll */
   memcpy((unsigned char *)self->map.buf + position, data, (size_t)length);
   PyBuffer_Release(&view);
-  if (publish(self, end) < 0) return NULL; /* one commit for the run */
-  if (self->has_counters) {
-    unsigned char *counters = (unsigned char *)self->counters.buf;
-    self->records += count;
-    journal_store_counter(counters, ML_RECORDS_TOTAL_OFFSET, self->records);
-    journal_store_counter(counters, ML_LAST_PUBLISH_NS_OFFSET, realtime_ns());
-  }
-  return PyLong_FromSsize_t(count);
+  return publish_many(self, end, count); /* one commit for the run */
 release:
   PyBuffer_Release(&view);
 python:
