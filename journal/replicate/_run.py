@@ -321,6 +321,18 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
     )
 
 
+def _checked_nats_options(args: argparse.Namespace, command: str) -> NatsOptions | None:
+    """The connection options, or None once what is wrong with them (or a missing
+    nats-py) is said on stderr (the command's exit status 2)."""
+    try:
+        options = nats_options(args, command)
+        import_nats()
+    except UsageError as error:
+        print(f"{command}: {error}", file=sys.stderr)
+        return None
+    return options
+
+
 def add_replicate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "journals",
@@ -488,11 +500,8 @@ def run_replicate(args: argparse.Namespace) -> int:
     if args.archive is not None and not args.archive.is_dir():
         print(f"journal replicate: --archive {args.archive} is not a directory", file=sys.stderr)
         return 2
-    try:
-        options = nats_options(args, "journal replicate")
-        import_nats()
-    except UsageError as error:
-        print(f"journal replicate: {error}", file=sys.stderr)
+    options = _checked_nats_options(args, "journal replicate")
+    if options is None:
         return 2
     _logging(args)
     stream = StreamOptions(
@@ -593,11 +602,8 @@ def run_mirror(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         print(f"journal mirror: --journal-root {root} is not a directory", file=sys.stderr)
         return 2
-    try:
-        options = nats_options(args, "journal mirror")
-        import_nats()
-    except UsageError as error:
-        print(f"journal mirror: {error}", file=sys.stderr)
+    options = _checked_nats_options(args, "journal mirror")
+    if options is None:
         return 2
     _logging(args)
     stream = StreamOptions(name=args.stream, subject_prefix=args.subject_prefix)
