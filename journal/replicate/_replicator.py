@@ -2,10 +2,11 @@
 
 Per journal, one asyncio task on the NATS connection's loop reads (a journal.Reader,
 with the archive when one is given) and publishes, **one message in flight at a
-time**. Reading never blocks the loop: records are taken while there are any, and
-only a journal with nothing to read waits, on its futex, in a thread of its own (the
-GIL released) that hands the next record back to the loop. A busy journal so costs no
-thread hop at all; a quiet one, one hop per wake-up.
+time**. Records are taken while there are any; only a journal with nothing to read
+waits, on its futex: in a thread of its own (the GIL released) that hands the next
+record back to the loop, or, for a journal alone in its process, on the loop's own
+thread for at most 2 ms at a time (one wake-up less on a book's way: 10-20% of the
+end-to-end p50 here). A busy journal so costs no thread hop at all.
 
 * A message is a run of whole record frames of one segment, cut when it reaches
   ``max_bytes``, when ``max_delay`` has passed since its first record, or when the
@@ -52,6 +53,9 @@ log = logging.getLogger("journal.replicate")
 WRONG_LAST_SEQUENCE: Final = 10071
 """JetStream's error code for a Nats-Expected-Last-Subject-Sequence that does not hold."""
 NO_MESSAGE_FOUND: Final = 10037
+LOOP_WAIT_S: Final = 0.002
+"""A journal alone in its process waits this long at most on its futex with the
+event loop held (the loop then runs what arrived: pings, a signal, and back)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class JournalReplicator:
         self.idle = idle
         self.ack_timeout_s = ack_timeout_s
         self.stats = stats if stats is not None else NoStats()
+        self.alone = False
+        """The only journal of its process: it waits for records on the loop's thread."""
         self.last_sequence = 0  # of the subject's last message (0: none)
         self.last: Run | None = None  # the run of that message
         self.error: BaseException | None = None
@@ -273,9 +279,7 @@ class JournalReplicator:
         if record is None and (sealed := self._seal_run(reader)) is not None:
             return sealed
         if record is None:
-            # Nothing now: wait on the futex in the waiter thread, the loop free.
-            loop = asyncio.get_running_loop()
-            record = await loop.run_in_executor(self._waiter, reader.poll, 0.1)
+            record = await self._wait(reader)
             _check_stop(stop)
             if record is None:
                 return None
@@ -346,6 +350,22 @@ class JournalReplicator:
         if last is None or last.incarnation_ns != incarnation:
             return None, 0
         return (last.segment, last.end), max(last.next_record, 0)
+
+    async def _wait(self, reader: Reader) -> Record | None:
+        """The next record once the writer commits one, or None after a while.
+
+        The journal alone in its process (``alone``): on its futex right here, the loop
+        blocked for at most ``LOOP_WAIT_S`` (nothing of it is in flight then: the last
+        message was acknowledged), then free to run what came meanwhile: the book's way
+        is one wake-up shorter than through a thread. Otherwise in the waiter thread,
+        the loop free for the other journals."""
+        if self.alone:
+            record = reader.poll(LOOP_WAIT_S)
+            if record is None:
+                await asyncio.sleep(0)
+            return record
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._waiter, reader.poll, 0.1)
 
     def _seal_run(self, reader: Reader) -> tuple[Run, bytes] | None:
         """An empty run at the start of the next segment once the reader went past the
@@ -468,6 +488,8 @@ class Replication:
     replicators: list[JournalReplicator]
 
     async def run(self, stop: asyncio.Event) -> int:
+        if len(self.replicators) == 1:
+            self.replicators[0].alone = True
         tasks = [
             asyncio.create_task(r.run(stop), name=f"replicate-{r.name}") for r in self.replicators
         ]
