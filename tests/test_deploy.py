@@ -396,8 +396,13 @@ def test_every_dashboard_query_and_alert_returns_data_from_a_live_pipeline(
         result = live_prometheus.query(grafana_expanded(query))
         assert {series["metric"]["role"] for series in result} == {"replicate", "mirror"}, query
         assert all(float(series["value"][1]) > 0 for series in result), (query, result)
-    (lag,) = live_prometheus.query("journal_replication_lag_records")
-    assert lag["metric"]["journal"] == REPLICATED and lag["metric"]["role"] == "replicate"
+    # Both sides' lag, each from its own host's exporter.
+    lags = {
+        s["metric"]["role"]: s for s in live_prometheus.query("journal_replication_lag_records")
+    }
+    assert set(lags) == {"replicate", "mirror"}, lags
+    assert all(lag["metric"]["journal"] == REPLICATED for lag in lags.values())
     (pending,) = live_prometheus.query("journal_replication_pending_messages")
     assert pending["metric"]["role"] == "mirror" and pending["metric"]["journal"] == REPLICATED
-    assert lag["metric"]["instance"] != pending["metric"]["instance"]  # two hosts' exporters
+    assert lags["replicate"]["metric"]["instance"] != pending["metric"]["instance"]
+    assert lags["mirror"]["metric"]["instance"] == pending["metric"]["instance"]
