@@ -140,6 +140,9 @@ class ReplicationMetrics:
         os.close(self._fd)  # the lock goes with the descriptor
 
 
+MIRROR_LAG_STALE_NS: Final = 10_000_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicationFigures:
     """A replication metrics file as read: its header, its words, its owner alive."""
@@ -155,6 +158,16 @@ class ReplicationFigures:
 
     def __getitem__(self, word: Word) -> int:
         return self.words[word]
+
+    def mirror_lag(self, now_ns: int) -> tuple[int, int] | None:
+        """A mirror's lag, ``(records, ns)``, as it measured it last; None before it
+        did, when it is no mirror, and when that is over ``MIRROR_LAG_STALE_NS`` ago
+        (it measures every second: one that cannot reach the stream, or died, does
+        not know its lag, and an old figure would pass for it)."""
+        checked = self[Word.LAG_CHECKED_NS]
+        if self.role is not Role.MIRROR or not checked or now_ns - checked > MIRROR_LAG_STALE_NS:
+            return None
+        return self[Word.LAG_RECORDS], self[Word.LAG_NS]
 
 
 def read_replication_metrics(path: Path) -> ReplicationFigures | None:

@@ -36,7 +36,7 @@ import struct
 from typing import Final
 
 REPLICATION_METRICS_MAGIC: Final = b"OBJMETRN"
-REPLICATION_METRICS_VERSION: Final = 1
+REPLICATION_METRICS_VERSION: Final = 2
 REPLICATION_METRICS_SIZE: Final = 512
 REPLICATE_METRICS_NAME: Final = "replicate.metrics"
 MIRROR_METRICS_NAME: Final = "mirror.metrics"

@@ -19,14 +19,22 @@ import subprocess
 import time
 from pathlib import Path
 
+import nats
 import pytest
 from prometheus_client.metrics_core import Metric
 
 import journal
 from journal import _layout as F
-from journal._replication_metrics import Word, read_replication_metrics
+from journal._replication_metrics import (
+    MIRROR_LAG_STALE_NS,
+    ReplicationFigures,
+    Role,
+    Word,
+    read_replication_metrics,
+)
 from journal.replicate import _scheme
-from journal.replicate._mirror import MirrorJournal, NoMirrorStats
+from journal.replicate._mirror import ConsumerOptions, Mirror, MirrorJournal, NoMirrorStats
+from journal.replicate._nats import NatsOptions, StreamOptions, ensure_stream
 from tests import _cpp
 from tests._replication import (
     JOURNAL,
@@ -1136,3 +1144,73 @@ def test_books_deeper_than_the_default_levels_are_mirrored(
     finally:
         assert [run.terminate() for run in runs] == [0, 0]
     assert_mirrors(source, copy)
+
+
+def test_a_mirrors_lag_is_left_out_before_it_measured_it_and_once_stale() -> None:
+    """The exporter and journal top show a mirror's lag only while it is of now."""
+    now = time.time_ns()
+
+    def figures(role: Role, checked: int) -> ReplicationFigures:
+        words = dict.fromkeys(Word, 0) | {
+            Word.LAG_CHECKED_NS: checked,
+            Word.LAG_RECORDS: 7,
+            Word.LAG_NS: 900,
+        }
+        return ReplicationFigures(Path("m"), role, 1, "h", 0, "S", True, words)
+
+    assert figures(Role.MIRROR, now - 1_000_000_000).mirror_lag(now) == (7, 900)
+    assert figures(Role.MIRROR, 0).mirror_lag(now) is None  # never measured
+    assert figures(Role.MIRROR, now - MIRROR_LAG_STALE_NS - 1).mirror_lag(now) is None
+    assert figures(Role.REPLICATE, now).mirror_lag(now) is None
+
+
+def test_a_message_a_new_copy_skips_is_counted_once(shm_dir: Path) -> None:
+    """Delivered again (a rewind while the copy cannot start yet), it is not counted
+    again among the records skipped."""
+    source = shm_dir / "feed"
+    with journal.Writer(source, segment_size=SEGMENT) as writing:
+        for i in range(6):
+            writing.append_orderbook("upbit", "BTC-KRW", i, i, [[1.0, 1.0]], [[2.0, 1.0]])
+    records = records_of(source)
+    copy = MirrorJournal(shm_dir / "mirror", "feed", NoMirrorStats())
+    later = run_of(source, records[2:5], 2)  # not at a segment's start
+    assert [copy.apply(later, _payload(records[2:5])) for _ in range(3)] == ["skipped"] * 3
+    assert copy.skipped[:2] == [1, 3]
+    assert not (shm_dir / "mirror" / "feed").exists()
+
+
+@pytest.mark.slow
+def test_a_stop_during_a_rewind_stops_the_mirror_at_once(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """SIGTERM while the consumer is being made again: the mirror ends then, not when
+    the new pull request expires (nor never, if the server went away meanwhile)."""
+
+    async def scenario() -> float:
+        nats_options = NatsOptions(servers=(nats_server.url,))
+        stream = StreamOptions()
+        nc = await nats.connect(nats_server.url)
+        await ensure_stream(nc.jetstream(), stream)
+        await nc.close()
+        mirroring = Mirror(shm_dir / "mirror", nats_options, stream, ConsumerOptions(expires_s=60))
+        stop = asyncio.Event()
+        task = asyncio.create_task(mirroring.run(stop))
+        deadline = time.monotonic() + 10
+        while mirroring._sub is None:  # subscribed: the first consumer is made
+            assert time.monotonic() < deadline, "the mirror never subscribed"
+            await asyncio.sleep(0.01)
+        add_consumer = mirroring.js.add_consumer
+
+        async def stopped_meanwhile(*args: object, **kwargs: object) -> object:
+            stop.set()  # as SIGTERM's handler does, while the rewind waits on the server
+            return await add_consumer(*args, **kwargs)
+
+        mirroring.js.add_consumer = stopped_meanwhile
+        mirroring._rewind_wanted = True
+        mirroring._wake()
+        started = time.monotonic()
+        assert await asyncio.wait_for(task, 30) == 0
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 5  # the pull asked for 60 s

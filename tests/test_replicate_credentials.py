@@ -2,7 +2,7 @@
 
 Every user of a host can read a process's command line (/proc/PID/cmdline), so a
 ``--password`` or ``--token`` there is everyone's. The secret can come from a file
-(``--password-file``, ``--token-file``) or from the variables the nats CLI reads
+(``--password-file``, ``--token-file``) or from the NATS_* variables
 (``NATS_URL``, ``NATS_USER``, ``NATS_PASSWORD``, ``NATS_TOKEN``, ``NATS_CREDS``,
 ``NATS_NKEY``); an option given wins over its variable. Checked against real
 nats-server processes that ask for a user and password, or for a token.
@@ -248,3 +248,37 @@ def test_the_help_says_where_else_a_secret_goes() -> None:
                 f"use --{secret}-file or $NATS_{secret.upper()} instead"
             ) in said, said
         assert "(default: $NATS_URL)" in said
+
+
+@pytest.mark.slow
+def test_a_secret_in_the_url_is_in_no_log_line(shm_dir: Path, auth: Auth) -> None:
+    """``nats://user:password@host`` (or ``token@host``) works, and the lines that name
+    a server (cannot connect, reconnected) show ``***@`` or host:port, never the secret."""
+    source, copy = shm_dir / "src" / "feed", shm_dir / "mirror" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror", "nowhere")]
+    assert writer(source, 1, 500, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    userinfo = f"desk:{auth.secret}" if auth.kind == "user" else auth.secret
+    url = auth.server.url.replace("nats://", f"nats://{userinfo}@")
+    runs = [replicate(url, [source], logs[1]), mirror(url, copy.parent, logs[2])]
+    # Nothing listens there: the first failure's warning names the server.
+    nowhere = replicate(f"nats://{userinfo}@127.0.0.1:1", [shm_dir / "other"], logs[3])
+    try:
+        for run in [*runs, nowhere]:
+            run.start()
+        wait_for(lambda: caught_up(source, copy), 30, "the mirror", logs)
+        wait_for(lambda: "retrying" in logs[3].read_text(), 30, "the warning", logs)
+        auth.server.kill()
+        auth.server.start()  # the same port: both reconnect, and say where
+        wait_for(
+            lambda: all("reconnected to 127.0.0.1:" in log.read_text() for log in logs[1:3]),
+            30,
+            "both reconnected",
+            logs,
+        )
+        codes = [run.terminate() for run in [*runs, nowhere]]
+    finally:
+        killed_all([*runs, nowhere])
+    assert codes == [0, 0, 0]
+    said = "".join(log.read_text() for log in logs)
+    assert "NATS at nats://***@127.0.0.1:1: " in logs[3].read_text()
+    assert auth.secret not in said

@@ -473,13 +473,15 @@ def _known(word: Word, after: Word | None = None) -> Callable[[ReplicationSide],
     return lambda side: side.figures[word] if side.figures[after or word] else None
 
 
-def _lag(field: str, word: Word) -> Callable[[ReplicationSide], int | None]:
+def _lag(field: str) -> Callable[[ReplicationSide], int | None]:
     """A replicator's lag as measured here from its source journal (``side.lag``), a
-    mirror's as it measured it from the stream (``word``, left out until it did)."""
+    mirror's as it measured it from the stream (left out before it did, or when that
+    is too long ago to be its lag now)."""
 
     def value(side: ReplicationSide) -> int | None:
         if side.figures.role is Role.MIRROR:
-            return side.figures[word] if side.figures[Word.LAG_CHECKED_NS] else None
+            lag = side.figures.mirror_lag(side.taken_ns)
+            return None if lag is None else lag[0 if field == "records" else 1]
         return None if side.lag is None else cast(int | None, getattr(side.lag, field))
 
     return value
@@ -588,7 +590,7 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "Records committed to the source journal that JetStream has not acknowledged "
         "(replicate; estimated beyond 20000); records of the journal the stream holds "
         "beyond the mirror journal, as of the mirror's last look (mirror, once a second).",
-        _lag("records", Word.LAG_RECORDS),
+        _lag("records"),
         current=True,
     ),
     _Metric(
@@ -605,7 +607,7 @@ _REPLICATION_METRICS: Final[tuple[_Metric[ReplicationSide] | _Info[ReplicationSi
         "(replicate); how much later the stream's last record of the journal was "
         "written than the mirror journal's last, by the source's clock (mirror). 0: "
         "caught up.",
-        _lag("ns", Word.LAG_NS),
+        _lag("ns"),
         in_ns=True,
         current=True,
     ),

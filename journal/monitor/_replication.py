@@ -45,6 +45,8 @@ class ReplicationRow:
     rate: float | None
     lag: Lag | None
     """replicate only: from the acknowledged position to the writer's."""
+    taken_ns: int
+    """When the file was read."""
 
     @property
     def role(self) -> str:
@@ -75,7 +77,7 @@ def replication_rows(shots: Sequence[JournalSnapshot]) -> list[ReplicationRow]:
             if before is not None and now > before[1] and records >= before[0]:
                 rate = (records - before[0]) * 1e9 / (now - before[1])
             _previous[figures.path] = (records, now)
-            rows.append(ReplicationRow(shot.name, figures, rate, side.lag))
+            rows.append(ReplicationRow(shot.name, figures, rate, side.lag, side.taken_ns))
     return rows
 
 
@@ -108,8 +110,8 @@ def screen(shots: Sequence[JournalSnapshot]) -> str:
                 f"{f' skipped {n:,}' if (n := f[Word.SKIPPED_RECORDS_TOTAL]) else ''}"
             )
             lag_records = lag_us = None
-            if f[Word.LAG_CHECKED_NS]:
-                lag_records, lag_us = f[Word.LAG_RECORDS], f[Word.LAG_NS] / 1e3
+            if (lag := f.mirror_lag(row.taken_ns)) is not None:
+                lag_records, lag_us = lag[0], lag[1] / 1e3
             pending = f"{f[Word.PENDING_MESSAGES]:,}"
         lines.append(
             f"{row.journal:<14} {row.role:<9} {row.owner:<16} {row.nats:<12} "
@@ -136,8 +138,8 @@ def log_lines(shots: Sequence[JournalSnapshot]) -> str:
         lag = ""
         if row.lag is not None:
             lag = f" lag_records={row.lag.records} lag_ns={_number(row.lag.ns).replace(',', '')}"
-        elif f[Word.LAG_CHECKED_NS]:  # a mirror's, as it measured it
-            lag = f" lag_records={f[Word.LAG_RECORDS]} lag_ns={f[Word.LAG_NS]}"
+        elif (mirror_lag := f.mirror_lag(row.taken_ns)) is not None:  # as it measured it
+            lag = f" lag_records={mirror_lag[0]} lag_ns={mirror_lag[1]}"
         lines.append(
             f"{now} journal={row.journal} replication={row.role} "
             f"owner={row.owner.replace(' pid ', ',pid=')} stream={f.stream} "

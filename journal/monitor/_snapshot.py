@@ -129,6 +129,9 @@ class ReplicationSide:
     """replicate: the records from the position JetStream acknowledged last to the
     writer's, and how long the oldest has waited; None for a mirror, before the first
     message, or where it could not be measured."""
+    taken_ns: int
+    """When the file was read (CLOCK_REALTIME): a mirror's own lag is of its last
+    measure (``ReplicationFigures.mirror_lag``)."""
 
     @property
     def role(self) -> str:
@@ -553,7 +556,7 @@ def _replication(
                     lag = measure_lag(journal, acknowledged, end, now_ns, hint)
             except (CorruptSegmentError, JournalError, OSError) as error:
                 problems.append(f"{path}: lag not measured: {error}")
-        sides.append(ReplicationSide(figures, lag))
+        sides.append(ReplicationSide(figures, lag, now_ns))
     return tuple(sides)
 
 

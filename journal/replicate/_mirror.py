@@ -56,6 +56,8 @@ APPENDED: Final = "appended"
 DUPLICATE: Final = "duplicate"
 GAP: Final = "gap"
 SKIPPED: Final = "skipped"
+LAG_INTERVAL_S: Final = 1.0
+"""How often a mirror measures each copy's lag (and how long it waits for an answer)."""
 
 
 MARKER: Final = "mirror.source"
@@ -168,6 +170,8 @@ class MirrorJournal:
         return GAP
 
     def _skip(self, run: Run) -> str:
+        if self.skipped and (run.segment, run.end) <= self.skipped[3]:
+            return SKIPPED  # delivered again (a rewind): counted once
         if not self.skipped:
             log.warning(
                 "%s: the stream's first message of this journal, (%d, %d..%d), does not "
@@ -349,7 +353,9 @@ class ConsumerOptions:
     books) would be more than nats-server lets wait for one client (64 MiB: past it,
     "Slow Consumer" and deliveries dropped) and more than the subscription holds."""
     pending_bytes: int = 256 << 20
-    """The subscription's buffer: above what two pull requests can bring."""
+    """nats-py's buffer of the subscription, above what two pull requests can bring
+    (its callback moves each message on at once: what waits to be handled is bounded
+    by the pulls, the next asked for only once half of the last was handled)."""
     expires_s: float = 5.0
     ack_wait_s: float = 30.0
     max_ack_pending: int = 10_000
@@ -406,12 +412,16 @@ class Mirror:
             await self._rewind(first=True)
             helpers = [
                 asyncio.create_task(self._keep_pulling(stop)),
+                asyncio.create_task(self._keep_measuring_lag(stop)),
                 asyncio.create_task(self._wake_when(stop)),
             ]
             try:
                 while not stop.is_set():
                     if self._rewind_wanted:
+                        # Then look again: a stop or a rewind wanted meanwhile put its
+                        # wake-up in the queue this one replaced.
                         await self._rewind()
+                        continue
                     # A message waiting is taken at once, else awaited (no task, no
                     # timer a message: nats-py's next_msg makes both).
                     received = self._received
@@ -468,7 +478,10 @@ class Mirror:
                 floor = info.ack_floor.stream_seq if info.ack_floor else 0
                 await self.js.delete_consumer(self.stream.name, name)
             except self._nats.js.errors.NotFoundError:
-                pass
+                # Gone (a delete that timed out here and was done later, while the
+                # cluster elected a leader): not back to the stream's first message,
+                # but to the floor this mirror knew, if the stream still goes that far.
+                floor = await self._known_floor()
             except (TimeoutError, self._nats.errors.Error) as error:
                 attempt = await self._retry(f"consumer {name}", error, attempt)
                 continue
@@ -518,6 +531,18 @@ class Mirror:
             "starts" if first else "rewound",
             floor + 1,
         )
+
+    async def _known_floor(self) -> int:
+        """The acknowledgement floor the consumer had when this mirror last made it,
+        or 0 if the stream no longer reaches it (made again since) or cannot say."""
+        if not self._floor:
+            return 0
+        try:
+            info = await self.js.stream_info(self.stream.name)
+        except (TimeoutError, self._nats.errors.Error) as error:
+            log.debug("stream info: %s", error)
+            return 0
+        return self._floor if (info.state.last_seq or 0) >= self._floor else 0
 
     def _wake(self) -> None:
         """The loop waiting for a message looks at the state (a rewind wanted, stop)."""
@@ -598,7 +623,6 @@ class Mirror:
                 log.debug("consumer info: %s", error)
                 continue
             self.stats.pending(info.num_pending or 0, info.num_ack_pending or 0)
-            await self._measure_lag()
             idle = now - self._last_message > 1.0
             # (A stopped journal's messages stay unacknowledged on purpose.)
             failed = any(journal.failed for journal in self.journals.values())
@@ -610,23 +634,32 @@ class Mirror:
                 self._rewind_wanted = True
                 self._wake()
 
-    async def _measure_lag(self) -> None:
-        """Each copy's lag: what the stream's last message of its journal holds beyond
-        it (``Journal-First-Record`` counts the records; the consumer's own pending
-        count is of every journal together)."""
-        for journal in list(self.journals.values()):
-            if journal.failed or journal.writer is None:
-                continue
-            subject = _scheme.subject(self.stream.subject_prefix, journal.name)
-            try:
-                message = await self.js.get_last_msg(self.stream.name, subject)
-                last = _scheme.parse_run(message.headers, len(message.data or b""))
-            except (TimeoutError, self._nats.errors.Error, _scheme.BadHeaders) as error:
-                log.debug("%s: the stream's last message: %s", journal.name, error)
-                continue
-            lag = journal.lag(last)
-            if lag is not None:
-                self.stats.lag(journal.name, *lag)
+    async def _keep_measuring_lag(self, stop: asyncio.Event) -> None:
+        """Once a second, each copy's lag: what the stream's last message of its
+        journal holds beyond it (``Journal-First-Record`` counts the records; the
+        consumer's pending count is of every journal together). A task of its own,
+        the journals at once: a slow answer never holds up the pulls. A copy that
+        stopped is measured too: its lag is what it stopped short of."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LAG_INTERVAL_S)
+                return
+            journals = [j for j in self.journals.values() if j.writer is not None]
+            await asyncio.gather(*(self._measure_lag(journal) for journal in journals))
+
+    async def _measure_lag(self, journal: MirrorJournal) -> None:
+        subject = _scheme.subject(self.stream.subject_prefix, journal.name)
+        try:
+            message = await asyncio.wait_for(
+                self.js.get_last_msg(self.stream.name, subject), LAG_INTERVAL_S
+            )
+            last = _scheme.parse_run(message.headers, len(message.data or b""))
+        except (TimeoutError, self._nats.errors.Error, _scheme.BadHeaders) as error:
+            log.debug("%s: the stream's last message: %s", journal.name, error)
+            return
+        lag = journal.lag(last)
+        if lag is not None:
+            self.stats.lag(journal.name, *lag)
 
     async def _handle(self, msg: Any) -> None:
         self._last_message = time.monotonic()

@@ -9,15 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from journal._errors import JournalError
 from journal.replicate import _scheme
 
 log = logging.getLogger("journal.nats")
+
+
+_USERINFO: Final = re.compile(r"//[^/@\s]*@")
+
+
+def shown(url: str) -> str:
+    """``url`` fit for a log line or an error: a ``user:password@`` (or token) in it
+    replaced by ``***@``."""
+    return _USERINFO.sub("//***@", url)
+
+
+def _host_port(url: Any) -> str:
+    """``host:port`` of a parsed URL (nats-py's ``connected_url``), no credentials."""
+    if url is None or not url.hostname:
+        return ""
+    return f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
 
 
 class UsageError(ValueError):
@@ -46,8 +63,8 @@ class NatsOptions:
     servers: tuple[str, ...]
     name: str = "journal"
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     creds: Path | None = None
     """A .creds file (JWT and NKey seed), nats-py's ``user_credentials``."""
     nkey_seed: Path | None = None
@@ -120,17 +137,23 @@ class ConnectionState:
         self.server = ""
         self.closing = False
         """Set before the process closes its connection: that is no loss to report."""
+        self.servers = ""
+        """The servers it connects to, as they may be shown (``shown``)."""
+        self._failures = 0  # errors since the connection was last up
 
     async def disconnected(self) -> None:
         self.state = self.DISCONNECTED
         if not self.closing:
             log.warning("NATS connection lost; reconnecting")
 
-    async def reconnected(self, nc: Any = None) -> None:
+    def connected(self, nc: Any) -> None:
         self.state = self.CONNECTED
+        self._failures = 0
+        self.server = _host_port(getattr(nc, "connected_url", None))
+
+    async def reconnected(self, nc: Any = None) -> None:
+        self.connected(nc)
         self.reconnects += 1
-        url = getattr(nc, "connected_url", None)
-        self.server = url.netloc if url is not None else ""
         log.warning("NATS reconnected to %s", self.server or "?")
 
     async def close(self, nc: Any) -> None:
@@ -143,7 +166,20 @@ class ConnectionState:
         self.state = self.CLOSED
 
     async def error(self, error: Exception) -> None:
+        """nats-py's errors: while the connection is not up (it retries forever), the
+        first and every 20th said (what is wrong: a server down, refused, a TLS
+        mismatch), the rest for --verbose."""
         self.errors += 1
+        if self.state != self.CONNECTED:
+            self._failures += 1
+            if self._failures == 1 or self._failures % 20 == 0:
+                log.warning(
+                    "NATS at %s: %s: %s; retrying",
+                    self.servers or "?",
+                    type(error).__name__,
+                    error,
+                )
+                return
         log.debug("NATS: %s", error)
 
 
@@ -176,10 +212,14 @@ async def connect(
     refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
     async def error(error: Exception) -> None:
+        if "authorization violation" in str(error).lower():
+            state.errors += 1  # said once, below, as what stops the command
+            if not refused.done():
+                refused.set_result(error)
+            return
         await state.error(error)
-        if "authorization violation" in str(error).lower() and not refused.done():
-            refused.set_result(error)
 
+    state.servers = ", ".join(map(shown, options.servers))
     attempt = 0
     while True:
         # nats-py retries inside connect (forever, as asked); credentials it is refused
@@ -206,7 +246,7 @@ async def connect(
             with contextlib.suppress(BaseException):
                 await connecting
             raise JournalError(
-                f"NATS at {', '.join(options.servers)} refused the credentials "
+                f"NATS at {', '.join(map(shown, options.servers))} refused the credentials "
                 f"({refused.result()}): check --user/--password, --token, --creds or --nkey"
             )
         try:
@@ -217,13 +257,12 @@ async def connect(
             if attempt == 1 or attempt % 20 == 0:
                 log.warning(
                     "cannot connect to NATS at %s (%s); retrying",
-                    ", ".join(options.servers),
+                    ", ".join(map(shown, options.servers)),
                     failure,
                 )
             await _pause(stop, min(options.reconnect_wait * attempt, 2.0))
     holder["nc"] = nc
-    state.state = ConnectionState.CONNECTED
-    state.server = str(nc.connected_url.netloc) if nc.connected_url else ""
+    state.connected(nc)
     return nc
 
 

@@ -34,6 +34,7 @@ from journal.replicate._nats import (
     connect,
     ensure_stream,
     import_nats,
+    shown,
 )
 
 HEADROOM = 16 * 1024
@@ -57,7 +58,7 @@ def _urls(text: str) -> list[str]:
             or (port is not None and not 0 < port < 65536)
         ):
             raise argparse.ArgumentTypeError(
-                f"{url!r}: give a NATS URL such as nats://127.0.0.1:4222 (tls:// for TLS)"
+                f"{shown(url)!r}: give a NATS URL such as nats://127.0.0.1:4222 (tls:// for TLS)"
             )
     if not urls:
         raise argparse.ArgumentTypeError(f"{text!r}: no NATS URL")
@@ -96,8 +97,9 @@ ENVIRONMENT = {
     "creds": "NATS_CREDS",
     "nkey": "NATS_NKEY",
 }
-"""The default of each option: the variables the official ``nats`` CLI reads, so that a
-host set up for it is set up for these commands. A secret in the environment is
+"""The default of each option: the variables the official ``nats`` CLI reads (and
+NATS_TOKEN, which it does not: it takes a token as a NATS_USER without a password), so
+that a host set up for it is set up for these commands. A secret in the environment is
 readable by its process's user and root only (/proc/PID/environ is mode 0400); one on
 the command line, by every user of the host (/proc/PID/cmdline)."""
 
@@ -110,7 +112,7 @@ def add_nats_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "NATS",
         "An option not given is taken from its variable (NATS_URL, NATS_USER, NATS_PASSWORD, "
-        "NATS_TOKEN, NATS_CREDS, NATS_NKEY: the nats CLI's). Give secrets in a file or a "
+        "NATS_TOKEN, NATS_CREDS, NATS_NKEY). Give secrets in a file or a "
         "variable: every user of the host can read the command line.",
     )
     group.add_argument(
