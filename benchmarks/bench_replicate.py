@@ -171,6 +171,36 @@ def latency(url: str, work: Path, rate: float, seconds: float, one_per_message: 
     return latencies[skip:]
 
 
+def floor(url: str, count: int = 2000) -> tuple[float, float]:
+    """p50 (us) of the round trips every replicated book pays on this machine, with
+    nothing of ours in between: a NATS PING/PONG, and a JetStream publish stored and
+    acknowledged (the replicator's step), one every 0.5 ms from a uvloop client."""
+    import asyncio
+
+    import nats
+    import uvloop
+
+    async def measure() -> tuple[float, float]:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        stream = f"F{uuid.uuid4().hex[:8]}"
+        await js.add_stream(name=stream, subjects=[f"{stream.lower()}.*"])
+        pings, publishes = [], []
+        for i in range(count):
+            started = time.perf_counter_ns()
+            await nc.flush()
+            pings.append(time.perf_counter_ns() - started)
+            started = time.perf_counter_ns()
+            await js.publish(f"{stream.lower()}.a", bytes(400), headers={"Nats-Msg-Id": str(i)})
+            publishes.append(time.perf_counter_ns() - started)
+            await asyncio.sleep(0.0005)
+        await js.delete_stream(stream)
+        await nc.close()
+        return percentile(pings, 0.5), percentile(publishes, 0.5)
+
+    return uvloop.run(measure())  # type: ignore[no-any-return]
+
+
 def percentile(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000.0
@@ -219,6 +249,12 @@ def main() -> int:
             )
         ratio = p50s[("one book per message", args.rate)] / p50s[("batched", args.rate)]
         print(f"  p50 one per message / batched at {args.rate:,.0f} books/s: {ratio:.2f}x")
+        ping, publish = floor(server.url)
+        print(
+            f"  this machine's floor, same server: NATS PING/PONG p50 {ping:.0f} us, JetStream "
+            f"publish acknowledged p50 {publish:.0f} us (a book crosses 3 processes and "
+            "nats-server: about 6 wake-ups)"
+        )
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
