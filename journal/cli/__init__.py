@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -618,7 +619,7 @@ def _collect_arguments(collect: argparse.ArgumentParser) -> None:
 
 
 def _add_replicate(commands: _Commands) -> None:
-    from journal.replicate import _run
+    from journal.replicate import _arguments
 
     replicate = _add_command(
         commands,
@@ -632,12 +633,12 @@ def _add_replicate(commands: _Commands) -> None:
         "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal could not go on (said); "
         "2 a bad argument.",
     )
-    _run.add_replicate_arguments(replicate)
-    replicate.set_defaults(run=_run.run_replicate)
+    _arguments.add_replicate_arguments(replicate)
+    replicate.set_defaults(run=_run_replicate)
 
 
 def _add_mirror(commands: _Commands) -> None:
-    from journal.replicate import _run
+    from journal.replicate import _arguments
 
     mirror = _add_command(
         commands,
@@ -651,8 +652,20 @@ def _add_mirror(commands: _Commands) -> None:
         "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal's copy could not go on "
         "(said); 2 a bad argument.",
     )
-    _run.add_mirror_arguments(mirror)
-    mirror.set_defaults(run=_run.run_mirror)
+    _arguments.add_mirror_arguments(mirror)
+    mirror.set_defaults(run=_run_mirror)
+
+
+def _run_replicate(args: argparse.Namespace) -> int:
+    from journal.replicate import _run  # asyncio and nats-py: for this command only
+
+    return _run.run_replicate(args)
+
+
+def _run_mirror(args: argparse.Namespace) -> int:
+    from journal.replicate import _run
+
+    return _run.run_mirror(args)
 
 
 def _missing_extra(extra: str, module: str) -> int:
@@ -849,36 +862,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The journal command: its exit status. Ctrl-C at any moment from here on, while
     the parser is built, the command's modules imported or it runs, is status 130
     and no traceback (a command that must clean up catches it first)."""
-    lost = _LostInterrupts()
-    sys.unraisablehook = lost.hook
+    interrupts = _Interrupts()
+    sys.unraisablehook = interrupts.hook
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+        signal.signal(signal.SIGINT, interrupts.handler)
     try:
         args = build_parser().parse_args(argv)
-        if lost.count:
+        if interrupts.lost:
             return 130
         status = _run(args)
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        if _interrupted(error):
+        if interrupts.received or _interrupted(error):
             return 130
         raise
-    return 130 if lost.count else status
+    return 130 if interrupts.lost else status
 
 
-class _LostInterrupts:
-    """Ctrl-C that landed where Python cannot raise it (a callback of the import
-    machinery): Python would print it as "Exception ignored ... KeyboardInterrupt"
-    and go on. Counted instead, silently, and the command ends with status 130
-    (at once if it came while the command line was read, else when it returns: a
-    long command is stopped by the next Ctrl-C). Raising it again from here only
-    moves it elsewhere inside the import."""
+class _Interrupts:
+    """Ctrl-C while main runs.
+
+    Raised as Python's own handler raises it (KeyboardInterrupt), and counted
+    (``received``): one that lands inside an import can come out as an unrelated
+    exception (``TypeError: expected a message argument`` from ``_ssl``'s), which is
+    that Ctrl-C all the same: status 130, no traceback. One that lands where Python
+    cannot raise it at all (a callback of the import machinery, printed as "Exception
+    ignored ... KeyboardInterrupt") is counted silently (``lost``) and the command ends
+    with status 130 (at once if it came while the command line was read, else when it
+    returns: a long command is stopped by the next Ctrl-C). Raising it again from
+    here only moves it elsewhere inside the import."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.received = 0
+        self.lost = 0
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.received += 1
+        raise KeyboardInterrupt
 
     def hook(self, unraisable: sys.UnraisableHookArgs) -> None:
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            self.count += 1
+            self.lost += 1
         else:
             sys.__unraisablehook__(unraisable)
 

@@ -9,25 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from journal._errors import JournalError
 from journal.replicate import _scheme
+from journal.replicate._urls import shown
 
 log = logging.getLogger("journal.nats")
-
-
-_USERINFO: Final = re.compile(r"//[^/@\s]*@")
-
-
-def shown(url: str) -> str:
-    """``url`` fit for a log line or an error: a ``user:password@`` (or token) in it
-    replaced by ``***@``."""
-    return _USERINFO.sub("//***@", url)
 
 
 def _host_port(url: Any) -> str:
