@@ -208,7 +208,12 @@ def test_a_secret_given_twice_is_a_usage_error(
     [
         ({}, (), "give --nats URL (e.g. nats://127.0.0.1:4222) or set NATS_URL"),
         ({"NATS_URL": "127.0.0.1:4222"}, (), "NATS_URL '127.0.0.1:4222': give a NATS URL"),
-        ({"NATS_URL": "nats://h:1", "NATS_USER": "desk"}, (), "NATS_USER gives a user without"),
+        (
+            {"NATS_URL": "nats://h:1", "NATS_USER": "desk"},
+            (),
+            "NATS_USER gives a user without a password; give --password-file FILE or set "
+            "NATS_PASSWORD; a token (as the nats CLI takes a NATS_USER alone) goes in NATS_TOKEN",
+        ),
         ({"NATS_URL": "nats://h:1", "NATS_PASSWORD": "p"}, (), "NATS_PASSWORD gives a password"),
         ({"NATS_URL": "nats://h:1", "NATS_CREDS": "/nope"}, (), "NATS_CREDS /nope does not exist"),
         ({"NATS_URL": "nats://h:1", "NATS_NKEY": "/"}, (), "NATS_NKEY / is not a file"),

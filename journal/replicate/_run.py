@@ -142,9 +142,15 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
             "a user; give --user NAME or set NATS_USER"
         )
     if user is not None and password is None:
+        # The nats CLI reads a NATS_USER without a password as a token: say where it goes.
+        token_too = (
+            "; a token (as the nats CLI takes a NATS_USER alone) goes in NATS_TOKEN or --token-file"
+            if user.where == ENVIRONMENT["user"]
+            else ""
+        )
         raise UsageError(
             f"--user and --password go together: {user.where} gives a user without a "
-            "password; give --password-file FILE or set NATS_PASSWORD"
+            f"password; give --password-file FILE or set NATS_PASSWORD{token_too}"
         )
     if user is not None and token is not None:
         # nats-py would send the user and drop the token without a word.
