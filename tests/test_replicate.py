@@ -1214,3 +1214,35 @@ def test_a_stop_during_a_rewind_stops_the_mirror_at_once(
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 5  # the pull asked for 60 s
+
+
+def test_each_mirror_has_a_consumer_of_its_own_by_default(tmp_path: Path) -> None:
+    """Named after the host and the journal root: the same for every restart, another
+    for another root (one consumer's messages are shared by the mirrors pulling it)."""
+    first = _scheme.default_durable(tmp_path / "mirror")
+    assert first == _scheme.default_durable(tmp_path / "mirror")
+    assert first != _scheme.default_durable(tmp_path / "other")
+    assert _scheme.check_stream(first) == first and first.startswith("mirror-")
+
+
+@pytest.mark.slow
+def test_a_mirror_of_a_prefix_its_stream_does_not_hold_stops_and_says_so(
+    shm_dir: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    """Not a consumer of nothing, silently: exit 1, naming what the stream holds."""
+    source = shm_dir / "src" / "feed"
+    logs = [shm_dir / f"{n}.log" for n in ("writer", "replicate", "mirror")]
+    assert writer(source, 1, 10, 0, SEGMENT, logs[0]).start().line() == b"done\n"
+    replicating = replicate(nats_server.url, [source], logs[1]).start()
+    try:
+        wait_for(lambda: "starting at" in logs[1].read_text(), 30, "the stream", logs)
+        wrong = mirror(
+            nats_server.url, shm_dir / "mirror", logs[2], "--subject-prefix", "journal.tokyo"
+        ).start()
+        assert wrong.wait(30) == 1
+    finally:
+        assert replicating.terminate() == 0
+    said = logs[2].read_text()
+    assert "holds subjects ['journal.*'], not journal.tokyo.*" in said, said
+    assert "Traceback" not in said

@@ -215,7 +215,12 @@ def add_replicate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     created = parser.add_argument_group("the stream, if it has to be created")
     created.add_argument(
-        "--replicas", type=positive_int, default=1, help="JetStream replicas (1..5; default 1)"
+        "--replicas",
+        type=int,
+        choices=range(1, 6),
+        default=1,
+        metavar="N",
+        help="JetStream replicas, 1 to 5 (default 1)",
     )
     created.add_argument(
         "--max-age",
@@ -251,8 +256,10 @@ def add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--durable",
-        default="mirror",
         type=_checked(_scheme.check_stream),
         metavar="NAME",
-        help="the durable consumer's name (default mirror): one per mirror host",
+        help="the durable consumer's name (default: mirror-HOST-XXXXXXXX, of this host "
+        "and the --journal-root: the same for every restart of this mirror, another for "
+        "any other); two mirrors given one name share its messages and neither copy is "
+        "whole",
     )

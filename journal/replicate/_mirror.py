@@ -203,7 +203,7 @@ class MirrorJournal:
             raise JournalError(
                 f"{self.path} is the copy of {self.identity}, but {run.source} publishes "
                 f"{run.journal} too: two journals of one name on one subject; give each "
-                "host its own --subject-prefix (docs/REPLICATION.md)"
+                "host a --stream and a --subject-prefix of its own (docs/REPLICATION.md)"
             )
 
     def _append_overlapping(self, writer: Writer, run: Run, payload: bytes) -> str:
@@ -449,8 +449,7 @@ class Mirror:
         said = False
         while not stop.is_set():
             try:
-                await self.js.stream_info(self.stream.name)
-                return
+                info = await self.js.stream_info(self.stream.name)
             except self._nats.js.errors.NotFoundError:
                 if not said:
                     log.warning(
@@ -460,6 +459,16 @@ class Mirror:
                     said = True
             except (TimeoutError, self._nats.errors.Error) as error:
                 log.debug("stream info: %s", error)
+            else:
+                subjects = _scheme.stream_subjects(self.stream.subject_prefix)
+                if subjects not in (info.config.subjects or []):
+                    raise JournalError(
+                        f"stream {self.stream.name} holds subjects {info.config.subjects}, "
+                        f"not {subjects}: nothing of --subject-prefix "
+                        f"{self.stream.subject_prefix} is in it; give the --stream and "
+                        "--subject-prefix its journal replicate was given"
+                    )
+                return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 

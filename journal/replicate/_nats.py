@@ -94,8 +94,8 @@ class NatsOptions:
             if self.tls_cert:
                 context.load_cert_chain(str(self.tls_cert), str(self.tls_key or self.tls_cert))
             kwargs["tls"] = context
-            if self.tls_hostname:
-                kwargs["tls_hostname"] = self.tls_hostname
+        if self.tls_hostname:
+            kwargs["tls_hostname"] = self.tls_hostname
         return kwargs
 
 
@@ -330,11 +330,22 @@ async def _ensure_stream(js: Any, options: StreamOptions) -> Any:
             f"stream {options.name} exists but does not hold subjects {subjects[0]} (it "
             f"holds {info.config.subjects}): choose another --stream or --subject-prefix"
         )
-    if (info.config.num_replicas or 1) != options.replicas:
+    config = info.config
+    log.info(
+        "stream %s: %s replicas, max age %s s, max bytes %s, duplicate window %s s (--replicas, "
+        "--max-age, --max-bytes and --duplicate-window apply only to a stream this creates: "
+        "change an existing one's with nats stream edit)",
+        options.name,
+        config.num_replicas or 1,
+        config.max_age or "unlimited",
+        config.max_bytes if (config.max_bytes or -1) > 0 else "unlimited",
+        config.duplicate_window,
+    )
+    if (config.num_replicas or 1) != options.replicas:
         log.warning(
             "stream %s has %s replicas, --replicas %d applies only to a stream it creates",
             options.name,
-            info.config.num_replicas,
+            config.num_replicas,
             options.replicas,
         )
     return info

@@ -243,14 +243,15 @@ class JournalReplicator:
                 raise JournalError(
                     f"{self.subject} holds journal {run.source}, not this one ({self.source}): "
                     "two journals of one name replicate to one stream; give each host (or "
-                    'directory) its own --subject-prefix (docs/REPLICATION.md, "Subjects and '
-                    'messages"); a journal that moved: a new --subject-prefix or stream'
+                    "directory) a --stream and a --subject-prefix of its own, e.g. --stream "
+                    'TOKYO --subject-prefix journal.tokyo (docs/REPLICATION.md, "Subjects '
+                    'and messages"); a journal that moved: the same'
                 )
             if run.journal != self.name:
                 raise JournalError(
                     f"{self.subject} holds journal {run.journal!r}, not {self.name!r}: two "
-                    "journals of one name replicate to one stream; give them another "
-                    "--subject-prefix"
+                    "journals of one name replicate to one stream; give each a --stream "
+                    "and a --subject-prefix of its own"
                 )
             return run, int(message.seq)
 

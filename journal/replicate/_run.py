@@ -136,6 +136,14 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
         if setting is not None and not Path(setting.value).is_file():
             what = "is not a file" if Path(setting.value).exists() else "does not exist"
             raise UsageError(f"{setting.where} {setting.value} {what}")
+    if user is not None and token is not None:
+        # nats-py would send the user and drop the token without a word.
+        variables = [s.where for s in (user, token) if s.where in ENVIRONMENT.values()]
+        unset = f" (unset {' or '.join(variables)})" if variables else ""
+        raise UsageError(
+            f"a user ({user.where}) and a token ({token.where}): NATS authenticates with one "
+            f"of them; give one{unset}"
+        )
     if user is None and password is not None:
         raise UsageError(
             f"--user and --password go together: {password.where} gives a password without "
@@ -152,18 +160,13 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
             f"--user and --password go together: {user.where} gives a user without a "
             f"password; give --password-file FILE or set NATS_PASSWORD{token_too}"
         )
-    if user is not None and token is not None:
-        # nats-py would send the user and drop the token without a word.
-        variables = [s.where for s in (user, token) if s.where in ENVIRONMENT.values()]
-        unset = f" (unset {' or '.join(variables)})" if variables else ""
-        raise UsageError(
-            f"a user ({user.where}) and a token ({token.where}): NATS authenticates with one "
-            f"of them; give one{unset}"
-        )
     if args.tls_key is not None and args.tls_cert is None:
         raise UsageError("--tls-key is the key of --tls-cert: give both")
-    if args.tls_hostname is not None and args.tls_ca is None and args.tls_cert is None:
-        raise UsageError("--tls-hostname applies to TLS made with --tls-ca or --tls-cert")
+    tls = (
+        args.tls_ca or args.tls_cert or any(url.startswith(("tls://", "wss://")) for url in servers)
+    )
+    if args.tls_hostname is not None and not tls:
+        raise UsageError("--tls-hostname applies to TLS: a tls:// URL, --tls-ca or --tls-cert")
 
     def path(option: str) -> Path | None:
         setting = paths[option]
@@ -378,7 +381,7 @@ def run_mirror(args: argparse.Namespace) -> int:
         root,
         options,
         stream,
-        ConsumerOptions(durable=args.durable),
+        ConsumerOptions(durable=args.durable or _scheme.default_durable(root)),
         stats=stats,
     )
 

@@ -11,6 +11,7 @@ exactly-once). No NATS import here: bytes and strings in, bytes and strings out.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 from dataclasses import dataclass
@@ -57,6 +58,16 @@ _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*", re.ASCII)
 _NAME_DOT: Final = "%2E"
 """'.' separates subject tokens; a journal name's dots become this (journal names
 never hold '%', so the mapping is one to one)."""
+
+
+def default_durable(journal_root: Path) -> str:
+    """A mirror's consumer name when none is given: ``mirror-HOST-XXXXXXXX``, of the
+    host and the journal root's absolute path (a restart of the mirror goes on with
+    its consumer; any other mirror, here or elsewhere, has its own: one consumer's
+    messages are shared between the mirrors that pull from it)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:24] or "host"
+    digest = hashlib.sha256(f"{socket.gethostname()}:{journal_root.absolute()}".encode())
+    return f"mirror-{host}-{digest.hexdigest()[:8]}"
 
 
 def check_subject_prefix(prefix: str) -> str:
