@@ -630,8 +630,9 @@ def _add_replicate(commands: _Commands) -> None:
         "de-duplicated by its id and stored only right after the journal's previous one: "
         "no loss, no duplicate across crashes of either side. Where to go on is read "
         "back from the stream at start. docs/REPLICATION.md.",
-        "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal could not go on (said); "
-        "2 a bad argument.",
+        "0 stopped by --duration, SIGINT or SIGTERM; 1 NATS refused the credentials or "
+        "the stream, another journal replicate publishes a journal, or a journal could not "
+        "go on (said; the others go on until stopped); 2 a bad argument.",
     )
     _arguments.add_replicate_arguments(replicate)
     replicate.set_defaults(run=_run_replicate)
@@ -649,8 +650,9 @@ def _add_mirror(commands: _Commands) -> None:
         "once its records are committed; it goes on from what each mirror journal holds. "
         "The radar and every reader tail a mirror journal as any journal. "
         "docs/REPLICATION.md.",
-        "0 stopped by --duration, SIGINT or SIGTERM; 1 a journal's copy could not go on "
-        "(said); 2 a bad argument.",
+        "0 stopped by --duration, SIGINT or SIGTERM; 1 NATS refused the credentials, the "
+        "stream does not hold --subject-prefix, or a journal's copy could not go on (said; "
+        "the others go on until stopped); 2 a bad argument.",
     )
     _arguments.add_mirror_arguments(mirror)
     mirror.set_defaults(run=_run_mirror)

@@ -135,7 +135,7 @@ def nats_options(args: argparse.Namespace, name: str) -> NatsOptions:
     for setting in paths.values():
         if setting is not None and not Path(setting.value).is_file():
             what = "is not a file" if Path(setting.value).exists() else "does not exist"
-            raise UsageError(f"{setting.where} {setting.value} {what}")
+            raise UsageError(f"{setting.where} {setting.value} {what}: give the file's path")
     if user is not None and token is not None:
         # nats-py would send the user and drop the token without a word.
         variables = [s.where for s in (user, token) if s.where in ENVIRONMENT.values()]
