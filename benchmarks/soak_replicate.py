@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 import journal
 from tests import _cpp
 from tests._replication import end_of, records_of
-from tests.nats_server import NatsServer, free_port
+from tests.nats_server import NatsServer, start_cluster
 
 JOURNAL = Path(sys.executable).parent / "journal"
 SEGMENT = 16 << 20  # 16 MiB: ~40,000 books a segment, so the faults meet segment rolls
@@ -231,25 +231,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
     return time.monotonic() - started
 
 
-def start_cluster(store: Path) -> list[NatsServer]:
-    """Three nats-servers in one JetStream cluster on loopback, as the nats_cluster
-    fixture starts them; returned once each one's JetStream is healthy."""
-    ports = [free_port() for _ in range(3)]
-    servers = [
-        NatsServer(
-            store / f"nats-n{i + 1}",
-            f"n{i + 1}",
-            cluster_port=ports[i],
-            routes=[p for p in ports if p != ports[i]],
-        )
-        for i in range(3)
-    ]
-    for server in servers:
-        server.start()
-    wait_until(lambda: all(s.healthy() for s in servers), 60.0, "the JetStream cluster")
-    return servers
-
-
 def sha256_of_dump(path: Path) -> tuple[str, int, int]:
     """sha256 of `journal dump PATH`'s output, its line count and the exit status."""
     digest = hashlib.sha256()
@@ -353,7 +334,7 @@ def main() -> int:
     watch: Watch | None = None
     end_to_end = 0.0
     try:
-        servers = start_cluster(store)
+        servers = start_cluster(store, 60.0)
         urls = ",".join(server.url for server in servers)
         say(f"cluster up: {urls} (stores in {store})")
         paths = [str(source / name) for name in JOURNALS]

@@ -8,7 +8,7 @@ import math
 
 
 def positive_int(text: str) -> int:
-    """A whole number of 1 or more (``--limit``, ``--rate``, ``--replicas``)."""
+    """A whole number of 1 or more (``--limit``, ``--rate``, ``--max-batch-records``)."""
     try:
         value = int(text)
     except ValueError:

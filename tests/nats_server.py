@@ -188,10 +188,20 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
     """Three nats-servers in one JetStream cluster on loopback, meta leader elected."""
+    servers = start_cluster(tmp_path, 30.0)
+    try:
+        yield servers
+    finally:
+        _remove(servers)
+
+
+def start_cluster(store: Path, timeout: float) -> list[NatsServer]:
+    """Three nats-servers in one JetStream cluster on loopback (stores under ``store``),
+    returned once each one's JetStream is healthy; none left running if not."""
     ports = [free_port() for _ in range(3)]
     servers = [
         NatsServer(
-            tmp_path / f"nats-n{i + 1}",
+            store / f"nats-n{i + 1}",
             f"n{i + 1}",
             cluster_port=ports[i],
             routes=[p for p in ports if p != ports[i]],
@@ -201,9 +211,14 @@ def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
     try:
         for server in servers:
             server.start()
-        wait_until(lambda: all(s.healthy() for s in servers), 30.0, "the JetStream cluster")
-        yield servers
-    finally:
-        for server in servers:
-            server.kill()
-            shutil.rmtree(server.store, ignore_errors=True)
+        wait_until(lambda: all(s.healthy() for s in servers), timeout, "the JetStream cluster")
+    except BaseException:
+        _remove(servers)
+        raise
+    return servers
+
+
+def _remove(servers: list[NatsServer]) -> None:
+    for server in servers:
+        server.kill()
+        shutil.rmtree(server.store, ignore_errors=True)

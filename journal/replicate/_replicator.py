@@ -382,6 +382,7 @@ class JournalReplicator:
             or (reader.incarnation_ns or 0) != last.incarnation_ns
         ):
             return None
+        previous, first_record = self._follows(last.incarnation_ns)
         run = Run(
             journal=self.name,
             incarnation_ns=last.incarnation_ns,
@@ -389,12 +390,12 @@ class JournalReplicator:
             start=F.HEADER_SIZE,
             end=F.HEADER_SIZE,
             records=0,
-            previous=(last.segment, last.end),
+            previous=previous,
             segment_size=last.segment_size,
             payload_id=last.payload_id,
             last_time_ns=last.last_time_ns,
             source=self.source,
-            first_record=max(last.next_record, 0),
+            first_record=first_record,
         )
         return run, b""
 
