@@ -61,8 +61,24 @@ def records_of(path: Path) -> list[tuple[tuple[int, int], bytes]]:
 
 
 def incarnation_of(path: Path) -> int:
-    with MappedSegment(segment_path(path, segment_indices(path)[0])) as segment:
-        return segment.header.incarnation_ns
+    """The incarnation of the journal at ``path``, which must hold a segment."""
+    incarnation = incarnation_now(path)
+    assert incarnation is not None, f"{path} holds no segment"
+    return incarnation
+
+
+def incarnation_now(path: Path) -> int | None:
+    """The incarnation of the journal at ``path`` as it is now; None while it holds no
+    segment: a mirror replacing a copy renames it away, then makes the directory, its
+    marker and only then its first segment (like any new journal), so a reader polling
+    the path sees each of these states."""
+    for index in segment_indices(path):
+        try:
+            with MappedSegment(segment_path(path, index)) as segment:
+                return segment.header.incarnation_ns
+        except FileNotFoundError:
+            continue  # renamed away meanwhile
+    return None
 
 
 class Process:

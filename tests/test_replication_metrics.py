@@ -36,11 +36,11 @@ from journal._replication_metrics import (
     Word,
     read_replication_metrics,
 )
-from journal._segment import MappedSegment, segment_indices, segment_path
 from journal.monitor import _prometheus, _top
 from journal.monitor._prometheus import family_names
 from journal.monitor._snapshot import snapshot
 from tests._format_md import check_table, format_md_rows
+from tests._replication import incarnation_of
 from tests._running import Started, read_line
 from tests.conftest import ASKS, BIDS, REPO
 from tests.test_metrics_http import (
@@ -174,11 +174,6 @@ def replicated_pair(root: Path) -> Iterator[tuple[Path, Path]]:
         finally:
             replicate.close()
             mirror.close()
-
-
-def incarnation_of(path: Path) -> int:
-    with MappedSegment(segment_path(path, segment_indices(path)[0])) as segment:
-        return segment.header.incarnation_ns
 
 
 def replication_families(found: dict[str, Metric]) -> set[str]:
