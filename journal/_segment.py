@@ -402,3 +402,16 @@ class MappedSegment:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def incarnation_now(directory: Path) -> int | None:
+    """The incarnation of the journal in ``directory`` as it is now: its oldest
+    segment's stamp. None while it holds no segment: not made yet (a new journal is its
+    directory first, then its first segment), or renamed or removed away."""
+    for index in segment_indices(directory):
+        try:
+            with MappedSegment(segment_path(directory, index)) as segment:
+                return segment.header.incarnation_ns
+        except FileNotFoundError:
+            continue  # archived and removed meanwhile: the next is the oldest
+    return None

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import journal
-from journal._segment import MappedSegment, segment_indices, segment_path
+from journal._segment import MappedSegment, incarnation_now, segment_indices, segment_path
 
 REPO = Path(__file__).resolve().parent.parent
 JOURNAL = Path(sys.executable).parent / "journal"
@@ -65,20 +65,6 @@ def incarnation_of(path: Path) -> int:
     incarnation = incarnation_now(path)
     assert incarnation is not None, f"{path} holds no segment"
     return incarnation
-
-
-def incarnation_now(path: Path) -> int | None:
-    """The incarnation of the journal at ``path`` as it is now; None while it holds no
-    segment: a mirror replacing a copy renames it away, then makes the directory, its
-    marker and only then its first segment (like any new journal), so a reader polling
-    the path sees each of these states."""
-    for index in segment_indices(path):
-        try:
-            with MappedSegment(segment_path(path, index)) as segment:
-                return segment.header.incarnation_ns
-        except FileNotFoundError:
-            continue  # renamed away meanwhile
-    return None
 
 
 class Process:

@@ -32,6 +32,7 @@ from journal._replication_metrics import (
     Word,
     read_replication_metrics,
 )
+from journal._segment import incarnation_now
 from journal.replicate import _scheme
 from journal.replicate._mirror import ConsumerOptions, Mirror, MirrorJournal, NoMirrorStats
 from journal.replicate._nats import NatsOptions, StreamOptions, ensure_stream
@@ -40,7 +41,6 @@ from tests._replication import (
     JOURNAL,
     Process,
     end_of,
-    incarnation_now,
     incarnation_of,
     mirror,
     records_of,

@@ -41,9 +41,9 @@ from journal.replicate import _scheme
 from journal.replicate._nats import (
     ConnectionState,
     NatsOptions,
+    Retries,
     Stopped,
     StreamOptions,
-    _pause,
     connect,
     import_nats,
 )
@@ -480,7 +480,8 @@ class Mirror:
         api = self._nats.js.api
         name = self.consumer.durable
         floor = 0
-        attempt = 0
+        # A consumer's leader elected after a node's loss: seconds.
+        retries = Retries(log, self._stop, lambda _: 0.25, say_every=40)
         while True:
             try:
                 info = await self.js.consumer_info(self.stream.name, name)
@@ -492,7 +493,7 @@ class Mirror:
                 # but to the floor this mirror knew, if the stream still goes that far.
                 floor = await self._known_floor()
             except (TimeoutError, self._nats.errors.Error) as error:
-                attempt = await self._retry(f"consumer {name}", error, attempt)
+                await retries.after(f"rewinding consumer {name}", error)
                 continue
             config = api.ConsumerConfig(
                 durable_name=name,
@@ -512,7 +513,7 @@ class Mirror:
                 await self.js.add_consumer(self.stream.name, config=config)
                 break
             except (TimeoutError, self._nats.errors.Error) as error:
-                attempt = await self._retry(f"creating consumer {name}", error, attempt)
+                await retries.after(f"creating consumer {name}", error)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -560,15 +561,6 @@ class Mirror:
     async def _wake_when(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._wake()
-
-    async def _retry(self, what: str, error: BaseException, attempt: int) -> int:
-        """Said the first time and every 40th (10 s), then 0.25 s or Stopped."""
-        if attempt % 40 == 0:
-            log.warning("%s: %s; retrying", what, error)
-        else:
-            log.debug("%s: %s; retrying", what, error)
-        await _pause(self._stop, 0.25)
-        return attempt + 1
 
     async def _pull(self) -> None:
         request = {

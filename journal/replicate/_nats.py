@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,15 +179,45 @@ class Stopped(Exception):
     """SIGINT/SIGTERM or --duration while connecting or waiting for the stream."""
 
 
-async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
-    """``seconds``, or less if ``stop`` is set meanwhile (then Stopped)."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    if stop.is_set():
-        raise Stopped
+class Retries:
+    """A step tried again until it works: a server restarting or a cluster electing its
+    leader is seconds of failures. The first failure and every ``say_every``-th are
+    warnings to ``logger`` (the others debug lines: an outage is one line every ten
+    seconds or so, not thousands), each followed by a pause of ``pause(n)`` seconds
+    after the n-th failure, cut short by ``stop`` (then Stopped)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        stop: asyncio.Event | None,
+        pause: Callable[[int], float],
+        say_every: int = 20,
+    ) -> None:
+        self.logger = logger
+        self.stop = stop
+        self.pause = pause
+        self.say_every = say_every
+        self.failures = 0
+
+    async def after(self, what: str, error: BaseException) -> None:
+        """``what`` failed with ``error``: say so if it is its turn, then pause."""
+        self.failures += 1
+        said = self.failures == 1 or self.failures % self.say_every == 0
+        self.logger.log(
+            logging.WARNING if said else logging.DEBUG,
+            "%s failed (%s: %s); retrying",
+            what,
+            type(error).__name__,
+            error,
+        )
+        seconds = self.pause(self.failures)
+        if self.stop is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        if self.stop.is_set():
+            raise Stopped
 
 
 async def connect(
@@ -211,7 +242,7 @@ async def connect(
         await state.error(error)
 
     state.servers = ", ".join(map(shown, options.servers))
-    attempt = 0
+    retries = Retries(log, stop, lambda n: min(options.reconnect_wait * n, 2.0))
     while True:
         # nats-py retries inside connect (forever, as asked); credentials it is refused
         # do not get better by retrying: that is said through error_cb, and ends here.
@@ -244,14 +275,7 @@ async def connect(
             nc = connecting.result()
             break
         except (TimeoutError, OSError, nats.errors.Error) as failure:
-            attempt += 1
-            if attempt == 1 or attempt % 20 == 0:
-                log.warning(
-                    "cannot connect to NATS at %s (%s); retrying",
-                    ", ".join(map(shown, options.servers)),
-                    failure,
-                )
-            await _pause(stop, min(options.reconnect_wait * attempt, 2.0))
+            await retries.after(f"connecting to NATS at {state.servers}", failure)
     holder["nc"] = nc
     state.connected(nc)
     return nc
@@ -267,7 +291,7 @@ async def ensure_stream(js: Any, options: StreamOptions, stop: asyncio.Event | N
     A configuration the server refuses (max age below the duplicate window, more
     replicas than servers, subjects another stream holds) is a JournalError."""
     nats = import_nats()
-    attempt = 0
+    retries = Retries(log, stop, lambda n: min(0.1 * n, 1.0))
     while True:
         try:
             return await _ensure_stream(js, options)
@@ -280,16 +304,9 @@ async def ensure_stream(js: Any, options: StreamOptions, stop: asyncio.Event | N
                     "--max-age, --duplicate-window, --subject-prefix, --stream) or make the "
                     "stream yourself"
                 ) from None
-            attempt += 1
-            if attempt == 1 or attempt % 20 == 0:
-                log.warning("stream %s: %s; retrying", options.name, error)
-            await _pause(stop, min(0.1 * attempt, 1.0))
+            await retries.after(f"stream {options.name}", error)
         except (TimeoutError, nats.errors.Error) as error:
-            # A server restarting, a cluster electing its leader: seconds.
-            attempt += 1
-            if attempt == 1 or attempt % 20 == 0:
-                log.warning("stream %s: %s; retrying", options.name, error)
-            await _pause(stop, min(0.1 * attempt, 1.0))
+            await retries.after(f"stream {options.name}", error)
 
 
 async def _ensure_stream(js: Any, options: StreamOptions) -> Any:

@@ -31,7 +31,6 @@ end-to-end p50 here). A busy journal so costs no thread hop at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,9 +42,9 @@ from journal import _layout as F
 from journal._decode import Record
 from journal._errors import JournalError
 from journal._reader import IdleName, Reader, Start
-from journal._segment import MappedSegment, segment_indices, segment_path
+from journal._segment import incarnation_now
 from journal.replicate import _scheme
-from journal.replicate._nats import StreamOptions, import_nats
+from journal.replicate._nats import Retries, Stopped, StreamOptions, import_nats
 from journal.replicate._scheme import Run
 
 log = logging.getLogger("journal.replicate")
@@ -130,7 +129,7 @@ class JournalReplicator:
                     log.warning("%s: %s; reading the subject's last message again", self.name, why)
                     self.stats.resynced()
                     await self._resync(stop)
-        except _Stopped:
+        except Stopped:
             pass
         except Exception as error:
             self.error = error
@@ -172,7 +171,7 @@ class JournalReplicator:
         run = self.last
         if self.last_sequence:
             self.stats.acknowledged(run, self.last_sequence)
-        if self._tmpfs_incarnation() == run.incarnation_ns:
+        if incarnation_now(self.path) == run.incarnation_ns:
             log.info(
                 "%s: going on after stream sequence %d, at (%d, %d)",
                 self.name,
@@ -203,20 +202,10 @@ class JournalReplicator:
             name="replicate",
         )
 
-    def _tmpfs_incarnation(self) -> int | None:
-        """The incarnation of the journal in tmpfs now (its oldest segment's stamp)."""
-        for index in segment_indices(self.path):
-            try:
-                with MappedSegment(segment_path(self.path, index)) as segment:
-                    return segment.header.incarnation_ns
-            except FileNotFoundError:
-                continue  # archived and removed meanwhile
-        return None
-
     async def _last_message(self, stop: asyncio.Event) -> tuple[Run, int] | None:
         """The subject's last message, as stored (by the stream leader)."""
         errors = self._nats.errors
-        attempt = 0
+        retries = self._retries(stop)
         while True:
             _check_stop(stop)
             try:
@@ -226,10 +215,10 @@ class JournalReplicator:
             except self._nats.js.errors.APIError as error:
                 if error.err_code == NO_MESSAGE_FOUND:
                     return None
-                attempt = await self._retry("reading the last message", error, attempt, stop)
+                await self._retry(retries, "reading the last message", error)
                 continue
             except (errors.Error, TimeoutError, OSError) as error:
-                attempt = await self._retry("reading the last message", error, attempt, stop)
+                await self._retry(retries, "reading the last message", error)
                 continue
             data = message.data or b""
             try:
@@ -255,17 +244,14 @@ class JournalReplicator:
                 )
             return run, int(message.seq)
 
-    async def _retry(
-        self, what: str, error: BaseException, attempt: int, stop: asyncio.Event
-    ) -> int:
+    @staticmethod
+    def _retries(stop: asyncio.Event) -> Retries:
+        """10 ms after the first failure, doubling up to a second."""
+        return Retries(log, stop, lambda n: min(0.01 * 2 ** (n - 1), 1.0))
+
+    async def _retry(self, retries: Retries, what: str, error: BaseException) -> None:
         self.stats.retried()
-        if attempt == 0 or attempt % 20 == 0:
-            log.warning(
-                "%s: %s failed (%s: %s); retrying", self.name, what, type(error).__name__, error
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), min(0.01 * 2**attempt, 1.0))
-        return attempt + 1
+        await retries.after(f"{self.name}: {what}", error)
 
     # -- reading a batch ------------------------------------------------------------------
 
@@ -418,7 +404,7 @@ class JournalReplicator:
         headers = run.headers()
         headers[_scheme.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self.last_sequence)
         errors = self._nats.errors
-        attempt = 0
+        retries = self._retries(stop)
         started = time.perf_counter_ns()
         while True:
             _check_stop(stop)
@@ -438,7 +424,7 @@ class JournalReplicator:
                         f"{error.err_code}); lower --max-batch-bytes or raise the stream's "
                         "max_msg_size"
                     ) from None
-                attempt = await self._retry("publishing", error, attempt, stop)
+                await self._retry(retries, "publishing", error)
                 continue
             except errors.MaxPayloadError as error:
                 raise JournalError(
@@ -447,7 +433,7 @@ class JournalReplicator:
                     "or raise the server's max_payload"
                 ) from None
             except (errors.Error, TimeoutError, OSError) as error:
-                attempt = await self._retry("publishing", error, attempt, stop)
+                await self._retry(retries, "publishing", error)
                 continue
             if ack.duplicate:
                 # Stored before (an earlier attempt whose acknowledgement was lost, or
@@ -458,13 +444,9 @@ class JournalReplicator:
             return
 
 
-class _Stopped(Exception):
-    """``stop`` was set: leave the task."""
-
-
 def _check_stop(stop: asyncio.Event) -> None:
     if stop.is_set():
-        raise _Stopped
+        raise Stopped
 
 
 class NoStats:
