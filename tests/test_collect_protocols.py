@@ -145,6 +145,18 @@ def test_backoff_doubles_with_full_jitter_up_to_the_cap_and_resets():
     assert backoff.next_wait() <= 0.5
 
 
+class _LowestDraws(random.Random):
+    """Every draw the lowest it could be: what the floor is there for."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+def test_backoff_never_waits_less_than_its_floor():
+    backoff = Backoff(base_s=0.25, cap_s=30.0, floor_s=0.05, _random=_LowestDraws())
+    assert [backoff.next_wait() for _ in range(5)] == [0.05] * 5
+
+
 def test_the_log_limiter_logs_the_first_then_counts(caplog):
     logger = logging.getLogger("test.ratelog")
     limiter = RateLimitedLog(logger, first=2, interval_s=3600)

@@ -314,7 +314,10 @@ def test_binance_a_gap_storm_does_not_become_a_snapshot_storm(
         times = requests(record, symbol)[:7]
         spacing += [(b - a) / 1e9 for a, b in itertools.pairwise(times)]
     assert statistics.median(spacing) >= 0.2, sorted(round(s, 3) for s in spacing)
-    assert min(spacing) >= 0.04, "never closer than the back-off's floor (0.05 s)"
+    # The floor (0.05 s, pinned in test_collect_protocols) is between the collector's
+    # requests; seen here, each is stamped when this busy fake got to it, a few ms
+    # (once 14 ms on a loaded CI machine) late, so half the floor is the bound.
+    assert min(spacing) >= 0.025, f"closer than the back-off's floor: {sorted(spacing)}"
     gaps = sum(stream.gaps for stream in run.metrics("binance").streams)
     assert gaps > len(record.rest) / 2, "a storm indeed: more gaps than requests"
     run.stop()
