@@ -24,21 +24,33 @@ DEADLINE_S = 30.0
 
 
 def read_line(process: subprocess.Popen[str], pattern: str, timeout: float = DEADLINE_S) -> str:
-    """The first line of ``process``'s stdout matching ``pattern``, within ``timeout``."""
+    """The first line of ``process``'s stdout matching ``pattern``, within ``timeout``.
+
+    Read from the pipe a byte at a time, never ahead: a process that prints several
+    lines at once (a banner) and then nothing for a while would otherwise leave the
+    wanted one in a file object's buffer, where select() cannot see it, until its next
+    output. What follows the line stays in the pipe for the next read (communicate())."""
     assert process.stdout is not None
+    descriptor = process.stdout.fileno()
     deadline = time.monotonic() + timeout
-    seen = []
+    seen: list[str] = []
+    line = bytearray()
     while time.monotonic() < deadline:
-        if not select.select([process.stdout], [], [], 0.5)[0]:
-            assert process.poll() is None, f"exited {process.returncode}: {seen}"
+        if not select.select([descriptor], [], [], 0.5)[0]:
+            assert process.poll() is None, f"exited {process.returncode}: {seen} {line!r}"
             continue
-        line = process.stdout.readline()
-        if not line:
+        byte = os.read(descriptor, 1)
+        if not byte:
             break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {seen}")
+        line += byte
+        if byte != b"\n":
+            continue
+        text = line.decode(errors="replace")
+        line.clear()
+        seen.append(text)
+        if re.search(pattern, text):
+            return text
+    raise AssertionError(f"no line matching {pattern!r} within {timeout} s: {seen} {line!r}")
 
 
 class Running:

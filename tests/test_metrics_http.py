@@ -189,7 +189,8 @@ def test_a_scrape_over_http_has_writer_reader_and_feed_families(
         btc = feed.stream("BTC-KRW")
         btc.set_state(FeedState.LIVE)
         for _ in range(25):
-            btc.message(time.time_ns(), time.time_ns() // 1_000_000 - 7)
+            now = time.time_ns()  # one clock reading: two could straddle a millisecond
+            btc.message(now, now // 1_000_000 - 7)
         btc.add(FeedCounter.BOOKS, 24)
         for _ in range(100):
             reader.try_next()
