@@ -49,7 +49,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -206,16 +205,6 @@ class Watch(threading.Thread):
                     return
             except OSError:  # a segment being made or rolled: the next poll
                 continue
-
-
-def full_health(server: NatsServer) -> bool:
-    """/healthz without js-enabled-only: JetStream and its streams and consumers current."""
-    url = f"http://127.0.0.1:{server.monitor_port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -402,7 +391,9 @@ def main() -> int:
                 time.sleep(rng.uniform(*SERVER_DOWN_S))  # down for a random while
                 server.start(timeout=60)
                 took = wait_until(server.healthy, HEALTHY_S, f"{server.name} back")
-                full = wait_until(lambda: all(map(full_health, servers)), HEALTHY_S, "healthz")
+                full = wait_until(
+                    lambda: all(s.healthy(all_current=True) for s in servers), HEALTHY_S, "healthz"
+                )
                 say(
                     f"kill {sum(kills.values())}: nats-server {server.name} "
                     f"(JetStream back in {took:.1f} s, all current in {took + full:.1f} s)"

@@ -24,7 +24,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from journal import _replication_metrics_layout as L
 from journal._errors import JournalError
@@ -143,6 +143,14 @@ class ReplicationMetrics:
 MIRROR_LAG_STALE_NS: Final = 10_000_000_000
 
 
+class MirrorLag(NamedTuple):
+    """A mirror's lag as it measured it: the stream's records of the journal beyond
+    the copy, and how much later the last of them was written than the copy's last."""
+
+    records: int
+    ns: int
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicationFigures:
     """A replication metrics file as read: its header, its words, its owner alive."""
@@ -159,15 +167,15 @@ class ReplicationFigures:
     def __getitem__(self, word: Word) -> int:
         return self.words[word]
 
-    def mirror_lag(self, now_ns: int) -> tuple[int, int] | None:
-        """A mirror's lag, ``(records, ns)``, as it measured it last; None before it
+    def mirror_lag(self, now_ns: int) -> MirrorLag | None:
+        """A mirror's lag as it measured it last; None before it
         did, when it is no mirror, and when that is over ``MIRROR_LAG_STALE_NS`` ago
         (it measures every second: one that cannot reach the stream, or died, does
         not know its lag, and an old figure would pass for it)."""
         checked = self[Word.LAG_CHECKED_NS]
         if self.role is not Role.MIRROR or not checked or now_ns - checked > MIRROR_LAG_STALE_NS:
             return None
-        return self[Word.LAG_RECORDS], self[Word.LAG_NS]
+        return MirrorLag(self[Word.LAG_RECORDS], self[Word.LAG_NS])
 
 
 def read_replication_metrics(path: Path) -> ReplicationFigures | None:

@@ -139,9 +139,11 @@ class NatsServer:
                 lines.put(line.rstrip("\n"))
         lines.put(None)
 
-    def healthy(self) -> bool:
-        """JetStream up and, in a cluster, its meta leader known (/healthz)."""
-        url = f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true"
+    def healthy(self, *, all_current: bool = False) -> bool:
+        """JetStream up and, in a cluster, its meta leader known (/healthz); with
+        ``all_current``, its streams and consumers caught up with their leaders too."""
+        query = "" if all_current else "?js-enabled-only=true"
+        url = f"http://127.0.0.1:{self.monitor_port}/healthz{query}"
         try:
             with urllib.request.urlopen(url, timeout=1.0) as answer:
                 return bool(answer.status == 200)

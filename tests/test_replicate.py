@@ -118,6 +118,14 @@ def test_a_payload_of_another_size_is_refused() -> None:
         _scheme.parse_run(headers, 16)
 
 
+def small_journal(path: Path, books: int) -> list[tuple[tuple[int, int], bytes]]:
+    """A journal at ``path`` of ``books`` one-level books (0, 1, ...), its records."""
+    with journal.Writer(path, segment_size=SEGMENT) as writing:
+        for i in range(books):
+            writing.append_orderbook("upbit", "BTC-KRW", i, i, [[1.0, 1.0]], [[2.0, 1.0]])
+    return records_of(path)
+
+
 def run_of(source: Path, records: list[tuple[tuple[int, int], bytes]], first: int) -> _scheme.Run:
     """The message ``journal replicate`` would send of ``records`` (consecutive, of one
     segment of ``source``), the ``first``-th of its incarnation on."""
@@ -144,10 +152,7 @@ def test_a_copys_lag_is_what_the_stream_holds_beyond_it(shm_dir: Path) -> None:
     """Records: the stream's last message's end (Journal-First-Record + records) less
     the copy's; time: its last record's less the copy's last; 0 once caught up."""
     source = shm_dir / "feed"
-    with journal.Writer(source, segment_size=SEGMENT) as writing:
-        for i in range(10):
-            writing.append_orderbook("upbit", "BTC-KRW", i, i, [[1.0, 1.0]], [[2.0, 1.0]])
-    records = records_of(source)
+    records = small_journal(source, 10)
     copy = MirrorJournal(shm_dir / "mirror", "feed", NoMirrorStats())
     try:
         first = run_of(source, records[:4], 0)
@@ -1169,10 +1174,7 @@ def test_a_message_a_new_copy_skips_is_counted_once(shm_dir: Path) -> None:
     """Delivered again (a rewind while the copy cannot start yet), it is not counted
     again among the records skipped."""
     source = shm_dir / "feed"
-    with journal.Writer(source, segment_size=SEGMENT) as writing:
-        for i in range(6):
-            writing.append_orderbook("upbit", "BTC-KRW", i, i, [[1.0, 1.0]], [[2.0, 1.0]])
-    records = records_of(source)
+    records = small_journal(source, 6)
     copy = MirrorJournal(shm_dir / "mirror", "feed", NoMirrorStats())
     later = run_of(source, records[2:5], 2)  # not at a segment's start
     assert [copy.apply(later, _payload(records[2:5])) for _ in range(3)] == ["skipped"] * 3

@@ -479,10 +479,9 @@ def _lag(field: str) -> Callable[[ReplicationSide], int | None]:
     is too long ago to be its lag now)."""
 
     def value(side: ReplicationSide) -> int | None:
-        if side.figures.role is Role.MIRROR:
-            lag = side.figures.mirror_lag(side.taken_ns)
-            return None if lag is None else lag[0 if field == "records" else 1]
-        return None if side.lag is None else cast(int | None, getattr(side.lag, field))
+        mirror = side.figures.role is Role.MIRROR
+        lag = side.figures.mirror_lag(side.taken_ns) if mirror else side.lag
+        return None if lag is None else cast(int | None, getattr(lag, field))
 
     return value
 

@@ -111,7 +111,7 @@ def screen(shots: Sequence[JournalSnapshot]) -> str:
             )
             lag_records = lag_us = None
             if (lag := f.mirror_lag(row.taken_ns)) is not None:
-                lag_records, lag_us = lag[0], lag[1] / 1e3
+                lag_records, lag_us = lag.records, lag.ns / 1e3
             pending = f"{f[Word.PENDING_MESSAGES]:,}"
         lines.append(
             f"{row.journal:<14} {row.role:<9} {row.owner:<16} {row.nats:<12} "
@@ -139,7 +139,7 @@ def log_lines(shots: Sequence[JournalSnapshot]) -> str:
         if row.lag is not None:
             lag = f" lag_records={row.lag.records} lag_ns={_number(row.lag.ns).replace(',', '')}"
         elif (mirror_lag := f.mirror_lag(row.taken_ns)) is not None:  # as it measured it
-            lag = f" lag_records={mirror_lag[0]} lag_ns={mirror_lag[1]}"
+            lag = f" lag_records={mirror_lag.records} lag_ns={mirror_lag.ns}"
         lines.append(
             f"{now} journal={row.journal} replication={row.role} "
             f"owner={row.owner.replace(' pid ', ',pid=')} stream={f.stream} "

@@ -29,6 +29,13 @@ def _host_port(url: Any) -> str:
     return f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
 
 
+def _said(failures: int, every: int = 20) -> bool:
+    """Whether the ``failures``-th failure in a row is said: the first and every
+    ``every``-th (the others are debug lines: an outage is a line now and then, not
+    thousands)."""
+    return failures == 1 or failures % every == 0
+
+
 class UsageError(ValueError):
     """An argument that cannot work, said before anything connects (exit status 2)."""
 
@@ -164,7 +171,7 @@ class ConnectionState:
         self.errors += 1
         if self.state != self.CONNECTED:
             self._failures += 1
-            if self._failures == 1 or self._failures % 20 == 0:
+            if _said(self._failures):
                 log.warning(
                     "NATS at %s: %s: %s; retrying",
                     self.servers or "?",
@@ -176,14 +183,14 @@ class ConnectionState:
 
 
 class Stopped(Exception):
-    """SIGINT/SIGTERM or --duration while connecting or waiting for the stream."""
+    """SIGINT/SIGTERM or --duration: what was waiting or retrying ends (connecting,
+    the stream, a journal's task)."""
 
 
 class Retries:
     """A step tried again until it works: a server restarting or a cluster electing its
-    leader is seconds of failures. The first failure and every ``say_every``-th are
-    warnings to ``logger`` (the others debug lines: an outage is one line every ten
-    seconds or so, not thousands), each followed by a pause of ``pause(n)`` seconds
+    leader is seconds of failures. Each is a warning to ``logger`` when ``_said``
+    (every ``say_every``-th), else a debug line, then a pause of ``pause(n)`` seconds
     after the n-th failure, cut short by ``stop`` (then Stopped)."""
 
     def __init__(
@@ -202,9 +209,8 @@ class Retries:
     async def after(self, what: str, error: BaseException) -> None:
         """``what`` failed with ``error``: say so if it is its turn, then pause."""
         self.failures += 1
-        said = self.failures == 1 or self.failures % self.say_every == 0
         self.logger.log(
-            logging.WARNING if said else logging.DEBUG,
+            logging.WARNING if _said(self.failures, self.say_every) else logging.DEBUG,
             "%s failed (%s: %s); retrying",
             what,
             type(error).__name__,
