@@ -135,8 +135,9 @@ def throughput(url: str, work: Path, books: int, one_per_message: bool) -> float
 
 def latency(url: str, work: Path, rate: float, seconds: float, one_per_message: bool) -> list[int]:
     """Source commit to mirror reader, ns, per book of a steady feed at ``rate``."""
-    source = work / f"live-src-{one_per_message}-{rate:g}" / "feed"
-    mirror_root = work / f"live-mirror-{one_per_message}-{rate:g}"
+    run = uuid.uuid4().hex[:8]  # its own journals: two runs at one rate share none
+    source = work / f"live-src-{run}" / "feed"
+    mirror_root = work / f"live-mirror-{run}"
     count = int(rate * seconds)
     feed = subprocess.Popen(
         [sys.executable, "-c", PACED_WRITER, str(source), str(count), str(rate)],
